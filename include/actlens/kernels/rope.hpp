@@ -1,0 +1,70 @@
+// actlens/kernels/rope.hpp: rotary position embeddings, in the two pairings models use.
+#pragma once
+
+#include <actlens/core/tensor.hpp>
+
+#include <cmath>
+#include <cstddef>
+
+namespace actlens::kernels {
+
+/// Which elements of a head form a rotated pair.
+enum class rope_style {
+    adjacent,  ///< (2j, 2j+1): llama2.c, Meta's original code, GGUF.
+    half_split ///< (j, j + d_h/2): Hugging Face "rotate_half".
+};
+
+/// cos/sin of pos * theta^(-2j/d_h) for every position below max_positions and j < d_h/2.
+/// Computed once per model. The angle is formed in T, as llama2.c and Hugging Face do in float32,
+/// so that positions far along the context round the same way they do there.
+template <class T>
+class rope_table {
+public:
+    rope_table() = default;
+    rope_table(std::size_t max_positions, std::size_t head_dim, T theta)
+        : m_half(head_dim / 2), m_cos({max_positions, head_dim / 2}), m_sin({max_positions, head_dim / 2}) {
+        for (std::size_t j = 0; j < m_half; ++j) {
+            const T freq = T(1) / std::pow(theta, T(2 * j) / T(head_dim));
+            for (std::size_t p = 0; p < max_positions; ++p) {
+                const T angle = T(p) * freq;
+                m_cos(p, j) = std::cos(angle);
+                m_sin(p, j) = std::sin(angle);
+            }
+        }
+    }
+    std::size_t max_positions() const noexcept { return m_cos.empty() ? 0 : m_cos.extent(0); }
+    std::size_t half() const noexcept { return m_half; }
+    const T* cos(std::size_t pos) const noexcept { return m_cos.data() + pos * m_half; }
+    const T* sin(std::size_t pos) const noexcept { return m_sin.data() + pos * m_half; }
+
+private:
+    std::size_t m_half = 0;
+    tensor<T> m_cos, m_sin;
+};
+
+/// Rotates, in place, `n_heads` heads of width 2*table.half() in each of `rows` rows (row stride `ld`).
+/// Row r is at position pos0 + r % seq_len (rows are [batch, seq] flattened). sign = -1 applies the
+/// inverse rotation (the backward pass). Positions must be below table.max_positions().
+template <class T>
+void rope(T* x, std::size_t rows, std::size_t n_heads, std::size_t ld, std::size_t seq_len, std::size_t pos0,
+          const rope_table<T>& table, rope_style style, T sign = T(1)) noexcept {
+    const std::size_t half = table.half();
+    const std::size_t head_dim = 2 * half;
+    for (std::size_t r = 0; r < rows; ++r) {
+        const std::size_t pos = pos0 + r % seq_len;
+        const T* c = table.cos(pos);
+        const T* s = table.sin(pos);
+        for (std::size_t h = 0; h < n_heads; ++h) {
+            T* v = x + r * ld + h * head_dim;
+            for (std::size_t j = 0; j < half; ++j) {
+                const std::size_t a = style == rope_style::adjacent ? 2 * j : j;
+                const std::size_t b = style == rope_style::adjacent ? 2 * j + 1 : j + half;
+                const T u = v[a], w = v[b], sn = sign * s[j];
+                v[a] = u * c[j] - w * sn;
+                v[b] = u * sn + w * c[j];
+            }
+        }
+    }
+}
+
+} // namespace actlens::kernels
