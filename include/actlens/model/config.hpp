@@ -1,0 +1,114 @@
+// actlens/model/config.hpp: the shape and family options of a transformer.
+//
+// One transformer with a row of options per family, not a class per model: GPT-2 is LayerNorm +
+// learned positions + GELU + biases + tied unembedding; Llama is RMSNorm + RoPE + SwiGLU + GQA.
+#pragma once
+
+#include <actlens/error.hpp>
+#include <actlens/kernels/rope.hpp>
+
+#include <cstddef>
+#include <string>
+#include <utility>
+
+namespace actlens {
+
+enum class norm_kind { layer_norm, rms_norm };
+enum class position_kind { learned, rotary };
+enum class mlp_kind { gelu_tanh, swiglu };
+
+/// Everything that fixes a transformer's computation apart from its weights.
+struct model_config {
+    std::string family = "llama"; ///< informative: "gpt2", "llama", ...
+    std::size_t n_layers = 0;
+    std::size_t d_model = 0;
+    std::size_t n_heads = 0;
+    std::size_t n_kv_heads = 0; ///< = n_heads without grouped-query attention
+    std::size_t d_head = 0;     ///< usually d_model / n_heads
+    std::size_t d_mlp = 0;
+    std::size_t vocab_size = 0;
+    std::size_t max_seq_len = 0; ///< positions the model supports (learned table size or RoPE table)
+
+    norm_kind norm = norm_kind::rms_norm;
+    double norm_eps = 1e-5;
+    position_kind position = position_kind::rotary;
+    kernels::rope_style rope = kernels::rope_style::adjacent;
+    double rope_theta = 10000.0;
+    mlp_kind mlp = mlp_kind::swiglu;
+    bool qkv_bias = false;      ///< biases on q, k, v (GPT-2, Qwen2)
+    bool out_bias = false;      ///< biases on the attention output and MLP projections (GPT-2)
+    bool tied_embeddings = true;
+
+    /// Query heads per key/value head.
+    std::size_t group_size() const noexcept { return n_kv_heads ? n_heads / n_kv_heads : 0; }
+
+    /// Throws actlens::error (model.401) naming the first inconsistent field.
+    void validate() const {
+        auto positive = [](std::size_t v, const char* name) {
+            if (v == 0) fail(errc::bad_config, "model config: '{}' must be positive", name);
+        };
+        positive(n_layers, "n_layers");
+        positive(d_model, "d_model");
+        positive(n_heads, "n_heads");
+        positive(n_kv_heads, "n_kv_heads");
+        positive(d_head, "d_head");
+        positive(d_mlp, "d_mlp");
+        positive(vocab_size, "vocab_size");
+        positive(max_seq_len, "max_seq_len");
+        if (n_heads % n_kv_heads != 0)
+            fail(errc::bad_config, "model config: n_heads ({}) is not a multiple of n_kv_heads ({})", n_heads,
+                 n_kv_heads);
+        if (position == position_kind::rotary && d_head % 2 != 0)
+            fail(errc::bad_config, "model config: rotary embeddings need an even d_head, got {}", d_head);
+        if (!(norm_eps > 0.0)) fail(errc::bad_config, "model config: norm_eps must be positive, got {}", norm_eps);
+        if (position == position_kind::rotary && !(rope_theta > 1.0))
+            fail(errc::bad_config, "model config: rope_theta must be > 1, got {}", rope_theta);
+        // Bound the sizes so that later products of widths cannot overflow (2^24 covers every real model).
+        const std::size_t limit = std::size_t(1) << 24;
+        for (auto [v, name] : {std::pair{d_model, "d_model"}, {d_mlp, "d_mlp"}, {vocab_size, "vocab_size"},
+                               {max_seq_len, "max_seq_len"}, {n_heads * d_head, "n_heads * d_head"}})
+            if (v > limit) fail(errc::bad_config, "model config: '{}' = {} is implausibly large", name, v);
+        if (n_layers > 4096) fail(errc::bad_config, "model config: n_layers = {} is implausibly large", n_layers);
+    }
+
+    /// GPT-2's family row with the given sizes.
+    static model_config gpt2(std::size_t n_layers, std::size_t d_model, std::size_t n_heads, std::size_t vocab_size,
+                             std::size_t max_seq_len = 1024) {
+        model_config c;
+        c.family = "gpt2";
+        c.n_layers = n_layers;
+        c.d_model = d_model;
+        c.n_heads = c.n_kv_heads = n_heads;
+        c.d_head = n_heads ? d_model / n_heads : 0;
+        c.d_mlp = 4 * d_model;
+        c.vocab_size = vocab_size;
+        c.max_seq_len = max_seq_len;
+        c.norm = norm_kind::layer_norm;
+        c.position = position_kind::learned;
+        c.mlp = mlp_kind::gelu_tanh;
+        c.qkv_bias = c.out_bias = true;
+        c.tied_embeddings = true;
+        return c;
+    }
+
+    /// Llama's family row with the given sizes.
+    static model_config llama(std::size_t n_layers, std::size_t d_model, std::size_t n_heads, std::size_t n_kv_heads,
+                              std::size_t d_mlp, std::size_t vocab_size, std::size_t max_seq_len,
+                              kernels::rope_style rope = kernels::rope_style::half_split) {
+        model_config c;
+        c.family = "llama";
+        c.n_layers = n_layers;
+        c.d_model = d_model;
+        c.n_heads = n_heads;
+        c.n_kv_heads = n_kv_heads;
+        c.d_head = n_heads ? d_model / n_heads : 0;
+        c.d_mlp = d_mlp;
+        c.vocab_size = vocab_size;
+        c.max_seq_len = max_seq_len;
+        c.rope = rope;
+        c.tied_embeddings = false;
+        return c;
+    }
+};
+
+} // namespace actlens

@@ -1,0 +1,422 @@
+// actlens/model/transformer.hpp: one decoder-only transformer for every supported family.
+//
+// The forward pass is const and thread-safe: all per-run state (activation buffers, KV cache,
+// hooks, the cache of captured activations) lives in objects the caller owns and passes in.
+// It is templated on the scalar type so that gradient checks can run the same code in double.
+#pragma once
+
+#include <actlens/core/tensor.hpp>
+#include <actlens/error.hpp>
+#include <actlens/kernels/activations.hpp>
+#include <actlens/kernels/attention.hpp>
+#include <actlens/kernels/gemm.hpp>
+#include <actlens/kernels/norms.hpp>
+#include <actlens/kernels/rope.hpp>
+#include <actlens/kernels/softmax.hpp>
+#include <actlens/model/config.hpp>
+#include <actlens/model/hook_point.hpp>
+#include <actlens/model/hooks.hpp>
+#include <actlens/model/kv_cache.hpp>
+#include <actlens/model/weights.hpp>
+#include <actlens/model/workspace.hpp>
+
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace actlens {
+
+/// Options of one forward pass. Everything is optional; a default-constructed value runs the
+/// whole model from tokens to logits at every position.
+template <class T>
+struct run_options {
+    /// Callbacks at hook points (read, overwrite or add to activations).
+    const hook_set<T>* hooks = nullptr;
+    /// Keys/values of earlier positions; the new positions are appended to it.
+    kv_cache<T>* cache = nullptr;
+    /// Stop before this block and return its hook_resid_pre [B, T, d]; -1 runs to the logits.
+    int stop_at_layer = -1;
+    /// Compute logits for the last position of each row only ([B, 1, V]): what generation needs.
+    bool last_position_only = false;
+};
+
+/// A decoder-only transformer (GPT-2 and Llama families; see model_config).
+template <class T>
+class basic_transformer {
+public:
+    using value_type = T;
+
+    /// Takes a config and weights that match it; throws actlens::error (model.401) if they don't.
+    basic_transformer(model_config config, model_weights<T> weights)
+        : m_config(std::move(config)), m_weights(std::move(weights)) {
+        m_config.validate();
+        m_weights.validate(m_config);
+        if (m_config.position == position_kind::rotary)
+            m_rope = kernels::rope_table<T>(m_config.max_seq_len, m_config.d_head, T(m_config.rope_theta));
+    }
+
+    const model_config& config() const noexcept { return m_config; }
+    const model_weights<T>& weights() const noexcept { return m_weights; }
+
+    /// Every hook point this model calls, in forward order.
+    std::vector<hook_point> hook_points() const {
+        std::vector<hook_point> out;
+        out.push_back({site::embed, -1});
+        if (m_config.position == position_kind::learned) out.push_back({site::pos_embed, -1});
+        for (int l = 0; l < static_cast<int>(m_config.n_layers); ++l)
+            for (std::size_t s = static_cast<std::size_t>(site::resid_pre); s <= static_cast<std::size_t>(site::resid_post);
+                 ++s) {
+                const auto st = static_cast<site>(s);
+                if ((st == site::attn_rot_q || st == site::attn_rot_k) && m_config.position != position_kind::rotary)
+                    continue;
+                if (st == site::mlp_pre_linear && m_config.mlp != mlp_kind::swiglu) continue;
+                out.push_back({st, l});
+            }
+        out.push_back({site::ln_final_normalized, -1});
+        return out;
+    }
+
+    /// The hook points whose names match a glob such as "blocks.*.hook_resid_pre".
+    std::vector<hook_point> hook_points(std::string_view glob) const {
+        std::vector<hook_point> out;
+        for (const hook_point& p : hook_points())
+            if (glob_match(glob, p.name())) out.push_back(p);
+        return out;
+    }
+
+    /// A KV cache sized for this model.
+    kv_cache<T> make_kv_cache(std::size_t batch, std::size_t capacity) const {
+        return kv_cache<T>(m_config.n_layers, batch, capacity, m_config.n_kv_heads * m_config.d_head);
+    }
+
+    /// Runs tokens [B, T] (or [T] for one row) through the model. Returns logits [B, T, V] (or
+    /// [B, 1, V] with last_position_only, or resid_pre [B, T, d] with stop_at_layer) as a view into
+    /// `ws`, valid until its next use. Throws actlens::error on empty input, out-of-range token ids,
+    /// or a context longer than the model's.
+    tensor_view<const T> forward(workspace<T>& ws, tensor_view<const std::int32_t> tokens,
+                                 const run_options<T>& options = {}) const {
+        const auto [batch, positions] = token_dims(tokens);
+        check_tokens(tokens, batch, positions);
+        return run(ws, &tokens, nullptr, 0, batch, positions, options);
+    }
+
+    /// Runs the model from block `start_layer`, given that block's resid_pre [B, T, d] (e.g. a cached
+    /// residual): the layers below are not recomputed. Position embeddings were already added.
+    tensor_view<const T> forward_from(workspace<T>& ws, tensor_view<const T> resid_pre, int start_layer,
+                                      const run_options<T>& options = {}) const {
+        if (start_layer < 0 || start_layer > static_cast<int>(m_config.n_layers))
+            fail(errc::bad_layer_range, "forward_from: start_layer {} is outside 0..{}", start_layer,
+                 m_config.n_layers);
+        if (resid_pre.rank() != 3 || resid_pre.extent(2) != m_config.d_model)
+            fail(errc::shape_mismatch, "forward_from: resid_pre has shape {}, expected [B, T, {}]",
+                 resid_pre.shape().to_string(), m_config.d_model);
+        return run(ws, nullptr, &resid_pre, start_layer, resid_pre.extent(0), resid_pre.extent(1), options);
+    }
+
+    /// Convenience: allocates a workspace and returns a copy of the output.
+    tensor<T> forward(tensor_view<const std::int32_t> tokens, const run_options<T>& options = {}) const {
+        workspace<T> ws;
+        return tensor<T>::copy_of(forward(ws, tokens, options));
+    }
+    tensor<T> forward(const std::vector<std::int32_t>& tokens, const run_options<T>& options = {}) const {
+        return forward(tensor_view<const std::int32_t>(tokens.data(), {tokens.size()}), options);
+    }
+
+    /// Runs the model and keeps the activations at every hook point matching `glob` ("*" for all).
+    /// The user's hooks (if any) run first; the cache keeps what they left.
+    std::pair<tensor<T>, activation_cache<T>> run_with_cache(tensor_view<const std::int32_t> tokens,
+                                                             std::string_view glob = "*",
+                                                             const run_options<T>& options = {}) const {
+        std::pair<tensor<T>, activation_cache<T>> out;
+        hook_set<T> hooks;
+        if (options.hooks) hooks.merge(*options.hooks);
+        out.second.capture_into(hooks, hook_points(glob));
+        run_options<T> with_capture = options;
+        with_capture.hooks = &hooks;
+        out.first = forward(tokens, with_capture);
+        return out;
+    }
+    std::pair<tensor<T>, activation_cache<T>> run_with_cache(const std::vector<std::int32_t>& tokens,
+                                                             std::string_view glob = "*",
+                                                             const run_options<T>& options = {}) const {
+        return run_with_cache(tensor_view<const std::int32_t>(tokens.data(), {tokens.size()}), glob, options);
+    }
+
+private:
+    static std::pair<std::size_t, std::size_t> token_dims(const tensor_view<const std::int32_t>& tokens) {
+        if (tokens.rank() == 1) return {1, tokens.extent(0)};
+        if (tokens.rank() == 2) return {tokens.extent(0), tokens.extent(1)};
+        fail(errc::shape_mismatch, "tokens must have shape [T] or [B, T], got {}", tokens.shape().to_string());
+    }
+
+    void check_tokens(const tensor_view<const std::int32_t>& tokens, std::size_t batch, std::size_t positions) const {
+        if (batch == 0 || positions == 0 || tokens.data() == nullptr)
+            fail(errc::empty_prompt, "tokens are empty (shape {})", tokens.shape().to_string());
+        const auto rows = tokens.rank() == 1 ? tokens.reshaped({1, positions}) : tokens;
+        for (std::size_t b = 0; b < batch; ++b)
+            for (std::size_t t = 0; t < positions; ++t) {
+                const std::int32_t id = rows(b, t);
+                if (id < 0 || static_cast<std::size_t>(id) >= m_config.vocab_size)
+                    fail(errc::token_out_of_range, "token id {} at [{}, {}] is outside the vocabulary [0, {})", id, b,
+                         t, m_config.vocab_size);
+            }
+    }
+
+    // The forward pass proper. Exactly one of `tokens` and `resid_pre` is given.
+    tensor_view<const T> run(workspace<T>& ws, const tensor_view<const std::int32_t>* tokens,
+                             const tensor_view<const T>* resid_pre, int start_layer, std::size_t batch,
+                             std::size_t positions, const run_options<T>& opt) const {
+        const model_config& c = m_config;
+        const int n_layers = static_cast<int>(c.n_layers);
+        const int stop = opt.stop_at_layer < 0 ? n_layers : opt.stop_at_layer;
+        if (stop > n_layers || stop < start_layer)
+            fail(errc::bad_layer_range, "stop_at_layer {} is outside {}..{}", opt.stop_at_layer, start_layer, n_layers);
+        if (batch == 0 || positions == 0) fail(errc::empty_prompt, "forward: no positions to run");
+        kv_cache<T>* cache = opt.cache;
+        const std::size_t past = cache ? cache->length() : 0;
+        if (past + positions > c.max_seq_len)
+            fail(errc::context_overflow, "{} positions (+{} cached) exceed the model's context of {}", positions,
+                 past, c.max_seq_len);
+        if (cache) {
+            if (cache->batch() != batch || cache->n_layers() != c.n_layers ||
+                cache->kv_width() != c.n_kv_heads * c.d_head)
+                fail(errc::shape_mismatch, "kv_cache (batch {}, {} layers, width {}) does not fit this run (batch {})",
+                     cache->batch(), cache->n_layers(), cache->kv_width(), batch);
+            if (past + positions > cache->capacity())
+                fail(errc::context_overflow, "kv_cache holds {} positions, {} needed", cache->capacity(),
+                     past + positions);
+        }
+
+        const std::size_t d = c.d_model;
+        ws.prepare(c, batch, positions, past + positions);
+        const hook_set<T>* hooks = (opt.hooks && !opt.hooks->empty()) ? opt.hooks : nullptr;
+        hook_caller hook{hooks, batch, positions, past};
+        const shape_t resid_shape{batch, positions, d};
+        T* x = ws.resid.data();
+
+        if (tokens) {
+            embed(ws, *tokens, batch, positions, past, hook);
+        } else {
+            tensor<T>::copy_into(*resid_pre, tensor_view<T>(x, resid_shape));
+        }
+
+        for (int l = start_layer; l < stop; ++l) block(ws, cache, l, batch, positions, past, hook);
+        if (cache) cache->advance(positions);
+
+        if (stop < n_layers) return tensor_view<const T>(x, resid_shape);
+        return unembed(ws, batch, positions, opt.last_position_only, hook);
+    }
+
+    template <class Hook>
+    void embed(workspace<T>& ws, const tensor_view<const std::int32_t>& tokens, std::size_t batch,
+               std::size_t positions, std::size_t past, Hook& hook) const {
+        const std::size_t d = m_config.d_model;
+        const auto rows = tokens.rank() == 1 ? tokens.reshaped({1, positions}) : tokens;
+        T* x = ws.resid.data();
+        const T* table = m_weights.token_embedding.data();
+        for (std::size_t b = 0; b < batch; ++b)
+            for (std::size_t t = 0; t < positions; ++t) {
+                const T* row = table + static_cast<std::size_t>(rows(b, t)) * d;
+                std::copy(row, row + d, x + (b * positions + t) * d);
+            }
+        const shape_t shape{batch, positions, d};
+        hook(site::embed, -1, x, shape);
+        if (m_config.position != position_kind::learned) return;
+        ws.pos.reshape_uninitialized({batch * positions, d});
+        T* pe = ws.pos.data();
+        for (std::size_t b = 0; b < batch; ++b)
+            for (std::size_t t = 0; t < positions; ++t) {
+                const T* row = m_weights.position_embedding.data() + (past + t) * d;
+                std::copy(row, row + d, pe + (b * positions + t) * d);
+            }
+        hook(site::pos_embed, -1, pe, shape);
+        add_into(x, pe, batch * positions * d);
+    }
+
+    template <class Hook>
+    void block(workspace<T>& ws, kv_cache<T>* cache, int layer, std::size_t batch, std::size_t positions, std::size_t past,
+               Hook& hook) const {
+        const model_config& c = m_config;
+        const layer_weights<T>& w = m_weights.layers[static_cast<std::size_t>(layer)];
+        const std::size_t n = batch * positions, d = c.d_model, dh = c.d_head;
+        const std::size_t H = c.n_heads, Hkv = c.n_kv_heads, qw = H * dh, kvw = Hkv * dh;
+        const shape_t resid_shape{batch, positions, d};
+        T* x = ws.resid.data();
+        T* a = ws.normed.data();
+
+        hook(site::resid_pre, layer, x, resid_shape);
+        normalize(x, n, w.ln1_weight, w.ln1_bias, a);
+        hook(site::ln1_normalized, layer, a, resid_shape);
+
+        T* q = ws.q.data();
+        T* k = ws.k.data();
+        T* v = ws.v.data();
+        kernels::linear(a, n, d, w.w_q.data(), qw, w.b_q.data(), q);
+        kernels::linear(a, n, d, w.w_k.data(), kvw, w.b_k.data(), k);
+        kernels::linear(a, n, d, w.w_v.data(), kvw, w.b_v.data(), v);
+        const shape_t q_shape{batch, positions, H, dh}, kv_shape{batch, positions, Hkv, dh};
+        hook(site::attn_q, layer, q, q_shape);
+        hook(site::attn_k, layer, k, kv_shape);
+        hook(site::attn_v, layer, v, kv_shape);
+        if (c.position == position_kind::rotary) {
+            kernels::rope(q, n, H, qw, positions, past, m_rope, c.rope);
+            kernels::rope(k, n, Hkv, kvw, positions, past, m_rope, c.rope);
+            hook(site::attn_rot_q, layer, q, q_shape);
+            hook(site::attn_rot_k, layer, k, kv_shape);
+        }
+
+        attention(ws, cache, layer, batch, positions, past, hook);
+
+        T* out = ws.block_out.data();
+        kernels::linear(ws.z.data(), n, qw, w.w_o.data(), d, w.b_o.data(), out);
+        hook(site::attn_out, layer, out, resid_shape);
+        add_into(x, out, n * d);
+        hook(site::resid_mid, layer, x, resid_shape);
+
+        normalize(x, n, w.ln2_weight, w.ln2_bias, a);
+        hook(site::ln2_normalized, layer, a, resid_shape);
+        const shape_t mlp_shape{batch, positions, c.d_mlp};
+        T* pre = ws.mlp_pre.data();
+        T* post = ws.mlp_post.data();
+        if (c.mlp == mlp_kind::swiglu) {
+            T* lin = ws.mlp_lin.data();
+            kernels::linear(a, n, d, w.w_gate.data(), c.d_mlp, static_cast<const T*>(nullptr), pre);
+            kernels::linear(a, n, d, w.w_in.data(), c.d_mlp, w.b_in.data(), lin);
+            hook(site::mlp_pre, layer, pre, mlp_shape);
+            hook(site::mlp_pre_linear, layer, lin, mlp_shape);
+            kernels::swiglu(pre, lin, post, n * c.d_mlp);
+        } else {
+            kernels::linear(a, n, d, w.w_in.data(), c.d_mlp, w.b_in.data(), pre);
+            hook(site::mlp_pre, layer, pre, mlp_shape);
+            kernels::gelu_tanh(pre, post, n * c.d_mlp);
+        }
+        hook(site::mlp_post, layer, post, mlp_shape);
+        kernels::linear(post, n, c.d_mlp, w.w_out.data(), d, w.b_out.data(), out);
+        hook(site::mlp_out, layer, out, resid_shape);
+        add_into(x, out, n * d);
+        hook(site::resid_post, layer, x, resid_shape);
+    }
+
+    // Scores, causal softmax and the value mix of every (row, head). Keys and values are read from
+    // the KV cache when there is one (after appending this call's positions to it), else straight
+    // from this call's buffers. Query head h reads key/value head h / group_size (GQA).
+    template <class Hook>
+    void attention(workspace<T>& ws, kv_cache<T>* cache, int layer, std::size_t batch, std::size_t positions,
+                   std::size_t past, Hook& hook) const {
+        const model_config& c = m_config;
+        const std::size_t dh = c.d_head, H = c.n_heads, qw = H * dh, kvw = c.n_kv_heads * dh;
+        const std::size_t group = c.group_size(), keys = past + positions;
+        const T* q = ws.q.data();
+        const T* k = ws.k.data();
+        const T* v = ws.v.data();
+        std::size_t k_batch_stride = positions * kvw;
+        if (cache) {
+            T* ck = cache->keys(static_cast<std::size_t>(layer)).data();
+            T* cv = cache->values(static_cast<std::size_t>(layer)).data();
+            k_batch_stride = cache->capacity() * kvw;
+            for (std::size_t b = 0; b < batch; ++b) {
+                std::copy(k + b * positions * kvw, k + (b + 1) * positions * kvw, ck + b * k_batch_stride + past * kvw);
+                std::copy(v + b * positions * kvw, v + (b + 1) * positions * kvw, cv + b * k_batch_stride + past * kvw);
+            }
+            k = ck;
+            v = cv;
+        }
+        const T scale = T(1) / std::sqrt(T(dh));
+        T* scores = ws.scores.data();
+        T* z = ws.z.data();
+        const std::size_t head_block = positions * keys;
+        const shape_t pattern_shape{batch, H, positions, keys};
+        const bool hook_scores = hooks_at(hook, site::attn_scores, layer);
+        const long pairs = static_cast<long>(batch * H);
+        const bool parallel = batch * H * positions * keys * dh > 65536;
+        (void)parallel;
+#pragma omp parallel for schedule(static) if (parallel)
+        for (long bh = 0; bh < pairs; ++bh) {
+            const std::size_t b = static_cast<std::size_t>(bh) / H, h = static_cast<std::size_t>(bh) % H;
+            T* s = scores + static_cast<std::size_t>(bh) * head_block;
+            kernels::attention_scores(q + b * positions * qw + h * dh, qw, k + b * k_batch_stride + (h / group) * dh,
+                                      kvw, positions, keys, dh, scale, s, keys);
+            if (hook_scores)
+                kernels::mask_causal(s, positions, keys, keys, past);
+            else
+                kernels::softmax_causal(s, positions, keys, keys, past);
+        }
+        if (hook_scores) {
+            hook(site::attn_scores, layer, scores, pattern_shape);
+            for (std::size_t bh = 0; bh < batch * H; ++bh)
+                kernels::softmax_causal(scores + bh * head_block, positions, keys, keys, past);
+        }
+        hook(site::attn_pattern, layer, scores, pattern_shape);
+#pragma omp parallel for schedule(static) if (parallel)
+        for (long bh = 0; bh < pairs; ++bh) {
+            const std::size_t b = static_cast<std::size_t>(bh) / H, h = static_cast<std::size_t>(bh) % H;
+            kernels::attention_mix(scores + static_cast<std::size_t>(bh) * head_block, keys,
+                                   v + b * k_batch_stride + (h / group) * dh, kvw, positions, keys, dh,
+                                   z + b * positions * qw + h * dh, qw);
+        }
+        hook(site::attn_z, layer, z, shape_t{batch, positions, H, dh});
+    }
+
+    template <class Hook>
+    static bool hooks_at(const Hook& hook, site s, int layer) {
+        return hook.wants(s, layer);
+    }
+
+    // Calls the hooks of one forward pass; with no hook_set it costs one branch per site.
+    struct hook_caller {
+        const hook_set<T>* hooks;
+        std::size_t batch, positions, past;
+
+        bool wants(site s, int layer) const { return hooks && hooks->has(hook_point{s, layer}); }
+        void operator()(site s, int layer, T* data, const shape_t& shape) const {
+            if (!hooks) return;
+            const hook_point p{s, layer};
+            if (hooks->has(p)) hooks->run(p, tensor_view<T>(data, shape), hook_context{p, batch, positions, past});
+        }
+    };
+
+    template <class Hook>
+    tensor_view<const T> unembed(workspace<T>& ws, std::size_t batch, std::size_t positions, bool last_only,
+                                 Hook& hook) const {
+        const model_config& c = m_config;
+        const std::size_t n = batch * positions, d = c.d_model;
+        T* a = ws.normed.data();
+        normalize(ws.resid.data(), n, m_weights.final_norm_weight, m_weights.final_norm_bias, a);
+        hook(site::ln_final_normalized, -1, a, shape_t{batch, positions, d});
+        const std::size_t rows_per_seq = last_only ? 1 : positions;
+        ws.logits.reshape_uninitialized({batch, rows_per_seq, c.vocab_size});
+        if (last_only) {
+            // One row per sequence: the last position, read with a row stride of a whole sequence.
+            kernels::linear(a + (positions - 1) * d, batch, d, m_weights.unembedding.data(), c.vocab_size,
+                            static_cast<const T*>(nullptr), ws.logits.data(), false, positions * d);
+        } else {
+            kernels::linear(a, n, d, m_weights.unembedding.data(), c.vocab_size, static_cast<const T*>(nullptr),
+                            ws.logits.data());
+        }
+        return static_cast<const tensor<T>&>(ws.logits).view();
+    }
+
+    void normalize(const T* in, std::size_t rows, const tensor_view<const T>& weight, const tensor_view<const T>& bias,
+                   T* out) const {
+        if (m_config.norm == norm_kind::layer_norm)
+            kernels::layer_norm(in, rows, m_config.d_model, weight.data(), bias.data(), T(m_config.norm_eps), out);
+        else
+            kernels::rms_norm(in, rows, m_config.d_model, weight.data(), T(m_config.norm_eps), out);
+    }
+
+    static void add_into(T* x, const T* y, std::size_t count) noexcept {
+        kernels::detail::simd_transform2(x, y, x, count, [](auto a, auto b) { return a + b; });
+    }
+
+    model_config m_config;
+    model_weights<T> m_weights;
+    kernels::rope_table<T> m_rope;
+};
+
+/// The single-precision transformer every loader returns.
+using transformer = basic_transformer<float>;
+
+} // namespace actlens

@@ -1,0 +1,99 @@
+// actlens/model/weights.hpp: the parameters of a transformer, as views with a keep-alive.
+//
+// Every weight is a tensor_view<const T>, so weights can live in a memory-mapped file (used in
+// place) or in tensors the loader converted. `owners` keeps whatever backs the views alive.
+// Linear weights are stored [out, in] row-major, as PyTorch's nn.Linear and llama2.c do.
+#pragma once
+
+#include <actlens/core/tensor.hpp>
+#include <actlens/model/config.hpp>
+
+#include <cstddef>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace actlens {
+
+/// The parameters of one block. Optional ones (biases, gate, LayerNorm bias) are empty views when absent.
+template <class T>
+struct layer_weights {
+    tensor_view<const T> ln1_weight, ln1_bias; ///< [d]
+    tensor_view<const T> w_q, b_q;             ///< [H d_h, d], [H d_h]
+    tensor_view<const T> w_k, b_k;             ///< [H_kv d_h, d], [H_kv d_h]
+    tensor_view<const T> w_v, b_v;             ///< [H_kv d_h, d], [H_kv d_h]
+    tensor_view<const T> w_o, b_o;             ///< [d, H d_h], [d]
+    tensor_view<const T> ln2_weight, ln2_bias; ///< [d]
+    tensor_view<const T> w_gate;               ///< [d_mlp, d]  SwiGLU gate (Llama gate_proj, llama2.c w1)
+    tensor_view<const T> w_in, b_in;           ///< [d_mlp, d]  GPT-2 c_fc, Llama up_proj (llama2.c w3)
+    tensor_view<const T> w_out, b_out;         ///< [d, d_mlp]  GPT-2 mlp.c_proj, Llama down_proj (llama2.c w2)
+};
+
+/// All parameters of a transformer.
+template <class T>
+struct model_weights {
+    tensor_view<const T> token_embedding;    ///< [V, d]
+    tensor_view<const T> position_embedding; ///< [max_seq_len, d], learned positions only
+    std::vector<layer_weights<T>> layers;
+    tensor_view<const T> final_norm_weight, final_norm_bias; ///< [d]
+    tensor_view<const T> unembedding;                        ///< [V, d]; the token embedding when tied
+
+    /// Whatever backs the views (mapped files, converted tensors).
+    std::vector<std::shared_ptr<const void>> owners;
+
+    /// Takes ownership of a tensor and returns a view of it.
+    tensor_view<const T> own(tensor<T>&& t) {
+        auto held = std::make_shared<tensor<T>>(std::move(t));
+        tensor_view<const T> v = static_cast<const tensor<T>&>(*held).view();
+        owners.push_back(std::move(held));
+        return v;
+    }
+
+    /// Checks every tensor's presence and shape against the config; throws actlens::error
+    /// (model.401) naming the tensor, its shape and the expected one.
+    void validate(const model_config& c) const {
+        const std::size_t d = c.d_model, qw = c.n_heads * c.d_head, kvw = c.n_kv_heads * c.d_head;
+        auto check = [](const tensor_view<const T>& v, std::initializer_list<std::size_t> dims, const std::string& name) {
+            const shape_t want(dims);
+            if (v.data() == nullptr)
+                fail(errc::bad_config, "weights: tensor '{}' is missing (expected shape {})", name, want.to_string());
+            if (v.shape() != want || !v.is_contiguous())
+                fail(errc::bad_config, "weights: tensor '{}' has shape {}, expected {}", name, v.shape().to_string(),
+                     want.to_string());
+        };
+        auto check_optional = [&](const tensor_view<const T>& v, bool present, std::size_t n, const std::string& name) {
+            if (present) check(v, {n}, name);
+        };
+        const bool ln = c.norm == norm_kind::layer_norm;
+        check(token_embedding, {c.vocab_size, d}, "token_embedding");
+        if (c.position == position_kind::learned) check(position_embedding, {c.max_seq_len, d}, "position_embedding");
+        if (layers.size() != c.n_layers)
+            fail(errc::bad_config, "weights: {} layers given, config says {}", layers.size(), c.n_layers);
+        for (std::size_t l = 0; l < layers.size(); ++l) {
+            const layer_weights<T>& w = layers[l];
+            const std::string p = "layers." + std::to_string(l) + ".";
+            check(w.ln1_weight, {d}, p + "ln1_weight");
+            check_optional(w.ln1_bias, ln, d, p + "ln1_bias");
+            check(w.w_q, {qw, d}, p + "w_q");
+            check(w.w_k, {kvw, d}, p + "w_k");
+            check(w.w_v, {kvw, d}, p + "w_v");
+            check_optional(w.b_q, c.qkv_bias, qw, p + "b_q");
+            check_optional(w.b_k, c.qkv_bias, kvw, p + "b_k");
+            check_optional(w.b_v, c.qkv_bias, kvw, p + "b_v");
+            check(w.w_o, {d, qw}, p + "w_o");
+            check_optional(w.b_o, c.out_bias, d, p + "b_o");
+            check(w.ln2_weight, {d}, p + "ln2_weight");
+            check_optional(w.ln2_bias, ln, d, p + "ln2_bias");
+            if (c.mlp == mlp_kind::swiglu) check(w.w_gate, {c.d_mlp, d}, p + "w_gate");
+            check(w.w_in, {c.d_mlp, d}, p + "w_in");
+            check_optional(w.b_in, c.out_bias, c.d_mlp, p + "b_in");
+            check(w.w_out, {d, c.d_mlp}, p + "w_out");
+            check_optional(w.b_out, c.out_bias, d, p + "b_out");
+        }
+        check(final_norm_weight, {d}, "final_norm_weight");
+        check_optional(final_norm_bias, ln, d, "final_norm_bias");
+        check(unembedding, {c.vocab_size, d}, "unembedding");
+    }
+};
+
+} // namespace actlens

@@ -1,0 +1,126 @@
+// A deliberately plain forward pass, written from the math in ALGORITHMS.md §9 with scalar loops in
+// long double, sharing no code with the library's kernels. Tests compare the library against it.
+#pragma once
+
+#include <actlens/model/transformer.hpp>
+
+#include <cmath>
+#include <cstdint>
+#include <vector>
+
+namespace reference {
+
+using real = long double;
+using matrix = std::vector<std::vector<real>>; // [rows][cols]
+
+template <class T>
+real w(const actlens::tensor_view<const T>& v, std::size_t i, std::size_t j = 0) {
+    return real(v.rank() == 1 ? v(i) : v(i, j));
+}
+
+template <class T>
+matrix linear(const matrix& x, const actlens::tensor_view<const T>& W, const actlens::tensor_view<const T>& b) {
+    const std::size_t out = W.extent(0), in = W.extent(1);
+    matrix y(x.size(), std::vector<real>(out, 0));
+    for (std::size_t r = 0; r < x.size(); ++r)
+        for (std::size_t o = 0; o < out; ++o) {
+            real s = b.data() ? w(b, o) : 0;
+            for (std::size_t i = 0; i < in; ++i) s += x[r][i] * w(W, o, i);
+            y[r][o] = s;
+        }
+    return y;
+}
+
+template <class T>
+matrix norm(const actlens::model_config& c, const matrix& x, const actlens::tensor_view<const T>& g,
+            const actlens::tensor_view<const T>& b) {
+    matrix y = x;
+    for (std::size_t r = 0; r < x.size(); ++r) {
+        const std::size_t d = x[r].size();
+        real mean = 0, sq = 0;
+        if (c.norm == actlens::norm_kind::layer_norm) {
+            for (real v : x[r]) mean += v;
+            mean /= real(d);
+        }
+        for (real v : x[r]) sq += (v - mean) * (v - mean);
+        const real scale = 1 / std::sqrt(sq / real(d) + real(c.norm_eps));
+        for (std::size_t i = 0; i < d; ++i)
+            y[r][i] = (x[r][i] - mean) * scale * w(g, i) + (b.data() ? w(b, i) : 0);
+    }
+    return y;
+}
+
+// Rotates head vectors of a [T][heads*dh] matrix in place.
+inline void rope(const actlens::model_config& c, matrix& x, std::size_t heads) {
+    const std::size_t dh = c.d_head, half = dh / 2;
+    for (std::size_t t = 0; t < x.size(); ++t)
+        for (std::size_t h = 0; h < heads; ++h)
+            for (std::size_t j = 0; j < half; ++j) {
+                const real angle = real(t) * std::pow(real(c.rope_theta), -real(2 * j) / real(dh));
+                const bool adj = c.rope == actlens::kernels::rope_style::adjacent;
+                const std::size_t a = h * dh + (adj ? 2 * j : j), b = h * dh + (adj ? 2 * j + 1 : j + half);
+                const real u = x[t][a], v = x[t][b];
+                x[t][a] = u * std::cos(angle) - v * std::sin(angle);
+                x[t][b] = u * std::sin(angle) + v * std::cos(angle);
+            }
+}
+
+/// Logits [T][V] of one sequence.
+template <class T>
+matrix forward(const actlens::basic_transformer<T>& model, const std::vector<std::int32_t>& tokens) {
+    const actlens::model_config& c = model.config();
+    const auto& W = model.weights();
+    const std::size_t n = tokens.size(), d = c.d_model, dh = c.d_head;
+    matrix x(n, std::vector<real>(d));
+    for (std::size_t t = 0; t < n; ++t)
+        for (std::size_t i = 0; i < d; ++i)
+            x[t][i] = w(W.token_embedding, std::size_t(tokens[t]), i) +
+                      (c.position == actlens::position_kind::learned ? w(W.position_embedding, t, i) : 0);
+    for (const auto& L : W.layers) {
+        const matrix a = norm(c, x, L.ln1_weight, L.ln1_bias);
+        matrix q = linear(a, L.w_q, L.b_q), k = linear(a, L.w_k, L.b_k), v = linear(a, L.w_v, L.b_v);
+        if (c.position == actlens::position_kind::rotary) {
+            rope(c, q, c.n_heads);
+            rope(c, k, c.n_kv_heads);
+        }
+        matrix z(n, std::vector<real>(c.n_heads * dh, 0));
+        for (std::size_t h = 0; h < c.n_heads; ++h) {
+            const std::size_t g = h / (c.n_heads / c.n_kv_heads);
+            for (std::size_t i = 0; i < n; ++i) {
+                std::vector<real> p(i + 1);
+                real max = -1e300L, total = 0;
+                for (std::size_t j = 0; j <= i; ++j) {
+                    real s = 0;
+                    for (std::size_t e = 0; e < dh; ++e) s += q[i][h * dh + e] * k[j][g * dh + e];
+                    p[j] = s / std::sqrt(real(dh));
+                    max = std::max(max, p[j]);
+                }
+                for (real& pj : p) total += (pj = std::exp(pj - max));
+                for (std::size_t j = 0; j <= i; ++j)
+                    for (std::size_t e = 0; e < dh; ++e) z[i][h * dh + e] += p[j] / total * v[j][g * dh + e];
+            }
+        }
+        const matrix attn = linear(z, L.w_o, L.b_o);
+        for (std::size_t t = 0; t < n; ++t)
+            for (std::size_t i = 0; i < d; ++i) x[t][i] += attn[t][i];
+        const matrix m = norm(c, x, L.ln2_weight, L.ln2_bias);
+        matrix hidden = linear(m, L.w_in, L.b_in);
+        if (c.mlp == actlens::mlp_kind::swiglu) {
+            const matrix gate = linear(m, L.w_gate, actlens::tensor_view<const T>());
+            for (std::size_t t = 0; t < n; ++t)
+                for (std::size_t i = 0; i < c.d_mlp; ++i)
+                    hidden[t][i] *= gate[t][i] / (1 + std::exp(-gate[t][i]));
+        } else {
+            for (auto& row : hidden)
+                for (real& u : row)
+                    u = 0.5L * u * (1 + std::tanh(std::sqrt(2 / 3.14159265358979323846264338327950288L) *
+                                                  (u + 0.044715L * u * u * u)));
+        }
+        const matrix out = linear(hidden, L.w_out, L.b_out);
+        for (std::size_t t = 0; t < n; ++t)
+            for (std::size_t i = 0; i < d; ++i) x[t][i] += out[t][i];
+    }
+    return linear(norm(c, x, W.final_norm_weight, W.final_norm_bias), W.unembedding, actlens::tensor_view<const T>());
+}
+
+} // namespace reference

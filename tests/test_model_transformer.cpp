@@ -1,0 +1,176 @@
+#include "reference_forward.hpp"
+#include "tiny_models.hpp"
+
+#include <actlens/model/random_weights.hpp>
+#include <actlens/model/transformer.hpp>
+
+#include <catch2/catch.hpp>
+
+#include <cmath>
+#include <cstring>
+
+using namespace actlens;
+
+namespace {
+
+template <class T>
+T max_abs_diff(tensor_view<const T> a, tensor_view<const T> b) {
+    REQUIRE(a.shape() == b.shape());
+    T m = 0;
+    for (std::size_t i = 0; i < a.size(); ++i) m = std::max(m, std::abs(a.data()[i] - b.data()[i]));
+    return m;
+}
+
+bool bit_identical(const tensor<float>& a, const tensor<float>& b) {
+    return a.shape() == b.shape() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
+}
+
+} // namespace
+
+TEST_CASE("transformer: logits equal a plain long-double reference forward", "[model]") {
+    for (const auto& [name, config] : tiny::all()) {
+        SECTION(name) {
+            // In double the kernels must agree with the scalar reference to rounding (1e-10 is ~1e5 ulps
+            // of headroom for these sizes); in float to ~1e-5 of logits of order 1.
+            const auto md = make_random_transformer<double>(config, 42);
+            const auto mf = make_random_transformer<float>(config, 42);
+            const auto toks = tiny::tokens(11, config.vocab_size);
+            const auto expect = reference::forward(md, toks);
+            const tensor<double> got_d = md.forward(toks);
+            const tensor<float> got_f = mf.forward(toks);
+            REQUIRE(got_d.shape() == shape_t{1, toks.size(), config.vocab_size});
+            double err_d = 0, err_f = 0;
+            for (std::size_t t = 0; t < toks.size(); ++t)
+                for (std::size_t v = 0; v < config.vocab_size; ++v) {
+                    err_d = std::max(err_d, double(std::abs(expect[t][v] - got_d(0, t, v))));
+                    err_f = std::max(err_f, double(std::abs(expect[t][v] - got_f(0, t, v))));
+                }
+            CHECK(err_d < 1e-10);
+            CHECK(err_f < 2e-5);
+        }
+    }
+}
+
+TEST_CASE("transformer: KV-cache decoding gives the logits of a full forward", "[model]") {
+    for (const auto& [name, config] : tiny::all()) {
+        SECTION(name) {
+            const auto m = make_random_transformer<double>(config, 7);
+            const auto toks = tiny::tokens(13, config.vocab_size, 1);
+            const tensor<double> full = m.forward(toks);
+            // A prompt of 5 in one call, then one token at a time, then a chunk of 3, then the rest.
+            auto cache = m.make_kv_cache(1, toks.size());
+            workspace<double> ws;
+            run_options<double> o;
+            o.cache = &cache;
+            std::size_t pos = 0;
+            for (std::size_t chunk : {5, 1, 1, 3, 1, 2}) {
+                auto logits = m.forward(ws, tensor_view<const std::int32_t>(toks.data() + pos, {chunk}), o);
+                for (std::size_t t = 0; t < chunk; ++t)
+                    for (std::size_t v = 0; v < config.vocab_size; ++v)
+                        REQUIRE(std::abs(logits(0, t, v) - full(0, pos + t, v)) < 1e-12);
+                pos += chunk;
+            }
+            CHECK(pos == toks.size());
+            CHECK(cache.length() == toks.size());
+        }
+    }
+}
+
+TEST_CASE("transformer: batch rows are independent", "[model]") {
+    for (const auto& [name, config] : tiny::all()) {
+        SECTION(name) {
+            const auto m = make_random_transformer<float>(config, 3);
+            const std::size_t T = 9;
+            const auto a = tiny::tokens(T, config.vocab_size, 1), b = tiny::tokens(T, config.vocab_size, 2),
+                       c = tiny::tokens(T, config.vocab_size, 3);
+            std::vector<std::int32_t> ab(a), ac(a);
+            ab.insert(ab.end(), b.begin(), b.end());
+            ac.insert(ac.end(), c.begin(), c.end());
+            const tensor<float> lab = m.forward(tensor_view<const std::int32_t>(ab.data(), {2, T}));
+            const tensor<float> lac = m.forward(tensor_view<const std::int32_t>(ac.data(), {2, T}));
+            const tensor<float> la = m.forward(a);
+            // Changing the neighbour changes nothing in row 0, to the bit (same shapes, same code path).
+            CHECK(std::memcmp(lab.data(), lac.data(), T * config.vocab_size * sizeof(float)) == 0);
+            // Alone, the row goes through GEMMs of other shapes: equal to float rounding.
+            CHECK(max_abs_diff<float>(lab.view().slice(0), la.view().slice(0)) < 1e-5f);
+            CHECK(max_abs_diff<float>(lab.view().slice(1), m.forward(b).view().slice(0)) < 1e-5f);
+        }
+    }
+}
+
+TEST_CASE("transformer: stop_at_layer and forward_from split the forward exactly", "[model]") {
+    for (const auto& [name, config] : tiny::all()) {
+        SECTION(name) {
+            const auto m = make_random_transformer<float>(config, 5);
+            const auto toks = tiny::tokens(8, config.vocab_size);
+            const tensor<float> full = m.forward(toks);
+            auto [logits, cache] = m.run_with_cache(toks, "blocks.*.hook_resid_pre");
+            CHECK(bit_identical(full, logits));
+            for (int l = 0; l < int(config.n_layers); ++l) {
+                run_options<float> stop;
+                stop.stop_at_layer = l;
+                const tensor<float> resid = m.forward(toks, stop);
+                CHECK(bit_identical(resid, cache.at(hook_point{site::resid_pre, l})));
+                workspace<float> ws;
+                const auto resumed = m.forward_from(ws, resid.view(), l);
+                CHECK(std::memcmp(resumed.data(), full.data(), full.size() * sizeof(float)) == 0);
+            }
+        }
+    }
+}
+
+TEST_CASE("transformer: last_position_only returns the last row of the full logits", "[model]") {
+    const auto config = tiny::llama();
+    const auto m = make_random_transformer<double>(config, 9);
+    const auto toks = tiny::tokens(2 * 6, config.vocab_size);
+    const tensor_view<const std::int32_t> batch(toks.data(), {2, 6});
+    const tensor<double> full = m.forward(batch);
+    run_options<double> o;
+    o.last_position_only = true;
+    const tensor<double> last = m.forward(batch, o);
+    REQUIRE(last.shape() == shape_t{2, 1, config.vocab_size});
+    for (std::size_t b = 0; b < 2; ++b)
+        for (std::size_t v = 0; v < config.vocab_size; ++v) CHECK(std::abs(last(b, 0, v) - full(b, 5, v)) < 1e-12);
+}
+
+TEST_CASE("transformer: bad input throws actlens::error naming the problem", "[model][errors]") {
+    const auto config = tiny::gpt2();
+    const auto m = make_random_transformer<float>(config, 1);
+    auto message = [](auto&& f) {
+        try {
+            f();
+        } catch (const error& e) {
+            return std::string(e.what());
+        }
+        return std::string("no error");
+    };
+    CHECK_THAT(message([&] { m.forward(std::vector<std::int32_t>{1, 50, 2}); }),
+               Catch::Contains("[actlens.tokenizer.302]") && Catch::Contains("token id 50 at [0, 1]"));
+    CHECK_THAT(message([&] { m.forward(std::vector<std::int32_t>{-3}); }), Catch::Contains("token id -3"));
+    CHECK_THAT(message([&] { m.forward(std::vector<std::int32_t>{}); }), Catch::Contains("[actlens.tokenizer.303]"));
+    CHECK_THAT(message([&] { m.forward(std::vector<std::int32_t>(33, 1)); }),
+               Catch::Contains("[actlens.model.404]") && Catch::Contains("context of 32"));
+    run_options<float> o;
+    o.stop_at_layer = 4;
+    CHECK_THAT(message([&] { m.forward(std::vector<std::int32_t>{1}, o); }), Catch::Contains("[actlens.model.403]"));
+    workspace<float> ws;
+    tensor<float> wrong({1, 2, 7});
+    CHECK_THAT(message([&] { m.forward_from(ws, wrong.view(), 1); }), Catch::Contains("[actlens.arg.102]"));
+    CHECK_THAT(message([&] { m.forward_from(ws, tensor<float>({1, 2, 24}).view(), 9); }),
+               Catch::Contains("start_layer 9"));
+    auto cache = m.make_kv_cache(2, 8);
+    o = {};
+    o.cache = &cache;
+    CHECK_THAT(message([&] { m.forward(std::vector<std::int32_t>{1, 2}, o); }), Catch::Contains("kv_cache"));
+    auto small = m.make_kv_cache(1, 2);
+    o.cache = &small;
+    CHECK_THAT(message([&] { m.forward(std::vector<std::int32_t>{1, 2, 3}, o); }), Catch::Contains("kv_cache holds 2"));
+
+    model_weights<float> missing = make_random_weights<float>(config, 1);
+    missing.layers[1].w_k = {};
+    CHECK_THAT(message([&] { basic_transformer<float>(config, missing); }),
+               Catch::Contains("[actlens.model.401]") && Catch::Contains("layers.1.w_k"));
+    auto bad = config;
+    bad.n_kv_heads = 3;
+    CHECK_THAT(message([&] { make_random_weights<float>(bad, 1); }), Catch::Contains("n_kv_heads"));
+}
