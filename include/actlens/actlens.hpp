@@ -1,0 +1,25 @@
+// actlens/actlens.hpp: the umbrella header. Everything public except optional interop headers.
+#pragma once
+
+#include <actlens/config.hpp>
+#include <actlens/error.hpp>
+
+#include <actlens/core/rng.hpp>
+#include <actlens/core/tensor.hpp>
+
+#include <actlens/io/llama2c.hpp>
+#include <actlens/io/mapped_file.hpp>
+
+#include <actlens/tokenizer/llama2c.hpp>
+
+#include <actlens/model/config.hpp>
+#include <actlens/model/generate.hpp>
+#include <actlens/model/hook_point.hpp>
+#include <actlens/model/hooks.hpp>
+#include <actlens/model/kv_cache.hpp>
+#include <actlens/model/load.hpp>
+#include <actlens/model/random_weights.hpp>
+#include <actlens/model/sampling.hpp>
+#include <actlens/model/transformer.hpp>
+#include <actlens/model/weights.hpp>
+#include <actlens/model/workspace.hpp>
