@@ -8,6 +8,8 @@
 
 #include <cmath>
 #include <cstring>
+#include <functional>
+#include <thread>
 
 using namespace actlens;
 
@@ -173,4 +175,43 @@ TEST_CASE("transformer: bad input throws actlens::error naming the problem", "[m
     auto bad = config;
     bad.n_kv_heads = 3;
     CHECK_THAT(message([&] { make_random_weights<float>(bad, 1); }), Catch::Contains("n_kv_heads"));
+}
+
+TEST_CASE("transformer: concurrent forwards on one model equal sequential ones", "[model][threads]") {
+    const auto config = tiny::llama();
+    const auto m = make_random_transformer<float>(config, 19);
+    const auto a = tiny::tokens(9, config.vocab_size, 1), b = tiny::tokens(9, config.vocab_size, 2);
+    const tensor<float> expect_a = m.forward(a), expect_b = m.forward(b);
+    bool same_a = true, same_b = true;
+    auto worker = [&m](const std::vector<std::int32_t>& toks, const tensor<float>& expect, bool& same) {
+        workspace<float> ws; // per thread: the model itself is shared and const
+        for (int i = 0; i < 50; ++i) {
+            const auto got = m.forward(ws, tensor_view<const std::int32_t>(toks.data(), {toks.size()}));
+            same = same && std::memcmp(got.data(), expect.data(), expect.size() * sizeof(float)) == 0;
+        }
+    };
+    std::thread t1(worker, std::cref(a), std::cref(expect_a), std::ref(same_a));
+    std::thread t2(worker, std::cref(b), std::cref(expect_b), std::ref(same_b));
+    t1.join();
+    t2.join();
+    CHECK(same_a);
+    CHECK(same_b);
+}
+
+TEST_CASE("transformer: a workspace is reused without reallocating once grown", "[model]") {
+    const auto config = tiny::gpt2();
+    const auto m = make_random_transformer<float>(config, 2);
+    workspace<float> ws;
+    const auto long_input = tiny::tokens(16, config.vocab_size);
+    m.forward(ws, tensor_view<const std::int32_t>(long_input.data(), {16}));
+    const float* resid = ws.resid.data();
+    const float* scores = ws.scores.data();
+    const float* logits = ws.logits.data();
+    for (std::size_t n : {3, 16, 1, 9}) {
+        const auto out = m.forward(ws, tensor_view<const std::int32_t>(long_input.data(), {n}));
+        CHECK(out.data() == logits);
+        CHECK(out.shape() == shape_t{1, n, config.vocab_size});
+    }
+    CHECK(ws.resid.data() == resid);
+    CHECK(ws.scores.data() == scores);
 }

@@ -1,0 +1,195 @@
+// Kernel throughput against this machine's own limits, measured in the same process.
+//
+// The baselines are measured here, not quoted: the FP32 FMA peak (a register-only loop of
+// independent fused multiply-adds), memory bandwidth (memcpy of the same bytes), and a scalar
+// std::tanh loop for GELU. Every figure is the best of several repetitions (the machines are
+// noisy; the minimum is the most repeatable statistic). Printed ratios are what to track.
+//
+//   bench_kernels [--threads N] [--quick]
+#include <actlens/actlens.hpp>
+#include <actlens/kernels/detail/simd.hpp>
+
+#include <fmt/core.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstring>
+#include <functional>
+#include <string>
+#include <vector>
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+namespace {
+
+using clock_type = std::chrono::steady_clock;
+
+/// Best wall time in seconds of `fn` over `reps` runs (after one warm-up run).
+double best_seconds(int reps, const std::function<void()>& fn) {
+    fn();
+    double best = 1e300;
+    for (int r = 0; r < reps; ++r) {
+        const auto t0 = clock_type::now();
+        fn();
+        best = std::min(best, std::chrono::duration<double>(clock_type::now() - t0).count());
+    }
+    return best;
+}
+
+/// FP32 FMA peak of one thread: 12 independent accumulators hide the FMA latency.
+double fma_peak_gflops_one_thread() {
+    using batch = xsimd::batch<float>;
+    constexpr int acc = 12;
+    const long iters = 2'000'000;
+    float sink = 0;
+    const double s = best_seconds(5, [&] {
+        batch a[acc];
+        for (int i = 0; i < acc; ++i) a[i] = batch(float(i) * 1e-3f);
+        const batch x(0.999999f), y(1e-7f);
+        for (long it = 0; it < iters; ++it)
+            for (int i = 0; i < acc; ++i) a[i] = xsimd::fma(a[i], x, y);
+        batch total(0.0f);
+        for (int i = 0; i < acc; ++i) total += a[i];
+        sink += xsimd::hadd(total);
+    });
+    if (sink == 12345.0f) fmt::print(" ");
+    return 2.0 * batch::size * acc * double(iters) / s / 1e9;
+}
+
+struct gemm_shape {
+    std::size_t m, k, n;
+    const char* what;
+};
+
+void fill(std::vector<float>& v, float scale) {
+    actlens::rng g(v.size());
+    for (float& x : v) x = float(g.normal()) * scale;
+}
+
+} // namespace
+
+int main(int argc, char** argv) {
+    int threads = 0;
+    bool quick = false;
+    for (int i = 1; i < argc; ++i) {
+        const std::string a = argv[i];
+        if (a == "--threads" && i + 1 < argc) threads = std::atoi(argv[++i]);
+        else if (a == "--quick") quick = true;
+    }
+#ifdef _OPENMP
+    if (threads > 0) omp_set_num_threads(threads);
+    threads = omp_get_max_threads();
+#else
+    threads = 1;
+#endif
+    const int reps = quick ? 3 : 10;
+    fmt::print("actlens {} kernels | SIMD {} ({} floats per register) | {} thread(s)\n\n", actlens::version_string,
+               xsimd::default_arch::name(), xsimd::batch<float>::size, threads);
+
+    const double peak1 = fma_peak_gflops_one_thread();
+    const double peak = peak1 * threads;
+    fmt::print("measured FP32 FMA peak: {:.0f} GFLOP/s per thread, {:.0f} for {} thread(s)\n\n", peak1, peak, threads);
+
+    // GEMM through actlens::kernels::linear (y = x W^T, W stored [out, in]).
+    fmt::print("{:<34} {:>10} {:>10} {:>9}\n", "linear  [M x K] * [N x K]^T", "ms", "GFLOP/s", "of peak");
+    const gemm_shape shapes[] = {
+        {1, 768, 3072, "decode step, GPT-2 MLP in (GEMV)"},
+        {64, 768, 768, "T=64, GPT-2 attention out"},
+        {64, 768, 3072, "T=64, GPT-2 MLP in"},
+        {256, 768, 3072, "T=256, GPT-2 MLP in"},
+        {256, 3072, 768, "T=256, GPT-2 MLP out"},
+        {64, 768, 50257, "T=64, GPT-2 unembedding"},
+        {12, 64, 172, "prompt, stories260K MLP in"},
+    };
+    for (const auto& s : shapes) {
+        if (quick && s.n > 10000) continue;
+        std::vector<float> x(s.m * s.k), w(s.n * s.k), y(s.m * s.n);
+        fill(x, 1.0f);
+        fill(w, 0.05f);
+        const double sec = best_seconds(reps, [&] {
+            actlens::kernels::linear(x.data(), s.m, s.k, w.data(), s.n, static_cast<const float*>(nullptr), y.data());
+        });
+        const double gflops = 2.0 * double(s.m) * double(s.k) * double(s.n) / sec / 1e9;
+        fmt::print("{:<34} {:>10.3f} {:>10.1f} {:>8.0f}%   ({}x{}x{})\n", s.what, sec * 1e3, gflops,
+                   100.0 * gflops / peak, s.m, s.k, s.n);
+    }
+
+    // Elementwise and row kernels against a memcpy of the same bytes (memory-bound baseline).
+    fmt::print("\n{:<34} {:>10} {:>10} {:>9}\n", "elementwise, 64 x 3072 floats", "us", "GB/s", "vs memcpy");
+    const std::size_t rows = 64, d = 3072, n = rows * d;
+    std::vector<float> in(n), out(n), gain(d, 1.0f), bias(d, 0.0f);
+    fill(in, 1.0f);
+    const double copy_s = best_seconds(reps * 5, [&] { std::memcpy(out.data(), in.data(), n * sizeof(float)); });
+    auto report = [&](const char* what, double sec) {
+        const double gbs = 2.0 * n * sizeof(float) / sec / 1e9;
+        fmt::print("{:<34} {:>10.1f} {:>10.1f} {:>8.2f}x\n", what, sec * 1e6, gbs, copy_s / sec);
+    };
+    report("memcpy (baseline)", copy_s);
+    const double gelu_s = best_seconds(reps * 5, [&] { actlens::kernels::gelu_tanh(in.data(), out.data(), n); });
+    report("gelu_tanh (xsimd)", gelu_s);
+    const double gelu_scalar_s = best_seconds(reps, [&] {
+        for (std::size_t i = 0; i < n; ++i) {
+            const float u = in[i];
+            out[i] = 0.5f * u * (1.0f + std::tanh(0.7978845608f * (u + 0.044715f * u * u * u)));
+        }
+    });
+    report("gelu_tanh (scalar std::tanh)", gelu_scalar_s);
+    report("silu (xsimd)", best_seconds(reps * 5, [&] { actlens::kernels::silu(in.data(), out.data(), n); }));
+    report("layer_norm (rows of 3072)", best_seconds(reps * 5, [&] {
+               actlens::kernels::layer_norm(in.data(), rows, d, gain.data(), bias.data(), 1e-5f, out.data());
+           }));
+    report("rms_norm (rows of 3072)", best_seconds(reps * 5, [&] {
+               actlens::kernels::rms_norm(in.data(), rows, d, gain.data(), 1e-5f, out.data());
+           }));
+    std::vector<float> scores(256 * 256);
+    fill(scores, 2.0f);
+    const double sm_s = best_seconds(reps * 5, [&] {
+        std::vector<float>& s = scores;
+        actlens::kernels::softmax_causal(s.data(), 256, 256, 256, 0);
+    });
+    fmt::print("{:<34} {:>10.1f} {:>10.1f}\n", "softmax_causal 256 x 256", sm_s * 1e6,
+               2.0 * 256 * 257 / 2 * sizeof(float) / sm_s / 1e9);
+    fmt::print("GELU speed-up over scalar std::tanh: {:.1f}x\n", gelu_scalar_s / gelu_s);
+
+    // Whole forward passes.
+    fmt::print("\n{:<44} {:>10} {:>10}\n", "forward", "ms", "GFLOP/s");
+    {
+        const actlens::transformer m = actlens::load_model(ACTLENS_MODEL_DIR "/stories260K.bin");
+        actlens::workspace<float> ws;
+        std::vector<std::int32_t> toks(256, 300);
+        const actlens::tensor_view<const std::int32_t> tv(toks.data(), {1, 256});
+        const double s = best_seconds(reps, [&] { m.forward(ws, tv); });
+        fmt::print("{:<44} {:>10.3f}\n", "stories260K, T = 256", s * 1e3);
+        auto cache = m.make_kv_cache(1, 512);
+        actlens::run_options<float> o;
+        o.cache = &cache;
+        o.last_position_only = true;
+        const std::int32_t one = 300;
+        const double step = best_seconds(reps, [&] {
+            cache.clear();
+            for (int i = 0; i < 256; ++i) m.forward(ws, actlens::tensor_view<const std::int32_t>(&one, {1, 1}), o);
+        });
+        fmt::print("{:<44} {:>10.3f}   ({:.0f} tokens/s)\n", "stories260K, 256 decode steps (KV cache)", step * 1e3,
+                   256 / step);
+    }
+    if (!quick) {
+        const auto c = actlens::model_config::gpt2(12, 768, 12, 50257, 1024);
+        const actlens::transformer m = actlens::make_random_transformer<float>(c, 1);
+        actlens::workspace<float> ws;
+        for (std::size_t T : {64u, 256u}) {
+            std::vector<std::int32_t> toks(T);
+            for (std::size_t i = 0; i < T; ++i) toks[i] = std::int32_t((i * 7919) % c.vocab_size);
+            const actlens::tensor_view<const std::int32_t> tv(toks.data(), {1, T});
+            const double s = best_seconds(5, [&] { m.forward(ws, tv); });
+            // Matmul FLOPs: 12 layers x (4 d^2 + 8 d^2) per token, attention 2 * 2 * T * d / 2 (causal),
+            // unembedding 2 d V per token.
+            const double d = 768, flops = double(T) * (12 * (2 * 12 * d * d + 2.0 * T * d) + 2 * d * 50257);
+            fmt::print("{:<44} {:>10.3f} {:>10.1f}\n", fmt::format("GPT-2-small shape (random weights), T = {}", T),
+                       s * 1e3, flops / s / 1e9);
+        }
+    }
+    return 0;
+}
