@@ -203,8 +203,22 @@ public:
         }
         return *this;
     }
-    tensor(tensor&&) noexcept = default;
-    tensor& operator=(tensor&&) noexcept = default;
+    // A moved-from tensor is empty with no capacity, so that it can be resized and reused safely.
+    tensor(tensor&& other) noexcept
+        : m_buffer(std::move(other.m_buffer)), m_capacity(other.m_capacity), m_shape(other.m_shape) {
+        other.m_capacity = 0;
+        other.m_shape = shape_t{};
+    }
+    tensor& operator=(tensor&& other) noexcept {
+        if (this != &other) {
+            m_buffer = std::move(other.m_buffer);
+            m_capacity = other.m_capacity;
+            m_shape = other.m_shape;
+            other.m_capacity = 0;
+            other.m_shape = shape_t{};
+        }
+        return *this;
+    }
 
     /// A tensor holding a copy of the view's elements.
     static tensor copy_of(tensor_view<const T> v) {

@@ -43,4 +43,70 @@ void swiglu(const T* gate, const T* up, T* out, std::size_t n) noexcept {
     detail::simd_transform2(gate, up, out, n, [](auto g, auto u) { return g / (T(1) + exp(-g)) * u; });
 }
 
+// ---------------------------------------------------------------------------------------------
+// Backward passes: the input gradient given the output gradient, element by element, vectorised
+// like the forward. They overwrite their outputs; an output may alias an input (each element is
+// read before it is written).
+// ---------------------------------------------------------------------------------------------
+
+/// Gradient of `gelu_tanh`: du = dy * gelu'(u) with t = tanh(k (u + c u^3)), k = sqrt(2/pi),
+/// c = 0.044715 and gelu'(u) = 0.5 (1 + t) + 0.5 u (1 - t^2) k (1 + 3 c u^2).
+template <class T>
+void gelu_tanh_backward(const T* u, const T* dy, T* du, std::size_t n) noexcept {
+    using std::tanh;
+    using xsimd::tanh;
+    detail::simd_transform2(u, dy, du, n, [](auto x, auto g) {
+        const auto x2 = x * x;
+        const auto t = tanh(detail::sqrt_2_over_pi<T> * (x + detail::gelu_cubic<T> * x2 * x));
+        const auto dinner = detail::sqrt_2_over_pi<T> * (T(1) + T(3) * detail::gelu_cubic<T> * x2);
+        return g * (T(0.5) * (T(1) + t) + T(0.5) * x * (T(1) - t * t) * dinner);
+    });
+}
+
+/// Gradient of `silu`: du = dy * s (1 + u (1 - s)) with s = sigmoid(u).
+template <class T>
+void silu_backward(const T* u, const T* dy, T* du, std::size_t n) noexcept {
+    using std::exp;
+    using xsimd::exp;
+    detail::simd_transform2(u, dy, du, n, [](auto x, auto g) {
+        const auto s = T(1) / (T(1) + exp(-x));
+        return g * s * (T(1) + x * (T(1) - s));
+    });
+}
+
+/// Gradients of `swiglu` (out = silu(gate) * up) given dy = dL/dout:
+/// dgate = dy * up * silu'(gate) and dup = dy * silu(gate), in one vectorised sweep.
+/// dgate and dup may alias gate, up or dy (element for element), not each other.
+template <class T>
+void swiglu_backward(const T* gate, const T* up, const T* dy, T* dgate, T* dup,
+                     std::size_t n) noexcept {
+    using std::exp;
+    using xsimd::exp;
+    // Called with batches and with scalars; returns (dgate, dup) through its last two arguments.
+    auto grads = [](auto g, auto u, auto d, auto& dg, auto& du) {
+        const auto s = T(1) / (T(1) + exp(-g));
+        const auto silu_g = g * s;
+        dg = d * u * s * (T(1) + g * (T(1) - s));
+        du = d * silu_g;
+    };
+    std::size_t i = 0;
+#if !defined(XSIMD_NO_SUPPORTED_ARCHITECTURE)
+    using batch = xsimd::batch<T>;
+    constexpr std::size_t w = batch::size;
+    for (; i + w <= n; i += w) {
+        batch dg, du;
+        grads(batch::load_unaligned(gate + i), batch::load_unaligned(up + i),
+              batch::load_unaligned(dy + i), dg, du);
+        dg.store_unaligned(dgate + i);
+        du.store_unaligned(dup + i);
+    }
+#endif
+    for (; i < n; ++i) {
+        T dg, du;
+        grads(gate[i], up[i], dy[i], dg, du);
+        dgate[i] = dg;
+        dup[i] = du;
+    }
+}
+
 } // namespace actlens::kernels

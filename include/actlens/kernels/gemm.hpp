@@ -39,4 +39,20 @@ void linear_backward_input(const T* dy, std::size_t rows, std::size_t out, const
         DX.noalias() = DY * W;
 }
 
+/// dw[out, in] (=|+=) dy[rows, out]^T * x[rows, in]: the weight gradient of `linear` (sum over the
+/// rows). lddy / ldx are the row strides of dy and x (0 means dense); dw is dense, like the
+/// weights. (The bias gradient, if needed, is the column sum of dy.)
+template <class T>
+void linear_backward_weight(const T* x, std::size_t rows, std::size_t in, const T* dy,
+                            std::size_t out, T* dw, bool accumulate = false, std::size_t ldx = 0,
+                            std::size_t lddy = 0) {
+    auto X = detail::cmap(x, rows, in, ldx ? ldx : in);
+    auto DY = detail::cmap(dy, rows, out, lddy ? lddy : out);
+    auto DW = detail::map(dw, out, in, in);
+    if (accumulate)
+        DW.noalias() += DY.transpose() * X;
+    else
+        DW.noalias() = DY.transpose() * X;
+}
+
 } // namespace actlens::kernels

@@ -67,4 +67,16 @@ void rope(T* x, std::size_t rows, std::size_t n_heads, std::size_t ld, std::size
     }
 }
 
+/// Backward pass of `rope`: the gradient with respect to the unrotated input is the rotated-back
+/// gradient, since each pair is rotated by an orthogonal 2x2 matrix whose transpose is the rotation
+/// by the opposite angle. Same arguments as `rope`; in place on the gradient buffer. This is
+/// exactly `rope(..., sign = -1)`: the matrix it applies is the transpose of the forward's, bit for
+/// bit.
+template <class T>
+void rope_backward(T* dx, std::size_t rows, std::size_t n_heads, std::size_t ld,
+                   std::size_t seq_len, std::size_t pos0, const rope_table<T>& table,
+                   rope_style style) noexcept {
+    rope(dx, rows, n_heads, ld, seq_len, pos0, table, style, T(-1));
+}
+
 } // namespace actlens::kernels
