@@ -1,7 +1,9 @@
-// actlens/model/load.hpp: load_model(path) recognises the checkpoint format and calls its loader.
+// actlens/model/load.hpp: load_model(path) recognises the checkpoint format and calls its loader:
+// Hugging Face directories (safetensors, sharded or not) and llama2.c .bin files.
 #pragma once
 
 #include <actlens/error.hpp>
+#include <actlens/io/huggingface.hpp>
 #include <actlens/io/llama2c.hpp>
 #include <actlens/io/mapped_file.hpp>
 #include <actlens/model/transformer.hpp>
@@ -13,22 +15,45 @@
 
 namespace actlens {
 
-/// Loads a model: a llama2.c checkpoint (`.bin`). Throws actlens::error (io.201) if the path does
-/// not exist and (io.206) naming the format for formats this version does not read yet
-/// (a Hugging Face directory, a GGUF file).
+/// Loads a model, recognising the format from the path:
+///   - a directory holding config.json, or a path to a config.json: a Hugging Face checkpoint
+///     (model.safetensors or a sharded model.safetensors.index.json; see io/huggingface.hpp);
+///   - otherwise a llama2.c checkpoint (`.bin`).
+/// Throws actlens::error: io.201 if the path does not exist; io.206 naming the format for a
+/// directory without config.json, a lone .safetensors file (pass its directory) and GGUF files
+/// (not read by this version); and whatever the format's loader reports.
 inline transformer load_model(const std::string& path) {
     namespace fs = std::filesystem;
     std::error_code ec;
     const fs::file_status status = fs::status(path, ec);
     if (ec || !fs::exists(status)) fail(errc::file_open, "load_model: '{}' does not exist", path);
-    if (fs::is_directory(status))
+    const fs::path p(path);
+    if (fs::is_directory(status)) {
+        if (!fs::exists(p / "config.json", ec))
+            fail(errc::unsupported_format,
+                 "load_model: '{}' is a directory without config.json; a Hugging Face "
+                 "checkpoint directory holds config.json and model.safetensors (or "
+                 "model.safetensors.index.json and its shards)",
+                 path);
+        return io::load_huggingface(path);
+    }
+    if (p.filename() == "config.json") return io::load_huggingface(path);
+    const std::string name = p.filename().string();
+    const auto ends_with = [&](const std::string& tail) {
+        return name.size() >= tail.size() &&
+               name.compare(name.size() - tail.size(), tail.size(), tail) == 0;
+    };
+    if (ends_with(".safetensors") || ends_with(".safetensors.index.json"))
         fail(errc::unsupported_format,
-             "load_model: '{}' is a directory (a Hugging Face checkpoint?); this version reads llama2.c .bin files",
+             "load_model: '{}' is part of a Hugging Face checkpoint; pass its directory (the one "
+             "holding config.json)",
              path);
     {
         io::mapped_file file(path);
         if (file.size() >= 4 && std::memcmp(file.data(), "GGUF", 4) == 0)
-            fail(errc::unsupported_format, "load_model: '{}' is a GGUF file; this version reads llama2.c .bin files",
+            fail(errc::unsupported_format,
+                 "load_model: '{}' is a GGUF file; this version reads Hugging Face "
+                 "directories and llama2.c .bin files",
                  path);
     }
     return io::load_llama2c(path);

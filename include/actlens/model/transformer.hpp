@@ -60,6 +60,8 @@ public:
 
     const model_config& config() const noexcept { return m_config; }
     const model_weights<T>& weights() const noexcept { return m_weights; }
+    /// The rotary angle table (empty for learned positions); the backward pass reads it.
+    const kernels::rope_table<T>& rope() const noexcept { return m_rope; }
 
     /// Every hook point this model calls, in forward order.
     std::vector<hook_point> hook_points() const {

@@ -1,0 +1,329 @@
+// actlens/model/backward.hpp: the backward pass of a transformer, with propagation rules.
+//
+// One hand-written backward for the fixed block structure yields, in one pass, the gradient of a
+// scalar metric at every requested hook point. The forward's activations come from a tape: an
+// activation_cache filled by run_with_cache(tokens, tape_glob(...)) or by capture hooks, so the
+// forward pass itself needs no change and the tape holds only what the backward reads.
+//
+// A rule chooses how each non-linear operation propagates:
+//   rule::gradient  the exact gradient (checked against finite differences in double precision);
+//   rule::relp      RelP's LRP rules (ALGORITHMS.md §3.2): norm scale held constant (LN-rule),
+//                   elementwise activations by the identity rule f(x)/x (stabilised), gated products
+//                   split in half (Half-rule), and optionally a frozen attention pattern (AH-rule);
+//   rule::attnlrp   AttnLRP's variant: as relp with a 1e-10 stabiliser, and the two bilinear
+//                   attention products split uniformly (gradient into Q and K divided by 4, into V by 2).
+// Linear maps, residual additions and embeddings always use the ordinary gradient (LRP-0).
+#pragma once
+
+#include <actlens/core/tensor.hpp>
+#include <actlens/error.hpp>
+#include <actlens/kernels/activations.hpp>
+#include <actlens/kernels/attention.hpp>
+#include <actlens/kernels/gemm.hpp>
+#include <actlens/kernels/norms.hpp>
+#include <actlens/kernels/rope.hpp>
+#include <actlens/kernels/softmax.hpp>
+#include <actlens/model/hook_point.hpp>
+#include <actlens/model/hooks.hpp>
+#include <actlens/model/transformer.hpp>
+
+#include <algorithm>
+#include <cmath>
+#include <cstddef>
+#include <string>
+#include <vector>
+
+namespace actlens {
+
+/// How the backward pass propagates through non-linear operations.
+enum class rule { gradient, relp, attnlrp };
+
+/// Options of a backward pass.
+struct backward_options {
+    actlens::rule rule = actlens::rule::gradient;
+    /// RelP's optional AH-rule: treat the attention pattern as constant (no gradient reaches Q, K).
+    bool freeze_attention = false;
+    /// Stabiliser of the identity rule: f(x) / (x + eps * sign(x)); 0 picks the rule's default
+    /// (1e-6 for relp, 1e-10 for attnlrp).
+    double identity_epsilon = 0.0;
+};
+
+/// The hook points a backward from the final norm down to block `down_to_layer` reads from the tape.
+template <class T>
+std::vector<hook_point> tape_points(const basic_transformer<T>& model, int down_to_layer = 0) {
+    const model_config& c = model.config();
+    std::vector<hook_point> out;
+    for (int l = down_to_layer; l < static_cast<int>(c.n_layers); ++l) {
+        const bool rotary = c.position == position_kind::rotary;
+        for (site s : {site::resid_pre, rotary ? site::attn_rot_q : site::attn_q, rotary ? site::attn_rot_k : site::attn_k,
+                       site::attn_v, site::attn_pattern, site::resid_mid, site::mlp_pre, site::mlp_post})
+            out.push_back({s, l});
+        if (c.mlp == mlp_kind::swiglu) out.push_back({site::mlp_pre_linear, l});
+        if (l + 1 == static_cast<int>(c.n_layers)) out.push_back({site::resid_post, l});
+    }
+    std::sort(out.begin(), out.end());
+    return out;
+}
+
+/// Gradients of a scalar metric at hook points, from one backward pass.
+///
+/// `d_normalized` is the metric's gradient at ln_final.hook_normalized [B, T, d] (unembed_backward
+/// turns a logits gradient into it; a logit difference needs no vocabulary product at all).
+/// `tape` must hold tape_points(model, down_to_layer) from the forward pass being differentiated.
+/// Returns an activation_cache whose entries are gradients, for every point of `want` at or above
+/// `down_to_layer` (ask for hook_embed / hook_pos_embed with down_to_layer = 0).
+/// Thread-safe: the model is const and every buffer is local.
+template <class T>
+activation_cache<T> backward(const basic_transformer<T>& model, const activation_cache<T>& tape,
+                             tensor_view<const typename basic_transformer<T>::value_type> d_normalized,
+                             const std::vector<hook_point>& want,
+                             const backward_options& options = {}, int down_to_layer = 0);
+
+/// The gradient at ln_final.hook_normalized [B, T, d] of a metric whose logits gradient is
+/// `d_logits` [B, T, V] (one product with the unembedding).
+template <class T>
+tensor<T> unembed_backward(const basic_transformer<T>& model,
+                           tensor_view<const typename basic_transformer<T>::value_type> d_logits) {
+    const model_config& c = model.config();
+    if (d_logits.rank() != 3 || d_logits.extent(2) != c.vocab_size || !d_logits.is_contiguous())
+        fail(errc::shape_mismatch, "unembed_backward: d_logits has shape {}, expected contiguous [B, T, {}]",
+             d_logits.shape().to_string(), c.vocab_size);
+    tensor<T> out({d_logits.extent(0), d_logits.extent(1), c.d_model});
+    kernels::linear_backward_input(d_logits.data(), d_logits.extent(0) * d_logits.extent(1), c.vocab_size,
+                                   model.weights().unembedding.data(), c.d_model, out.data());
+    return out;
+}
+
+namespace detail {
+
+// f(x) / (x + eps * sign(x)) with sign(0) = 1: the identity rule's coefficient.
+template <class T>
+T identity_coefficient(T fx, T x, T eps) noexcept {
+    return fx / (x + eps * (x < T(0) ? T(-1) : T(1)));
+}
+
+template <class T>
+class backward_pass {
+public:
+    backward_pass(const basic_transformer<T>& model, const activation_cache<T>& tape, const std::vector<hook_point>& want,
+                  const backward_options& options, int down_to_layer)
+        : m(model), c(model.config()), W(model.weights()), m_tape(tape), m_want(want), m_opt(options),
+          m_down_to(down_to_layer) {
+        if (down_to_layer < 0 || down_to_layer > static_cast<int>(c.n_layers))
+            fail(errc::bad_layer_range, "backward: down_to_layer {} is outside 0..{}", down_to_layer, c.n_layers);
+        m_eps = T(options.identity_epsilon > 0 ? options.identity_epsilon
+                                               : (options.rule == rule::attnlrp ? 1e-10 : 1e-6));
+    }
+
+    activation_cache<T> run(tensor_view<const T> d_normalized) {
+        const tensor<T>& final_resid = tape(hook_point{site::resid_post, static_cast<int>(c.n_layers) - 1});
+        B = final_resid.extent(0);
+        S = final_resid.extent(1);
+        N = B * S;
+        if (d_normalized.shape() != shape_t{B, S, c.d_model} || !d_normalized.is_contiguous())
+            fail(errc::shape_mismatch, "backward: d_normalized has shape {}, expected [{}, {}, {}]",
+                 d_normalized.shape().to_string(), B, S, c.d_model);
+        const std::size_t d = c.d_model;
+        m_dx.resize({B, S, d});
+        record(hook_point{site::ln_final_normalized, -1}, d_normalized.data(), {B, S, d});
+        norm_backward(final_resid.data(), W.final_norm_weight, d_normalized.data(), m_dx.data(), false);
+        for (int l = static_cast<int>(c.n_layers) - 1; l >= m_down_to; --l) block(l);
+        if (m_down_to == 0) {
+            record(hook_point{site::embed, -1}, m_dx.data(), {B, S, d});
+            if (c.position == position_kind::learned) record(hook_point{site::pos_embed, -1}, m_dx.data(), {B, S, d});
+        }
+        return std::move(m_out);
+    }
+
+private:
+    const tensor<T>& tape(const hook_point& p) const {
+        if (!m_tape.contains(p))
+            fail(errc::bad_hook_name, "backward: the tape holds no '{}' (record tape_points(model) in the forward)",
+                 p.name());
+        return m_tape.at(p);
+    }
+
+    bool wanted(const hook_point& p) const {
+        return std::find(m_want.begin(), m_want.end(), p) != m_want.end();
+    }
+
+    void record(const hook_point& p, const T* data, const shape_t& shape) {
+        if (wanted(p)) m_out.store(p, tensor_view<const T>(data, shape));
+    }
+
+    // d_in = (gradient | LN-rule) of the norm at input x, from d_out; accumulate adds to d_in.
+    void norm_backward(const T* x, const tensor_view<const T>& weight, const T* d_out, T* d_in, bool accumulate) {
+        const std::size_t d = c.d_model;
+        m_mean.reshape_uninitialized({N});
+        m_rstd.reshape_uninitialized({N});
+        m_scratch.reshape_uninitialized({N, d});
+        // Recompute the statistics from the tape's input (cheaper than taping them).
+        const bool ln = c.norm == norm_kind::layer_norm;
+        if (ln)
+            kernels::layer_norm(x, N, d, static_cast<const T*>(nullptr), static_cast<const T*>(nullptr),
+                                T(c.norm_eps), m_scratch.data(), m_mean.data(), m_rstd.data());
+        else
+            kernels::rms_norm(x, N, d, static_cast<const T*>(nullptr), T(c.norm_eps), m_scratch.data(), m_rstd.data());
+        const bool constant_scale = m_opt.rule != rule::gradient;
+        if (ln && constant_scale)
+            kernels::layer_norm_backward_const_scale(x, N, d, weight.data(), m_mean.data(), m_rstd.data(), d_out, d_in,
+                                                     accumulate);
+        else if (ln)
+            kernels::layer_norm_backward(x, N, d, weight.data(), m_mean.data(), m_rstd.data(), d_out, d_in, accumulate);
+        else if (constant_scale)
+            kernels::rms_norm_backward_const_scale(x, N, d, weight.data(), m_rstd.data(), d_out, d_in, accumulate);
+        else
+            kernels::rms_norm_backward(x, N, d, weight.data(), m_rstd.data(), d_out, d_in, accumulate);
+    }
+
+    void block(int l) {
+        const layer_weights<T>& w = W.layers[static_cast<std::size_t>(l)];
+        const std::size_t d = c.d_model, f = c.d_mlp, dh = c.d_head, H = c.n_heads, Hkv = c.n_kv_heads;
+        const std::size_t qw = H * dh, kvw = Hkv * dh;
+        const shape_t resid{B, S, d}, mlp{B, S, f};
+        T* dx = m_dx.data();
+        record({site::resid_post, l}, dx, resid);
+        record({site::mlp_out, l}, dx, resid);
+
+        // MLP.
+        m_d_post.reshape_uninitialized({N, f});
+        kernels::linear_backward_input(dx, N, d, w.w_out.data(), f, m_d_post.data());
+        record({site::mlp_post, l}, m_d_post.data(), mlp);
+        const T* pre = tape({site::mlp_pre, l}).data();
+        const T* post = tape({site::mlp_post, l}).data();
+        m_d_pre.reshape_uninitialized({N, f});
+        m_d_ln.reshape_uninitialized({N, d});
+        const std::size_t n_f = N * f;
+        if (c.mlp == mlp_kind::swiglu) {
+            const T* up = tape({site::mlp_pre_linear, l}).data();
+            m_d_lin.reshape_uninitialized({N, f});
+            if (m_opt.rule == rule::gradient) {
+                kernels::swiglu_backward(pre, up, m_d_post.data(), m_d_pre.data(), m_d_lin.data(), n_f);
+            } else {
+                // Half-rule on silu(g) * u, then the identity rule on silu: d_g = (u d/2) silu(g)/g.
+                const T* dp = m_d_post.data();
+                T* dg = m_d_pre.data();
+                T* du = m_d_lin.data();
+                for (std::size_t i = 0; i < n_f; ++i) {
+                    const T act = pre[i] / (T(1) + std::exp(-pre[i]));
+                    du[i] = act * dp[i] / T(2);
+                    dg[i] = up[i] * dp[i] / T(2) * identity_coefficient(act, pre[i], m_eps);
+                }
+            }
+            record({site::mlp_pre, l}, m_d_pre.data(), mlp);
+            record({site::mlp_pre_linear, l}, m_d_lin.data(), mlp);
+            kernels::linear_backward_input(m_d_pre.data(), N, f, w.w_gate.data(), d, m_d_ln.data());
+            kernels::linear_backward_input(m_d_lin.data(), N, f, w.w_in.data(), d, m_d_ln.data(), true);
+        } else {
+            if (m_opt.rule == rule::gradient) {
+                kernels::gelu_tanh_backward(pre, m_d_post.data(), m_d_pre.data(), n_f);
+            } else {
+                const T* dp = m_d_post.data();
+                T* du = m_d_pre.data();
+                for (std::size_t i = 0; i < n_f; ++i) du[i] = dp[i] * identity_coefficient(post[i], pre[i], m_eps);
+            }
+            record({site::mlp_pre, l}, m_d_pre.data(), mlp);
+            kernels::linear_backward_input(m_d_pre.data(), N, f, w.w_in.data(), d, m_d_ln.data());
+        }
+        record({site::ln2_normalized, l}, m_d_ln.data(), resid);
+        norm_backward(tape({site::resid_mid, l}).data(), w.ln2_weight, m_d_ln.data(), dx, true);
+        record({site::resid_mid, l}, dx, resid);
+        record({site::attn_out, l}, dx, resid);
+
+        // Attention.
+        m_d_z.reshape_uninitialized({N, qw});
+        kernels::linear_backward_input(dx, N, d, w.w_o.data(), qw, m_d_z.data());
+        record({site::attn_z, l}, m_d_z.data(), {B, S, H, dh});
+        attention_backward(l);
+        m_d_ln.reshape_uninitialized({N, d});
+        kernels::linear_backward_input(m_d_q.data(), N, qw, w.w_q.data(), d, m_d_ln.data());
+        kernels::linear_backward_input(m_d_k.data(), N, kvw, w.w_k.data(), d, m_d_ln.data(), true);
+        kernels::linear_backward_input(m_d_v.data(), N, kvw, w.w_v.data(), d, m_d_ln.data(), true);
+        record({site::ln1_normalized, l}, m_d_ln.data(), resid);
+        norm_backward(tape({site::resid_pre, l}).data(), w.ln1_weight, m_d_ln.data(), dx, true);
+        record({site::resid_pre, l}, dx, resid);
+    }
+
+    void attention_backward(int l) {
+        const std::size_t dh = c.d_head, H = c.n_heads, Hkv = c.n_kv_heads, qw = H * dh, kvw = Hkv * dh;
+        const std::size_t group = c.group_size();
+        const bool rotary = c.position == position_kind::rotary;
+        const T* q = tape({rotary ? site::attn_rot_q : site::attn_q, l}).data();
+        const T* k = tape({rotary ? site::attn_rot_k : site::attn_k, l}).data();
+        const T* v = tape({site::attn_v, l}).data();
+        const T* pattern = tape({site::attn_pattern, l}).data();
+        const T scale = T(1) / std::sqrt(T(dh));
+        const bool attnlrp = m_opt.rule == rule::attnlrp;
+        const bool frozen = m_opt.freeze_attention;
+        m_d_q.resize({N, qw});
+        m_d_k.resize({N, kvw});
+        m_d_v.resize({N, kvw});
+        m_d_pattern.reshape_uninitialized({B, H, S, S});
+        const std::size_t block = S * S;
+        for (std::size_t b = 0; b < B; ++b)
+            for (std::size_t h = 0; h < H; ++h) {
+                const std::size_t g = h / group;
+                const T* p = pattern + (b * H + h) * block;
+                T* dp = m_d_pattern.data() + (b * H + h) * block;
+                const T* dz = m_d_z.data() + b * S * qw + h * dh;
+                kernels::attention_mix_backward(dz, qw, p, S, v + b * S * kvw + g * dh, kvw, S, S, dh, dp, S,
+                                                m_d_v.data() + b * S * kvw + g * dh, kvw);
+            }
+        if (attnlrp) // uniform rule on A V: half of the relevance to A, half to V
+            for (T& x : m_d_v) x /= T(2);
+        if (attnlrp)
+            for (std::size_t i = 0; i < m_d_pattern.size(); ++i) m_d_pattern.data()[i] /= T(2);
+        record({site::attn_pattern, l}, m_d_pattern.data(), {B, H, S, S});
+        record({site::attn_v, l}, m_d_v.data(), {B, S, Hkv, dh});
+        if (!frozen) {
+            m_d_scores.reshape_uninitialized({B, H, S, S});
+            for (std::size_t bh = 0; bh < B * H; ++bh)
+                kernels::softmax_causal_backward(pattern + bh * block, m_d_pattern.data() + bh * block,
+                                                 m_d_scores.data() + bh * block, S, S, S, 0);
+            if (attnlrp) // uniform rule on Q K^T
+                for (T& x : m_d_scores) x /= T(2);
+            record({site::attn_scores, l}, m_d_scores.data(), {B, H, S, S});
+            for (std::size_t b = 0; b < B; ++b)
+                for (std::size_t h = 0; h < H; ++h) {
+                    const std::size_t g = h / group;
+                    kernels::attention_scores_backward(m_d_scores.data() + (b * H + h) * block, S,
+                                                       q + b * S * qw + h * dh, qw, k + b * S * kvw + g * dh, kvw, S,
+                                                       S, dh, scale, m_d_q.data() + b * S * qw + h * dh, qw,
+                                                       m_d_k.data() + b * S * kvw + g * dh, kvw, true);
+                }
+        }
+        if (rotary) {
+            record({site::attn_rot_q, l}, m_d_q.data(), {B, S, H, dh});
+            record({site::attn_rot_k, l}, m_d_k.data(), {B, S, Hkv, dh});
+            kernels::rope_backward(m_d_q.data(), N, H, qw, S, 0, m.rope(), c.rope);
+            kernels::rope_backward(m_d_k.data(), N, Hkv, kvw, S, 0, m.rope(), c.rope);
+        }
+        record({site::attn_q, l}, m_d_q.data(), {B, S, H, dh});
+        record({site::attn_k, l}, m_d_k.data(), {B, S, Hkv, dh});
+    }
+
+    const basic_transformer<T>& m;
+    const model_config& c;
+    const model_weights<T>& W;
+    const activation_cache<T>& m_tape;
+    const std::vector<hook_point>& m_want;
+    backward_options m_opt;
+    int m_down_to;
+    T m_eps{};
+    std::size_t B = 0, S = 0, N = 0;
+    activation_cache<T> m_out;
+    tensor<T> m_dx, m_d_post, m_d_pre, m_d_lin, m_d_ln, m_d_z, m_d_q, m_d_k, m_d_v, m_d_pattern, m_d_scores;
+    tensor<T> m_mean, m_rstd, m_scratch;
+};
+
+} // namespace detail
+
+template <class T>
+activation_cache<T> backward(const basic_transformer<T>& model, const activation_cache<T>& tape,
+                             tensor_view<const typename basic_transformer<T>::value_type> d_normalized,
+                             const std::vector<hook_point>& want,
+                             const backward_options& options, int down_to_layer) {
+    return detail::backward_pass<T>(model, tape, want, options, down_to_layer).run(d_normalized);
+}
+
+} // namespace actlens
