@@ -4,14 +4,21 @@
 #include <actlens/config.hpp>
 #include <actlens/error.hpp>
 
+#include <actlens/core/dtype.hpp>
 #include <actlens/core/rng.hpp>
 #include <actlens/core/tensor.hpp>
 
+#include <actlens/io/huggingface.hpp>
 #include <actlens/io/llama2c.hpp>
 #include <actlens/io/mapped_file.hpp>
+#include <actlens/io/npy.hpp>
+#include <actlens/io/safetensors.hpp>
 
+#include <actlens/tokenizer/bpe.hpp>
 #include <actlens/tokenizer/llama2c.hpp>
+#include <actlens/tokenizer/load.hpp>
 
+#include <actlens/model/backward.hpp>
 #include <actlens/model/config.hpp>
 #include <actlens/model/generate.hpp>
 #include <actlens/model/hook_point.hpp>
@@ -23,3 +30,5 @@
 #include <actlens/model/transformer.hpp>
 #include <actlens/model/weights.hpp>
 #include <actlens/model/workspace.hpp>
+
+#include <actlens/methods/metrics.hpp>

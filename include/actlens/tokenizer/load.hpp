@@ -1,0 +1,63 @@
+// actlens/tokenizer/load.hpp: load_tokenizer(path) picks the format, and `tokenizer` gives every
+// supported tokenizer one interface.
+#pragma once
+
+#include <actlens/error.hpp>
+#include <actlens/tokenizer/bpe.hpp>
+#include <actlens/tokenizer/llama2c.hpp>
+
+#include <cstdint>
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <variant>
+#include <vector>
+
+namespace actlens {
+
+/// Any supported tokenizer: a llama2.c tokenizer.bin or a GPT-2 byte-level BPE. Const methods are
+/// thread-safe.
+class tokenizer {
+public:
+    explicit tokenizer(llama2c_tokenizer t) : m_impl(std::move(t)) {}
+    explicit tokenizer(bpe_tokenizer t) : m_impl(std::move(t)) {}
+
+    /// Token ids of `text`. `bos` adds the beginning-of-sequence token where the format has one
+    /// (llama2.c's id 1; GPT-2 has none and ignores it).
+    std::vector<std::int32_t> encode(std::string_view text, bool bos = true) const {
+        if (auto* l = std::get_if<llama2c_tokenizer>(&m_impl)) return l->encode(text, bos);
+        return std::get<bpe_tokenizer>(m_impl).encode(text);
+    }
+    std::string decode(const std::vector<std::int32_t>& ids) const {
+        return std::visit([&](const auto& t) { return t.decode(ids); }, m_impl);
+    }
+    std::size_t vocab_size() const noexcept {
+        return std::visit([](const auto& t) { return t.vocab_size(); }, m_impl);
+    }
+    /// The end-of-sequence id, if the vocabulary has one.
+    std::optional<std::int32_t> eos_id() const {
+        if (auto* l = std::get_if<llama2c_tokenizer>(&m_impl)) return l->eos_id();
+        return std::get<bpe_tokenizer>(m_impl).eos_id();
+    }
+    const llama2c_tokenizer* as_llama2c() const noexcept { return std::get_if<llama2c_tokenizer>(&m_impl); }
+    const bpe_tokenizer* as_bpe() const noexcept { return std::get_if<bpe_tokenizer>(&m_impl); }
+
+private:
+    std::variant<llama2c_tokenizer, bpe_tokenizer> m_impl;
+};
+
+/// Loads a tokenizer: a directory or file holding tokenizer.json, or vocab.json + merges.txt
+/// (GPT-2 BPE), or a llama2.c tokenizer.bin (any other file). `vocab_size` checks a llama2.c file
+/// against its model. Throws actlens::error (io.201) for a missing path.
+inline tokenizer load_tokenizer(const std::string& path, std::optional<std::size_t> vocab_size = {}) {
+    namespace fs = std::filesystem;
+    std::error_code ec;
+    if (!fs::exists(path, ec)) fail(errc::file_open, "load_tokenizer: '{}' does not exist", path);
+    const bool is_json = fs::path(path).extension() == ".json";
+    if (fs::is_directory(path, ec) || is_json) return tokenizer(load_bpe_tokenizer(path));
+    return tokenizer(llama2c_tokenizer::load(path, vocab_size));
+}
+
+} // namespace actlens

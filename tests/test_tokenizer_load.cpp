@@ -1,0 +1,23 @@
+#include <actlens/tokenizer/load.hpp>
+
+#include <catch2/catch.hpp>
+
+using namespace actlens;
+
+TEST_CASE("load_tokenizer: picks the format from the path", "[tokenizer]") {
+    const tokenizer llama = load_tokenizer(ACTLENS_MODEL_DIR "/tok512.bin", 512);
+    REQUIRE(llama.as_llama2c() != nullptr);
+    CHECK(llama.encode("The cat") == std::vector<std::int32_t>{1, 291, 280, 294});
+    CHECK(llama.decode(llama.encode("The cat")) == "The cat");
+    CHECK(llama.eos_id() == 2);
+
+    const tokenizer gpt2 = load_tokenizer(ACTLENS_FIXTURE_DIR "/gpt2_bpe");
+    REQUIRE(gpt2.as_bpe() != nullptr);
+    CHECK(gpt2.vocab_size() == 50257);
+    CHECK(gpt2.eos_id() == 50256);
+    // " Mary" and " John" are single GPT-2 tokens (ALGORITHMS.md §1.1).
+    CHECK(gpt2.encode(" Mary John", false) == std::vector<std::int32_t>{5335, 1757});
+
+    CHECK_THROWS_WITH(load_tokenizer("/nonexistent/tokenizer.json"), Catch::Contains("[actlens.io.201]"));
+    CHECK_THROWS_WITH(load_tokenizer(ACTLENS_MODEL_DIR "/tok512.bin", 500), Catch::Contains("tok512.bin"));
+}
