@@ -31,4 +31,8 @@
 #include <actlens/model/weights.hpp>
 #include <actlens/model/workspace.hpp>
 
+#include <actlens/analysis/correlation.hpp>
+
+#include <actlens/methods/attribution.hpp>
 #include <actlens/methods/metrics.hpp>
+#include <actlens/methods/patching.hpp>

@@ -15,6 +15,7 @@
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <type_traits>
 #include <vector>
 
 namespace actlens {
@@ -44,8 +45,22 @@ void log_softmax_row(const T* logits, std::size_t vocab, std::vector<double>& ou
 }
 } // namespace detail
 
+// Lets a metric take logits as a tensor or a mutable view as well as a const view. (A macro rather
+// than a base class keeps the metrics aggregates: logit_difference{{correct}, {wrong}}.)
+#define ACTLENS_METRIC_VALUE_OVERLOADS                                                              \
+    template <class T>                                                                              \
+    double value(const tensor<T>& logits) const {                                                   \
+        return value(logits.view());                                                                \
+    }                                                                                               \
+    template <class T, class = std::enable_if_t<!std::is_const_v<T>>>                               \
+    double value(tensor_view<T> logits) const {                                                     \
+        return value(tensor_view<const T>(logits));                                                 \
+    }
+
 /// Mean over rows of logit[b, pos, correct_b] - logit[b, pos, wrong_b] (pos = last position by default).
 struct logit_difference {
+    ACTLENS_METRIC_VALUE_OVERLOADS
+
     std::vector<std::int32_t> correct, wrong;
     int position = -1; ///< -1: the last position
 
@@ -87,7 +102,10 @@ struct logit_difference {
         return out;
     }
 
-    std::size_t row_position(std::size_t positions) const {
+    std::size_t row_position(std::size_t positions) const { return position_in(position, positions); }
+
+    /// The row a metric reading `position` (negative: from the end) reads in a sequence.
+    static std::size_t position_in(int position, std::size_t positions) {
         if (position >= static_cast<int>(positions) || position < -static_cast<int>(positions))
             fail(errc::out_of_range, "metric: position {} is outside a sequence of {}", position, positions);
         return position < 0 ? positions + std::size_t(position) : std::size_t(position);
@@ -107,6 +125,7 @@ private:
 
 /// Mean over rows of log p(target_b) (or p(target_b) with `probability = true`) at one position.
 struct token_log_prob {
+    ACTLENS_METRIC_VALUE_OVERLOADS
     std::vector<std::int32_t> target;
     int position = -1;
     bool probability = false;
@@ -143,7 +162,7 @@ struct token_log_prob {
     }
 
     std::size_t row_position(std::size_t positions) const {
-        return logit_difference{{}, {}, position}.row_position(positions);
+        return logit_difference::position_in(position, positions);
     }
 
 private:
@@ -159,6 +178,7 @@ private:
 /// Mean over rows of KL(reference_b || model_b) of the next-token distribution at one position.
 /// `reference_log_probs` is [B, V] (e.g. the clean run's log-softmax).
 struct kl_divergence {
+    ACTLENS_METRIC_VALUE_OVERLOADS
     tensor<double> reference_log_probs;
     int position = -1;
 
@@ -211,7 +231,7 @@ struct kl_divergence {
     }
 
     std::size_t row_position(std::size_t positions) const {
-        return logit_difference{{}, {}, position}.row_position(positions);
+        return logit_difference::position_in(position, positions);
     }
 
 private:
@@ -225,6 +245,7 @@ private:
 /// (M - M_corrupted) / (M_clean - M_corrupted): 1 on the clean run, 0 on the corrupted one.
 template <class Metric>
 struct normalized_metric {
+    ACTLENS_METRIC_VALUE_OVERLOADS
     Metric base;
     double clean = 1.0, corrupted = 0.0;
 
@@ -252,3 +273,5 @@ normalized_metric<Metric> normalize(Metric base, double clean, double corrupted)
 }
 
 } // namespace actlens
+
+#undef ACTLENS_METRIC_VALUE_OVERLOADS

@@ -1,0 +1,198 @@
+// actlens/methods/attribution.hpp: gradient estimates of activation patching: AtP, RelP and
+// Integrated Gradients (ALGORITHMS.md §2-4).
+//
+//   AtP(n)  = sum over n's entries of (patch value - base value) * dM/dn at the base run;
+//   RelP(n) = the same with the LRP-modified backward (rule::relp) in place of the gradient;
+//   IG(n)   = (patch - base) * mean over k of dM/dn at base + (k + 1/2)/N (patch - base), where all
+//             entries of one layer's site are interpolated together and everything downstream is
+//             recomputed.
+// Denoising takes the corrupted run as the base and the clean values as the patch; noising the
+// reverse. The scores have the shapes of activation_patch() so the two compare entry by entry.
+// AtP and RelP cost two forwards and one backward, whatever the number of components.
+#pragma once
+
+#include <actlens/core/tensor.hpp>
+#include <actlens/error.hpp>
+#include <actlens/methods/patching.hpp>
+#include <actlens/model/backward.hpp>
+#include <actlens/model/hooks.hpp>
+#include <actlens/model/transformer.hpp>
+
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+namespace actlens {
+
+struct attribution_options {
+    patch_direction direction = patch_direction::denoising;
+    /// rule::gradient gives AtP, rule::relp RelP (see backward_options for the AH-rule switch).
+    backward_options backward;
+    /// Integrated Gradients: interpolation steps (midpoint rule).
+    std::size_t ig_steps = 10;
+};
+
+namespace detail {
+
+template <class T>
+tensor_view<const std::int32_t> as_batch(tensor_view<const std::int32_t> tokens) {
+    return tokens.rank() == 1 ? tokens.reshaped({1, tokens.extent(0)}) : tokens;
+}
+
+// dM/d(ln_final.hook_normalized) of a metric on a run's logits.
+template <class T, class Metric>
+tensor<T> metric_normalized_gradient(const basic_transformer<T>& model, const tensor<T>& logits, const Metric& metric) {
+    tensor<T> d_logits(logits.shape());
+    metric.logits_gradient(logits.view(), d_logits.view());
+    return unembed_backward(model, d_logits.view());
+}
+
+// Reduces (patch - base) * grad of one layer's activation into the result entries of that layer.
+template <class T>
+void reduce_attribution(patch_target target, const tensor<T>& patch, const tensor<T>& base, const tensor<T>& grad,
+                        std::size_t layer, tensor<double>& scores) {
+    const shape_t& s = grad.shape();
+    const std::size_t B = s[0], S = s[1];
+    for (std::size_t b = 0; b < B; ++b)
+        for (std::size_t t = 0; t < S; ++t) {
+            if (grad.rank() == 4) { // hook_z [B, T, H, d_h]
+                for (std::size_t h = 0; h < s[2]; ++h) {
+                    double sum = 0;
+                    for (std::size_t e = 0; e < s[3]; ++e)
+                        sum += (double(patch(b, t, h, e)) - double(base(b, t, h, e))) * double(grad(b, t, h, e));
+                    if (target == patch_target::head) scores(layer, h) += sum;
+                    else scores(layer, t, h) += sum;
+                }
+            } else if (target == patch_target::neuron) {
+                for (std::size_t n = 0; n < s[2]; ++n)
+                    scores(layer, n) += (double(patch(b, t, n)) - double(base(b, t, n))) * double(grad(b, t, n));
+            } else {
+                double sum = 0;
+                for (std::size_t e = 0; e < s[2]; ++e)
+                    sum += (double(patch(b, t, e)) - double(base(b, t, e))) * double(grad(b, t, e));
+                scores(layer, t) += sum;
+            }
+        }
+}
+
+template <class T>
+std::vector<hook_point> site_points(const basic_transformer<T>& model, patch_target target) {
+    std::vector<hook_point> out;
+    for (int l = 0; l < int(model.config().n_layers); ++l) out.push_back({patch_site(target), l});
+    return out;
+}
+
+} // namespace detail
+
+/// Attribution patching (AtP) or, with options.backward.rule = rule::relp, relevance patching (RelP).
+/// One backward pass gives the scores of every component of the target kind.
+template <class T, class Metric>
+patching_result attribution_patch(const basic_transformer<T>& model, tensor_view<const std::int32_t> clean,
+                                  tensor_view<const std::int32_t> corrupted, const Metric& metric, patch_target target,
+                                  const attribution_options& options = {}) {
+    clean = detail::as_batch<T>(clean);
+    corrupted = detail::as_batch<T>(corrupted);
+    if (clean.shape() != corrupted.shape())
+        fail(errc::shape_mismatch, "attribution_patch: clean tokens {} and corrupted tokens {} differ in shape",
+             clean.shape().to_string(), corrupted.shape().to_string());
+    const bool denoise = options.direction == patch_direction::denoising;
+    const auto& base_tokens = denoise ? corrupted : clean;
+    const auto& patch_tokens = denoise ? clean : corrupted;
+    const auto points = detail::site_points(model, target);
+
+    activation_cache<T> patch_cache;
+    {
+        hook_set<T> capture;
+        patch_cache.capture_into(capture, points);
+        run_options<T> o;
+        o.hooks = &capture;
+        o.last_position_only = true;
+        workspace<T> ws;
+        model.forward(ws, patch_tokens, o);
+    }
+    activation_cache<T> tape;
+    hook_set<T> record;
+    auto tape_list = tape_points(model);
+    tape_list.insert(tape_list.end(), points.begin(), points.end());
+    tape.capture_into(record, tape_list);
+    run_options<T> o;
+    o.hooks = &record;
+    const tensor<T> base_logits = model.forward(base_tokens, o);
+    const tensor<T> d_norm = detail::metric_normalized_gradient(model, base_logits, metric);
+    const activation_cache<T> grads = backward(model, tape, d_norm.view(), points, options.backward);
+
+    patching_result result;
+    shape_t shape;
+    detail::patch_plan(target, model.config(), clean.extent(1), shape, result.axes);
+    result.scores.resize(shape);
+    for (const hook_point& p : points)
+        detail::reduce_attribution(target, patch_cache.at(p), tape.at(p), grads.at(p), std::size_t(p.layer),
+                                   result.scores);
+    return result;
+}
+
+/// Integrated Gradients with the patch as the end point: for each layer, the whole site (every
+/// position and unit) is interpolated from the base run's value to the patch run's, the model
+/// downstream is rerun, and the gradients are averaged (midpoint rule, options.ig_steps steps).
+/// Cost: ig_steps forward + backward passes per layer.
+template <class T, class Metric>
+patching_result integrated_gradients(const basic_transformer<T>& model, tensor_view<const std::int32_t> clean,
+                                     tensor_view<const std::int32_t> corrupted, const Metric& metric,
+                                     patch_target target, const attribution_options& options = {}) {
+    clean = detail::as_batch<T>(clean);
+    corrupted = detail::as_batch<T>(corrupted);
+    if (clean.shape() != corrupted.shape())
+        fail(errc::shape_mismatch, "integrated_gradients: clean tokens {} and corrupted tokens {} differ in shape",
+             clean.shape().to_string(), corrupted.shape().to_string());
+    if (options.ig_steps == 0) fail(errc::invalid_argument, "integrated_gradients: ig_steps must be positive");
+    const bool denoise = options.direction == patch_direction::denoising;
+    const auto& base_tokens = denoise ? corrupted : clean;
+    const auto& patch_tokens = denoise ? clean : corrupted;
+    const auto points = detail::site_points(model, target);
+    activation_cache<T> base_cache, patch_cache;
+    {
+        hook_set<T> a, b;
+        base_cache.capture_into(a, points);
+        patch_cache.capture_into(b, points);
+        run_options<T> o;
+        o.last_position_only = true;
+        workspace<T> ws;
+        o.hooks = &a;
+        model.forward(ws, base_tokens, o);
+        o.hooks = &b;
+        model.forward(ws, patch_tokens, o);
+    }
+    patching_result result;
+    shape_t shape;
+    detail::patch_plan(target, model.config(), clean.extent(1), shape, result.axes);
+    result.scores.resize(shape);
+    backward_options bo = options.backward;
+    for (const hook_point& p : points) {
+        const tensor<T>& base = base_cache.at(p);
+        const tensor<T>& patch = patch_cache.at(p);
+        tensor<T> mean_grad(base.shape());
+        for (std::size_t k = 0; k < options.ig_steps; ++k) {
+            const T alpha = (T(k) + T(0.5)) / T(options.ig_steps);
+            activation_cache<T> tape;
+            hook_set<T> hooks;
+            hooks.add(p, [&](tensor_view<T> a, const hook_context&) {
+                for (std::size_t i = 0; i < a.size(); ++i)
+                    a.data()[i] = base.data()[i] + alpha * (patch.data()[i] - base.data()[i]);
+            });
+            auto tape_list = tape_points(model, p.layer);
+            tape_list.push_back(p);
+            tape.capture_into(hooks, tape_list);
+            run_options<T> o;
+            o.hooks = &hooks;
+            const tensor<T> logits = model.forward(base_tokens, o);
+            const tensor<T> d_norm = detail::metric_normalized_gradient(model, logits, metric);
+            const auto grads = backward(model, tape, d_norm.view(), {p}, bo, p.layer);
+            const tensor<T>& g = grads.at(p);
+            for (std::size_t i = 0; i < g.size(); ++i) mean_grad.data()[i] += g.data()[i] / T(options.ig_steps);
+        }
+        detail::reduce_attribution(target, patch, base, mean_grad, std::size_t(p.layer), result.scores);
+    }
+    return result;
+}
+
+} // namespace actlens
