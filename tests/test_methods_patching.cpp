@@ -10,7 +10,9 @@
 using namespace actlens;
 
 TEST_CASE("activation_patch: the fast plan equals the brute-force loop for every site", "[patching]") {
-    for (const auto& [family, config] : tiny::all()) {
+    for (const auto& named : tiny::all()) {
+        const std::string& family = named.name;
+        const model_config& config = named.config;
         SECTION(family) {
             const auto m = make_random_transformer<float>(config, 21);
             const std::size_t B = 2, S = 6;

@@ -25,7 +25,9 @@ struct linear_metric {
 } // namespace
 
 TEST_CASE("backward: gradients at every hook point equal central finite differences", "[backward]") {
-    for (const auto& [family, config] : tiny::all()) {
+    for (const auto& named : tiny::all()) {
+        const std::string& family = named.name;
+        const model_config& config = named.config;
         SECTION(family) {
             const auto m = make_random_transformer<double>(config, 77);
             const std::size_t B = 2, S = 5;

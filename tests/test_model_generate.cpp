@@ -23,7 +23,9 @@ std::int32_t argmax_last(const tensor<T>& logits) {
 } // namespace
 
 TEST_CASE("generate: greedy decoding with the KV cache equals argmax over full forwards", "[generate]") {
-    for (const auto& [family, config] : tiny::all()) {
+    for (const auto& named : tiny::all()) {
+        const std::string& family = named.name;
+        const model_config& config = named.config;
         SECTION(family) {
             const auto m = make_random_transformer<double>(config, 31);
             const std::vector<std::int32_t> prompt = tiny::tokens(4, config.vocab_size, 5);

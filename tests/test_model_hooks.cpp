@@ -13,7 +13,9 @@
 using namespace actlens;
 
 TEST_CASE("hook_point: every name of both families parses and prints back the same", "[hooks]") {
-    for (const auto& [family, config] : tiny::all()) {
+    for (const auto& named : tiny::all()) {
+        const std::string& family = named.name;
+        const model_config& config = named.config;
         const auto m = make_random_transformer<float>(config, 1);
         const auto points = m.hook_points();
         for (const hook_point& p : points) {
@@ -62,7 +64,9 @@ TEST_CASE("glob_match: * spans any characters, ? one", "[hooks]") {
 }
 
 TEST_CASE("hooks: read-only hooks at every point leave the logits bit-identical", "[hooks]") {
-    for (const auto& [family, config] : tiny::all()) {
+    for (const auto& named : tiny::all()) {
+        const std::string& family = named.name;
+        const model_config& config = named.config;
         SECTION(family) {
             const auto m = make_random_transformer<float>(config, 11);
             const auto toks = tiny::tokens(2 * 7, config.vocab_size, 4);
@@ -126,7 +130,9 @@ TEST_CASE("hooks: attention scores are masked with -inf and the pattern rows sum
 }
 
 TEST_CASE("hooks: a hook that writes the last MLP output changes exactly the logits it feeds", "[hooks]") {
-    for (const auto& [family, config] : tiny::all()) {
+    for (const auto& named : tiny::all()) {
+        const std::string& family = named.name;
+        const model_config& config = named.config;
         SECTION(family) {
             const auto m = make_random_transformer<double>(config, 17);
             const std::size_t T = 6, p = 3;

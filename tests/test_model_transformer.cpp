@@ -30,7 +30,9 @@ bool bit_identical(const tensor<float>& a, const tensor<float>& b) {
 } // namespace
 
 TEST_CASE("transformer: logits equal a plain long-double reference forward", "[model]") {
-    for (const auto& [name, config] : tiny::all()) {
+    for (const auto& named : tiny::all()) {
+        const std::string& name = named.name;
+        const model_config& config = named.config;
         SECTION(name) {
             // In double the kernels must agree with the scalar reference to rounding (1e-10 is ~1e5 ulps
             // of headroom for these sizes); in float to ~1e-5 of logits of order 1.
@@ -54,7 +56,9 @@ TEST_CASE("transformer: logits equal a plain long-double reference forward", "[m
 }
 
 TEST_CASE("transformer: KV-cache decoding gives the logits of a full forward", "[model]") {
-    for (const auto& [name, config] : tiny::all()) {
+    for (const auto& named : tiny::all()) {
+        const std::string& name = named.name;
+        const model_config& config = named.config;
         SECTION(name) {
             const auto m = make_random_transformer<double>(config, 7);
             const auto toks = tiny::tokens(13, config.vocab_size, 1);
@@ -79,7 +83,9 @@ TEST_CASE("transformer: KV-cache decoding gives the logits of a full forward", "
 }
 
 TEST_CASE("transformer: batch rows are independent", "[model]") {
-    for (const auto& [name, config] : tiny::all()) {
+    for (const auto& named : tiny::all()) {
+        const std::string& name = named.name;
+        const model_config& config = named.config;
         SECTION(name) {
             const auto m = make_random_transformer<float>(config, 3);
             const std::size_t T = 9;
@@ -101,7 +107,9 @@ TEST_CASE("transformer: batch rows are independent", "[model]") {
 }
 
 TEST_CASE("transformer: stop_at_layer and forward_from split the forward exactly", "[model]") {
-    for (const auto& [name, config] : tiny::all()) {
+    for (const auto& named : tiny::all()) {
+        const std::string& name = named.name;
+        const model_config& config = named.config;
         SECTION(name) {
             const auto m = make_random_transformer<float>(config, 5);
             const auto toks = tiny::tokens(8, config.vocab_size);
