@@ -82,6 +82,55 @@ TEST_CASE("transformer: KV-cache decoding gives the logits of a full forward", "
     }
 }
 
+TEST_CASE("transformer: attention over several query blocks equals the reference, fused or hooked", "[model]") {
+    // The attention kernel works on blocks of 64 query rows that see only their causal key prefix,
+    // and fuses softmax and value mix when no hook reads the scores or the pattern. 150 positions
+    // give blocks of 64, 64 and 22; KV chunks that start mid-block exercise a non-zero past.
+    for (const auto& named : tiny::all()) {
+        const std::string& name = named.name;
+        model_config config = named.config;
+        config.max_seq_len = 160;
+        SECTION(name) {
+            const std::size_t T = 150;
+            const auto md = make_random_transformer<double>(config, 5);
+            const auto toks = tiny::tokens(T, config.vocab_size, 4);
+            const auto expect = reference::forward(md, toks);
+            const tensor<double> full = md.forward(toks);
+            double err = 0;
+            for (std::size_t t = 0; t < T; ++t)
+                for (std::size_t v = 0; v < config.vocab_size; ++v)
+                    err = std::max(err, double(std::abs(expect[t][v] - full(0, t, v))));
+            CHECK(err < 1e-10);
+
+            // A read-only hook on the pattern takes the unfused path: same logits to the bit.
+            hook_set<double> hooks;
+            std::size_t pattern_calls = 0;
+            hooks.add_matching("*.attn.hook_pattern", md.hook_points(),
+                               [&](tensor_view<double>, const hook_context&) { ++pattern_calls; });
+            workspace<double> ws;
+            run_options<double> hooked;
+            hooked.hooks = &hooks;
+            const tensor_view<const double> with_hook =
+                md.forward(ws, tensor_view<const std::int32_t>(toks.data(), {T}), hooked);
+            CHECK(pattern_calls == config.n_layers);
+            CHECK(std::memcmp(with_hook.data(), full.data(), full.size() * sizeof(double)) == 0);
+
+            auto cache = md.make_kv_cache(1, T);
+            run_options<double> cached;
+            cached.cache = &cache;
+            std::size_t pos = 0;
+            for (std::size_t chunk : {70, 1, 60, 19}) {
+                auto logits = md.forward(ws, tensor_view<const std::int32_t>(toks.data() + pos, {chunk}), cached);
+                for (std::size_t t = 0; t < chunk; ++t)
+                    for (std::size_t v = 0; v < config.vocab_size; ++v)
+                        REQUIRE(std::abs(logits(0, t, v) - full(0, pos + t, v)) < 1e-12);
+                pos += chunk;
+            }
+            CHECK(pos == T);
+        }
+    }
+}
+
 TEST_CASE("transformer: batch rows are independent", "[model]") {
     for (const auto& named : tiny::all()) {
         const std::string& name = named.name;

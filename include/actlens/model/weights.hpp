@@ -6,6 +6,7 @@
 #pragma once
 
 #include <actlens/core/tensor.hpp>
+#include <actlens/kernels/gemm.hpp>
 #include <actlens/model/config.hpp>
 
 #include <cstddef>
@@ -93,6 +94,53 @@ struct model_weights {
         check(final_norm_weight, {d}, "final_norm_weight");
         check_optional(final_norm_bias, ln, d, "final_norm_bias");
         check(unembedding, {c.vocab_size, d}, "unembedding");
+    }
+};
+
+/// The linear weights of a model repacked once for kernels::linear (see kernels::packed_weight):
+/// what the transformer multiplies with. For float on AVX-512 builds this is a second copy of every
+/// projection and of the unembedding (the model's memory roughly doubles, the embedding table
+/// aside), made when the transformer is constructed; elsewhere it only points at model_weights.
+/// The copy is taken at construction: writing later into the memory behind model_weights' views
+/// does not reach it (build a new transformer to edit weights).
+template <class T>
+struct packed_weights {
+    struct layer {
+        kernels::packed_weight<T> w_q, w_k, w_v, w_o, w_gate, w_in, w_out;
+    };
+    std::vector<layer> layers;
+    kernels::packed_weight<T> unembedding;
+
+    packed_weights() = default;
+    /// Packs every linear weight of `w`, which must have passed w.validate(c), into one buffer.
+    packed_weights(const model_config& c, const model_weights<T>& w) {
+        using packed = kernels::packed_weight<T>;
+        const bool gate = c.mlp == mlp_kind::swiglu;
+        auto size = [](const tensor_view<const T>& v) { return packed::packed_size(v.extent(0), v.extent(1)); };
+        std::size_t total = size(w.unembedding);
+        for (const layer_weights<T>& l : w.layers)
+            total += size(l.w_q) + size(l.w_k) + size(l.w_v) + size(l.w_o) + (gate ? size(l.w_gate) : 0) +
+                     size(l.w_in) + size(l.w_out);
+        std::shared_ptr<T> storage = total ? kernels::allocate_packed_storage<T>(total) : nullptr;
+        std::size_t offset = 0;
+        auto pack = [&](const tensor_view<const T>& v) {
+            packed p(v.data(), v.extent(0), v.extent(1), storage.get() + offset, storage);
+            offset += size(v);
+            return p;
+        };
+        layers.resize(w.layers.size());
+        for (std::size_t i = 0; i < w.layers.size(); ++i) {
+            const layer_weights<T>& l = w.layers[i];
+            layer& p = layers[i];
+            p.w_q = pack(l.w_q);
+            p.w_k = pack(l.w_k);
+            p.w_v = pack(l.w_v);
+            p.w_o = pack(l.w_o);
+            if (gate) p.w_gate = pack(l.w_gate);
+            p.w_in = pack(l.w_in);
+            p.w_out = pack(l.w_out);
+        }
+        unembedding = pack(w.unembedding);
     }
 };
 
