@@ -1,0 +1,41 @@
+// actlens/kernels/detail/parallel.hpp: how the dense kernels use the caller's OpenMP team.
+//
+// The kernels never start threads of their own and never change process-wide settings: they run
+// on the team of the calling thread (omp_get_max_threads()), and on one thread when called from
+// inside a parallel region or built without OpenMP.
+#pragma once
+
+#if defined(_OPENMP)
+#include <omp.h>
+#endif
+
+namespace actlens::kernels::detail {
+
+/// Threads the calling code may use (its OpenMP team size), 1 without OpenMP.
+inline int gemm_threads() noexcept {
+#if defined(_OPENMP)
+    return omp_in_parallel() ? 1 : omp_get_max_threads();
+#else
+    return 1;
+#endif
+}
+
+/// Runs body(i) for i < items, spread over the OpenMP team (dynamic schedule) when `parallel`,
+/// else in a plain loop on the calling thread (no OpenMP call at all: small products stay cheap).
+template <class Body>
+void for_items(long items, bool parallel, Body&& body) {
+#if defined(_OPENMP)
+    if (parallel && items > 1) {
+#pragma omp parallel for schedule(dynamic, 1)
+        for (long i = 0; i < items; ++i)
+            body(i);
+        return;
+    }
+#else
+    (void)parallel;
+#endif
+    for (long i = 0; i < items; ++i)
+        body(i);
+}
+
+} // namespace actlens::kernels::detail
