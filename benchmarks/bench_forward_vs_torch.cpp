@@ -9,6 +9,8 @@
 //   RESULT actlens threads=2 T=64 runs=20 min_ms=... median_ms=... samples_ms=t1,t2,...
 // --gemm also prints the GFLOP/s of the model's GEMM shapes (Eigen, the fast kernel with weights
 // packed per call, and with pre-packed weights), the numbers behind the forward.
+#include "bench_timing.hpp"
+
 #include <actlens/kernels/gemm.hpp>
 #include <actlens/model/random_weights.hpp>
 #include <actlens/model/transformer.hpp>
@@ -28,7 +30,10 @@
 
 namespace {
 
-using clock_type = std::chrono::steady_clock;
+using bench::clock_type;
+using bench::parse_sizes;
+using bench::print_result;
+using bench::time_ms;
 
 struct options {
     int runs = 20;
@@ -37,48 +42,6 @@ struct options {
     int threads = 0;
     bool gemm = false;
 };
-
-std::vector<std::size_t> parse_list(const std::string& s) {
-    std::vector<std::size_t> out;
-    std::size_t start = 0;
-    while (start <= s.size()) {
-        const std::size_t comma = s.find(',', start);
-        const std::string item =
-            s.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
-        if (!item.empty()) out.push_back(std::stoul(item));
-        if (comma == std::string::npos) break;
-        start = comma + 1;
-    }
-    return out;
-}
-
-double median(std::vector<double> v) {
-    std::sort(v.begin(), v.end());
-    const std::size_t n = v.size();
-    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
-
-template <class F>
-std::vector<double> time_ms(int warmup, int runs, F&& fn) {
-    for (int i = 0; i < warmup; ++i)
-        fn();
-    std::vector<double> samples;
-    for (int i = 0; i < runs; ++i) {
-        const auto t0 = clock_type::now();
-        fn();
-        samples.push_back(
-            std::chrono::duration<double, std::milli>(clock_type::now() - t0).count());
-    }
-    return samples;
-}
-
-void print_result(const char* who, int threads, std::size_t T, const std::vector<double>& s) {
-    std::string list;
-    for (double v : s)
-        list += fmt::format("{}{:.3f}", list.empty() ? "" : ",", v);
-    fmt::print("RESULT {} threads={} T={} runs={} min_ms={:.3f} median_ms={:.3f} samples_ms={}\n",
-               who, threads, T, s.size(), *std::min_element(s.begin(), s.end()), median(s), list);
-}
 
 void gemm_table(int runs) {
     struct shape {
@@ -120,19 +83,13 @@ int main(int argc, char** argv) {
     options opt;
     for (int i = 1; i < argc; ++i) {
         const std::string a = argv[i];
-        auto next = [&]() -> std::string {
-            if (i + 1 >= argc) {
-                fmt::print(stderr, "{} needs a value\n", a);
-                std::exit(2);
-            }
-            return argv[++i];
-        };
+        auto next = [&] { return bench::option_value(argc, argv, i); };
         if (a == "--runs")
             opt.runs = std::max(1, std::stoi(next()));
         else if (a == "--warmup")
             opt.warmup = std::max(0, std::stoi(next()));
         else if (a == "--T")
-            opt.lengths = parse_list(next());
+            opt.lengths = parse_sizes(next());
         else if (a == "--threads")
             opt.threads = std::stoi(next());
         else if (a == "--gemm")

@@ -5,6 +5,8 @@
 // Python standard library only. They are within a few ulp of the exact values; our sums over
 // n <= 120 terms of magnitude <= 1 add at most ~n * 2^-53 ~ 1e-14 relative error, so 1e-12 is a
 // safe tolerance that would still catch any wrong tie handling (which moves values by >= 1e-3).
+#include "test_helpers.hpp"
+
 #include <actlens/analysis/correlation.hpp>
 
 #include <catch2/catch.hpp>
@@ -108,18 +110,6 @@ void correlated_normals(std::size_t n, double rho, std::uint64_t seed, std::vect
 
 double pearson_value(const std::vector<double>& a, const std::vector<double>& b) {
     return pearson(a, b).value;
-}
-
-template <class F>
-void require_error(F&& f, errc code, const std::string& needle) {
-    try {
-        f();
-        FAIL("no actlens::error thrown");
-    } catch (const actlens::error& e) {
-        INFO(e.what());
-        REQUIRE(e.code() == code);
-        REQUIRE(std::string(e.what()).find(needle) != std::string::npos);
-    }
 }
 
 } // namespace

@@ -7,6 +7,8 @@
 // (logits up to ~12): float32 rounding through two blocks stays near 1e-6, so 1e-4 leaves room for
 // summation-order differences while any layout or formula error (a transposed or permuted weight,
 // a wrong RoPE pairing, a missing bias) shows up at 1e-2 or more.
+#include "test_helpers.hpp"
+
 #include <actlens/core/dtype.hpp>
 #include <actlens/io/huggingface.hpp>
 #include <actlens/io/safetensors.hpp>
@@ -107,16 +109,6 @@ void edit(const fs::path& path, const std::string& from, const std::string& to) 
     REQUIRE(at != std::string::npos);
     text.replace(at, from.size(), to);
     write_text(path, text);
-}
-
-template <class F>
-std::string error_of(F&& f) {
-    try {
-        f();
-    } catch (const error& e) {
-        return e.what();
-    }
-    return "no error";
 }
 
 std::string load_error(const fs::path& path) {

@@ -1,6 +1,8 @@
 // Tests of actlens/io/safetensors.hpp: writer/reader round trips (F32 in place, F16/BF16 rounded
 // to nearest even), hand-written files with scalars, empty and misaligned tensors, and hostile
 // headers, each of which must give an actlens::error naming the file and the tensor or field.
+#include "test_helpers.hpp"
+
 #include <actlens/core/dtype.hpp>
 #include <actlens/io/safetensors.hpp>
 
@@ -41,16 +43,6 @@ std::string write_raw(const std::string& name, const std::string& header,
 std::string open_error(const std::string& path) {
     try {
         io::safetensors_file f(path);
-    } catch (const error& e) {
-        return e.what();
-    }
-    return "no error";
-}
-
-template <class F>
-std::string error_of(F&& f) {
-    try {
-        f();
     } catch (const error& e) {
         return e.what();
     }

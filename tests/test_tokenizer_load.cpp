@@ -10,6 +10,10 @@ TEST_CASE("load_tokenizer: picks the format from the path", "[tokenizer]") {
     CHECK(llama.encode("The cat") == std::vector<std::int32_t>{1, 291, 280, 294});
     CHECK(llama.decode(llama.encode("The cat")) == "The cat");
     CHECK(llama.eos_id() == 2);
+    // A llama2.c model directory: its one tok*.bin.
+    const tokenizer from_dir = load_tokenizer(ACTLENS_MODEL_DIR, 512);
+    REQUIRE(from_dir.as_llama2c() != nullptr);
+    CHECK(from_dir.encode("The cat") == llama.encode("The cat"));
 
     const tokenizer gpt2 = load_tokenizer(ACTLENS_FIXTURE_DIR "/gpt2_bpe");
     REQUIRE(gpt2.as_bpe() != nullptr);

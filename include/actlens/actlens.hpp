@@ -8,6 +8,8 @@
 #include <actlens/core/rng.hpp>
 #include <actlens/core/tensor.hpp>
 
+#include <actlens/io/gguf.hpp>
+#include <actlens/io/gguf_model.hpp>
 #include <actlens/io/huggingface.hpp>
 #include <actlens/io/llama2c.hpp>
 #include <actlens/io/mapped_file.hpp>
@@ -15,10 +17,12 @@
 #include <actlens/io/safetensors.hpp>
 
 #include <actlens/tokenizer/bpe.hpp>
+#include <actlens/tokenizer/gguf_vocab.hpp>
 #include <actlens/tokenizer/llama2c.hpp>
 #include <actlens/tokenizer/load.hpp>
 
 #include <actlens/model/backward.hpp>
+#include <actlens/model/backward_weights.hpp>
 #include <actlens/model/config.hpp>
 #include <actlens/model/generate.hpp>
 #include <actlens/model/hook_point.hpp>
@@ -33,6 +37,14 @@
 
 #include <actlens/analysis/correlation.hpp>
 
+#include <actlens/methods/atp_star.hpp>
 #include <actlens/methods/attribution.hpp>
+#include <actlens/methods/capture.hpp>
+#include <actlens/methods/control_vector.hpp>
+#include <actlens/methods/gact.hpp>
 #include <actlens/methods/metrics.hpp>
+#include <actlens/methods/neurons.hpp>
 #include <actlens/methods/patching.hpp>
+#include <actlens/methods/snmf.hpp>
+#include <actlens/methods/snmf_features.hpp>
+#include <actlens/methods/steering.hpp>

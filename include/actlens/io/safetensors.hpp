@@ -24,6 +24,7 @@
 #include <actlens/core/dtype.hpp>
 #include <actlens/core/tensor.hpp>
 #include <actlens/error.hpp>
+#include <actlens/io/detail/tensor_bytes.hpp>
 #include <actlens/io/mapped_file.hpp>
 
 #include <nlohmann/json.hpp>
@@ -328,13 +329,10 @@ inline void safetensors_file::parse_header() {
               [](const safetensors_tensor_info& a, const safetensors_tensor_info& b) {
                   return a.begin != b.begin ? a.begin < b.begin : a.end < b.end;
               });
-    for (std::size_t i = 1; i < m_tensors.size(); ++i) {
-        const safetensors_tensor_info &a = m_tensors[i - 1], &b = m_tensors[i];
-        if (b.begin < a.end)
-            fail(errc::bad_header,
-                 "'{}': tensors '{}' (bytes [{}, {})) and '{}' (bytes [{}, {})) overlap", file,
-                 a.name, a.begin, a.end, b.name, b.begin, b.end);
-    }
+    std::vector<detail::byte_range> ranges;
+    ranges.reserve(m_tensors.size());
+    for (const safetensors_tensor_info& t : m_tensors) ranges.push_back({t.name, t.begin, t.end});
+    detail::check_no_overlap(file, std::move(ranges));
     for (std::size_t i = 0; i < m_tensors.size(); ++i)
         m_index.emplace(m_tensors[i].name, i);
 }
@@ -368,7 +366,7 @@ inline shape_t safetensors_file::tensor_shape(const safetensors_tensor_info& inf
 
 inline bool safetensors_file::is_mappable(std::string_view name) const {
     const safetensors_tensor_info& t = info(name);
-    return t.dtype == dtype::f32 && reinterpret_cast<std::uintptr_t>(data(t)) % alignof(float) == 0;
+    return t.dtype == dtype::f32 && detail::float_aligned(data(t));
 }
 
 inline tensor_view<const float> safetensors_file::mapped_view(std::string_view name) const {
@@ -392,28 +390,13 @@ inline void safetensors_file::convert(const safetensors_tensor_info& t, float* o
         std::memcpy(out, p, n * sizeof(float));
         return;
     case dtype::f64:
-        for (std::size_t i = 0; i < n; ++i) {
-            double v;
-            std::memcpy(&v, p + i * sizeof(double), sizeof(double));
-            out[i] = static_cast<float>(v);
-        }
+        detail::f64_bytes_to_f32(p, out, n);
         return;
     case dtype::f16:
-    case dtype::bf16: {
-        // The data section may start at any offset; 16-bit loads need 2-byte alignment.
-        const std::uint16_t* bits = reinterpret_cast<const std::uint16_t*>(p);
-        std::vector<std::uint16_t> aligned;
-        if (reinterpret_cast<std::uintptr_t>(p) % alignof(std::uint16_t) != 0) {
-            aligned.resize(n);
-            std::memcpy(aligned.data(), p, n * sizeof(std::uint16_t));
-            bits = aligned.data();
-        }
-        if (t.dtype == dtype::f16)
-            f16_to_f32(bits, out, n);
-        else
-            bf16_to_f32(bits, out, n);
+    case dtype::bf16:
+        // The data section may start at any offset.
+        detail::half_bytes_to_f32(p, out, n, t.dtype == dtype::bf16);
         return;
-    }
     default:
         fail(errc::unsupported_format,
              "'{}': tensor '{}' has dtype {}; only F32, F16, BF16 and F64 convert to float", path(),

@@ -17,7 +17,9 @@
 //    Nothing is allocated per call.
 //  - double, and builds without AVX-512: Eigen.
 //
-// The backward products (input and weight gradients) use Eigen for every type.
+// The backward products: input gradients in kernels/gemm_input_grad.hpp (weights read in place), or
+// this file's packed product with the transposed weights of model/backward_weights.hpp; weight
+// gradients use Eigen for every type.
 //
 // Threads and shared machines: libgomp's idle threads spin (OMP_WAIT_POLICY unset or active) for
 // a while before sleeping; when other processes load the cores that spinning takes the time the

@@ -18,8 +18,11 @@
 #include <actlens/model/hooks.hpp>
 #include <actlens/model/transformer.hpp>
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
+#include <type_traits>
+#include <utility>
 #include <vector>
 
 namespace actlens {
@@ -45,6 +48,37 @@ tensor<T> metric_normalized_gradient(const basic_transformer<T>& model, const te
     tensor<T> d_logits(logits.shape());
     metric.logits_gradient(logits.view(), d_logits.view());
     return unembed_backward(model, d_logits.view());
+}
+
+template <class Metric, class T, class = void>
+struct has_normalized_gradient : std::false_type {};
+template <class Metric, class T>
+struct has_normalized_gradient<Metric, T,
+                               std::void_t<decltype(std::declval<const Metric&>().normalized_gradient(
+                                   std::declval<const basic_transformer<T>&>(), std::size_t(), std::size_t()))>>
+    : std::true_type {};
+
+// dM/d(ln_final.hook_normalized) [B, S, d] of the base run, whose logits are [B, S, V] or, when the
+// metric reads the last position only, [B, 1, V]. A metric that knows its gradient at the final norm
+// (logit_difference: two unembedding rows) skips the vocabulary product; otherwise the product runs
+// on the rows the logits hold, and a last-position gradient is placed at position S - 1.
+template <class T, class Metric>
+tensor<T> final_norm_gradient(const basic_transformer<T>& model, tensor_view<const T> logits, const Metric& metric,
+                              std::size_t batch, std::size_t positions) {
+    if constexpr (has_normalized_gradient<Metric, T>::value) {
+        (void)logits;
+        return metric.normalized_gradient(model, batch, positions);
+    } else {
+        tensor<T> d_logits(logits.shape());
+        metric.logits_gradient(logits, d_logits.view());
+        tensor<T> d_rows = unembed_backward(model, d_logits.view());
+        if (logits.extent(1) == positions) return d_rows;
+        const std::size_t d = model.config().d_model;
+        tensor<T> out({batch, positions, d});
+        for (std::size_t b = 0; b < batch; ++b)
+            std::copy(&d_rows(b, 0, 0), &d_rows(b, 0, 0) + d, &out(b, positions - 1, 0));
+        return out;
+    }
 }
 
 // Reduces (patch - base) * grad of one layer's activation into the result entries of that layer.
@@ -82,6 +116,23 @@ std::vector<hook_point> site_points(const basic_transformer<T>& model, patch_tar
     return out;
 }
 
+// The activations at `points` from a forward pass of `tokens`: the patch run of AtP and AtP*,
+// whose activations are patched in, not its logits (so only the last position's are computed).
+template <class T>
+activation_cache<T> capture_patch_activations(const basic_transformer<T>& model,
+                                              tensor_view<const std::int32_t> tokens,
+                                              const std::vector<hook_point>& points) {
+    activation_cache<T> cache;
+    hook_set<T> capture;
+    cache.capture_into(capture, points);
+    run_options<T> o;
+    o.hooks = &capture;
+    o.last_position_only = true;
+    workspace<T> ws;
+    model.forward(ws, tokens, o);
+    return cache;
+}
+
 } // namespace detail
 
 /// Attribution patching (AtP) or, with options.backward.rule = rule::relp, relevance patching (RelP).
@@ -100,25 +151,20 @@ patching_result attribution_patch(const basic_transformer<T>& model, tensor_view
     const auto& patch_tokens = denoise ? clean : corrupted;
     const auto points = detail::site_points(model, target);
 
-    activation_cache<T> patch_cache;
-    {
-        hook_set<T> capture;
-        patch_cache.capture_into(capture, points);
-        run_options<T> o;
-        o.hooks = &capture;
-        o.last_position_only = true;
-        workspace<T> ws;
-        model.forward(ws, patch_tokens, o);
-    }
+    const activation_cache<T> patch_cache = detail::capture_patch_activations(model, patch_tokens, points);
     activation_cache<T> tape;
     hook_set<T> record;
     auto tape_list = tape_points(model);
     tape_list.insert(tape_list.end(), points.begin(), points.end());
     tape.capture_into(record, tape_list);
+    // The tape records every position; the logits are needed only where the metric reads them.
     run_options<T> o;
     o.hooks = &record;
-    const tensor<T> base_logits = model.forward(base_tokens, o);
-    const tensor<T> d_norm = detail::metric_normalized_gradient(model, base_logits, metric);
+    o.last_position_only = detail::reads_last_position(metric);
+    workspace<T> ws;
+    const tensor_view<const T> base_logits = model.forward(ws, base_tokens, o);
+    const tensor<T> d_norm =
+        detail::final_norm_gradient(model, base_logits, metric, base_tokens.extent(0), base_tokens.extent(1));
     const activation_cache<T> grads = backward(model, tape, d_norm.view(), points, options.backward);
 
     patching_result result;

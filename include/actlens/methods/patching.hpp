@@ -10,7 +10,8 @@
 //   - a patch at layer l restarts the forward from the target run's resid_pre at layer l;
 //   - a patch at position p reuses the target run's keys and values of positions before p and
 //     recomputes only positions p.. (the metric must read the last position for this);
-//   - patches over heads and neurons run as rows of one batched forward.
+//   - patches of one layer run as rows of one batched forward: heads and neurons, and nearby
+//     positions (a copy starts at its group's first position; see patching_options).
 // activation_patch_reference() is the brute-force loop (one full forward per patch); tests compare
 // the two and benchmarks time them.
 #pragma once
@@ -26,6 +27,8 @@
 #include <cstdint>
 #include <functional>
 #include <string>
+#include <type_traits>
+#include <utility>
 #include <vector>
 
 namespace actlens {
@@ -46,8 +49,13 @@ enum class patch_direction { denoising, noising };
 
 struct patching_options {
     patch_direction direction = patch_direction::denoising;
-    /// Patches run together as rows of one forward (head and neuron sweeps).
+    /// Patches of one layer run together as stacked copies of the target run in one forward.
     std::size_t patches_per_forward = 16;
+    /// Position sweeps with key/value reuse: a copy starts at its group's first patched position,
+    /// so a copy patched later recomputes the positions in between. Patches at different
+    /// positions join a group while it stays within this many rows (copies x batch x positions
+    /// run): few-row products run far below the GEMM's peak, long groups waste work.
+    std::size_t rows_per_forward = 128;
     /// Called after each forward with (patches done, patches in all).
     std::function<void(std::size_t, std::size_t)> progress;
 };
@@ -142,9 +150,27 @@ void write_patch(tensor_view<T> target, const tensor<T>& source, std::size_t cop
         }
 }
 
+template <class Metric, class = void>
+struct has_position : std::false_type {};
+template <class Metric>
+struct has_position<Metric, std::void_t<decltype(std::declval<const Metric&>().position)>> : std::true_type {};
+template <class Metric, class = void>
+struct has_base : std::false_type {};
+template <class Metric>
+struct has_base<Metric, std::void_t<decltype(std::declval<const Metric&>().base)>> : std::true_type {};
+
+// Whether a metric reads the last position only (then the positions before a patch can reuse the
+// target run's keys and values, and only the last row of logits is needed). A wrapper such as
+// normalized_metric reads where its base metric reads; a metric with neither member is assumed to
+// read every position.
 template <class Metric>
 bool reads_last_position(const Metric& metric) {
-    return metric.position == -1;
+    if constexpr (has_position<Metric>::value)
+        return metric.position == -1;
+    else if constexpr (has_base<Metric>::value)
+        return reads_last_position(metric.base);
+    else
+        return false;
 }
 
 } // namespace detail
@@ -256,21 +282,25 @@ patching_result activation_patch(const basic_transformer<T>& model, tensor_view<
     const bool rotary = c.position == position_kind::rotary;
     workspace<T> ws;
     tensor<T> input;
-    kv_cache<T> cache;
+    std::vector<kv_cache<T>> caches; // one per number of rows, allocated once (fresh pages are slow)
     std::size_t done = 0;
 
-    // Groups of patches that share a layer and a position run as one batched forward of `copies`
-    // stacked copies of the target run.
+    // Groups of patches of one layer run as one batched forward of `group` stacked copies of the
+    // target run (see patching_options for how large).
+    const std::size_t max_group = std::max<std::size_t>(1, options.patches_per_forward);
     std::size_t i = 0;
     while (i < plan.size()) {
         const detail::patch_index first = plan[i];
         const bool positional = first.position >= 0 && last_only;
-        std::size_t group = 1;
-        while (i + group < plan.size() && group < std::max<std::size_t>(1, options.patches_per_forward) &&
-               plan[i + group].layer == first.layer && plan[i + group].position == first.position)
-            ++group;
-        // Positions before the patch are reused from the target run's keys and values.
+        // Positions before the group's first patch are reused from the target run's keys and values.
         const std::size_t offset = positional ? std::size_t(first.position) : 0;
+        std::size_t group = 1;
+        while (i + group < plan.size() && group < max_group && plan[i + group].layer == first.layer) {
+            if (positional && plan[i + group].position != first.position &&
+                (group + 1) * B * (S - offset) > options.rows_per_forward)
+                break;
+            ++group;
+        }
         const std::size_t rows = group * B, len = S - offset;
         const tensor<T>& resid = runs.target.at(hook_point{site::resid_pre, first.layer});
         input.reshape_uninitialized({rows, len, d});
@@ -280,7 +310,9 @@ patching_result activation_patch(const basic_transformer<T>& model, tensor_view<
         run_options<T> o;
         o.last_position_only = last_only;
         if (offset > 0) {
-            if (cache.batch() != rows || cache.capacity() < S) cache = model.make_kv_cache(rows, S);
+            auto it = std::find_if(caches.begin(), caches.end(), [&](const kv_cache<T>& k) { return k.batch() == rows; });
+            if (it == caches.end()) it = caches.insert(caches.end(), model.make_kv_cache(rows, S));
+            kv_cache<T>& cache = *it;
             cache.clear();
             for (int l = first.layer; l < int(c.n_layers); ++l) {
                 const tensor<T>& k = runs.target.at(hook_point{rotary ? site::attn_rot_k : site::attn_k, l});

@@ -20,9 +20,11 @@
 #include <actlens/kernels/activations.hpp>
 #include <actlens/kernels/attention.hpp>
 #include <actlens/kernels/gemm.hpp>
+#include <actlens/kernels/gemm_input_grad.hpp>
 #include <actlens/kernels/norms.hpp>
 #include <actlens/kernels/rope.hpp>
 #include <actlens/kernels/softmax.hpp>
+#include <actlens/model/backward_weights.hpp>
 #include <actlens/model/hook_point.hpp>
 #include <actlens/model/hooks.hpp>
 #include <actlens/model/transformer.hpp>
@@ -31,6 +33,7 @@
 #include <cmath>
 #include <cstddef>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 namespace actlens {
@@ -46,6 +49,10 @@ struct backward_options {
     /// Stabiliser of the identity rule: f(x) / (x + eps * sign(x)); 0 picks the rule's default
     /// (1e-6 for relp, 1e-10 for attnlrp).
     double identity_epsilon = 0.0;
+    /// Transposed projections packed for the forward's GEMM (model/backward_weights.hpp), made once
+    /// from the model being differentiated: about twice as fast input gradients in float. Null (or
+    /// another scalar type) multiplies with the weights in place.
+    const backward_weights<float>* weights = nullptr;
 };
 
 /// The hook points a backward from the final norm down to block `down_to_layer` reads from the tape.
@@ -89,7 +96,7 @@ tensor<T> unembed_backward(const basic_transformer<T>& model,
         fail(errc::shape_mismatch, "unembed_backward: d_logits has shape {}, expected contiguous [B, T, {}]",
              d_logits.shape().to_string(), c.vocab_size);
     tensor<T> out({d_logits.extent(0), d_logits.extent(1), c.d_model});
-    kernels::linear_backward_input(d_logits.data(), d_logits.extent(0) * d_logits.extent(1), c.vocab_size,
+    kernels::linear_input_grad(d_logits.data(), d_logits.extent(0) * d_logits.extent(1), c.vocab_size,
                                    model.weights().unembedding.data(), c.d_model, out.data());
     return out;
 }
@@ -111,6 +118,8 @@ public:
           m_down_to(down_to_layer) {
         if (down_to_layer < 0 || down_to_layer > static_cast<int>(c.n_layers))
             fail(errc::bad_layer_range, "backward: down_to_layer {} is outside 0..{}", down_to_layer, c.n_layers);
+        if (options.weights && !options.weights->empty() && options.weights->model != static_cast<const void*>(&model))
+            fail(errc::invalid_argument, "backward: backward_options::weights were made from another model");
         m_eps = T(options.identity_epsilon > 0 ? options.identity_epsilon
                                                : (options.rule == rule::attnlrp ? 1e-10 : 1e-6));
     }
@@ -176,10 +185,29 @@ private:
             kernels::rms_norm_backward(x, N, d, weight.data(), m_rstd.data(), d_out, d_in, accumulate);
     }
 
+    // The packed transposes of layer l's projections, when the options carry them (float only).
+    const typename backward_weights<T>::layer* packed_layer(int l) const {
+        if constexpr (std::is_same_v<T, float>) {
+            if (m_opt.weights && !m_opt.weights->empty()) return &m_opt.weights->layers[static_cast<std::size_t>(l)];
+        }
+        (void)l;
+        return nullptr;
+    }
+
+    // dx[N, in] (=|+=) dy[N, out] * w[out, in]: the forward GEMM with w^T packed, else w in place.
+    void input_grad(const T* dy, const tensor_view<const T>& w, const kernels::packed_weight<T>* packed_t, T* dx,
+                    bool accumulate = false) {
+        if (packed_t)
+            kernels::linear(dy, N, *packed_t, static_cast<const T*>(nullptr), dx, accumulate);
+        else
+            kernels::linear_input_grad(dy, N, w.extent(0), w.data(), w.extent(1), dx, accumulate);
+    }
+
     void block(int l) {
         const layer_weights<T>& w = W.layers[static_cast<std::size_t>(l)];
-        const std::size_t d = c.d_model, f = c.d_mlp, dh = c.d_head, H = c.n_heads, Hkv = c.n_kv_heads;
-        const std::size_t qw = H * dh, kvw = Hkv * dh;
+        const typename backward_weights<T>::layer* bw = packed_layer(l);
+        const std::size_t d = c.d_model, f = c.d_mlp, dh = c.d_head, H = c.n_heads;
+        const std::size_t qw = H * dh;
         const shape_t resid{B, S, d}, mlp{B, S, f};
         T* dx = m_dx.data();
         record({site::resid_post, l}, dx, resid);
@@ -187,7 +215,7 @@ private:
 
         // MLP.
         m_d_post.reshape_uninitialized({N, f});
-        kernels::linear_backward_input(dx, N, d, w.w_out.data(), f, m_d_post.data());
+        input_grad(dx, w.w_out, bw ? &bw->w_out : nullptr, m_d_post.data());
         record({site::mlp_post, l}, m_d_post.data(), mlp);
         const T* pre = tape({site::mlp_pre, l}).data();
         const T* post = tape({site::mlp_post, l}).data();
@@ -212,8 +240,8 @@ private:
             }
             record({site::mlp_pre, l}, m_d_pre.data(), mlp);
             record({site::mlp_pre_linear, l}, m_d_lin.data(), mlp);
-            kernels::linear_backward_input(m_d_pre.data(), N, f, w.w_gate.data(), d, m_d_ln.data());
-            kernels::linear_backward_input(m_d_lin.data(), N, f, w.w_in.data(), d, m_d_ln.data(), true);
+            input_grad(m_d_pre.data(), w.w_gate, bw ? &bw->w_gate : nullptr, m_d_ln.data());
+            input_grad(m_d_lin.data(), w.w_in, bw ? &bw->w_in : nullptr, m_d_ln.data(), true);
         } else {
             if (m_opt.rule == rule::gradient) {
                 kernels::gelu_tanh_backward(pre, m_d_post.data(), m_d_pre.data(), n_f);
@@ -223,7 +251,7 @@ private:
                 for (std::size_t i = 0; i < n_f; ++i) du[i] = dp[i] * identity_coefficient(post[i], pre[i], m_eps);
             }
             record({site::mlp_pre, l}, m_d_pre.data(), mlp);
-            kernels::linear_backward_input(m_d_pre.data(), N, f, w.w_in.data(), d, m_d_ln.data());
+            input_grad(m_d_pre.data(), w.w_in, bw ? &bw->w_in : nullptr, m_d_ln.data());
         }
         record({site::ln2_normalized, l}, m_d_ln.data(), resid);
         norm_backward(tape({site::resid_mid, l}).data(), w.ln2_weight, m_d_ln.data(), dx, true);
@@ -232,13 +260,13 @@ private:
 
         // Attention.
         m_d_z.reshape_uninitialized({N, qw});
-        kernels::linear_backward_input(dx, N, d, w.w_o.data(), qw, m_d_z.data());
+        input_grad(dx, w.w_o, bw ? &bw->w_o : nullptr, m_d_z.data());
         record({site::attn_z, l}, m_d_z.data(), {B, S, H, dh});
         attention_backward(l);
         m_d_ln.reshape_uninitialized({N, d});
-        kernels::linear_backward_input(m_d_q.data(), N, qw, w.w_q.data(), d, m_d_ln.data());
-        kernels::linear_backward_input(m_d_k.data(), N, kvw, w.w_k.data(), d, m_d_ln.data(), true);
-        kernels::linear_backward_input(m_d_v.data(), N, kvw, w.w_v.data(), d, m_d_ln.data(), true);
+        input_grad(m_d_q.data(), w.w_q, bw ? &bw->w_q : nullptr, m_d_ln.data());
+        input_grad(m_d_k.data(), w.w_k, bw ? &bw->w_k : nullptr, m_d_ln.data(), true);
+        input_grad(m_d_v.data(), w.w_v, bw ? &bw->w_v : nullptr, m_d_ln.data(), true);
         record({site::ln1_normalized, l}, m_d_ln.data(), resid);
         norm_backward(tape({site::resid_pre, l}).data(), w.ln1_weight, m_d_ln.data(), dx, true);
         record({site::resid_pre, l}, dx, resid);
@@ -260,15 +288,24 @@ private:
         m_d_v.resize({N, kvw});
         m_d_pattern.reshape_uninitialized({B, H, S, S});
         const std::size_t block = S * S;
-        for (std::size_t b = 0; b < B; ++b)
-            for (std::size_t h = 0; h < H; ++h) {
-                const std::size_t g = h / group;
+        // Work items are (row, key/value head): the query heads of one group add into the same
+        // d_v and d_k columns, so they run in turn on one thread. The items run on the OpenMP team,
+        // which also keeps each small Eigen product single-threaded (Eigen threads a product of
+        // 64 x 64 x 64 on its own, and its fork/join per product cost ~10x the product here).
+        const long items = static_cast<long>(B * Hkv);
+        const bool parallel = B * H * block * dh >= (std::size_t(1) << 16);
+        (void)parallel;
+#pragma omp parallel for schedule(dynamic, 1) if (parallel)
+        for (long item = 0; item < items; ++item) {
+            const std::size_t b = static_cast<std::size_t>(item) / Hkv, g = static_cast<std::size_t>(item) % Hkv;
+            for (std::size_t h = g * group; h < (g + 1) * group; ++h) {
                 const T* p = pattern + (b * H + h) * block;
                 T* dp = m_d_pattern.data() + (b * H + h) * block;
                 const T* dz = m_d_z.data() + b * S * qw + h * dh;
                 kernels::attention_mix_backward(dz, qw, p, S, v + b * S * kvw + g * dh, kvw, S, S, dh, dp, S,
                                                 m_d_v.data() + b * S * kvw + g * dh, kvw);
             }
+        }
         if (attnlrp) // uniform rule on A V: half of the relevance to A, half to V
             for (T& x : m_d_v) x /= T(2);
         if (attnlrp)
@@ -277,20 +314,23 @@ private:
         record({site::attn_v, l}, m_d_v.data(), {B, S, Hkv, dh});
         if (!frozen) {
             m_d_scores.reshape_uninitialized({B, H, S, S});
-            for (std::size_t bh = 0; bh < B * H; ++bh)
+            const long heads = static_cast<long>(B * H);
+#pragma omp parallel for schedule(static) if (parallel)
+            for (long bh = 0; bh < heads; ++bh)
                 kernels::softmax_causal_backward(pattern + bh * block, m_d_pattern.data() + bh * block,
                                                  m_d_scores.data() + bh * block, S, S, S, 0);
             if (attnlrp) // uniform rule on Q K^T
                 for (T& x : m_d_scores) x /= T(2);
             record({site::attn_scores, l}, m_d_scores.data(), {B, H, S, S});
-            for (std::size_t b = 0; b < B; ++b)
-                for (std::size_t h = 0; h < H; ++h) {
-                    const std::size_t g = h / group;
+#pragma omp parallel for schedule(dynamic, 1) if (parallel)
+            for (long item = 0; item < items; ++item) {
+                const std::size_t b = static_cast<std::size_t>(item) / Hkv, g = static_cast<std::size_t>(item) % Hkv;
+                for (std::size_t h = g * group; h < (g + 1) * group; ++h)
                     kernels::attention_scores_backward(m_d_scores.data() + (b * H + h) * block, S,
                                                        q + b * S * qw + h * dh, qw, k + b * S * kvw + g * dh, kvw, S,
                                                        S, dh, scale, m_d_q.data() + b * S * qw + h * dh, qw,
                                                        m_d_k.data() + b * S * kvw + g * dh, kvw, true);
-                }
+            }
         }
         if (rotary) {
             record({site::attn_rot_q, l}, m_d_q.data(), {B, S, H, dh});

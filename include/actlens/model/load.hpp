@@ -1,8 +1,10 @@
 // actlens/model/load.hpp: load_model(path) recognises the checkpoint format and calls its loader:
-// Hugging Face directories (safetensors, sharded or not) and llama2.c .bin files.
+// Hugging Face directories (safetensors, sharded or not), GGUF files (llama architecture) and
+// llama2.c .bin files.
 #pragma once
 
 #include <actlens/error.hpp>
+#include <actlens/io/gguf_model.hpp>
 #include <actlens/io/huggingface.hpp>
 #include <actlens/io/llama2c.hpp>
 #include <actlens/io/mapped_file.hpp>
@@ -18,10 +20,11 @@ namespace actlens {
 /// Loads a model, recognising the format from the path:
 ///   - a directory holding config.json, or a path to a config.json: a Hugging Face checkpoint
 ///     (model.safetensors or a sharded model.safetensors.index.json; see io/huggingface.hpp);
+///   - a file starting with the bytes "GGUF": a llama-architecture GGUF (see io/gguf_model.hpp);
 ///   - otherwise a llama2.c checkpoint (`.bin`).
 /// Throws actlens::error: io.201 if the path does not exist; io.206 naming the format for a
-/// directory without config.json, a lone .safetensors file (pass its directory) and GGUF files
-/// (not read by this version); and whatever the format's loader reports.
+/// directory without config.json and a lone .safetensors file (pass its directory); and whatever
+/// the format's loader reports.
 inline transformer load_model(const std::string& path) {
     namespace fs = std::filesystem;
     std::error_code ec;
@@ -48,14 +51,12 @@ inline transformer load_model(const std::string& path) {
              "load_model: '{}' is part of a Hugging Face checkpoint; pass its directory (the one "
              "holding config.json)",
              path);
+    bool gguf = false;
     {
         io::mapped_file file(path);
-        if (file.size() >= 4 && std::memcmp(file.data(), "GGUF", 4) == 0)
-            fail(errc::unsupported_format,
-                 "load_model: '{}' is a GGUF file; this version reads Hugging Face "
-                 "directories and llama2.c .bin files",
-                 path);
+        gguf = file.size() >= 4 && std::memcmp(file.data(), "GGUF", 4) == 0;
     }
+    if (gguf) return io::load_gguf(path);
     return io::load_llama2c(path);
 }
 

@@ -97,6 +97,35 @@ struct model_weights {
     }
 };
 
+/// One layer's projections packed for kernels::linear: W itself in packed_weights (the forward), W^T
+/// in backward_weights (the backward's input gradients). The layer walk is shared so that both
+/// always pack the same projections.
+template <class T>
+struct packed_layer {
+    kernels::packed_weight<T> w_q, w_k, w_v, w_o, w_gate, w_in, w_out;
+
+    /// Sum of `size(w)` over the projections of `l` (w_gate only when `gate`, i.e. SwiGLU).
+    template <class Size>
+    static std::size_t total_size(const layer_weights<T>& l, bool gate, Size&& size) {
+        return size(l.w_q) + size(l.w_k) + size(l.w_v) + size(l.w_o) + (gate ? size(l.w_gate) : 0) +
+               size(l.w_in) + size(l.w_out);
+    }
+
+    /// Packs every projection of `l` with `pack(w)` (w_gate only when `gate`), in a fixed order.
+    template <class Pack>
+    static packed_layer pack_all(const layer_weights<T>& l, bool gate, Pack&& pack) {
+        packed_layer p;
+        p.w_q = pack(l.w_q);
+        p.w_k = pack(l.w_k);
+        p.w_v = pack(l.w_v);
+        p.w_o = pack(l.w_o);
+        if (gate) p.w_gate = pack(l.w_gate);
+        p.w_in = pack(l.w_in);
+        p.w_out = pack(l.w_out);
+        return p;
+    }
+};
+
 /// The linear weights of a model repacked once for kernels::linear (see kernels::packed_weight):
 /// what the transformer multiplies with. For float on AVX-512 builds this is a second copy of every
 /// projection and of the unembedding (the model's memory roughly doubles, the embedding table
@@ -105,9 +134,7 @@ struct model_weights {
 /// does not reach it (build a new transformer to edit weights).
 template <class T>
 struct packed_weights {
-    struct layer {
-        kernels::packed_weight<T> w_q, w_k, w_v, w_o, w_gate, w_in, w_out;
-    };
+    using layer = packed_layer<T>;
     std::vector<layer> layers;
     kernels::packed_weight<T> unembedding;
 
@@ -118,9 +145,7 @@ struct packed_weights {
         const bool gate = c.mlp == mlp_kind::swiglu;
         auto size = [](const tensor_view<const T>& v) { return packed::packed_size(v.extent(0), v.extent(1)); };
         std::size_t total = size(w.unembedding);
-        for (const layer_weights<T>& l : w.layers)
-            total += size(l.w_q) + size(l.w_k) + size(l.w_v) + size(l.w_o) + (gate ? size(l.w_gate) : 0) +
-                     size(l.w_in) + size(l.w_out);
+        for (const layer_weights<T>& l : w.layers) total += layer::total_size(l, gate, size);
         std::shared_ptr<T> storage = total ? kernels::allocate_packed_storage<T>(total) : nullptr;
         std::size_t offset = 0;
         auto pack = [&](const tensor_view<const T>& v) {
@@ -128,18 +153,8 @@ struct packed_weights {
             offset += size(v);
             return p;
         };
-        layers.resize(w.layers.size());
-        for (std::size_t i = 0; i < w.layers.size(); ++i) {
-            const layer_weights<T>& l = w.layers[i];
-            layer& p = layers[i];
-            p.w_q = pack(l.w_q);
-            p.w_k = pack(l.w_k);
-            p.w_v = pack(l.w_v);
-            p.w_o = pack(l.w_o);
-            if (gate) p.w_gate = pack(l.w_gate);
-            p.w_in = pack(l.w_in);
-            p.w_out = pack(l.w_out);
-        }
+        layers.reserve(w.layers.size());
+        for (const layer_weights<T>& l : w.layers) layers.push_back(layer::pack_all(l, gate, pack));
         unembedding = pack(w.unembedding);
     }
 };

@@ -3,10 +3,13 @@
 #pragma once
 
 #include <actlens/error.hpp>
+#include <actlens/io/mapped_file.hpp>
 #include <actlens/tokenizer/bpe.hpp>
+#include <actlens/tokenizer/gguf_vocab.hpp>
 #include <actlens/tokenizer/llama2c.hpp>
 
 #include <cstdint>
+#include <cstring>
 #include <filesystem>
 #include <optional>
 #include <string>
@@ -48,15 +51,45 @@ private:
     std::variant<llama2c_tokenizer, bpe_tokenizer> m_impl;
 };
 
+/// The llama2.c tokenizer file of a directory without a GPT-2 vocabulary (no tokenizer.json or
+/// vocab.json): tokenizer.bin, or else the one file named tok*.bin. Empty if there is none.
+inline std::optional<std::string> llama2c_tokenizer_in(const std::string& directory) {
+    namespace fs = std::filesystem;
+    const fs::path dir(directory);
+    std::error_code ec;
+    if (fs::exists(dir / "tokenizer.json", ec) || fs::exists(dir / "vocab.json", ec)) return std::nullopt;
+    if (fs::is_regular_file(dir / "tokenizer.bin", ec)) return (dir / "tokenizer.bin").string();
+    std::optional<std::string> found;
+    for (const fs::directory_entry& entry : fs::directory_iterator(dir, ec)) {
+        const std::string name = entry.path().filename().string();
+        if (!entry.is_regular_file(ec) || name.rfind("tok", 0) != 0 || entry.path().extension() != ".bin") continue;
+        if (found) return std::nullopt; // two candidates: let the caller name the file
+        found = entry.path().string();
+    }
+    return found;
+}
+
 /// Loads a tokenizer: a directory or file holding tokenizer.json, or vocab.json + merges.txt
-/// (GPT-2 BPE), or a llama2.c tokenizer.bin (any other file). `vocab_size` checks a llama2.c file
-/// against its model. Throws actlens::error (io.201) for a missing path.
+/// (GPT-2 BPE), a GGUF file's embedded llama vocabulary (tokenizer/gguf_vocab.hpp), a llama2.c
+/// tokenizer.bin (any other file), or a directory holding one (see llama2c_tokenizer_in). `vocab_size` checks a llama2.c or GGUF vocabulary against its
+/// model. Throws actlens::error (io.201) for a missing path.
 inline tokenizer load_tokenizer(const std::string& path, std::optional<std::size_t> vocab_size = {}) {
     namespace fs = std::filesystem;
     std::error_code ec;
     if (!fs::exists(path, ec)) fail(errc::file_open, "load_tokenizer: '{}' does not exist", path);
     const bool is_json = fs::path(path).extension() == ".json";
-    if (fs::is_directory(path, ec) || is_json) return tokenizer(load_bpe_tokenizer(path));
+    if (fs::is_directory(path, ec)) {
+        // A llama2.c model directory (stories260K/ holds tok512.bin) has no JSON vocabulary.
+        if (const auto bin = llama2c_tokenizer_in(path)) return tokenizer(llama2c_tokenizer::load(*bin, vocab_size));
+        return tokenizer(load_bpe_tokenizer(path));
+    }
+    if (is_json) return tokenizer(load_bpe_tokenizer(path));
+    bool gguf = false;
+    {
+        const io::mapped_file file(path);
+        gguf = file.size() >= 4 && std::memcmp(file.data(), "GGUF", 4) == 0;
+    }
+    if (gguf) return tokenizer(load_gguf_tokenizer(path, vocab_size));
     return tokenizer(llama2c_tokenizer::load(path, vocab_size));
 }
 

@@ -1,0 +1,262 @@
+// actlens/io/gguf_model.hpp: llama-architecture models from GGUF files (llama.cpp's format).
+//
+// A file with general.architecture = "llama" (Llama 1/2/3, TinyLlama, SmolLM, Mistral 7B and the
+// llama2.c stories models converted by llama.cpp) becomes a transformer:
+//   hyperparameters  llama.block_count, llama.embedding_length, llama.feed_forward_length,
+//                    llama.attention.head_count, llama.attention.head_count_kv (default: head
+//                    count), llama.attention.layer_norm_rms_epsilon, llama.context_length,
+//                    llama.rope.freq_base (default 10000); optional llama.attention.key_length /
+//                    value_length (the head size) and llama.rope.dimension_count (must be the whole
+//                    head: partial rotary is not supported)
+//   tensors          token_embd.weight, blk.{i}.attn_norm / attn_q / attn_k / attn_v / attn_output /
+//                    ffn_norm / ffn_gate / ffn_up / ffn_down .weight, output_norm.weight, and
+//                    output.weight (absent: the unembedding is tied to the embedding); optional
+//                    blk.{i}.attn_q/attn_k/attn_v.bias (all three) and attn_output.bias
+// llama.cpp's llama GGUFs hold q/k rows in the interleaved RoPE order (pairs (2j, 2j+1), its
+// "normal" rope; its HF converter permutes HF's half-split rows into it), so the model runs with
+// rope_style::adjacent and no permutation.
+//
+// F32 tensors are used in place from the mapped file; F16, BF16, F64 and Q8_0 tensors are
+// converted to float (the model computes in f32; Q8_0 weights are dequantised once at load).
+//
+// Errors (actlens::error), each naming the file and the key or tensor: io.206 for another
+// architecture, mixture-of-experts (llama.expert_count > 0), RoPE scaling (llama.rope.scaling.type
+// other than "none", or a rope_freqs tensor), partial rotary, a tensor type that does not convert,
+// or tensors the model would not use; model.401 for a missing or out-of-range hyperparameter, and
+// missing tensors (one error listing all of them) or tensors whose shape disagrees with the
+// hyperparameters; plus whatever gguf_file reports about the container.
+#pragma once
+
+#include <actlens/core/tensor.hpp>
+#include <actlens/error.hpp>
+#include <actlens/io/gguf.hpp>
+#include <actlens/model/config.hpp>
+#include <actlens/model/transformer.hpp>
+#include <actlens/model/weights.hpp>
+
+#include <algorithm>
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <set>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace actlens::io {
+
+// ---------------------------------------------------------------------------------------------
+// Declarations
+// ---------------------------------------------------------------------------------------------
+
+/// The model config a llama GGUF's metadata and tensor shapes describe. Throws as the top of this
+/// header says.
+inline model_config gguf_llama_config(const gguf_file& file);
+
+/// Loads a llama-architecture GGUF file. Thread-safe (touches no shared state).
+inline transformer load_gguf(const std::string& path);
+
+// ---------------------------------------------------------------------------------------------
+// Implementation
+// ---------------------------------------------------------------------------------------------
+
+namespace detail {
+
+/// A positive integer hyperparameter no larger than 2^31.
+inline std::size_t gguf_count(const gguf_file& f, const std::string& key) {
+    if (!f.contains(key)) fail(errc::bad_config, "'{}': hyperparameter '{}' is missing", f.path(), key);
+    const std::uint64_t v = f.get_uint(key);
+    if (v == 0 || v > (std::uint64_t(1) << 31))
+        fail(errc::bad_config, "'{}': hyperparameter '{}' = {} must be a positive integer (at most 2^31)",
+             f.path(), key, v);
+    return static_cast<std::size_t>(v);
+}
+
+inline double gguf_positive(const gguf_file& f, const std::string& key, double fallback, bool required) {
+    if (!f.contains(key)) {
+        if (required) fail(errc::bad_config, "'{}': hyperparameter '{}' is missing", f.path(), key);
+        return fallback;
+    }
+    const double v = f.get_double(key);
+    if (!(v > 0.0) || !std::isfinite(v))
+        fail(errc::bad_config, "'{}': hyperparameter '{}' = {} must be a positive number", f.path(), key, v);
+    return v;
+}
+
+} // namespace detail
+
+inline model_config gguf_llama_config(const gguf_file& f) {
+    const std::string arch = f.get_string("general.architecture", "");
+    if (arch != "llama")
+        fail(errc::unsupported_format,
+             "'{}': general.architecture is '{}'; actlens reads GGUF models of architecture 'llama'",
+             f.path(), arch.empty() ? std::string("(missing)") : arch);
+    if (f.get_uint("llama.expert_count", 0) > 0)
+        fail(errc::unsupported_format, "'{}': llama.expert_count = {}: mixture-of-experts models are not supported",
+             f.path(), f.get_uint("llama.expert_count"));
+    const std::string scaling = f.get_string("llama.rope.scaling.type", "none");
+    if (scaling != "none")
+        fail(errc::unsupported_format, "'{}': llama.rope.scaling.type = '{}' is not supported", f.path(), scaling);
+    if (f.find_tensor("rope_freqs.weight"))
+        fail(errc::unsupported_format,
+             "'{}': tensor 'rope_freqs.weight' (per-frequency RoPE scaling, Llama 3.1) is not supported", f.path());
+
+    const std::size_t L = detail::gguf_count(f, "llama.block_count");
+    const std::size_t d = detail::gguf_count(f, "llama.embedding_length");
+    const std::size_t ff = detail::gguf_count(f, "llama.feed_forward_length");
+    const std::size_t heads = detail::gguf_count(f, "llama.attention.head_count");
+    const std::size_t kv_heads =
+        f.contains("llama.attention.head_count_kv") ? detail::gguf_count(f, "llama.attention.head_count_kv") : heads;
+    const std::size_t ctx = detail::gguf_count(f, "llama.context_length");
+    if (d % heads != 0 && !f.contains("llama.attention.key_length"))
+        fail(errc::bad_config, "'{}': llama.embedding_length = {} is not a multiple of llama.attention.head_count = {}",
+             f.path(), d, heads);
+    std::size_t head = d / heads;
+    if (f.contains("llama.attention.key_length")) head = detail::gguf_count(f, "llama.attention.key_length");
+    if (f.contains("llama.attention.value_length") &&
+        detail::gguf_count(f, "llama.attention.value_length") != head)
+        fail(errc::unsupported_format, "'{}': llama.attention.value_length = {} differs from the key length {}",
+             f.path(), f.get_uint("llama.attention.value_length"), head);
+    if (f.contains("llama.rope.dimension_count") && detail::gguf_count(f, "llama.rope.dimension_count") != head)
+        fail(errc::unsupported_format,
+             "'{}': llama.rope.dimension_count = {} rotates part of the head (size {}); partial rotary is not "
+             "supported",
+             f.path(), f.get_uint("llama.rope.dimension_count"), head);
+
+    const gguf_tensor_info* embedding = f.find_tensor("token_embd.weight");
+    if (!embedding) fail(errc::bad_config, "'{}': tensor 'token_embd.weight' is missing", f.path());
+    if (embedding->ne.size() != 2)
+        fail(errc::bad_config, "'{}': tensor 'token_embd.weight' has ne {}, expected [{}, vocab]", f.path(),
+             embedding->ne_string(), d);
+    std::size_t vocab = static_cast<std::size_t>(std::min<std::uint64_t>(embedding->ne[1], std::uint64_t(1) << 32));
+    if (f.contains("llama.vocab_size") && detail::gguf_count(f, "llama.vocab_size") != vocab)
+        fail(errc::bad_config, "'{}': llama.vocab_size = {} but token_embd.weight has {} rows", f.path(),
+             f.get_uint("llama.vocab_size"), vocab);
+
+    model_config c = model_config::llama(L, d, heads, kv_heads, ff, vocab, ctx, kernels::rope_style::adjacent);
+    c.d_head = head;
+    c.norm_eps = detail::gguf_positive(f, "llama.attention.layer_norm_rms_epsilon", 1e-5, true);
+    c.rope_theta = detail::gguf_positive(f, "llama.rope.freq_base", 10000.0, false);
+    c.tied_embeddings = f.find_tensor("output.weight") == nullptr;
+    c.qkv_bias = f.find_tensor("blk.0.attn_q.bias") != nullptr;
+    c.out_bias = f.find_tensor("blk.0.attn_output.bias") != nullptr;
+    try {
+        c.validate();
+    } catch (const error& e) {
+        const std::string what = e.what();
+        const std::size_t close = what.find("] ");
+        fail(errc::bad_config, "'{}': {}", f.path(), close == std::string::npos ? what : what.substr(close + 2));
+    }
+    return c;
+}
+
+inline transformer load_gguf(const std::string& path) {
+    const gguf_file f(path);
+    const model_config c = gguf_llama_config(f);
+    const std::size_t d = c.d_model, ff = c.d_mlp, L = c.n_layers, V = c.vocab_size;
+    const std::size_t qw = c.n_heads * c.d_head, kvw = c.n_kv_heads * c.d_head;
+
+    // Every expected tensor with its ne (contiguous dimension first), checked before any is read.
+    std::vector<std::pair<std::string, std::vector<std::uint64_t>>> expected;
+    expected.push_back({"token_embd.weight", {d, V}});
+    for (std::size_t l = 0; l < L; ++l) {
+        const std::string b = "blk." + std::to_string(l) + ".";
+        expected.push_back({b + "attn_norm.weight", {d}});
+        expected.push_back({b + "attn_q.weight", {d, qw}});
+        expected.push_back({b + "attn_k.weight", {d, kvw}});
+        expected.push_back({b + "attn_v.weight", {d, kvw}});
+        expected.push_back({b + "attn_output.weight", {qw, d}});
+        if (c.qkv_bias) {
+            expected.push_back({b + "attn_q.bias", {qw}});
+            expected.push_back({b + "attn_k.bias", {kvw}});
+            expected.push_back({b + "attn_v.bias", {kvw}});
+        }
+        if (c.out_bias) expected.push_back({b + "attn_output.bias", {d}});
+        expected.push_back({b + "ffn_norm.weight", {d}});
+        expected.push_back({b + "ffn_gate.weight", {d, ff}});
+        expected.push_back({b + "ffn_up.weight", {d, ff}});
+        expected.push_back({b + "ffn_down.weight", {ff, d}});
+    }
+    expected.push_back({"output_norm.weight", {d}});
+    if (!c.tied_embeddings) expected.push_back({"output.weight", {d, V}});
+
+    std::vector<std::string> missing;
+    std::set<std::string> used;
+    for (const auto& [name, ne] : expected) {
+        used.insert(name);
+        const gguf_tensor_info* t = f.find_tensor(name);
+        if (!t) {
+            missing.push_back(name);
+            continue;
+        }
+        if (t->ne != ne) {
+            gguf_tensor_info want;
+            want.ne = ne;
+            fail(errc::bad_config, "'{}': tensor '{}' has ne {}, but the hyperparameters imply {}", path, name,
+                 t->ne_string(), want.ne_string());
+        }
+    }
+    if (!missing.empty()) {
+        std::string list;
+        const std::size_t shown = std::min<std::size_t>(missing.size(), 100);
+        for (std::size_t i = 0; i < shown; ++i) list += (i ? ", " : "") + missing[i];
+        if (shown < missing.size()) list += fmt::format(", ... ({} more)", missing.size() - shown);
+        fail(errc::bad_config, "'{}': {} tensor{} missing: {}", path, missing.size(),
+             missing.size() == 1 ? " is" : "s are", list);
+    }
+    std::string unused;
+    for (const gguf_tensor_info& t : f.tensors())
+        if (!used.count(t.name)) unused += (unused.empty() ? "" : ", ") + t.name;
+    if (!unused.empty())
+        fail(errc::unsupported_format, "'{}': tensors that a llama model does not use: {}", path, unused);
+
+    model_weights<float> w;
+    bool in_place = false;
+    auto load = [&](const std::string& name) -> tensor_view<const float> {
+        tensor<float> storage;
+        const tensor_view<const float> v = f.float_view(name, storage);
+        if (storage.empty()) {
+            in_place = true;
+            return v;
+        }
+        return w.own(std::move(storage));
+    };
+    // A 1-row bias [n] for out_bias' MLP slots, which a llama block does not have.
+    tensor_view<const float> zeros;
+    if (c.out_bias) zeros = w.own(tensor<float>({std::max(d, ff)}));
+
+    w.token_embedding = load("token_embd.weight");
+    w.layers.resize(L);
+    for (std::size_t l = 0; l < L; ++l) {
+        const std::string b = "blk." + std::to_string(l) + ".";
+        layer_weights<float>& lw = w.layers[l];
+        lw.ln1_weight = load(b + "attn_norm.weight");
+        lw.w_q = load(b + "attn_q.weight");
+        lw.w_k = load(b + "attn_k.weight");
+        lw.w_v = load(b + "attn_v.weight");
+        lw.w_o = load(b + "attn_output.weight");
+        if (c.qkv_bias) {
+            lw.b_q = load(b + "attn_q.bias");
+            lw.b_k = load(b + "attn_k.bias");
+            lw.b_v = load(b + "attn_v.bias");
+        }
+        if (c.out_bias) {
+            lw.b_o = load(b + "attn_output.bias");
+            lw.b_in = tensor_view<const float>(zeros.data(), {ff});
+            lw.b_out = tensor_view<const float>(zeros.data(), {d});
+        }
+        lw.ln2_weight = load(b + "ffn_norm.weight");
+        lw.w_gate = load(b + "ffn_gate.weight");
+        lw.w_in = load(b + "ffn_up.weight");
+        lw.w_out = load(b + "ffn_down.weight");
+    }
+    w.final_norm_weight = load("output_norm.weight");
+    w.unembedding = c.tied_embeddings ? w.token_embedding : load("output.weight");
+    if (in_place) {
+        f.prefetch();
+        w.owners.push_back(f.keep_alive());
+    }
+    return transformer(c, std::move(w));
+}
+
+} // namespace actlens::io

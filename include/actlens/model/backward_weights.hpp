@@ -1,0 +1,64 @@
+// actlens/model/backward_weights.hpp: the transposed projections a fast backward pass multiplies with.
+//
+// The backward's input gradients are dx = dy * W for every projection W [out, in]. As a forward
+// product that is y = x * (W^T)^T, so packing W^T once, as the model packs W for its forward
+// (model/weights.hpp), lets the backward use the forward's GEMM with its streamed, prefetched,
+// huge-page panels: ~180-200 GFLOP/s per core against ~90-135 for multiplying with W in place
+// (kernels/gemm_input_grad.hpp), whose column slices of a row-major W stream poorly from memory
+// when the product has few rows. The price is one more copy of every projection (not of the
+// embeddings), made once per model; pass it in backward_options::weights to every backward that
+// should use it. Only float on AVX-512 builds packs anything; elsewhere the object stays empty and
+// the backward multiplies with W in place, as without it.
+#pragma once
+
+#include <actlens/kernels/gemm.hpp>
+#include <actlens/model/transformer.hpp>
+
+#include <cstddef>
+#include <memory>
+#include <type_traits>
+#include <vector>
+
+namespace actlens {
+
+template <class T>
+struct backward_weights {
+    using layer = packed_layer<T>; ///< each projection packs W^T [in, out]
+    std::vector<layer> layers;
+    const void* model = nullptr; ///< the model they were made from (checked by the backward)
+
+    backward_weights() = default;
+
+    /// Packs the transpose of every projection of `m` (float with AVX-512 only; otherwise empty).
+    explicit backward_weights(const basic_transformer<T>& m) {
+        if constexpr (!(std::is_same_v<T, float> && kernels::detail::has_fast_sgemm)) {
+            (void)m;
+        } else {
+            using packed = kernels::packed_weight<T>;
+            const model_config& c = m.config();
+            const bool gate = c.mlp == mlp_kind::swiglu;
+            auto size = [](const tensor_view<const T>& w) { return packed::packed_size(w.extent(1), w.extent(0)); };
+            std::size_t total = 0;
+            for (const layer_weights<T>& l : m.weights().layers) total += layer::total_size(l, gate, size);
+            std::shared_ptr<T> storage = kernels::allocate_packed_storage<T>(total);
+            std::size_t offset = 0;
+            std::vector<T> transposed; // W^T of one projection at a time (packing copies it)
+            auto pack = [&](const tensor_view<const T>& w) {
+                const std::size_t out = w.extent(0), in = w.extent(1);
+                transposed.resize(out * in);
+                for (std::size_t o = 0; o < out; ++o)
+                    for (std::size_t i = 0; i < in; ++i) transposed[i * out + o] = w.data()[o * in + i];
+                packed p(transposed.data(), in, out, storage.get() + offset, storage);
+                offset += size(w);
+                return p;
+            };
+            layers.reserve(c.n_layers);
+            for (const layer_weights<T>& l : m.weights().layers) layers.push_back(layer::pack_all(l, gate, pack));
+            model = &m;
+        }
+    }
+
+    bool empty() const noexcept { return layers.empty(); }
+};
+
+} // namespace actlens
