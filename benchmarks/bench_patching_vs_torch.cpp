@@ -204,8 +204,11 @@ int main(int argc, char** argv) {
             relp.backward.rule = actlens::rule::relp;
             atp.backward.weights = relp.backward.weights = &bw;
             double total = 0;
+            // Buffers kept between calls, as a sweep over many prompts would (see attribution_workspace).
+            actlens::attribution_workspace<float> scratch;
             auto attribution = [&](const actlens::attribution_options& ao) {
-                total += actlens::attribution_patch(model, cv, xv, metric, actlens::patch_target::resid_pre, ao)
+                total += actlens::attribution_patch(model, cv, xv, metric, actlens::patch_target::resid_pre, ao,
+                                                    scratch)
                              .scores.data()[0];
             };
             const auto t_atp = time_ms(opt.warmup, opt.runs, [&] { attribution(atp); }, &cpu_atp);

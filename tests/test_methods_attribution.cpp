@@ -69,6 +69,31 @@ TEST_CASE("attribution_patch: RelP equals AtP where no rule applies, and differs
     CHECK(r.scores(0, 0) == 0.0);
 }
 
+TEST_CASE("attribution_patch: a kept attribution_workspace gives the results of fresh buffers", "[attribution]") {
+    // The scratch is reused across targets, rules and sequence lengths; stale slots must not leak in.
+    const auto config = tiny::llama();
+    const auto m = make_random_transformer<float>(config, 4);
+    const auto runs = make_runs(config.vocab_size);
+    const auto long_clean = tiny::tokens(20, config.vocab_size, 5);
+    auto long_corrupted = long_clean;
+    long_corrupted[4] = (long_corrupted[4] + 1) % std::int32_t(config.vocab_size);
+    const tensor_view<const std::int32_t> lc(long_clean.data(), {2, 10}), lx(long_corrupted.data(), {2, 10});
+    const logit_difference ld{{1, 2}, {3, 4}};
+    attribution_workspace<float> scratch;
+    for (auto rule_kind : {rule::gradient, rule::relp})
+        for (auto target : {patch_target::resid_pre, patch_target::head, patch_target::mlp_out})
+            for (int size = 0; size < 2; ++size) {
+                attribution_options ao;
+                ao.backward.rule = rule_kind;
+                const auto c = size ? lc : runs.cv();
+                const auto x = size ? lx : runs.xv();
+                const auto kept = attribution_patch(m, c, x, ld, target, ao, scratch);
+                const auto fresh = attribution_patch(m, c, x, ld, target, ao);
+                REQUIRE(kept.scores.shape() == fresh.scores.shape());
+                for (std::size_t i = 0; i < kept.scores.size(); ++i) REQUIRE(kept.scores.data()[i] == fresh.scores.data()[i]);
+            }
+}
+
 TEST_CASE("integrated_gradients: completeness over a full cut, and agreement with patching", "[attribution]") {
     const auto config = tiny::llama();
     const auto m = make_random_transformer<double>(config, 12);

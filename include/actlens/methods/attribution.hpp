@@ -17,6 +17,7 @@
 #include <actlens/model/backward.hpp>
 #include <actlens/model/hooks.hpp>
 #include <actlens/model/transformer.hpp>
+#include <actlens/model/workspace.hpp>
 
 #include <algorithm>
 #include <cstddef>
@@ -116,31 +117,48 @@ std::vector<hook_point> site_points(const basic_transformer<T>& model, patch_tar
     return out;
 }
 
-// The activations at `points` from a forward pass of `tokens`: the patch run of AtP and AtP*,
-// whose activations are patched in, not its logits (so only the last position's are computed).
+// The activations at `points` from a forward pass of `tokens`, into `cache` (slots reused): the
+// patch run of AtP and AtP*, whose activations are patched in, not its logits (so only the last
+// position's are computed).
 template <class T>
-activation_cache<T> capture_patch_activations(const basic_transformer<T>& model,
-                                              tensor_view<const std::int32_t> tokens,
-                                              const std::vector<hook_point>& points) {
-    activation_cache<T> cache;
+void capture_patch_activations(const basic_transformer<T>& model, tensor_view<const std::int32_t> tokens,
+                               const std::vector<hook_point>& points, activation_cache<T>& cache, workspace<T>& ws) {
     hook_set<T> capture;
     cache.capture_into(capture, points);
     run_options<T> o;
     o.hooks = &capture;
     o.last_position_only = true;
-    workspace<T> ws;
     model.forward(ws, tokens, o);
+}
+
+template <class T>
+activation_cache<T> capture_patch_activations(const basic_transformer<T>& model,
+                                              tensor_view<const std::int32_t> tokens,
+                                              const std::vector<hook_point>& points) {
+    activation_cache<T> cache;
+    workspace<T> ws;
+    capture_patch_activations(model, tokens, points, cache, ws);
     return cache;
 }
 
 } // namespace detail
 
+/// Buffers of attribution_patch that a caller can keep between calls, as with the forward's
+/// workspace: the tape and the patch run's activations (36 MB for GPT-2 small at T = 64, whose fresh
+/// pages cost more time than the backward's arithmetic) and the two forwards' workspaces.
+template <class T>
+struct attribution_workspace {
+    activation_cache<T> patch, tape;
+    workspace<T> patch_run, base_run;
+};
+
 /// Attribution patching (AtP) or, with options.backward.rule = rule::relp, relevance patching (RelP).
-/// One backward pass gives the scores of every component of the target kind.
+/// One backward pass gives the scores of every component of the target kind. `scratch` holds the
+/// buffers between calls (the results do not depend on what it held before).
 template <class T, class Metric>
 patching_result attribution_patch(const basic_transformer<T>& model, tensor_view<const std::int32_t> clean,
                                   tensor_view<const std::int32_t> corrupted, const Metric& metric, patch_target target,
-                                  const attribution_options& options = {}) {
+                                  const attribution_options& options, attribution_workspace<T>& scratch) {
     clean = detail::as_batch<T>(clean);
     corrupted = detail::as_batch<T>(corrupted);
     if (clean.shape() != corrupted.shape())
@@ -151,8 +169,9 @@ patching_result attribution_patch(const basic_transformer<T>& model, tensor_view
     const auto& patch_tokens = denoise ? clean : corrupted;
     const auto points = detail::site_points(model, target);
 
-    const activation_cache<T> patch_cache = detail::capture_patch_activations(model, patch_tokens, points);
-    activation_cache<T> tape;
+    const activation_cache<T>& patch_cache = scratch.patch;
+    detail::capture_patch_activations(model, patch_tokens, points, scratch.patch, scratch.patch_run);
+    activation_cache<T>& tape = scratch.tape;
     hook_set<T> record;
     auto tape_list = tape_points(model);
     tape_list.insert(tape_list.end(), points.begin(), points.end());
@@ -161,8 +180,7 @@ patching_result attribution_patch(const basic_transformer<T>& model, tensor_view
     run_options<T> o;
     o.hooks = &record;
     o.last_position_only = detail::reads_last_position(metric);
-    workspace<T> ws;
-    const tensor_view<const T> base_logits = model.forward(ws, base_tokens, o);
+    const tensor_view<const T> base_logits = model.forward(scratch.base_run, base_tokens, o);
     const tensor<T> d_norm =
         detail::final_norm_gradient(model, base_logits, metric, base_tokens.extent(0), base_tokens.extent(1));
     const activation_cache<T> grads = backward(model, tape, d_norm.view(), points, options.backward);
@@ -175,6 +193,15 @@ patching_result attribution_patch(const basic_transformer<T>& model, tensor_view
         detail::reduce_attribution(target, patch_cache.at(p), tape.at(p), grads.at(p), std::size_t(p.layer),
                                    result.scores);
     return result;
+}
+
+/// attribution_patch with buffers of its own (allocated for this call).
+template <class T, class Metric>
+patching_result attribution_patch(const basic_transformer<T>& model, tensor_view<const std::int32_t> clean,
+                                  tensor_view<const std::int32_t> corrupted, const Metric& metric, patch_target target,
+                                  const attribution_options& options = {}) {
+    attribution_workspace<T> scratch;
+    return attribution_patch(model, clean, corrupted, metric, target, options, scratch);
 }
 
 /// Integrated Gradients with the patch as the end point: for each layer, the whole site (every
