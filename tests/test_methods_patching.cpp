@@ -29,7 +29,7 @@ TEST_CASE("activation_patch: the fast plan equals the brute-force loop for every
                 for (auto direction : {patch_direction::denoising, patch_direction::noising}) {
                     patching_options o;
                     o.direction = direction;
-                    o.patches_per_forward = 5;
+                    o.rows_per_forward = 20; // several waves, each mixing layers
                     for (const logit_difference* metric : {&last, static_cast<const logit_difference*>(&middle)}) {
                         const auto fast = activation_patch(m, cv, xv, *metric, target, o);
                         const auto slow = activation_patch_reference(m, cv, xv, *metric, target, o);

@@ -7,6 +7,7 @@
 //                 a memory-mapped weight file, a caller's activation buffer.
 #pragma once
 
+#include <actlens/core/memory.hpp>
 #include <actlens/error.hpp>
 
 #include <algorithm>
@@ -239,10 +240,7 @@ public:
         if (n > m_capacity) {
             if (n > (std::numeric_limits<std::size_t>::max() - alignment) / sizeof(T))
                 fail(errc::size_overflow, "tensor of shape {} is too large", shape.to_string());
-            const std::size_t bytes = (n * sizeof(T) + alignment - 1) / alignment * alignment;
-            void* p = std::aligned_alloc(alignment, bytes);
-            if (!p) throw std::bad_alloc();
-            m_buffer.reset(p);
+            m_buffer.reset(detail::allocate_aligned(n * sizeof(T)));
             m_capacity = n;
         }
         m_shape = shape;

@@ -18,14 +18,18 @@ void attention_scores(const T* q, std::size_t ldq, const T* k, std::size_t ldk, 
     S.noalias() = scale * (Q * K.transpose());
 }
 
-/// z[tq, dh] = p[tq, tk] v[tk, dh] (row strides ldp, ldv, ldz).
+/// z[tq, dh] (=|+=) p[tq, tk] v[tk, dh] (row strides ldp, ldv, ldz). `accumulate` adds, for keys
+/// split over two buffers (a cached prefix and new positions).
 template <class T>
 void attention_mix(const T* p, std::size_t ldp, const T* v, std::size_t ldv, std::size_t tq, std::size_t tk,
-                   std::size_t dh, T* z, std::size_t ldz) {
+                   std::size_t dh, T* z, std::size_t ldz, bool accumulate = false) {
     auto P = detail::cmap(p, tq, tk, ldp);
     auto V = detail::cmap(v, tk, dh, ldv);
     auto Z = detail::map(z, tq, dh, ldz);
-    Z.noalias() = P * V;
+    if (accumulate)
+        Z.noalias() += P * V;
+    else
+        Z.noalias() = P * V;
 }
 
 /// Backward of `attention_scores`: given ds[tq, tk] = dL/ds (row stride lds),

@@ -3,6 +3,7 @@
 // them with aligned, contiguous loads. model/weights.hpp packs a whole model into one buffer.
 #pragma once
 
+#include <actlens/core/memory.hpp>
 #include <actlens/kernels/detail/sgemm_avx512.hpp>
 
 #include <algorithm>
@@ -11,10 +12,6 @@
 #include <memory>
 #include <new>
 #include <type_traits>
-
-#if defined(__linux__)
-#include <sys/mman.h>
-#endif
 
 namespace actlens::kernels {
 
@@ -63,26 +60,17 @@ private:
     std::size_t m_out = 0, m_in = 0;
 };
 
-/// A buffer of `elements` T for packed weights: 64-byte aligned, and from 2 MiB up on 2 MiB
-/// boundaries with a request for huge pages on Linux (a 4 KiB page fault costs ~15 us on these
-/// machines: 0.5 GB of weights would spend seconds faulting). Throws std::bad_alloc.
+/// A buffer of `elements` T for packed weights, from detail::allocate_aligned (huge pages from
+/// 2 MiB up: 0.5 GB of weights would otherwise spend seconds faulting). Throws std::bad_alloc.
 template <class T>
 std::shared_ptr<T> allocate_packed_storage(std::size_t elements);
 
 
 template <class T>
 std::shared_ptr<T> allocate_packed_storage(std::size_t elements) {
-    const std::size_t huge = std::size_t(1) << 21;
-    if (elements > (std::size_t(-1) - huge) / sizeof(T)) throw std::bad_alloc();
-    std::size_t bytes = std::max<std::size_t>(elements * sizeof(T), 64);
-    const std::size_t align = bytes >= huge ? huge : 64;
-    bytes = (bytes + align - 1) / align * align; // aligned_alloc wants a multiple of the alignment
-    void* raw = std::aligned_alloc(align, bytes);
-    if (!raw) throw std::bad_alloc();
-#if defined(__linux__) && defined(MADV_HUGEPAGE)
-    if (align == huge) ::madvise(raw, bytes, MADV_HUGEPAGE); // a hint: failure is harmless
-#endif
-    return std::shared_ptr<T>(static_cast<T*>(raw), [](T* p) { std::free(p); });
+    if (elements > std::size_t(-1) / sizeof(T)) throw std::bad_alloc();
+    return std::shared_ptr<T>(static_cast<T*>(actlens::detail::allocate_aligned(elements * sizeof(T))),
+                              [](T* p) { std::free(p); });
 }
 
 template <class T>

@@ -7,11 +7,12 @@
 //
 // A sweep is a plan, not a loop of full forwards (ARCHITECTURE.md §7):
 //   - both runs are cached once;
-//   - a patch at layer l restarts the forward from the target run's resid_pre at layer l;
+//   - a patch at layer l restarts from the target run's resid_pre at layer l;
 //   - a patch at position p reuses the target run's keys and values of positions before p and
-//     recomputes only positions p.. (the metric must read the last position for this);
-//   - patches of one layer run as rows of one batched forward: heads and neurons, and nearby
-//     positions (a copy starts at its group's first position; see patching_options).
+//     recomputes only positions p.. (the metric must read the last position for this), and the
+//     last block then runs past attention only for the last position;
+//   - many patches run at once, their rows stacked into one batch (model/ragged_forward.hpp), so
+//     every product has hundreds of rows, and their logits come from one unembedding product.
 // activation_patch_reference() is the brute-force loop (one full forward per patch); tests compare
 // the two and benchmarks time them.
 #pragma once
@@ -19,7 +20,7 @@
 #include <actlens/core/tensor.hpp>
 #include <actlens/error.hpp>
 #include <actlens/model/hooks.hpp>
-#include <actlens/model/kv_cache.hpp>
+#include <actlens/model/ragged_forward.hpp>
 #include <actlens/model/transformer.hpp>
 
 #include <algorithm>
@@ -49,14 +50,12 @@ enum class patch_direction { denoising, noising };
 
 struct patching_options {
     patch_direction direction = patch_direction::denoising;
-    /// Patches of one layer run together as stacked copies of the target run in one forward.
-    std::size_t patches_per_forward = 16;
-    /// Position sweeps with key/value reuse: a copy starts at its group's first patched position,
-    /// so a copy patched later recomputes the positions in between. Patches at different
-    /// positions join a group while it stays within this many rows (copies x batch x positions
-    /// run): few-row products run far below the GEMM's peak, long groups waste work.
-    std::size_t rows_per_forward = 128;
-    /// Called after each forward with (patches done, patches in all).
+    /// Patches run in waves whose rows (positions recomputed x batch, summed over the wave's
+    /// patches) stay within this bound, except that a wave always holds one patch. Products of a
+    /// few rows run far below the GEMM's peak; the wave's buffers grow with it (~50 KB per row for
+    /// GPT-2 small).
+    std::size_t rows_per_forward = 2048;
+    /// Called after each wave with (patches done, patches in all).
     std::function<void(std::size_t, std::size_t)> progress;
 };
 
@@ -148,6 +147,32 @@ void write_patch(tensor_view<T> target, const tensor<T>& source, std::size_t cop
                 for (std::size_t e = 0; e < target.extent(2); ++e) target(row, t, e) = source(b, src_t, e);
             }
         }
+}
+
+// The same for the stacked rows of a wave: patch `idx` owns runs first_run.. first_run + batch - 1
+// (one per batch row) and `source` is [B, S, ...].
+template <class T>
+void write_patch(const ragged_activation<T>& act, const tensor<T>& source, std::size_t first_run, std::size_t batch,
+                 const patch_index& idx) {
+    const std::size_t S = source.extent(1), w = act.width;
+    for (std::size_t b = 0; b < batch; ++b) {
+        const ragged_run& r = (*act.runs)[first_run + b];
+        const std::size_t p_begin = idx.position < 0 ? r.start : std::size_t(idx.position);
+        const std::size_t p_end = idx.position < 0 ? r.start + r.length : p_begin + 1;
+        for (std::size_t p = p_begin; p < p_end; ++p) {
+            T* row = act.row(first_run + b, p);
+            if (!row) continue; // not computed here: it cannot reach the metric
+            const T* src = source.data() + (b * S + p) * w;
+            if (idx.unit < 0) {
+                std::copy(src, src + w, row);
+            } else if (source.rank() == 4) { // attn.hook_z: one head of d_head values
+                const std::size_t dh = source.extent(3), o = std::size_t(idx.unit) * dh;
+                std::copy(src + o, src + o + dh, row + o);
+            } else { // mlp.hook_post: one neuron
+                row[idx.unit] = src[idx.unit];
+            }
+        }
+    }
 }
 
 template <class Metric, class = void>
@@ -271,8 +296,8 @@ patching_result activation_patch(const basic_transformer<T>& model, tensor_view<
                                  tensor_view<const std::int32_t> corrupted, const Metric& metric, patch_target target,
                                  const patching_options& options) {
     const model_config& c = model.config();
-    auto runs = detail::cache_patch_runs(model, clean, corrupted, target, options.direction, true);
-    const std::size_t B = runs.batch, S = runs.positions, d = c.d_model;
+    const auto runs = detail::cache_patch_runs(model, clean, corrupted, target, options.direction, true);
+    const std::size_t B = runs.batch, S = runs.positions, V = c.vocab_size;
     const bool last_only = detail::reads_last_position(metric);
     patching_result result;
     shape_t shape;
@@ -280,67 +305,49 @@ patching_result activation_patch(const basic_transformer<T>& model, tensor_view<
     result.scores.resize(shape);
     const site s = detail::patch_site(target);
     const bool rotary = c.position == position_kind::rotary;
-    workspace<T> ws;
-    tensor<T> input;
-    std::vector<kv_cache<T>> caches; // one per number of rows, allocated once (fresh pages are slow)
-    std::size_t done = 0;
-
-    // Groups of patches of one layer run as one batched forward of `group` stacked copies of the
-    // target run (see patching_options for how large).
-    const std::size_t max_group = std::max<std::size_t>(1, options.patches_per_forward);
+    ragged_base<T> base;
+    std::vector<const tensor<T>*> sources;
+    for (int l = 0; l < int(c.n_layers); ++l) {
+        base.resid_pre.push_back(runs.target.at(hook_point{site::resid_pre, l}).view());
+        base.keys.push_back(runs.target.at(hook_point{rotary ? site::attn_rot_k : site::attn_k, l}).view());
+        base.values.push_back(runs.target.at(hook_point{site::attn_v, l}).view());
+        sources.push_back(&runs.source.at(hook_point{s, l}));
+    }
+    ragged_workspace<T> ws;
+    std::vector<ragged_run> wave;
+    const std::size_t budget = std::max<std::size_t>(1, options.rows_per_forward);
     std::size_t i = 0;
     while (i < plan.size()) {
-        const detail::patch_index first = plan[i];
-        const bool positional = first.position >= 0 && last_only;
-        // Positions before the group's first patch are reused from the target run's keys and values.
-        const std::size_t offset = positional ? std::size_t(first.position) : 0;
-        std::size_t group = 1;
-        while (i + group < plan.size() && group < max_group && plan[i + group].layer == first.layer) {
-            if (positional && plan[i + group].position != first.position &&
-                (group + 1) * B * (S - offset) > options.rows_per_forward)
-                break;
-            ++group;
+        // A wave: the next patches of the plan, one run per batch row each, while their rows fit.
+        wave.clear();
+        std::size_t rows = 0, count = 0;
+        for (; i + count < plan.size(); ++count) {
+            const detail::patch_index& idx = plan[i + count];
+            const std::size_t start = last_only && idx.position >= 0 ? std::size_t(idx.position) : 0;
+            if (count > 0 && rows + B * (S - start) > budget) break;
+            for (std::size_t b = 0; b < B; ++b) wave.push_back(ragged_run{b, start, S - start, idx.layer});
+            rows += B * (S - start);
         }
-        const std::size_t rows = group * B, len = S - offset;
-        const tensor<T>& resid = runs.target.at(hook_point{site::resid_pre, first.layer});
-        input.reshape_uninitialized({rows, len, d});
-        for (std::size_t g = 0; g < group; ++g)
-            for (std::size_t b = 0; b < B; ++b)
-                std::copy(&resid(b, offset, 0), &resid(b, offset, 0) + len * d, &input(g * B + b, 0, 0));
-        run_options<T> o;
-        o.last_position_only = last_only;
-        if (offset > 0) {
-            auto it = std::find_if(caches.begin(), caches.end(), [&](const kv_cache<T>& k) { return k.batch() == rows; });
-            if (it == caches.end()) it = caches.insert(caches.end(), model.make_kv_cache(rows, S));
-            kv_cache<T>& cache = *it;
-            cache.clear();
-            for (int l = first.layer; l < int(c.n_layers); ++l) {
-                const tensor<T>& k = runs.target.at(hook_point{rotary ? site::attn_rot_k : site::attn_k, l});
-                const tensor<T>& v = runs.target.at(hook_point{site::attn_v, l});
-                const std::size_t kvw = cache.kv_width();
-                for (std::size_t g = 0; g < group; ++g)
-                    for (std::size_t b = 0; b < B; ++b) {
-                        std::copy(k.data() + b * S * kvw, k.data() + (b * S + offset) * kvw,
-                                  cache.keys(std::size_t(l)).data() + (g * B + b) * S * kvw);
-                        std::copy(v.data() + b * S * kvw, v.data() + (b * S + offset) * kvw,
-                                  cache.values(std::size_t(l)).data() + (g * B + b) * S * kvw);
-                    }
+        auto patch = [&](site at, int layer, const ragged_activation<T>& act) {
+            if (at != s) return;
+            for (std::size_t g = 0; g < count; ++g)
+                if (plan[i + g].layer == layer)
+                    detail::write_patch(act, *sources[std::size_t(layer)], g * B, B, plan[i + g]);
+        };
+        const tensor_view<const T> final_resid = ragged_forward(model, ws, wave, base, last_only, patch);
+        if (last_only) {
+            const tensor_view<const T> logits = ragged_logits(model, ws, final_resid).reshaped({count * B, 1, V});
+            for (std::size_t g = 0; g < count; ++g)
+                result.scores.data()[i + g] = metric.value(logits.rows(g * B, (g + 1) * B));
+        } else {
+            for (std::size_t g = 0; g < count; ++g) {
+                const tensor_view<const T> logits =
+                    ragged_logits(model, ws, final_resid.rows(g * B * S, (g + 1) * B * S));
+                result.scores.data()[i + g] = metric.value(logits.reshaped({B, S, V}));
             }
-            cache.advance(offset);
-            o.cache = &cache;
         }
-        const tensor<T>& src = runs.source.at(hook_point{s, first.layer});
-        hook_set<T> hooks;
-        hooks.add(hook_point{s, first.layer}, [&](tensor_view<T> a, const hook_context& ctx) {
-            for (std::size_t g = 0; g < group; ++g) detail::write_patch(a, src, g, B, ctx.position_offset, plan[i + g]);
-        });
-        o.hooks = &hooks;
-        const tensor_view<const T> logits = model.forward_from(ws, input.view(), first.layer, o);
-        for (std::size_t g = 0; g < group; ++g)
-            result.scores.data()[i + g] = metric.value(logits.rows(g * B, (g + 1) * B));
-        i += group;
-        done += group;
-        if (options.progress) options.progress(done, plan.size());
+        i += count;
+        if (options.progress) options.progress(i, plan.size());
     }
     return result;
 }

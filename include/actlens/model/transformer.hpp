@@ -61,6 +61,8 @@ public:
 
     const model_config& config() const noexcept { return m_config; }
     const model_weights<T>& weights() const noexcept { return m_weights; }
+    /// The projections in the GEMM kernel's layout: what the forward multiplies with.
+    const packed_weights<T>& packed() const noexcept { return m_packed; }
     /// The rotary angle table (empty for learned positions); the backward pass reads it.
     const kernels::rope_table<T>& rope() const noexcept { return m_rope; }
 
@@ -292,11 +294,14 @@ private:
             kernels::linear_group(gate_up, 2);
             hook(site::mlp_pre, layer, pre, mlp_shape);
             hook(site::mlp_pre_linear, layer, lin, mlp_shape);
-            in_chunks(n * c.d_mlp, [&](std::size_t i, std::size_t m) { kernels::swiglu(pre + i, lin + i, post + i, m); });
+            kernels::detail::for_chunks(n * c.d_mlp, [&](std::size_t i, std::size_t m) {
+                kernels::swiglu(pre + i, lin + i, post + i, m);
+            });
         } else {
             kernels::linear(a, n, pw.w_in, w.b_in.data(), pre);
             hook(site::mlp_pre, layer, pre, mlp_shape);
-            in_chunks(n * c.d_mlp, [&](std::size_t i, std::size_t m) { kernels::gelu_tanh(pre + i, post + i, m); });
+            kernels::detail::for_chunks(n * c.d_mlp,
+                                        [&](std::size_t i, std::size_t m) { kernels::gelu_tanh(pre + i, post + i, m); });
         }
         hook(site::mlp_post, layer, post, mlp_shape);
         kernels::linear(post, n, pw.w_out, w.b_out.data(), out);
@@ -436,21 +441,6 @@ private:
             kernels::layer_norm(in, rows, m_config.d_model, weight.data(), bias.data(), T(m_config.norm_eps), out);
         else
             kernels::rms_norm(in, rows, m_config.d_model, weight.data(), T(m_config.norm_eps), out);
-    }
-
-    // fn(offset, length) over [0, count) in chunks of 16 Ki elements, on the OpenMP team when the
-    // sweep is long enough (>= 256 Ki elements, ~0.1 ms of vectorised GELU) to pay for the fork.
-    template <class Fn>
-    static void in_chunks(std::size_t count, Fn&& fn) {
-        constexpr std::size_t chunk = std::size_t(1) << 14;
-        const long chunks = static_cast<long>((count + chunk - 1) / chunk);
-        const bool parallel = count >= (std::size_t(1) << 18);
-        (void)parallel;
-#pragma omp parallel for schedule(static) if (parallel)
-        for (long i = 0; i < chunks; ++i) {
-            const std::size_t begin = static_cast<std::size_t>(i) * chunk;
-            fn(begin, std::min(chunk, count - begin));
-        }
     }
 
     static void add_into(T* x, const T* y, std::size_t count) noexcept {

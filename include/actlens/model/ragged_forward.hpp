@@ -1,0 +1,326 @@
+// actlens/model/ragged_forward.hpp: many partial reruns of one input, stacked into one batch.
+//
+// Activation patching reruns one input hundreds of times with one activation changed. A patch at
+// block l and position p changes nothing below block l and nothing before position p, so a patched
+// run only needs the rows of positions p.. from block l on, with the keys and values of the
+// positions before p taken from the unpatched ("base") run. Such runs differ in length and first
+// block, so they do not fit forward()'s [B, T] batch. Here their rows are stacked instead: each
+// block multiplies the rows of every active run in one GEMM (hundreds to thousands of rows, where
+// the kernel runs near its peak), and only attention is done run by run, against the base run's
+// keys and values before the run's start and the run's own from there on.
+//
+// With `last_row_only` (a metric that reads the last position), the last block computes keys and
+// values for every row but the rest of the block only for each run's last row, and the output is
+// that row's final residual: one row per run, all unembedded with one product.
+//
+// Only the sites activation patching writes are called: resid_pre, attn.hook_z, attn_out,
+// resid_mid, mlp.hook_post, mlp_out and resid_post.
+#pragma once
+
+#include <actlens/core/tensor.hpp>
+#include <actlens/error.hpp>
+#include <actlens/kernels/activations.hpp>
+#include <actlens/kernels/attention.hpp>
+#include <actlens/kernels/detail/parallel.hpp>
+#include <actlens/kernels/gemm.hpp>
+#include <actlens/kernels/norms.hpp>
+#include <actlens/kernels/rope.hpp>
+#include <actlens/kernels/softmax.hpp>
+#include <actlens/model/hook_point.hpp>
+#include <actlens/model/transformer.hpp>
+
+#include <algorithm>
+#include <cmath>
+#include <cstddef>
+#include <vector>
+
+namespace actlens {
+
+/// One partial run: positions [start, start + length) of row `base_row` of the base run, computed
+/// from block `first_layer` on, beginning with the base run's resid_pre there.
+struct ragged_run {
+    std::size_t base_row = 0;
+    std::size_t start = 0;
+    std::size_t length = 0;
+    int first_layer = 0;
+};
+
+/// What the runs read from the base run, one view per layer, each [B, S, width] and contiguous:
+/// resid_pre where a run begins, and keys (after RoPE) and values of the positions before its start.
+template <class T>
+struct ragged_base {
+    std::vector<tensor_view<const T>> resid_pre, keys, values;
+};
+
+/// One activation of the stacked rows at a site, as the site callback sees it.
+template <class T>
+struct ragged_activation {
+    T* data = nullptr;
+    std::size_t width = 0;
+    const std::vector<ragged_run>* runs = nullptr;
+    const std::size_t* first_row = nullptr; ///< row of each run's first position
+    std::size_t active = 0;                 ///< runs [0, active) have started
+    bool last_rows_only = false;            ///< row i is the last position of run i
+
+    /// The row of `run` at sequence `position`, or nullptr when this activation does not hold it.
+    T* row(std::size_t run, std::size_t position) const noexcept {
+        const ragged_run& r = (*runs)[run];
+        if (position < r.start || position >= r.start + r.length) return nullptr;
+        if (last_rows_only) return position + 1 == r.start + r.length ? data + run * width : nullptr;
+        return data + (first_row[run] + position - r.start) * width;
+    }
+};
+
+/// The buffers of ragged_forward, reused across calls (fresh pages are slow; see workspace).
+template <class T>
+struct ragged_workspace {
+    tensor<T> resid, normed, out; ///< [rows, d]
+    tensor<T> q;                  ///< [rows, H d_h]: queries, then attention's output (hook_z) in place
+    tensor<T> k, v;               ///< [rows, H_kv d_h]
+    tensor<T> mlp, mlp_lin;       ///< [rows, d_mlp]: pre-activation (gate), then hook_post in place
+    tensor<T> logits;
+    tensor<T> last_resid, last_normed; ///< [runs, d]: the last block's rows with last_row_only
+    tensor<T> scores;                  ///< [threads, query block, S]: one scratch block per thread
+    std::vector<std::size_t> first_row;
+};
+
+namespace detail {
+
+template <class T>
+void ragged_norm(const model_config& c, const T* x, std::size_t rows, const tensor_view<const T>& weight,
+                 const tensor_view<const T>& bias, T* out) {
+    if (c.norm == norm_kind::layer_norm)
+        kernels::layer_norm(x, rows, c.d_model, weight.data(), bias.data(), T(c.norm_eps), out);
+    else
+        kernels::rms_norm(x, rows, c.d_model, weight.data(), T(c.norm_eps), out);
+}
+
+template <class T>
+void check_ragged_input(const model_config& c, const std::vector<ragged_run>& runs, const ragged_base<T>& base) {
+    const std::size_t L = c.n_layers, kvw = c.n_kv_heads * c.d_head;
+    if (runs.empty()) fail(errc::empty_prompt, "ragged_forward: no runs");
+    if (base.resid_pre.size() != L || base.keys.size() != L || base.values.size() != L)
+        fail(errc::shape_mismatch,
+             "ragged_forward: the base run has {}/{}/{} layers of resid_pre/keys/values, expected {}",
+             base.resid_pre.size(), base.keys.size(), base.values.size(), L);
+    const tensor_view<const T>& r0 = base.resid_pre[0];
+    if (r0.rank() != 3 || r0.extent(2) != c.d_model)
+        fail(errc::shape_mismatch, "ragged_forward: base resid_pre has shape {}, expected [B, S, {}]",
+             r0.shape().to_string(), c.d_model);
+    const std::size_t B = r0.extent(0), S = r0.extent(1);
+    for (std::size_t l = 0; l < L; ++l) {
+        const bool ok = base.resid_pre[l].shape() == r0.shape() && base.keys[l].size() == B * S * kvw &&
+                        base.values[l].size() == B * S * kvw && base.resid_pre[l].is_contiguous() &&
+                        base.keys[l].is_contiguous() && base.values[l].is_contiguous();
+        if (!ok)
+            fail(errc::shape_mismatch, "ragged_forward: the base run's layer {} does not match [{}, {}, ...]", l, B, S);
+    }
+    for (std::size_t i = 0; i < runs.size(); ++i) {
+        const ragged_run& r = runs[i];
+        if (r.base_row >= B || r.length == 0 || r.start >= S || r.length > S - r.start || r.first_layer < 0 ||
+            std::size_t(r.first_layer) >= L)
+            fail(errc::invalid_argument,
+                 "ragged_forward: run {} (base row {}, {} positions from {}, first layer {}) does not fit a base run "
+                 "of {} rows x {} positions and {} layers",
+                 i, r.base_row, r.length, r.start, r.first_layer, B, S, L);
+        if (i > 0 && r.first_layer < runs[i - 1].first_layer)
+            fail(errc::invalid_argument,
+                 "ragged_forward: runs must be ordered by first_layer (run {} starts at {} after {})", i, r.first_layer,
+                 runs[i - 1].first_layer);
+    }
+}
+
+} // namespace detail
+
+/// Runs every run of `runs` (ordered by first_layer) to the end of the model. `on_site(site, layer,
+/// const ragged_activation<T>&)` may overwrite the activation at each site it is called for (see the
+/// file comment). Returns the final residual, before the final norm, as a view into `ws`: [rows of
+/// all runs, d] stacked in run order, or with `last_row_only` [runs, d], each run's last row.
+template <class T, class OnSite>
+tensor_view<const T> ragged_forward(const basic_transformer<T>& model, ragged_workspace<T>& ws,
+                                    const std::vector<ragged_run>& runs, const ragged_base<T>& base, bool last_row_only,
+                                    OnSite&& on_site) {
+    const model_config& c = model.config();
+    detail::check_ragged_input(c, runs, base);
+    const std::size_t L = c.n_layers, d = c.d_model, dh = c.d_head, H = c.n_heads;
+    const std::size_t qw = H * dh, kvw = c.n_kv_heads * dh, group = c.group_size(), dm = c.d_mlp;
+    const std::size_t S = base.resid_pre[0].extent(1), N = runs.size();
+    constexpr std::size_t query_block = 64;
+
+    ws.first_row.assign(N + 1, 0);
+    for (std::size_t i = 0; i < N; ++i)
+        ws.first_row[i + 1] = ws.first_row[i] + runs[i].length;
+    const std::size_t R = ws.first_row[N];
+    const std::size_t* first_row = ws.first_row.data();
+    for (tensor<T>* t : {&ws.resid, &ws.normed, &ws.out})
+        t->reshape_uninitialized({R, d});
+    ws.q.reshape_uninitialized({R, qw});
+    for (tensor<T>* t : {&ws.k, &ws.v})
+        t->reshape_uninitialized({R, kvw});
+    ws.mlp.reshape_uninitialized({R, dm});
+    if (c.mlp == mlp_kind::swiglu) ws.mlp_lin.reshape_uninitialized({R, dm});
+    if (last_row_only) {
+        ws.last_resid.reshape_uninitialized({N, d});
+        ws.last_normed.reshape_uninitialized({N, d});
+    }
+    const std::size_t threads = std::size_t(std::max(1, kernels::detail::gemm_threads()));
+    ws.scores.reshape_uninitialized({threads, query_block, S});
+
+    auto activation = [&](T* data, std::size_t width, std::size_t active, bool last_rows) {
+        ragged_activation<T> a;
+        a.data = data;
+        a.width = width;
+        a.runs = &runs;
+        a.first_row = first_row;
+        a.active = active;
+        a.last_rows_only = last_rows;
+        return a;
+    };
+    auto add_into = [](T* x, const T* y, std::size_t count) {
+        kernels::detail::simd_transform2(x, y, x, count, [](auto a, auto b) { return a + b; });
+    };
+    const bool rotary = c.position == position_kind::rotary;
+    const T scale = T(1) / std::sqrt(T(dh));
+
+    std::size_t active = 0;
+    for (int layer = runs.front().first_layer; layer < int(L); ++layer) {
+        const layer_weights<T>& w = model.weights().layers[std::size_t(layer)];
+        const packed_layer<T>& pw = model.packed().layers[std::size_t(layer)];
+        // Runs that begin here take the base run's residual.
+        for (; active < N && runs[active].first_layer == layer; ++active) {
+            const ragged_run& r = runs[active];
+            const T* src = base.resid_pre[std::size_t(layer)].data() + (r.base_row * S + r.start) * d;
+            std::copy(src, src + r.length * d, ws.resid.data() + first_row[active] * d);
+        }
+        const std::size_t rows = first_row[active];
+        const bool last_only = last_row_only && layer + 1 == int(L);
+        const std::size_t n = last_only ? active : rows; // rows past attention
+        T* x = ws.resid.data();
+        T* a = ws.normed.data();
+        T* q = ws.q.data();
+        T* k = ws.k.data();
+        T* v = ws.v.data();
+        on_site(site::resid_pre, layer, activation(x, d, active, false));
+        detail::ragged_norm(c, x, rows, w.ln1_weight, w.ln1_bias, a);
+
+        // Queries of the rows that go on; keys and values of every row.
+        const T* q_in = a;
+        if (last_only) {
+            T* last_a = ws.last_normed.data();
+            for (std::size_t i = 0; i < active; ++i)
+                std::copy(a + (first_row[i + 1] - 1) * d, a + first_row[i + 1] * d, last_a + i * d);
+            q_in = last_a;
+        }
+        const kernels::linear_job<T> qkv[] = {{q_in, n, &pw.w_q, w.b_q.data(), q},
+                                              {a, rows, &pw.w_k, w.b_k.data(), k},
+                                              {a, rows, &pw.w_v, w.b_v.data(), v}};
+        kernels::linear_group(qkv, 3);
+        if (rotary) {
+            kernels::detail::for_items(long(active), rows * (qw + kvw) > 65536, [&](long item) {
+                const std::size_t i = std::size_t(item);
+                const ragged_run& r = runs[i];
+                kernels::rope(k + first_row[i] * kvw, r.length, c.n_kv_heads, kvw, r.length, r.start, model.rope(),
+                              c.rope);
+                if (last_only)
+                    kernels::rope(q + i * qw, 1, H, qw, 1, r.start + r.length - 1, model.rope(), c.rope);
+                else
+                    kernels::rope(q + first_row[i] * qw, r.length, H, qw, r.length, r.start, model.rope(), c.rope);
+            });
+        }
+
+        // Attention, one (run, head, block of queries) at a time: scores against the base run's keys
+        // before the run's start and the run's own keys after it, softmax, and the value mix, in a
+        // per-thread scratch block. z overwrites q: an item writes exactly the block of z whose q it
+        // has already read, and no other item reads that block.
+        T* z = q;
+        const T* base_k = base.keys[std::size_t(layer)].data();
+        const T* base_v = base.values[std::size_t(layer)].data();
+        std::size_t max_blocks = 1;
+        if (!last_only)
+            for (std::size_t i = 0; i < active; ++i)
+                max_blocks = std::max(max_blocks, (runs[i].length + query_block - 1) / query_block);
+        const long items = long(active * H * max_blocks);
+        // Threads index their scratch block only in this region of our own (threads > 1): called
+        // from inside another parallel region, the loop runs plainly on scratch block 0.
+        const bool threaded = threads > 1 && n * S * qw > 65536;
+        kernels::detail::for_items(items, threaded, [&](long item) {
+            const std::size_t i = std::size_t(item) / (H * max_blocks), h = std::size_t(item) / max_blocks % H;
+            const ragged_run& r = runs[i];
+            const std::size_t i0 = last_only ? r.length - 1 : std::size_t(item) % max_blocks * query_block;
+            if (i0 >= r.length) return;
+            const std::size_t nq = last_only ? 1 : std::min(query_block, r.length - i0);
+            const std::size_t own_keys = i0 + nq, keys = r.start + own_keys, kv_off = (h / group) * dh;
+            const std::size_t q_row = last_only ? i : first_row[i] + i0;
+            const T* qp = q + q_row * qw + h * dh;
+            T* zp = z + q_row * qw + h * dh;
+            const std::size_t slot = threaded ? std::size_t(kernels::detail::thread_index()) : 0;
+            T* s = ws.scores.data() + slot * query_block * S;
+            const T* bk = base_k + r.base_row * S * kvw + kv_off;
+            const T* bv = base_v + r.base_row * S * kvw + kv_off;
+            const T* own_k = k + first_row[i] * kvw + kv_off;
+            const T* own_v = v + first_row[i] * kvw + kv_off;
+            if (r.start > 0) kernels::attention_scores(qp, qw, bk, kvw, nq, r.start, dh, scale, s, S);
+            kernels::attention_scores(qp, qw, own_k, kvw, nq, own_keys, dh, scale, s + r.start, S);
+            kernels::softmax_causal(s, nq, keys, S, r.start + i0);
+            if (r.start > 0) kernels::attention_mix(s, S, bv, kvw, nq, r.start, dh, zp, qw);
+            kernels::attention_mix(s + r.start, S, own_v, kvw, nq, own_keys, dh, zp, qw, r.start > 0);
+        });
+        on_site(site::attn_z, layer, activation(z, qw, active, last_only));
+
+        // The rest of the block on the rows that go on.
+        if (last_only) {
+            T* last_x = ws.last_resid.data();
+            for (std::size_t i = 0; i < active; ++i)
+                std::copy(x + (first_row[i + 1] - 1) * d, x + first_row[i + 1] * d, last_x + i * d);
+            x = last_x;
+            a = ws.last_normed.data();
+        }
+        T* out = ws.out.data();
+        kernels::linear(z, n, pw.w_o, w.b_o.data(), out);
+        on_site(site::attn_out, layer, activation(out, d, active, last_only));
+        add_into(x, out, n * d);
+        on_site(site::resid_mid, layer, activation(x, d, active, last_only));
+        detail::ragged_norm(c, x, n, w.ln2_weight, w.ln2_bias, a);
+        T* post = ws.mlp.data(); // the pre-activation, activated in place (element by element)
+        if (c.mlp == mlp_kind::swiglu) {
+            T* lin = ws.mlp_lin.data();
+            const kernels::linear_job<T> gate_up[] = {{a, n, &pw.w_gate, nullptr, post},
+                                                      {a, n, &pw.w_in, w.b_in.data(), lin}};
+            kernels::linear_group(gate_up, 2);
+            kernels::detail::for_chunks(
+                n * dm, [&](std::size_t o, std::size_t m) { kernels::swiglu(post + o, lin + o, post + o, m); });
+        } else {
+            kernels::linear(a, n, pw.w_in, w.b_in.data(), post);
+            kernels::detail::for_chunks(
+                n * dm, [&](std::size_t o, std::size_t m) { kernels::gelu_tanh(post + o, post + o, m); });
+        }
+        on_site(site::mlp_post, layer, activation(post, dm, active, last_only));
+        kernels::linear(post, n, pw.w_out, w.b_out.data(), out);
+        on_site(site::mlp_out, layer, activation(out, d, active, last_only));
+        add_into(x, out, n * d);
+        on_site(site::resid_post, layer, activation(x, d, active, last_only));
+    }
+    if (last_row_only) return static_cast<const tensor<T>&>(ws.last_resid).view();
+    return static_cast<const tensor<T>&>(ws.resid).view();
+}
+
+/// Logits [rows, V] of final residual rows [rows, d] (e.g. ragged_forward's output, or a slice of
+/// it): the final norm and the unembedding, as a view into `ws.logits`.
+template <class T>
+tensor_view<const T> ragged_logits(const basic_transformer<T>& model, ragged_workspace<T>& ws,
+                                   tensor_view<const T> resid) {
+    const model_config& c = model.config();
+    if (resid.rank() != 2 || resid.extent(1) != c.d_model || !resid.is_contiguous())
+        fail(errc::shape_mismatch, "ragged_logits: residual rows have shape {}, expected [rows, {}]",
+             resid.shape().to_string(), c.d_model);
+    const std::size_t rows = resid.extent(0);
+    ws.last_normed.reshape_uninitialized({rows, c.d_model});
+    detail::ragged_norm(c, resid.data(), rows, model.weights().final_norm_weight, model.weights().final_norm_bias,
+                        ws.last_normed.data());
+    ws.logits.reshape_uninitialized({rows, c.vocab_size});
+    kernels::linear(static_cast<const T*>(ws.last_normed.data()), rows, model.packed().unembedding,
+                    static_cast<const T*>(nullptr), ws.logits.data());
+    return static_cast<const tensor<T>&>(ws.logits).view();
+}
+
+} // namespace actlens
