@@ -32,6 +32,8 @@
 #include <utility>
 #include <vector>
 
+using actlens::printable_piece;
+
 namespace {
 
 using tokens_t = std::vector<std::int32_t>;
@@ -51,17 +53,6 @@ model_files find_model(int argc, char** argv) {
     return {first.string(), (first.parent_path() / "tok512.bin").string()};
 }
 
-// A token piece as printed in tables: control bytes made visible.
-std::string printable(const std::string& piece) {
-    std::string out;
-    for (unsigned char ch : piece) {
-        if (ch == '\n') out += "\\n";
-        else if (ch < 0x20) out += fmt::format("\\x{:02x}", ch);
-        else out += static_cast<char>(ch);
-    }
-    return out;
-}
-
 // The most likely next token at position t of a row.
 std::int32_t argmax_at(const actlens::tensor<float>& logits, std::size_t row, std::size_t t) {
     std::size_t best = 0;
@@ -77,7 +68,7 @@ std::int32_t argmax_last(const actlens::tensor<float>& logits, std::size_t row =
 std::string joined_pieces(const actlens::llama2c_tokenizer& tok, const tokens_t& ids) {
     std::string out;
     for (std::size_t i = 0; i < ids.size(); ++i)
-        out += (i ? "|" : "") + (ids[i] == tok.bos_id() ? std::string("BOS") : printable(tok.piece(ids[i])));
+        out += (i ? "|" : "") + (ids[i] == tok.bos_id() ? std::string("BOS") : printable_piece(tok.piece(ids[i])));
     return out;
 }
 
@@ -150,7 +141,7 @@ void ioi_check(const actlens::transformer& model, const actlens::llama2c_tokeniz
         sum_clean += ld_clean;
         sum_corrupt += ld_corrupt;
         fmt::print("{:>2}  {:<62} {:>8.3f} {:>8.3f}  {:<8} {:<8}\n", i + 1, "\"" + clean + "\" -> " + p.io, ld_clean,
-                   ld_corrupt, "'" + printable(tok.piece(top_c)) + "'", "'" + printable(tok.piece(top_x)) + "'");
+                   ld_corrupt, "'" + printable_piece(tok.piece(top_c)) + "'", "'" + printable_piece(tok.piece(top_x)) + "'");
     }
     const double n = double(ioi_pairs.size());
     fmt::print("\nmean LD clean {:.3f}, mean LD corrupted {:.3f} (difference {:.3f})\n", sum_clean / n,
@@ -166,7 +157,7 @@ void ioi_check(const actlens::transformer& model, const actlens::llama2c_tokeniz
     std::string continuation;
     for (std::size_t i = prompt.size(); i < out.size(); ++i) continuation += tok.decode_piece(out[i - 1], out[i]);
     fmt::print("greedy continuation of prompt 1: \"{}\" + \"{}\"\n", ioi_prompt(ioi_pairs[0], ioi_pairs[0].subject),
-               printable(continuation));
+               printable_piece(continuation));
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -205,7 +196,7 @@ struct patching_task {
         for (std::size_t i = 0; i < clean.size(); ++i)
             if (clean[i] != corrupted[i]) first_changed = std::min(first_changed, i % length);
         column_labels.clear();
-        for (std::size_t t = 0; t < length; ++t) column_labels.push_back(t == 0 ? "BOS" : printable(tok.piece(clean[t])));
+        for (std::size_t t = 0; t < length; ++t) column_labels.push_back(t == 0 ? "BOS" : printable_piece(tok.piece(clean[t])));
     }
 };
 
@@ -287,8 +278,8 @@ void induction_check(const actlens::transformer& model, const actlens::llama2c_t
     for (std::size_t b = 0; b < 2; ++b) {
         const tokens_t row(task.clean.begin() + std::ptrdiff_t(b * task.length),
                            task.clean.begin() + std::ptrdiff_t((b + 1) * task.length));
-        fmt::print("  {} -> '{}' (c = '{}')\n", joined_pieces(tok, row), printable(tok.piece(task.correct[b])),
-                   printable(tok.piece(task.wrong[b])));
+        fmt::print("  {} -> '{}' (c = '{}')\n", joined_pieces(tok, row), printable_piece(tok.piece(task.correct[b])),
+                   printable_piece(tok.piece(task.wrong[b])));
     }
     double clean_ld = 0, corrupt_ld = 0;
     summarize(task, evaluate(model, task), clean_ld, corrupt_ld);
@@ -375,7 +366,7 @@ void name_check(const actlens::transformer& model, const actlens::llama2c_tokeni
         return joined_pieces(tok, tokens_t(all.begin(), all.begin() + std::ptrdiff_t(task.length)));
     };
     fmt::print("row 1 clean:     {} -> '{}'\nrow 1 corrupted: {} -> '{}'\n\n", row_text(task.clean),
-               printable(tok.piece(task.correct[0])), row_text(task.corrupted), printable(tok.piece(task.wrong[0])));
+               printable_piece(tok.piece(task.correct[0])), row_text(task.corrupted), printable_piece(tok.piece(task.wrong[0])));
     const auto rows = evaluate(model, task);
     fmt::print("{:>2}  {:<8} {:<8} {:>8} {:>8}  {:<9} {:<9}\n", "#", "clean", "corrupt", "LD clean", "LD corr",
                "top clean", "top corr");
@@ -384,8 +375,8 @@ void name_check(const actlens::transformer& model, const actlens::llama2c_tokeni
         const char* clean_name = b % 2 ? p.other : p.name;
         const char* corrupt_name = b % 2 ? p.name : p.other;
         fmt::print("{:>2}  {:<8} {:<8} {:>8.3f} {:>8.3f}  {:<9} {:<9}\n", b + 1, clean_name, corrupt_name,
-                   rows[b].ld_clean, rows[b].ld_corrupted, "'" + printable(tok.piece(rows[b].top_clean)) + "'",
-                   "'" + printable(tok.piece(rows[b].top_corrupted)) + "'");
+                   rows[b].ld_clean, rows[b].ld_corrupted, "'" + printable_piece(tok.piece(rows[b].top_clean)) + "'",
+                   "'" + printable_piece(tok.piece(rows[b].top_corrupted)) + "'");
     }
     fmt::print("\n");
     summarize(task, rows, clean_ld, corrupt_ld);

@@ -21,6 +21,8 @@
 #include <string>
 #include <vector>
 
+using actlens::printable_piece;
+
 namespace {
 
 struct arguments {
@@ -66,17 +68,6 @@ arguments parse(int argc, char** argv) {
     return a;
 }
 
-// Printable form of a token piece: newlines and other control bytes made visible.
-std::string printable(const std::string& piece) {
-    std::string out;
-    for (unsigned char ch : piece) {
-        if (ch == '\n') out += "\\n";
-        else if (ch < 0x20) out += fmt::format("\\x{:02x}", ch);
-        else out += static_cast<char>(ch);
-    }
-    return out;
-}
-
 std::string bar(double fraction, int width) {
     const int n = static_cast<int>(std::lround(std::clamp(fraction, 0.0, 1.0) * width));
     std::string s;
@@ -111,7 +102,7 @@ int run(const arguments& args) {
     const std::vector<std::int32_t> prompt = tok.encode(args.prompt, /*bos=*/true);
     fmt::print("prompt     \"{}\" -> {} tokens:", args.prompt, prompt.size());
     for (std::size_t i = 0; i < prompt.size(); ++i)
-        fmt::print(" {}:'{}'", prompt[i], printable(tok.decode_piece(i ? prompt[i - 1] : -1, prompt[i])));
+        fmt::print(" {}:'{}'", prompt[i], printable_piece(tok.decode_piece(i ? prompt[i - 1] : -1, prompt[i])));
     fmt::print("\n\n");
 
     auto [logits, cache] = model.run_with_cache(prompt, "*");
@@ -128,7 +119,7 @@ int run(const arguments& args) {
     for (std::size_t i = 0; i < 8; ++i) {
         const std::size_t v = order[i];
         const double p = probs[v] / total;
-        fmt::print("  {:>4}  {:<12} p = {:.3f}  {}\n", v, "'" + printable(tok.piece(std::int32_t(v))) + "'", p,
+        fmt::print("  {:>4}  {:<12} p = {:.3f}  {}\n", v, "'" + printable_piece(tok.piece(std::int32_t(v))) + "'", p,
                    bar(p, 40));
     }
 
@@ -178,7 +169,7 @@ int run(const arguments& args) {
         double w = 0;
         for (std::size_t h = 0; h < c.n_heads; ++h) w += pattern(0, h, last, k) / double(c.n_heads);
         fmt::print("  key {:>2} {:<12} {:.3f} {}\n", k,
-                   "'" + printable(tok.decode_piece(k ? prompt[k - 1] : -1, prompt[k])) + "'", w, bar(w, 40));
+                   "'" + printable_piece(tok.decode_piece(k ? prompt[k - 1] : -1, prompt[k])) + "'", w, bar(w, 40));
     }
     return 0;
 }

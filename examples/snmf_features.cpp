@@ -15,6 +15,7 @@
 #include <actlens/model/generate.hpp>
 #include <actlens/model/load.hpp>
 #include <actlens/tokenizer/llama2c.hpp>
+#include <actlens/tokenizer/printable.hpp>
 
 #include <fmt/core.h>
 
@@ -24,6 +25,8 @@
 #include <cstdlib>
 #include <string>
 #include <vector>
+
+using actlens::printable_piece;
 
 namespace {
 
@@ -37,17 +40,10 @@ struct arguments {
     std::string shards;
 };
 
-/// A piece made printable on one line.
-std::string printable(std::string s) {
-    for (char& ch : s)
-        if (ch == '\n') ch = '|';
-    return s;
-}
-
 std::string text_of(const actlens::llama2c_tokenizer& tok, const std::vector<std::int32_t>& ids, std::size_t mark) {
     std::string out;
     for (std::size_t i = 0; i < ids.size(); ++i) {
-        const std::string piece = printable(tok.decode_piece(i ? ids[i - 1] : 1, ids[i]));
+        const std::string piece = printable_piece(tok.decode_piece(i ? ids[i - 1] : 1, ids[i]));
         out += i == mark ? "[[" + piece + "]]" : piece;
     }
     return out;
@@ -55,7 +51,7 @@ std::string text_of(const actlens::llama2c_tokenizer& tok, const std::vector<std
 
 std::string tokens_list(const actlens::llama2c_tokenizer& tok, const std::vector<actlens::token_score>& ts) {
     std::string out;
-    for (const auto& t : ts) out += fmt::format("{}'{}'", out.empty() ? "" : " ", printable(tok.piece(t.token)));
+    for (const auto& t : ts) out += fmt::format("{}'{}'", out.empty() ? "" : " ", printable_piece(tok.piece(t.token)));
     return out;
 }
 
@@ -113,7 +109,7 @@ int main(int argc, char** argv) {
         std::size_t total_tokens = 0;
         for (const auto& s : corpus) total_tokens += s.size();
         fmt::print("corpus: {} stories, {} tokens ({:.1f} s)\n  e.g. \"{}\"\n", corpus.size(), total_tokens, seconds(),
-                   printable(tok.decode(corpus[0])));
+                   printable_piece(tok.decode(corpus[0])));
 
         // 2. Capture (BOS left out) and fit.
         actlens::capture_options co;
@@ -181,7 +177,7 @@ int main(int argc, char** argv) {
             gen.hooks = &hooks;
             gen.stop_tokens = {tok.eos_id()};
             const auto out = actlens::generate(model, prompt, gen);
-            fmt::print("  alpha {:>4}: {}\n", alpha, printable(tok.decode(out)));
+            fmt::print("  alpha {:>4}: {}\n", alpha, printable_piece(tok.decode(out)));
         }
 
         // 5. Neuron decoding: the write side of every neuron of every layer, normed mode; show the

@@ -402,6 +402,13 @@ TEST_CASE("gguf: every truncation of a valid file gives io.202, never a crash", 
     CHECK(rejected > f.data_offset());
 }
 
+TEST_CASE("gguf: is_gguf_file tells GGUF files from llama2.c checkpoints by their magic", "[gguf]") {
+    CHECK(io::is_gguf_file(gguf_fixtures + "/stories260K_f16.gguf"));
+    CHECK(io::is_gguf_file(gguf_fixtures + "/control_vector.gguf"));
+    CHECK_FALSE(io::is_gguf_file(llama2c_model));
+    require_error([] { io::is_gguf_file("/nonexistent/model.gguf"); }, errc::file_open, "/nonexistent/model.gguf");
+}
+
 TEST_CASE("gguf: hostile headers give actlens::error naming the file and field", "[gguf][errors]") {
     const auto err = [](const std::string& name, const raw_gguf& r) { return open_error(write_bytes(name, r.b)); };
     CHECK_NOTHROW(io::gguf_file(write_bytes("valid.gguf", two_tensors().b)));

@@ -1,4 +1,5 @@
 #include <actlens/tokenizer/load.hpp>
+#include <actlens/tokenizer/printable.hpp>
 
 #include <catch2/catch.hpp>
 
@@ -24,4 +25,14 @@ TEST_CASE("load_tokenizer: picks the format from the path", "[tokenizer]") {
 
     CHECK_THROWS_WITH(load_tokenizer("/nonexistent/tokenizer.json"), Catch::Contains("[actlens.io.201]"));
     CHECK_THROWS_WITH(load_tokenizer(ACTLENS_MODEL_DIR "/tok512.bin", 500), Catch::Contains("tok512.bin"));
+}
+
+TEST_CASE("printable_piece: control bytes become visible, text and UTF-8 pass through", "[tokenizer]") {
+    CHECK(printable_piece(" Lily") == " Lily");
+    CHECK(printable_piece("a\nb") == "a\\nb");
+    CHECK(printable_piece(std::string("\t\x01\x7f", 3)) == "\\x09\\x01\\x7f");
+    CHECK(printable_piece(std::string("\0", 1)) == "\\x00");
+    CHECK(printable_piece("caf\xc3\xa9") == "caf\xc3\xa9");
+    const tokenizer llama = load_tokenizer(ACTLENS_MODEL_DIR "/tok512.bin", 512);
+    CHECK(printable_piece(llama.decode(llama.encode("Hi.\nBye"))) == "Hi.\\nBye");
 }

@@ -20,6 +20,7 @@
 #include <actlens/tokenizer/gguf_vocab.hpp>
 #include <actlens/tokenizer/llama2c.hpp>
 #include <actlens/tokenizer/load.hpp>
+#include <actlens/tokenizer/printable.hpp>
 
 #include <actlens/model/backward.hpp>
 #include <actlens/model/backward_weights.hpp>
@@ -29,6 +30,7 @@
 #include <actlens/model/hooks.hpp>
 #include <actlens/model/kv_cache.hpp>
 #include <actlens/model/load.hpp>
+#include <actlens/model/ragged_forward.hpp>
 #include <actlens/model/random_weights.hpp>
 #include <actlens/model/sampling.hpp>
 #include <actlens/model/transformer.hpp>

@@ -230,6 +230,10 @@ struct gguf_tensor_info {
     std::string ne_string() const;
 };
 
+/// Whether the file at `path` starts with the GGUF magic: how the loaders tell a GGUF from other
+/// single-file formats. Throws actlens::error when the file cannot be opened.
+bool is_gguf_file(const std::string& path);
+
 /// A memory-mapped GGUF file with a validated header. Copies share the mapping; views into it stay
 /// valid while any copy, or the pointer keep_alive() returns, lives. Const methods are thread-safe.
 class gguf_file {
@@ -719,6 +723,11 @@ inline gguf_value gguf_file::read_value(byte_reader& in, gguf_type type, const s
     }
     fail(errc::bad_header, "'{}': metadata '{}' has unknown value type {}", path(), key,
          static_cast<std::uint32_t>(type));
+}
+
+inline bool is_gguf_file(const std::string& path) {
+    const mapped_file file(path);
+    return file.size() >= 4 && std::memcmp(file.data(), "GGUF", 4) == 0;
 }
 
 inline void gguf_file::parse() {

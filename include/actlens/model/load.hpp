@@ -4,14 +4,13 @@
 #pragma once
 
 #include <actlens/error.hpp>
+#include <actlens/io/gguf.hpp>
 #include <actlens/io/gguf_model.hpp>
 #include <actlens/io/huggingface.hpp>
 #include <actlens/io/llama2c.hpp>
-#include <actlens/io/mapped_file.hpp>
 #include <actlens/model/transformer.hpp>
 
 #include <array>
-#include <cstring>
 #include <filesystem>
 #include <string>
 
@@ -51,12 +50,7 @@ inline transformer load_model(const std::string& path) {
              "load_model: '{}' is part of a Hugging Face checkpoint; pass its directory (the one "
              "holding config.json)",
              path);
-    bool gguf = false;
-    {
-        io::mapped_file file(path);
-        gguf = file.size() >= 4 && std::memcmp(file.data(), "GGUF", 4) == 0;
-    }
-    if (gguf) return io::load_gguf(path);
+    if (io::is_gguf_file(path)) return io::load_gguf(path);
     return io::load_llama2c(path);
 }
 

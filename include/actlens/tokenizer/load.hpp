@@ -3,13 +3,12 @@
 #pragma once
 
 #include <actlens/error.hpp>
-#include <actlens/io/mapped_file.hpp>
+#include <actlens/io/gguf.hpp>
 #include <actlens/tokenizer/bpe.hpp>
 #include <actlens/tokenizer/gguf_vocab.hpp>
 #include <actlens/tokenizer/llama2c.hpp>
 
 #include <cstdint>
-#include <cstring>
 #include <filesystem>
 #include <optional>
 #include <string>
@@ -84,12 +83,7 @@ inline tokenizer load_tokenizer(const std::string& path, std::optional<std::size
         return tokenizer(load_bpe_tokenizer(path));
     }
     if (is_json) return tokenizer(load_bpe_tokenizer(path));
-    bool gguf = false;
-    {
-        const io::mapped_file file(path);
-        gguf = file.size() >= 4 && std::memcmp(file.data(), "GGUF", 4) == 0;
-    }
-    if (gguf) return tokenizer(load_gguf_tokenizer(path, vocab_size));
+    if (io::is_gguf_file(path)) return tokenizer(load_gguf_tokenizer(path, vocab_size));
     return tokenizer(llama2c_tokenizer::load(path, vocab_size));
 }
 
