@@ -23,11 +23,14 @@
 #include <actlens/core/tensor.hpp>
 #include <actlens/error.hpp>
 #include <actlens/io/gguf.hpp>
+#include <actlens/methods/steering.hpp>
 #include <actlens/model/hooks.hpp>
 
+#include <algorithm>
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <limits>
 #include <map>
 #include <string>
 #include <utility>
@@ -161,24 +164,20 @@ inline control_vector load_control_vector(const std::string& path) {
 
 inline void add_control_vector_hooks(hook_set<float>& hooks, const control_vector& cv, float strength,
                                      std::size_t first_block, std::size_t last_block) {
-    if (!std::isfinite(strength))
-        fail(errc::non_finite, "add_control_vector_hooks: strength is {}", strength);
+    if (!std::isfinite(strength)) fail(errc::non_finite, "add_control_vector_hooks: strength is {}", strength);
     cv.d_model();
+    // A control vector is a steering vector per block at resid_post, added at every position.
+    steering_options all_positions;
+    all_positions.alpha = strength;
     for (const auto& [block, direction] : cv.directions) {
         if (block < first_block || block > last_block) continue;
-        std::vector<float> scaled(direction.size());
-        for (std::size_t i = 0; i < direction.size(); ++i) scaled[i] = strength * direction[i];
-        const std::size_t l = block;
-        hooks.add("blocks." + std::to_string(block) + ".hook_resid_post",
-                  [scaled = std::move(scaled), l](tensor_view<float> x, const hook_context& c) {
-                      if (x.extent(2) != scaled.size())
-                          fail(errc::shape_mismatch,
-                               "control vector for block {} has {} entries, the residual stream has {}", l,
-                               scaled.size(), x.extent(2));
-                      for (std::size_t b = 0; b < c.batch; ++b)
-                          for (std::size_t t = 0; t < c.positions; ++t)
-                              for (std::size_t i = 0; i < scaled.size(); ++i) x(b, t, i) += scaled[i];
-                  });
+        if (block > std::size_t(std::numeric_limits<int>::max()))
+            fail(errc::invalid_argument, "add_control_vector_hooks: block {} is out of range", block);
+        steering_vector<float> v;
+        v.point = hook_point{site::resid_post, int(block)};
+        v.direction = tensor<float>({direction.size()});
+        std::copy(direction.begin(), direction.end(), v.direction.data());
+        add_steering(hooks, v, all_positions);
     }
 }
 
