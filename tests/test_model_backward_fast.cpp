@@ -133,3 +133,58 @@ TEST_CASE("backward: packed transposed weights give the gradients of the in-plac
         }
     }
 }
+
+TEST_CASE("backward: a cut branch gives the gradients of its output projection zeroed", "[backward][atp_star]") {
+    // GradDrop's edges: the reference is the old construction, a model whose W_O (layer 0) and
+    // W_out (layer 1) are zero, differentiated on the original model's tape.
+    const auto llama = model_config::llama(2, 32, 4, 2, 40, 50, 16);
+    const auto gpt2 = model_config::gpt2(2, 24, 4, 50, 16);
+    for (const model_config& config : {llama, gpt2}) {
+        const auto m = make_random_transformer<double>(config, 8);
+        const std::size_t B = 2, S = 8;
+        std::vector<std::int32_t> tokens(B * S);
+        for (std::size_t i = 0; i < tokens.size(); ++i) tokens[i] = std::int32_t((i * 5 + 1) % config.vocab_size);
+        auto [logits, tape] = m.run_with_cache(tensor_view<const std::int32_t>(tokens.data(), {B, S}), "*");
+        tensor<double> coef(logits.shape());
+        for (std::size_t i = 0; i < coef.size(); ++i) coef.data()[i] = std::cos(0.21 * double(i));
+        const tensor<double> d_norm = unembed_backward(m, coef.view());
+        std::vector<hook_point> want;
+        for (const hook_point& p : m.hook_points())
+            if (p.layer >= 0) want.push_back(p);
+
+        backward_options cut;
+        cut.cut_attention = {0};
+        cut.cut_mlp = {1};
+        const auto with_cut = backward(m, tape, d_norm.view(), want, cut);
+        model_weights<double> w = m.weights();
+        w.layers[0].w_o = w.own(tensor<double>(w.layers[0].w_o.shape()));
+        w.layers[1].w_out = w.own(tensor<double>(w.layers[1].w_out.shape()));
+        const basic_transformer<double> zeroed(config, std::move(w));
+        const auto reference = backward(zeroed, tape, d_norm.view(), want);
+        const auto uncut = backward(m, tape, d_norm.view(), want);
+
+        REQUIRE(with_cut.size() == reference.size());
+        for (const auto& [point, g] : with_cut.entries()) {
+            const tensor<double>& r = reference.at(point);
+            REQUIRE(g.shape() == r.shape());
+            double worst = 0;
+            for (std::size_t i = 0; i < g.size(); ++i) worst = std::max(worst, std::abs(g.data()[i] - r.data()[i]));
+            INFO(point.name());
+            CHECK(worst == 0);
+        }
+        auto largest = [](const tensor<double>& t) {
+            double m = 0;
+            for (double x : t) m = std::max(m, std::abs(x));
+            return m;
+        };
+        CHECK(largest(with_cut.at(hook_point{site::attn_z, 0})) == 0);
+        CHECK(largest(with_cut.at(hook_point{site::mlp_post, 1})) == 0);
+        CHECK(largest(uncut.at(hook_point{site::attn_z, 0})) > 1e-6);
+        // The cut changes what reaches the bottom of the model.
+        const tensor<double>& a = with_cut.at(hook_point{site::resid_pre, 0});
+        const tensor<double>& b = uncut.at(hook_point{site::resid_pre, 0});
+        double moved = 0;
+        for (std::size_t i = 0; i < a.size(); ++i) moved = std::max(moved, std::abs(a.data()[i] - b.data()[i]));
+        CHECK(moved > 1e-6);
+    }
+}

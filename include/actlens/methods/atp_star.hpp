@@ -32,10 +32,8 @@
 // contribution to the residual stream set to zero gives estimates c_e, and
 //   c_GD(n) = 1/(E - 1) sum_e |c_e(n)|,
 // E the number of edges (a node's own edge gives 0, so a last-layer node gets |c(n)|). The forward
-// is reused; each edge costs one backward. The edge is dropped by a copy of the model whose output
-// projection (W_O and/or W_out) of that layer is zero, run on the original forward's tape, so the
-// backward pass itself is unchanged. The copy shares the weights but builds its own packed weights,
-// so each edge also costs one packing of the model and, while it lives, that much memory.
+// is reused; each edge costs one backward, with the edge's branch cut (backward_options::cut_attention
+// and cut_mlp: as if its output projection were zero in the backward only).
 // Cost: two forwards and one backward (plus E backwards for GradDrop), and O(B H T^2 d_h)
 // arithmetic per layer for the fix.
 #pragma once
@@ -281,17 +279,6 @@ void atp_star_estimates(const basic_transformer<T>& model, std::size_t B, std::s
                 scores(l, h) += value(l, t, h);
 }
 
-// A copy of the model whose contribution of one edge to the residual stream is multiplied by zero.
-template <class T>
-basic_transformer<T> model_without_edge(const basic_transformer<T>& model, std::size_t layer,
-                                        bool drop_attention, bool drop_mlp) {
-    model_weights<T> w = model.weights();
-    layer_weights<T>& lw = w.layers[layer];
-    if (drop_attention) lw.w_o = w.own(tensor<T>(lw.w_o.shape()));
-    if (drop_mlp) lw.w_out = w.own(tensor<T>(lw.w_out.shape()));
-    return basic_transformer<T>(model.config(), std::move(w));
-}
-
 } // namespace detail
 
 /// AtP* over attention heads: QK-fixed attribution patching, optionally with GradDrop (see the file
@@ -352,9 +339,10 @@ atp_star_result atp_star(const basic_transformer<T>& model, tensor_view<const st
         const bool block = options.edge == grad_drop_edge::block;
         const std::size_t layer = block ? e : e / 2;
         const bool drop_attention = block || e % 2 == 0, drop_mlp = block || e % 2 == 1;
-        const basic_transformer<T> dropped =
-            detail::model_without_edge(model, layer, drop_attention, drop_mlp);
-        const activation_cache<T> grads = backward(dropped, tape, d_norm.view(), want);
+        backward_options cut;
+        if (drop_attention) cut.cut_attention.push_back(int(layer));
+        if (drop_mlp) cut.cut_mlp.push_back(int(layer));
+        const activation_cache<T> grads = backward(model, tape, d_norm.view(), want, cut);
         detail::atp_star_estimates(model, B, S, tape, patch, grads, scratch, scores, query, key,
                                    value);
         const std::pair<tensor<double>*, const tensor<double>*> pairs[] = {

@@ -53,6 +53,11 @@ struct backward_options {
     /// from the model being differentiated: about twice as fast input gradients in float. Null (or
     /// another scalar type) multiplies with the weights in place.
     const backward_weights<float>* weights = nullptr;
+    /// Layers whose attention (cut_attention) or MLP (cut_mlp) output is held constant: no gradient
+    /// flows back through that branch and every gradient inside it is zero, as if its output
+    /// projection were zero in the backward only (GradDrop's dropped edges). The forward, and so the
+    /// tape, are unchanged.
+    std::vector<int> cut_attention, cut_mlp;
 };
 
 /// The hook points a backward from the final norm down to block `down_to_layer` reads from the tape.
@@ -203,6 +208,10 @@ private:
             kernels::linear_input_grad(dy, N, w.extent(0), w.data(), w.extent(1), dx, accumulate);
     }
 
+    static bool is_cut(const std::vector<int>& layers, int l) {
+        return std::find(layers.begin(), layers.end(), l) != layers.end();
+    }
+
     void block(int l) {
         const layer_weights<T>& w = W.layers[static_cast<std::size_t>(l)];
         const typename backward_weights<T>::layer* bw = packed_layer(l);
@@ -215,7 +224,10 @@ private:
 
         // MLP.
         m_d_post.reshape_uninitialized({N, f});
-        input_grad(dx, w.w_out, bw ? &bw->w_out : nullptr, m_d_post.data());
+        if (is_cut(m_opt.cut_mlp, l))
+            std::fill(m_d_post.data(), m_d_post.data() + N * f, T(0)); // zeros all the way down the branch
+        else
+            input_grad(dx, w.w_out, bw ? &bw->w_out : nullptr, m_d_post.data());
         record({site::mlp_post, l}, m_d_post.data(), mlp);
         const T* pre = tape({site::mlp_pre, l}).data();
         const T* post = tape({site::mlp_post, l}).data();
@@ -260,7 +272,10 @@ private:
 
         // Attention.
         m_d_z.reshape_uninitialized({N, qw});
-        input_grad(dx, w.w_o, bw ? &bw->w_o : nullptr, m_d_z.data());
+        if (is_cut(m_opt.cut_attention, l))
+            std::fill(m_d_z.data(), m_d_z.data() + N * qw, T(0));
+        else
+            input_grad(dx, w.w_o, bw ? &bw->w_o : nullptr, m_d_z.data());
         record({site::attn_z, l}, m_d_z.data(), {B, S, H, dh});
         attention_backward(l);
         m_d_ln.reshape_uninitialized({N, d});
