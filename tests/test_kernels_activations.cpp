@@ -1,6 +1,8 @@
 // Tests of actlens/kernels/activations.hpp: GELU (tanh form), SiLU, SwiGLU; forward against the
 // formulas evaluated with the standard library in long double, backward against central finite
 // differences in double.
+#include "kernel_checks.hpp"
+
 #include <catch2/catch.hpp>
 
 #include <actlens/kernels/activations.hpp>
@@ -14,19 +16,12 @@
 
 namespace {
 
+using namespace kernel_checks;
+
 namespace k = actlens::kernels;
 
 // Lengths around the SIMD width (16 floats / 8 doubles with AVX-512): every tail length occurs.
 const std::size_t lengths[] = {1, 7, 17, 64, 100};
-
-template <class T>
-std::vector<T> uniform(std::mt19937& rng, std::size_t n, double lo, double hi) {
-    std::uniform_real_distribution<double> dist(lo, hi);
-    std::vector<T> v(n);
-    for (auto& x : v)
-        x = T(dist(rng));
-    return v;
-}
 
 long double gelu_reference(long double u) {
     const long double k = std::sqrt(2.0L / 3.14159265358979323846264338327950288L);
@@ -58,8 +53,6 @@ void check_forward(const std::vector<T>& u, const std::vector<T>& y,
 // [-6, 6] (both tails of the activations). Truncation error h^2 / 6 |f'''| <= 1e-12 (|f'''| is
 // O(1) here); rounding error eps |f| / h <= 1e-16 * 6 / 1e-6 ~ 1e-9. The check is relative to the
 // largest gradient component, which is O(1): a wrong derivative is off by O(1).
-constexpr double fd_step = 1e-6;
-constexpr double fd_tol = 1e-6;
 
 template <class F>
 double fd(F f, double u) {

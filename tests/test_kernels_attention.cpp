@@ -1,6 +1,8 @@
 // Tests of actlens/kernels/attention.hpp: the two head products on strided blocks against naive
 // loops, their backward passes against central finite differences in double, and one whole causal
 // head (scores -> softmax -> mix, with two query heads sharing a key/value head) end to end.
+#include "kernel_checks.hpp"
+
 #include <catch2/catch.hpp>
 
 #include <actlens/kernels/attention.hpp>
@@ -14,54 +16,14 @@
 
 namespace {
 
+using namespace kernel_checks;
+
 namespace k = actlens::kernels;
-
-template <class T>
-std::vector<T> uniform(std::mt19937& rng, std::size_t n, double lo, double hi) {
-    std::uniform_real_distribution<double> dist(lo, hi);
-    std::vector<T> v(n);
-    for (auto& x : v)
-        x = T(dist(rng));
-    return v;
-}
-
-// Sums of K products of terms in [-1, 1]: rounding grows like K u in practice; (K + 1) * 2e-6
-// (float) and (K + 1) * 1e-15 (double) leave margin, a wrong operand is off by O(1).
-template <class T>
-long double product_tol(std::size_t k) {
-    return (sizeof(T) == 4 ? 2e-6L : 1e-15L) * (long double)(k + 1);
-}
 
 // Gradient checks: the losses below are linear in each operand of a product (exact central
 // differences up to rounding eps |L| / h ~ 1e-16 * 1e2 / 1e-6 = 1e-8), or, for the whole head,
 // smooth with O(1) third derivatives (truncation h^2 / 6 ~ 1e-13). 1e-6 relative to the largest
 // gradient component is therefore far above the noise and far below any formula error.
-constexpr double fd_step = 1e-6;
-constexpr double fd_tol = 1e-6;
-
-template <class F>
-std::vector<double> finite_difference(F f, std::vector<double> x) {
-    std::vector<double> g(x.size());
-    for (std::size_t i = 0; i < x.size(); ++i) {
-        const double keep = x[i];
-        x[i] = keep + fd_step;
-        const double up = f(x);
-        x[i] = keep - fd_step;
-        const double down = f(x);
-        x[i] = keep;
-        g[i] = (up - down) / (2 * fd_step);
-    }
-    return g;
-}
-
-double rel_err(const std::vector<double>& a, const std::vector<double>& b) {
-    double diff = 0, scale = 0;
-    for (std::size_t i = 0; i < b.size(); ++i) {
-        diff = std::max(diff, std::abs(a[i] - b[i]));
-        scale = std::max(scale, std::abs(b[i]));
-    }
-    return scale > 0 ? diff / scale : diff;
-}
 
 double dot(const std::vector<double>& a, const std::vector<double>& b) {
     double s = 0;

@@ -3,6 +3,8 @@
 // fast float path (AVX-512 builds: register tile 8 x 48, K blocks of 256, row blocks of 128, a
 // dot-product path for <= 4 rows of unpacked weights, a matrix-vector path for one row of packed
 // weights) is checked at shapes that hit every tail, with and without pre-packed weights.
+#include "kernel_checks.hpp"
+
 #include <catch2/catch.hpp>
 
 #include <actlens/kernels/gemm.hpp>
@@ -17,57 +19,15 @@
 
 namespace {
 
+using namespace kernel_checks;
+
 namespace k = actlens::kernels;
 
 const std::size_t sizes[] = {1, 7, 17, 64, 100};
 
-template <class T>
-std::vector<T> uniform(std::mt19937& rng, std::size_t n, double lo, double hi) {
-    std::uniform_real_distribution<double> dist(lo, hi);
-    std::vector<T> v(n);
-    for (auto& x : v)
-        x = T(dist(rng));
-    return v;
-}
-
-// A sum of K products of random-sign terms in [-1, 1] has a rounding error that grows like
-// sqrt(K) u |partial sums| ~ K u in practice (u = 2^-24 float, 2^-53 double). The bound
-// (K + 1) * 2e-6 for float (~34 u per term) and (K + 1) * 1e-15 for double (~9 u per term) is
-// ample, while a transposed or misindexed operand is off by O(1).
-template <class T>
-long double product_tol(std::size_t k) {
-    return (sizeof(T) == 4 ? 2e-6L : 1e-15L) * (long double)(k + 1);
-}
-
 // Gradient checks: L = sum_ij G_ij y_ij is linear in x and in w, so central differences have no
 // truncation error; the rounding error eps |L| / h ~ 1e-16 * 1e3 / 1e-6 = 1e-7 absolute against
 // gradients of size ~1..10, inside 1e-6 relative to the largest one.
-constexpr double fd_step = 1e-6;
-constexpr double fd_tol = 1e-6;
-
-template <class F>
-std::vector<double> finite_difference(F f, std::vector<double> x) {
-    std::vector<double> g(x.size());
-    for (std::size_t i = 0; i < x.size(); ++i) {
-        const double keep = x[i];
-        x[i] = keep + fd_step;
-        const double up = f(x);
-        x[i] = keep - fd_step;
-        const double down = f(x);
-        x[i] = keep;
-        g[i] = (up - down) / (2 * fd_step);
-    }
-    return g;
-}
-
-double rel_err(const std::vector<double>& a, const std::vector<double>& b) {
-    double diff = 0, scale = 0;
-    for (std::size_t i = 0; i < b.size(); ++i) {
-        diff = std::max(diff, std::abs(a[i] - b[i]));
-        scale = std::max(scale, std::abs(b[i]));
-    }
-    return scale > 0 ? diff / scale : diff;
-}
 
 } // namespace
 

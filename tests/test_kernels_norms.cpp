@@ -1,5 +1,7 @@
 // Tests of actlens/kernels/norms.hpp: LayerNorm and RMSNorm, forward against a plain long double
 // reference, backward against central finite differences in double.
+#include "kernel_checks.hpp"
+
 #include <catch2/catch.hpp>
 
 #include <actlens/kernels/norms.hpp>
@@ -12,32 +14,12 @@
 
 namespace {
 
+using namespace kernel_checks;
+
 namespace k = actlens::kernels;
 
 // Row widths around the SIMD width (16 floats / 8 doubles with AVX-512): tails of every length.
 const std::size_t widths[] = {1, 7, 17, 64, 100};
-
-template <class T>
-std::vector<T> uniform(std::mt19937& rng, std::size_t n, double lo, double hi) {
-    std::uniform_real_distribution<double> dist(lo, hi);
-    std::vector<T> v(n);
-    for (auto& x : v)
-        x = T(dist(rng));
-    return v;
-}
-
-/// max_i |a_i - b_i| / max_i |b_i|: the error relative to the size of the reference vector, which
-/// stays meaningful for components of b that are close to zero.
-/// With `floor`, the scale is at least `floor` (see the RMSNorm gradient check).
-template <class A, class B>
-double rel_err(const std::vector<A>& a, const std::vector<B>& b, double floor = 0) {
-    double diff = 0, scale = floor;
-    for (std::size_t i = 0; i < b.size(); ++i) {
-        diff = std::max(diff, std::abs(double(a[i]) - double(b[i])));
-        scale = std::max(scale, std::abs(double(b[i])));
-    }
-    return scale > 0 ? diff / scale : diff;
-}
 
 // Forward tolerances, relative to the largest output. float: each output goes through a d-term
 // sum (mean, variance) whose rounding error is at most ~d * 2^-24 relative for d <= 100, i.e.
@@ -52,24 +34,6 @@ double forward_tol() {
 // Truncation error is h^2 / 6 |L'''| ~ 1e-12 (inputs are O(1), rstd is O(1)); rounding error is
 // eps |L| / h ~ 1e-16 * 1e2 / 1e-6 = 1e-8. Both are far below the 1e-6 relative bound, while a
 // missing or wrong term in the backward formula gives errors of order 1.
-constexpr double fd_step = 1e-6;
-constexpr double fd_tol = 1e-6;
-
-/// Central-difference gradient of f at x.
-template <class F>
-std::vector<double> finite_difference(F f, std::vector<double> x) {
-    std::vector<double> g(x.size());
-    for (std::size_t i = 0; i < x.size(); ++i) {
-        const double keep = x[i];
-        x[i] = keep + fd_step;
-        const double up = f(x);
-        x[i] = keep - fd_step;
-        const double down = f(x);
-        x[i] = keep;
-        g[i] = (up - down) / (2 * fd_step);
-    }
-    return g;
-}
 
 double weighted_sum(const std::vector<double>& w, const std::vector<double>& y) {
     double s = 0;

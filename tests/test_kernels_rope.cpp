@@ -1,6 +1,8 @@
 // Tests of actlens/kernels/rope.hpp: the angle table against a direct computation, the rotation
 // against a long double reference, the equivalence of the two pairings under Hugging Face's
 // permutation, and the backward (sign = -1) as the exact adjoint and inverse.
+#include "kernel_checks.hpp"
+
 #include <catch2/catch.hpp>
 
 #include <actlens/kernels/rope.hpp>
@@ -13,16 +15,9 @@
 
 namespace {
 
-namespace k = actlens::kernels;
+using namespace kernel_checks;
 
-template <class T>
-std::vector<T> uniform(std::mt19937& rng, std::size_t n, double lo, double hi) {
-    std::uniform_real_distribution<double> dist(lo, hi);
-    std::vector<T> v(n);
-    for (auto& x : v)
-        x = T(dist(rng));
-    return v;
-}
+namespace k = actlens::kernels;
 
 const k::rope_style styles[] = {k::rope_style::adjacent, k::rope_style::half_split};
 

@@ -1,5 +1,7 @@
 // Tests of actlens/kernels/softmax.hpp: causal softmax and mask against a plain long double
 // reference, the backward against central finite differences in double.
+#include "kernel_checks.hpp"
+
 #include <catch2/catch.hpp>
 
 #include <actlens/kernels/softmax.hpp>
@@ -13,19 +15,12 @@
 
 namespace {
 
+using namespace kernel_checks;
+
 namespace k = actlens::kernels;
 
 // Column counts around the SIMD width (16 floats / 8 doubles with AVX-512).
 const std::size_t widths[] = {1, 7, 17, 64, 100};
-
-template <class T>
-std::vector<T> uniform(std::mt19937& rng, std::size_t n, double lo, double hi) {
-    std::uniform_real_distribution<double> dist(lo, hi);
-    std::vector<T> v(n);
-    for (auto& x : v)
-        x = T(dist(rng));
-    return v;
-}
 
 std::size_t valid_cols(std::size_t i, std::size_t cols, std::size_t past) {
     return std::min(cols, past + i + 1);
@@ -45,8 +40,6 @@ double forward_tol() {
 // Gradient check: central differences with step h = 1e-6 on L = sum w_ij p_ij(s). Scores are O(3),
 // so truncation h^2 |L'''| / 6 ~ 1e-12 and rounding eps |L| / h ~ 1e-16 * 1e2 / 1e-6 = 1e-8, both
 // far below 1e-6 relative to the largest gradient (O(0.1..1)); a wrong formula is off by O(1).
-constexpr double fd_step = 1e-6;
-constexpr double fd_tol = 1e-6;
 
 } // namespace
 
