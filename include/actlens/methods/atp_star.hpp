@@ -284,11 +284,12 @@ void atp_star_estimates(const basic_transformer<T>& model, std::size_t B, std::s
 /// AtP* over attention heads: QK-fixed attribution patching, optionally with GradDrop (see the file
 /// comment). Inputs are [B, T] (or [T]) token batches of equal shape.
 /// Throws actlens::error for mismatched shapes, GradDrop over block edges of a one-layer model, and
-/// anything forward() or the metric rejects.
+/// anything forward() or the metric rejects. `buffers` holds the tape, the patch run's activations
+/// and the forwards' workspaces between calls (see attribution_workspace).
 template <class T, class Metric>
 atp_star_result atp_star(const basic_transformer<T>& model, tensor_view<const std::int32_t> clean,
                          tensor_view<const std::int32_t> corrupted, const Metric& metric,
-                         const atp_star_options& options = {}) {
+                         const atp_star_options& options, attribution_workspace<T>& buffers) {
     clean = detail::as_batch<T>(clean);
     corrupted = detail::as_batch<T>(corrupted);
     if (clean.shape() != corrupted.shape())
@@ -316,14 +317,16 @@ atp_star_result atp_star(const basic_transformer<T>& model, tensor_view<const st
         want.push_back({site::attn_pattern, l});
         want.push_back({site::attn_z, l});
     }
-    const activation_cache<T> patch = detail::capture_patch_activations(model, patch_tokens, patch_points);
-    activation_cache<T> tape;
+    detail::capture_patch_activations(model, patch_tokens, patch_points, buffers.patch, buffers.patch_run);
+    const activation_cache<T>& patch = buffers.patch;
+    activation_cache<T>& tape = buffers.tape;
     hook_set<T> record;
     tape.capture_into(record, tape_points(model));
     run_options<T> o;
     o.hooks = &record;
-    const tensor<T> base_logits = model.forward(base_tokens, o);
-    const tensor<T> d_norm = detail::metric_normalized_gradient(model, base_logits, metric);
+    o.last_position_only = detail::reads_last_position(metric); // the tape records every position
+    const tensor_view<const T> base_logits = model.forward(buffers.base_run, base_tokens, o);
+    const tensor<T> d_norm = detail::final_norm_gradient(model, base_logits, metric, B, S);
 
     atp_star_result r;
     detail::atp_star_scratch scratch;
@@ -355,6 +358,15 @@ atp_star_result atp_star(const basic_transformer<T>& model, tensor_view<const st
                 pr.first->data()[i] += std::abs(pr.second->data()[i]) / double(edges - 1);
     }
     return r;
+}
+
+/// atp_star with buffers of its own (allocated for this call).
+template <class T, class Metric>
+atp_star_result atp_star(const basic_transformer<T>& model, tensor_view<const std::int32_t> clean,
+                         tensor_view<const std::int32_t> corrupted, const Metric& metric,
+                         const atp_star_options& options = {}) {
+    attribution_workspace<T> buffers;
+    return atp_star(model, clean, corrupted, metric, options, buffers);
 }
 
 } // namespace actlens

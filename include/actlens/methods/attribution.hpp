@@ -43,14 +43,6 @@ tensor_view<const std::int32_t> as_batch(tensor_view<const std::int32_t> tokens)
     return tokens.rank() == 1 ? tokens.reshaped({1, tokens.extent(0)}) : tokens;
 }
 
-// dM/d(ln_final.hook_normalized) of a metric on a run's logits.
-template <class T, class Metric>
-tensor<T> metric_normalized_gradient(const basic_transformer<T>& model, const tensor<T>& logits, const Metric& metric) {
-    tensor<T> d_logits(logits.shape());
-    metric.logits_gradient(logits.view(), d_logits.view());
-    return unembed_backward(model, d_logits.view());
-}
-
 template <class Metric, class T, class = void>
 struct has_normalized_gradient : std::false_type {};
 template <class Metric, class T>
@@ -143,12 +135,12 @@ activation_cache<T> capture_patch_activations(const basic_transformer<T>& model,
 
 } // namespace detail
 
-/// Buffers of attribution_patch that a caller can keep between calls, as with the forward's
-/// workspace: the tape and the patch run's activations (36 MB for GPT-2 small at T = 64, whose fresh
-/// pages cost more time than the backward's arithmetic) and the two forwards' workspaces.
+/// Buffers of attribution_patch and integrated_gradients that a caller can keep between calls, as
+/// with the forward's workspace: the tape and the patch and base runs' activations (36 MB for GPT-2
+/// small at T = 64) and the forwards' workspaces.
 template <class T>
 struct attribution_workspace {
-    activation_cache<T> patch, tape;
+    activation_cache<T> patch, base, tape;
     workspace<T> patch_run, base_run;
 };
 
@@ -205,13 +197,15 @@ patching_result attribution_patch(const basic_transformer<T>& model, tensor_view
 }
 
 /// Integrated Gradients with the patch as the end point: for each layer, the whole site (every
-/// position and unit) is interpolated from the base run's value to the patch run's, the model
-/// downstream is rerun, and the gradients are averaged (midpoint rule, options.ig_steps steps).
-/// Cost: ig_steps forward + backward passes per layer.
+/// position and unit) is interpolated from the base run's value to the patch run's, the model is
+/// rerun from that layer's cached residual (logits only where the metric reads), and the gradients
+/// are averaged (midpoint rule, options.ig_steps steps). Cost: ig_steps forward + backward passes
+/// per layer, each from the layer up. `scratch` holds the buffers between steps and calls.
 template <class T, class Metric>
 patching_result integrated_gradients(const basic_transformer<T>& model, tensor_view<const std::int32_t> clean,
                                      tensor_view<const std::int32_t> corrupted, const Metric& metric,
-                                     patch_target target, const attribution_options& options = {}) {
+                                     patch_target target, const attribution_options& options,
+                                     attribution_workspace<T>& scratch) {
     clean = detail::as_batch<T>(clean);
     corrupted = detail::as_batch<T>(corrupted);
     if (clean.shape() != corrupted.shape())
@@ -221,32 +215,27 @@ patching_result integrated_gradients(const basic_transformer<T>& model, tensor_v
     const bool denoise = options.direction == patch_direction::denoising;
     const auto& base_tokens = denoise ? corrupted : clean;
     const auto& patch_tokens = denoise ? clean : corrupted;
+    const std::size_t B = clean.extent(0), S = clean.extent(1);
     const auto points = detail::site_points(model, target);
-    activation_cache<T> base_cache, patch_cache;
-    {
-        hook_set<T> a, b;
-        base_cache.capture_into(a, points);
-        patch_cache.capture_into(b, points);
-        run_options<T> o;
-        o.last_position_only = true;
-        workspace<T> ws;
-        o.hooks = &a;
-        model.forward(ws, base_tokens, o);
-        o.hooks = &b;
-        model.forward(ws, patch_tokens, o);
-    }
+    std::vector<hook_point> base_points = points;
+    for (int l = 0; l < int(model.config().n_layers); ++l) base_points.push_back({site::resid_pre, l});
+    std::sort(base_points.begin(), base_points.end());
+    base_points.erase(std::unique(base_points.begin(), base_points.end()), base_points.end());
+    detail::capture_patch_activations(model, patch_tokens, points, scratch.patch, scratch.patch_run);
+    detail::capture_patch_activations(model, base_tokens, base_points, scratch.base, scratch.patch_run);
+
     patching_result result;
     shape_t shape;
-    detail::patch_plan(target, model.config(), clean.extent(1), shape, result.axes);
+    detail::patch_plan(target, model.config(), S, shape, result.axes);
     result.scores.resize(shape);
-    backward_options bo = options.backward;
+    tensor<T> mean_grad;
     for (const hook_point& p : points) {
-        const tensor<T>& base = base_cache.at(p);
-        const tensor<T>& patch = patch_cache.at(p);
-        tensor<T> mean_grad(base.shape());
+        const tensor<T>& base = scratch.base.at(p);
+        const tensor<T>& patch = scratch.patch.at(p);
+        const tensor<T>& resid = scratch.base.at(hook_point{site::resid_pre, p.layer});
+        mean_grad.resize(base.shape());
         for (std::size_t k = 0; k < options.ig_steps; ++k) {
             const T alpha = (T(k) + T(0.5)) / T(options.ig_steps);
-            activation_cache<T> tape;
             hook_set<T> hooks;
             hooks.add(p, [&](tensor_view<T> a, const hook_context&) {
                 for (std::size_t i = 0; i < a.size(); ++i)
@@ -254,18 +243,28 @@ patching_result integrated_gradients(const basic_transformer<T>& model, tensor_v
             });
             auto tape_list = tape_points(model, p.layer);
             tape_list.push_back(p);
-            tape.capture_into(hooks, tape_list);
+            scratch.tape.capture_into(hooks, tape_list);
             run_options<T> o;
             o.hooks = &hooks;
-            const tensor<T> logits = model.forward(base_tokens, o);
-            const tensor<T> d_norm = detail::metric_normalized_gradient(model, logits, metric);
-            const auto grads = backward(model, tape, d_norm.view(), {p}, bo, p.layer);
+            o.last_position_only = detail::reads_last_position(metric);
+            const tensor_view<const T> logits = model.forward_from(scratch.base_run, resid.view(), p.layer, o);
+            const tensor<T> d_norm = detail::final_norm_gradient(model, logits, metric, B, S);
+            const auto grads = backward(model, scratch.tape, d_norm.view(), {p}, options.backward, p.layer);
             const tensor<T>& g = grads.at(p);
             for (std::size_t i = 0; i < g.size(); ++i) mean_grad.data()[i] += g.data()[i] / T(options.ig_steps);
         }
         detail::reduce_attribution(target, patch, base, mean_grad, std::size_t(p.layer), result.scores);
     }
     return result;
+}
+
+/// integrated_gradients with buffers of its own (allocated for this call).
+template <class T, class Metric>
+patching_result integrated_gradients(const basic_transformer<T>& model, tensor_view<const std::int32_t> clean,
+                                     tensor_view<const std::int32_t> corrupted, const Metric& metric,
+                                     patch_target target, const attribution_options& options = {}) {
+    attribution_workspace<T> scratch;
+    return integrated_gradients(model, clean, corrupted, metric, target, options, scratch);
 }
 
 } // namespace actlens
