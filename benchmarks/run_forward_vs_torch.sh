@@ -21,11 +21,13 @@
 # PyTorch runs only; default "ATEN_CPU_CAPABILITY=avx512", which makes it 7-18% faster here: set
 # TORCH_ENV= to run it as installed). OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE are left as they are,
 # except in the "torch avx512-blas" runs. The baseline is the fastest PyTorch row (by median).
-# PyTorch's GEMMs go through the system libblas.so.3: the script installs libopenblas0-pthread when
-# run as root (otherwise torch runs on the reference BLAS, ~20x slower, and the ratio is meaningless).
+# PyTorch's GEMMs go through the system libblas.so.3, which must be OpenBLAS: as root the script
+# installs libopenblas0-pthread when it is not, otherwise it stops with exit status 2 (bench_env.sh).
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+# shellcheck source-path=SCRIPTDIR
+source "$here/bench_env.sh"
 bench="${1:-build/benchmarks/bench_forward_vs_torch}"
 rounds="${ROUNDS:-3}"
 runs="${RUNS:-10}"
@@ -33,52 +35,33 @@ warmup="${WARMUP:-2}"
 lengths="${T:-64,256}"
 python="${PYTHON:-/usr/bin/python3}"
 torch_env="${TORCH_ENV-ATEN_CPU_CAPABILITY=avx512}"
+read -ra torch_env_args <<<"$torch_env"
 torch_avx512_blas="${TORCH_AVX512_BLAS:-1}"
 
-if [[ ! -x "$bench" ]]; then
-    echo "error: '$bench' is not an executable; build the bench_forward_vs_torch target first" >&2
-    exit 2
-fi
-if ! "$python" -c 'import torch' 2>/dev/null; then
-    echo "error: $python cannot import torch (Debian: apt-get install python3-torch)" >&2
-    exit 2
-fi
+bench_prepare "$bench" bench_forward_vs_torch "$python"
 
-# PyTorch's GEMMs go through libblas.so.3; Debian's default is the reference BLAS (~20x slower).
-blas="$(readlink -f /usr/lib/x86_64-linux-gnu/libblas.so.3 2>/dev/null || echo unknown)"
-if [[ "$blas" != *openblas* ]]; then
-    if [[ "$(id -u)" == 0 ]] && command -v apt-get >/dev/null; then
-        echo "# installing libopenblas0-pthread so that PyTorch gets an optimised BLAS" >&2
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libopenblas0-pthread >/dev/null
-        blas="$(readlink -f /usr/lib/x86_64-linux-gnu/libblas.so.3 2>/dev/null || echo unknown)"
-    else
-        echo "warning: libblas.so.3 is $blas, not OpenBLAS: run 'apt-get install libopenblas0-pthread'" >&2
-    fi
-fi
-log="$(mktemp)"
-trap 'rm -f "$log"' EXIT
-
-echo "# $(date -u '+%Y-%m-%d %H:%M:%S UTC') | $(nproc) CPUs | load average: $(cut -d' ' -f1-3 /proc/loadavg)"
-echo "# ${rounds} rounds x ${runs} runs (after ${warmup} warm-up runs) per configuration, T = ${lengths}"
-echo "# actlens: $bench | torch: $python, TORCH_ENV='${torch_env}', libblas.so.3 -> $blas"
-echo "# OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-(unset)} OPENBLAS_L2_SIZE=${OPENBLAS_L2_SIZE:-(unset)}"
+bench_header "${rounds} rounds x ${runs} runs (after ${warmup} warm-up runs) per configuration, T = ${lengths}" \
+    "actlens: $bench | torch: $python, TORCH_ENV='${torch_env}', libblas.so.3 -> $bench_blas"
 
 common=(--runs "$runs" --warmup "$warmup" --T "$lengths")
+torch_forward=("$python" "$here/torch_forward.py" "${common[@]}")
 for ((round = 1; round <= rounds; ++round)); do
-    echo "# round $round/$rounds, load average $(cut -d' ' -f1-3 /proc/loadavg)"
-    OMP_NUM_THREADS=2 "$bench" "${common[@]}" >>"$log"
-    env $torch_env "$python" "$here/torch_forward.py" "${common[@]}" >>"$log"
-    OMP_NUM_THREADS=2 OMP_WAIT_POLICY=passive "$bench" "${common[@]}" |
-        sed 's/^RESULT actlens /RESULT actlens_passive /' >>"$log"
-    env $torch_env "$python" "$here/torch_forward.py" "${common[@]}" --threads 2 >>"$log"
-    if [[ "$torch_avx512_blas" != 0 ]]; then
-        env -u OPENBLAS_L2_SIZE OPENBLAS_CORETYPE=SkylakeX $torch_env "$python" "$here/torch_forward.py" \
-            "${common[@]}" --label torch_avx512-blas >>"$log"
-    fi
+    bench_round "$round" "$rounds"
+    {
+        OMP_NUM_THREADS=2 "$bench" "${common[@]}"
+        env "${torch_env_args[@]}" "${torch_forward[@]}"
+        OMP_NUM_THREADS=2 OMP_WAIT_POLICY=passive "$bench" "${common[@]}" |
+            sed 's/^RESULT actlens /RESULT actlens_passive /'
+        env "${torch_env_args[@]}" "${torch_forward[@]}" --threads 2
+        if [[ "$torch_avx512_blas" != 0 ]]; then
+            env -u OPENBLAS_L2_SIZE OPENBLAS_CORETYPE=SkylakeX "${torch_env_args[@]}" "${torch_forward[@]}" \
+                --label torch_avx512-blas
+        fi
+    } >>"$bench_log"
 done
-echo "# finished, load average: $(cut -d' ' -f1-3 /proc/loadavg)"
+bench_finished
 
-"$python" - "$log" <<'EOF'
+"$python" - "$bench_log" <<'EOF'
 import collections
 import statistics
 import sys

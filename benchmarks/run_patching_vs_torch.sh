@@ -27,12 +27,13 @@
 # PYTHON (/usr/bin/python3, which has Debian's python3-torch), TORCH_ENV (extra environment of the
 # PyTorch runs; default "ATEN_CPU_CAPABILITY=avx512", which makes it faster here). OPENBLAS_* are
 # left as the environment sets them.
-# PyTorch's GEMMs go through the system libblas.so.3: this script installs libopenblas0-pthread
-# with apt-get when it is missing (as root), since on the reference BLAS torch is ~20x slower and
-# the comparison would be meaningless.
+# PyTorch's GEMMs go through the system libblas.so.3, which must be OpenBLAS: as root the script
+# installs libopenblas0-pthread when it is not, otherwise it stops with exit status 2 (bench_env.sh).
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+# shellcheck source-path=SCRIPTDIR
+source "$here/bench_env.sh"
 bench="${1:-build/benchmarks/bench_patching_vs_torch}"
 rounds="${ROUNDS:-2}"
 runs="${RUNS:-3}"
@@ -40,51 +41,28 @@ warmup="${WARMUP:-1}"
 sweep_patches="${SWEEP_PATCHES:-24}"
 python="${PYTHON:-/usr/bin/python3}"
 torch_env="${TORCH_ENV-ATEN_CPU_CAPABILITY=avx512}"
+read -ra torch_env_args <<<"$torch_env"
 torch_default="${TORCH_DEFAULT:-1}"
 
-if [[ ! -x "$bench" ]]; then
-    echo "error: '$bench' is not an executable; build the bench_patching_vs_torch target first" >&2
-    exit 2
-fi
-if ! "$python" -c 'import torch' 2>/dev/null; then
-    echo "error: $python cannot import torch (Debian: apt-get install python3-torch)" >&2
-    exit 2
-fi
-if ! dpkg -s libopenblas0-pthread >/dev/null 2>&1; then
-    if [[ "$(id -u)" == 0 ]]; then
-        echo "# installing libopenblas0-pthread (PyTorch's BLAS)"
-        apt-get install -y -q libopenblas0-pthread >/dev/null || { apt-get update -q >/dev/null &&
-            apt-get install -y -q libopenblas0-pthread >/dev/null; }
-    else
-        echo "error: libopenblas0-pthread is not installed (run: sudo apt-get install libopenblas0-pthread)" >&2
-        exit 2
-    fi
-fi
+bench_prepare "$bench" bench_patching_vs_torch "$python"
 
-blas="$(readlink -f /usr/lib/x86_64-linux-gnu/libblas.so.3 2>/dev/null || echo unknown)"
-log="$(mktemp)"
-trap 'rm -f "$log"' EXIT
+bench_header "${rounds} rounds x ${runs} runs (after ${warmup} warm-up) per process; loops timed on ${sweep_patches} of 384 patches" \
+    "actlens: $bench, OMP_NUM_THREADS=2 OMP_WAIT_POLICY=passive" \
+    "torch: $python, TORCH_ENV='${torch_env}', libblas.so.3 -> $bench_blas"
 
-echo "# $(date -u '+%Y-%m-%d %H:%M:%S UTC') | $(nproc) CPUs | load average: $(cut -d' ' -f1-3 /proc/loadavg)"
-echo "# ${rounds} rounds x ${runs} runs (after ${warmup} warm-up) per process; loops timed on ${sweep_patches} of 384 patches"
-echo "# actlens: $bench, OMP_NUM_THREADS=2 OMP_WAIT_POLICY=passive"
-echo "# torch: $python, TORCH_ENV='${torch_env}', libblas.so.3 -> $blas"
-echo "# OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-(unset)} OPENBLAS_L2_SIZE=${OPENBLAS_L2_SIZE:-(unset)}"
-
+torch_patching=("$python" "$here/torch_patching.py" --runs "$runs" --warmup "$warmup" --sweep-patches "$sweep_patches")
 for ((round = 1; round <= rounds; ++round)); do
-    echo "# round $round/$rounds, load average $(cut -d' ' -f1-3 /proc/loadavg)"
+    bench_round "$round" "$rounds"
     OMP_NUM_THREADS=2 OMP_WAIT_POLICY=passive "$bench" --runs "$runs" --warmup "$warmup" \
-        --ref-patches "$sweep_patches" | tee -a "$log" | grep -E '^(CHECK|#)' || true
-    env $torch_env "$python" "$here/torch_patching.py" --runs "$runs" --warmup "$warmup" \
-        --sweep-patches "$sweep_patches" --threads 2 >>"$log"
+        --ref-patches "$sweep_patches" | tee -a "$bench_log" | grep -E '^(CHECK|#)' || true
+    env "${torch_env_args[@]}" "${torch_patching[@]}" --threads 2 >>"$bench_log"
     if [[ "$torch_default" != 0 ]]; then
-        env $torch_env "$python" "$here/torch_patching.py" --runs "$runs" --warmup "$warmup" \
-            --sweep-patches "$sweep_patches" >>"$log"
+        env "${torch_env_args[@]}" "${torch_patching[@]}" >>"$bench_log"
     fi
 done
-echo "# finished, load average: $(cut -d' ' -f1-3 /proc/loadavg)"
+bench_finished
 
-"$python" - "$log" <<'EOF'
+"$python" - "$bench_log" <<'EOF'
 import collections
 import statistics
 import sys

@@ -15,11 +15,13 @@
 # Environment knobs: ROUNDS (3), ITERS per process (8), WARMUP (2), D (3072), N (20000), K (100),
 # PYTHON (/usr/bin/python3, Debian's python3-torch). OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE are left
 # as the environment sets them.
-# PyTorch's GEMMs go through the system libblas.so.3: the script installs libopenblas0-pthread when
-# run as root and it is missing (otherwise torch runs on the reference BLAS and the ratio means nothing).
+# PyTorch's GEMMs go through the system libblas.so.3, which must be OpenBLAS: as root the script
+# installs libopenblas0-pthread when it is not, otherwise it stops with exit status 2 (bench_env.sh).
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+# shellcheck source-path=SCRIPTDIR
+source "$here/bench_env.sh"
 bench="${1:-build/benchmarks/bench_snmf}"
 rounds="${ROUNDS:-3}"
 iters="${ITERS:-8}"
@@ -27,42 +29,25 @@ warmup="${WARMUP:-2}"
 python="${PYTHON:-/usr/bin/python3}"
 shape=(--d "${D:-3072}" --n "${N:-20000}" --k "${K:-100}")
 
-if [[ ! -x "$bench" ]]; then
-    echo "error: '$bench' is not an executable; build the bench_snmf target first" >&2
-    exit 2
-fi
-if ! "$python" -c 'import torch' 2>/dev/null; then
-    echo "error: $python cannot import torch (Debian: apt-get install python3-torch)" >&2
-    exit 2
-fi
-if ! dpkg -s libopenblas0-pthread >/dev/null 2>&1; then
-    if [[ "$(id -u)" == 0 ]] && command -v apt-get >/dev/null; then
-        echo "# installing libopenblas0-pthread so that PyTorch gets an optimised BLAS" >&2
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libopenblas0-pthread >/dev/null
-    else
-        echo "warning: libopenblas0-pthread is missing: run 'apt-get install libopenblas0-pthread' as root" >&2
-    fi
-fi
-blas="$(readlink -f /usr/lib/x86_64-linux-gnu/libblas.so.3 2>/dev/null || echo unknown)"
-log="$(mktemp)"
-trap 'rm -f "$log"' EXIT
+bench_prepare "$bench" bench_snmf "$python"
 
-echo "# $(date -u '+%Y-%m-%d %H:%M:%S UTC') | $(nproc) CPUs | load average: $(cut -d' ' -f1-3 /proc/loadavg)"
-echo "# ${rounds} rounds x ${iters} iterations (after ${warmup} warm-up iterations) per configuration: ${shape[*]}"
-echo "# actlens: $bench | torch: $python, libblas.so.3 -> $blas"
-echo "# OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-(unset)} OPENBLAS_L2_SIZE=${OPENBLAS_L2_SIZE:-(unset)}"
+bench_header "${rounds} rounds x ${iters} iterations (after ${warmup} warm-up iterations) per configuration: ${shape[*]}" \
+    "actlens: $bench | torch: $python, libblas.so.3 -> $bench_blas"
 
+common=("${shape[@]}" --iters "$iters" --warmup "$warmup")
+torch_snmf=("$python" "$here/torch_snmf.py" "${common[@]}")
 for ((round = 1; round <= rounds; ++round)); do
-    echo "# round $round/$rounds, load average $(cut -d' ' -f1-3 /proc/loadavg)"
-    OMP_NUM_THREADS=2 OMP_WAIT_POLICY=passive "$bench" "${shape[@]}" --iters "$iters" --warmup "$warmup" | grep '^RESULT' >>"$log"
-    OMP_WAIT_POLICY=passive "$python" "$here/torch_snmf.py" "${shape[@]}" --iters "$iters" --warmup "$warmup" --threads 2 | grep '^RESULT' >>"$log"
-    OMP_WAIT_POLICY=passive "$python" "$here/torch_snmf.py" "${shape[@]}" --iters "$iters" --warmup "$warmup" | grep '^RESULT' >>"$log"
-    OMP_WAIT_POLICY=passive "$python" "$here/torch_snmf.py" "${shape[@]}" --iters "$iters" --warmup "$warmup" --threads 2 \
-        --loss expanded | grep '^RESULT' >>"$log"
+    bench_round "$round" "$rounds"
+    {
+        OMP_NUM_THREADS=2 OMP_WAIT_POLICY=passive "$bench" "${common[@]}"
+        OMP_WAIT_POLICY=passive "${torch_snmf[@]}" --threads 2
+        OMP_WAIT_POLICY=passive "${torch_snmf[@]}"
+        OMP_WAIT_POLICY=passive "${torch_snmf[@]}" --threads 2 --loss expanded
+    } | grep '^RESULT' >>"$bench_log"
 done
-echo "# finished, load average: $(cut -d' ' -f1-3 /proc/loadavg)"
+bench_finished
 
-"$python" - "$log" <<'PY'
+"$python" - "$bench_log" <<'PY'
 import collections
 import statistics
 import sys

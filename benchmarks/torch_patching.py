@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """The PyTorch half of benchmarks/run_patching_vs_torch.sh (issue 4).
 
-The GPT-2-small-shaped model of torch_forward.py (same shapes, random weights, plain torch, batch 1)
+The GPT-2-small-shaped model and forward of torch_common.py (random weights, plain torch, batch 1)
 and the metric logits[0, -1, 17] - logits[0, -1, 4242] (a logit difference at the last position):
 
   sweep  the resid_pre x position activation-patching sweep the way TransformerLens runs it
@@ -25,52 +25,13 @@ Prints lines in the format of bench_patching_vs_torch:
 """
 import argparse
 import math
-import os
-import statistics
-import sys
 import time
 
 import torch
-import torch.nn.functional as F
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from torch_forward import make_weights  # noqa: E402  (same shapes and initialisation)
+from torch_common import VOCAB, build_gpt2_small, forward, print_environment, print_result, set_threads
 
-N_HEADS = 12
 CORRECT, WRONG = 17, 4242
-
-
-def forward(w, tokens, hook=None, resid_list=None):
-    """GPT-2 forward as in torch_forward.py. hook(layer, x) may return a replacement for
-    blocks.<layer>.hook_resid_pre; resid_list, if given, receives every residual-stream tensor
-    (the 12 resid_pre and the final resid_post)."""
-    B, T = tokens.shape
-    d = w["wte"].shape[1]
-    dh = d // N_HEADS
-    x = w["wte"][tokens] + w["wpe"][:T]
-    mask = torch.ones(T, T, dtype=torch.bool).tril()
-    for layer, L in enumerate(w["layers"]):
-        if hook is not None:
-            x = hook(layer, x)
-        if resid_list is not None:
-            resid_list.append(x)
-        a = F.layer_norm(x, (d,), L["ln1_w"], L["ln1_b"], 1e-5)
-        q, k, v = F.linear(a, L["qkv_w"], L["qkv_b"]).split(d, dim=2)
-        q = q.view(B, T, N_HEADS, dh).transpose(1, 2)
-        k = k.view(B, T, N_HEADS, dh).transpose(1, 2)
-        v = v.view(B, T, N_HEADS, dh).transpose(1, 2)
-        scores = torch.matmul(q, k.transpose(-1, -2)) / math.sqrt(dh)
-        scores = scores.masked_fill(~mask, float("-inf"))
-        z = torch.matmul(torch.softmax(scores, dim=-1), v)
-        z = z.transpose(1, 2).reshape(B, T, d)
-        x = x + F.linear(z, L["o_w"], L["o_b"])
-        m = F.layer_norm(x, (d,), L["ln2_w"], L["ln2_b"], 1e-5)
-        h = F.gelu(F.linear(m, L["fc_w"], L["fc_b"]), approximate="tanh")
-        x = x + F.linear(h, L["proj_w"], L["proj_b"])
-    if resid_list is not None:
-        resid_list.append(x)
-    x = F.layer_norm(x, (d,), w["lnf_w"], w["lnf_b"], 1e-5)
-    return F.linear(x, w["wte"])
 
 
 def metric(logits):
@@ -115,15 +76,6 @@ def residual_gradients(w, tokens):
     return torch.autograd.grad(metric(logits), resid)
 
 
-def print_result(what, label, T, samples, extra=""):
-    print(
-        f"RESULT {what} threads={label} T={T} runs={len(samples)} min_ms={min(samples):.3f} "
-        f"median_ms={statistics.median(samples):.3f} samples_ms={','.join(f'{s:.3f}' for s in samples)}"
-        + (f" {extra}" if extra else ""),
-        flush=True,
-    )
-
-
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--runs", type=int, default=3)
@@ -135,27 +87,16 @@ def main():
     ap.add_argument("--threads", type=int, default=0, help="torch.set_num_threads(N); 0 keeps the default")
     ap.add_argument("--label", default="torch", help="prefix of the RESULT names (one word)")
     args = ap.parse_args()
-    if args.threads > 0:
-        torch.set_num_threads(args.threads)
-    threads = str(args.threads) if args.threads > 0 else "default"
+    threads = set_threads(args.threads)
     parts = set(args.parts.split(","))
-    print(
-        f"# torch {torch.__version__}, intra-op threads {torch.get_num_threads()} ({threads}), "
-        f"ATEN_CPU_CAPABILITY={os.environ.get('ATEN_CPU_CAPABILITY', '(unset)')}, "
-        f"OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', '(unset)')}, "
-        f"OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS', '(unset)')}",
-        flush=True,
-    )
-    gen = torch.Generator().manual_seed(2024)
-    t0 = time.perf_counter()
-    w = make_weights(12, 768, 3072, 50257, 1024, gen)
-    print(f"# model built (random weights) in {(time.perf_counter() - t0) * 1e3:.0f} ms", flush=True)
+    print_environment("", threads, ["ATEN_CPU_CAPABILITY", "OPENBLAS_CORETYPE", "OPENBLAS_NUM_THREADS"])
+    w, gen = build_gpt2_small()
     n_layers = len(w["layers"])
 
     if "sweep" in parts:
         T = args.T_sweep
-        clean = torch.randint(0, 50257, (1, T), generator=gen)
-        corrupted = torch.randint(0, 50257, (1, T), generator=gen)
+        clean = torch.randint(0, VOCAB, (1, T), generator=gen)
+        corrupted = torch.randint(0, VOCAB, (1, T), generator=gen)
         total = n_layers * T
         k = max(1, min(args.sweep_patches, total))
         with torch.no_grad():
@@ -168,11 +109,11 @@ def main():
         # Sanity: patching the clean value at the last layer's every position would restore the clean
         # metric; here only check that the patched runs moved the metric at all (finite, not constant).
         assert all(math.isfinite(s) for s in scores) and len(set(round(s, 4) for s in scores)) > 1
-        print_result(f"{args.label}_sweep", threads, T, samples, f"patches={total} measured={k} scaled=yes")
+        print_result(f"{args.label}_sweep", threads, f"T={T}", samples, f"patches={total} measured={k} scaled=yes")
 
     if "grad" in parts:
         T = args.T_grad
-        tokens = torch.randint(0, 50257, (1, T), generator=gen)
+        tokens = torch.randint(0, VOCAB, (1, T), generator=gen)
         for _ in range(args.warmup):
             residual_gradients(w, tokens)
         samples = []
@@ -181,7 +122,7 @@ def main():
             grads = residual_gradients(w, tokens)
             samples.append((time.perf_counter() - t) * 1e3)
             assert len(grads) == n_layers + 1
-        print_result(f"{args.label}_grad", threads, T, samples, f"gradients={len(grads)}")
+        print_result(f"{args.label}_grad", threads, f"T={T}", samples, f"gradients={len(grads)}")
 
 
 if __name__ == "__main__":

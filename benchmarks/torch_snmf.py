@@ -22,10 +22,11 @@ pages every iteration); --loss expanded computes the same number as actlens does
 """
 import argparse
 import math
-import statistics
 import time
 
 import torch
+
+from torch_common import print_result
 
 
 def main():
@@ -75,11 +76,7 @@ def main():
                 samples.append((time.perf_counter() - t0) * 1e3)
     threads = a.threads if a.threads else "default"
     label = "torch" if a.loss == "direct" else "torch_expanded-loss"
-    print(
-        f"RESULT {label} threads={threads} d={a.d} n={a.n} k={K} runs={len(samples)} "
-        f"min_ms={min(samples):.3f} median_ms={statistics.median(samples):.3f} "
-        f"samples_ms={','.join(f'{s:.3f}' for s in samples)}"
-    )
+    print_result(label, threads, f"d={a.d} n={a.n} k={K}", samples)
     print(f"# loss: last {loss:.6g}, best {best:.6g}; kept {best_f.shape} {best_g.shape}")
 
 
