@@ -4,6 +4,7 @@
 // lets activation_patch reuse keys and values and batch nearby positions. A wrapper that hides the
 // metric's `position` turns the shortcuts off, so the two paths must agree; normalized_metric reads
 // where its base metric reads.
+#include "test_helpers.hpp"
 #include "tiny_models.hpp"
 
 #include <actlens/methods/attribution.hpp>
@@ -31,6 +32,18 @@ struct every_position {
     template <class T>
     void logits_gradient(tensor_view<const T> logits, tensor_view<T> d_logits) const {
         inner.logits_gradient(logits, d_logits);
+    }
+};
+
+// Reads the last position like its inner metric but does not say which logits it reads
+// (no logit_tokens): a sweep must then unembed every column.
+template <class Metric>
+struct every_logit {
+    Metric inner;
+    int position = -1;
+    template <class T>
+    double value(tensor_view<const T> logits) const {
+        return inner.value(logits);
     }
 };
 
@@ -131,5 +144,26 @@ TEST_CASE("integrated_gradients: last-position logits and a kept workspace give 
             REQUIRE(reused.scores.shape() == fast.scores.shape());
             for (std::size_t i = 0; i < fast.scores.size(); ++i) CHECK(reused.scores.data()[i] == fast.scores.data()[i]);
         }
+    }
+}
+
+TEST_CASE("activation_patch: a metric's logit_tokens give the scores of the full unembedding", "[patching]") {
+    for (const auto& named : tiny::all()) {
+        INFO(named.name);
+        const auto m = make_random_transformer<double>(named.config, 24);
+        const auto r = make_runs(named.config.vocab_size);
+        const logit_difference ld{{1, 7}, {3, 4}};
+        CHECK(ld.logit_tokens() == std::vector<std::int32_t>{1, 3, 4, 7});
+        const auto norm = normalize(ld, 1.5, -0.5);
+        CHECK(norm.logit_tokens() == ld.logit_tokens());
+        for (patch_target target : {patch_target::resid_pre, patch_target::mlp_out, patch_target::head}) {
+            const auto sparse = activation_patch(m, r.cv(), r.xv(), norm, target);
+            const auto full = activation_patch(m, r.cv(), r.xv(), every_logit<decltype(norm)>{norm}, target);
+            CHECK(max_abs(sparse.scores) > 1e-6);
+            check_close(sparse.scores, full.scores, 1e-12);
+        }
+        const logit_difference outside{{1, int(named.config.vocab_size)}, {3, 4}};
+        require_error([&] { activation_patch(m, r.cv(), r.xv(), outside, patch_target::resid_pre); },
+                      errc::token_out_of_range, "activation_patch");
     }
 }

@@ -16,6 +16,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 namespace actlens {
@@ -100,6 +101,16 @@ struct logit_difference {
             for (std::size_t i = 0; i < c.d_model; ++i)
                 out(b, t, i) = (U(std::size_t(correct[b]), i) - U(std::size_t(wrong[b]), i)) / T(batch);
         return out;
+    }
+
+    /// The vocabulary ids whose logits value() reads (sorted, unique): a patching sweep then
+    /// computes only these columns of the unembedding (see activation_patch).
+    std::vector<std::int32_t> logit_tokens() const {
+        std::vector<std::int32_t> ids(correct);
+        ids.insert(ids.end(), wrong.begin(), wrong.end());
+        std::sort(ids.begin(), ids.end());
+        ids.erase(std::unique(ids.begin(), ids.end()), ids.end());
+        return ids;
     }
 
     std::size_t row_position(std::size_t positions) const { return position_in(position, positions); }
@@ -257,6 +268,11 @@ struct normalized_metric {
     void logits_gradient(tensor_view<const T> logits, tensor_view<T> d_logits) const {
         base.logits_gradient(logits, d_logits);
         for (std::size_t i = 0; i < d_logits.size(); ++i) d_logits.data()[i] /= T(denominator());
+    }
+    /// The base metric's logit_tokens(), when it has them.
+    template <class M = Metric>
+    auto logit_tokens() const -> decltype(std::declval<const M&>().logit_tokens()) {
+        return base.logit_tokens();
     }
     double denominator() const {
         const double d = clean - corrupted;

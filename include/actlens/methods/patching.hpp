@@ -19,6 +19,7 @@
 
 #include <actlens/core/tensor.hpp>
 #include <actlens/error.hpp>
+#include <actlens/kernels/gemm.hpp>
 #include <actlens/model/hooks.hpp>
 #include <actlens/model/ragged_forward.hpp>
 #include <actlens/model/transformer.hpp>
@@ -27,6 +28,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
 #include <type_traits>
 #include <utility>
@@ -184,6 +186,62 @@ struct has_base : std::false_type {};
 template <class Metric>
 struct has_base<Metric, std::void_t<decltype(std::declval<const Metric&>().base)>> : std::true_type {};
 
+template <class Metric, class = void>
+struct has_logit_tokens : std::false_type {};
+template <class Metric>
+struct has_logit_tokens<Metric, std::void_t<decltype(std::declval<const Metric&>().logit_tokens())>>
+    : std::true_type {};
+
+// The logits of a metric that reads a few vocabulary ids at the last position (logit_tokens()):
+// the final norm of each run's last row and a product with only those rows of the unembedding
+// (2 instead of 50257 columns for a logit difference). value() then gets a [B, 1, V] tensor whose
+// other columns are 0.
+template <class T>
+class sparse_last_logits {
+public:
+    sparse_last_logits(const basic_transformer<T>& model, std::vector<std::int32_t> tokens, std::size_t batch)
+        : m_model(model), m_tokens(std::move(tokens)) {
+        const model_config& c = model.config();
+        m_unembedding.reshape_uninitialized({m_tokens.size(), c.d_model});
+        for (std::size_t j = 0; j < m_tokens.size(); ++j) {
+            const std::int32_t id = m_tokens[j];
+            if (id < 0 || std::size_t(id) >= c.vocab_size)
+                fail(errc::token_out_of_range,
+                     "activation_patch: the metric reads token {}, outside the vocabulary [0, {})", id, c.vocab_size);
+            const T* row = model.weights().unembedding.data() + std::size_t(id) * c.d_model;
+            std::copy(row, row + c.d_model, &m_unembedding(j, 0));
+        }
+        m_logits.resize({batch, 1, c.vocab_size});
+    }
+
+    // Computes the chosen logits of every row of `final_resid` [rows, d].
+    void compute(tensor_view<const T> final_resid) {
+        const model_config& c = m_model.config();
+        const std::size_t rows = final_resid.extent(0);
+        m_normed.reshape_uninitialized({rows, c.d_model});
+        ragged_norm(c, final_resid.data(), rows, m_model.weights().final_norm_weight,
+                    m_model.weights().final_norm_bias, m_normed.data());
+        m_columns.reshape_uninitialized({rows, m_tokens.size()});
+        kernels::linear(static_cast<const T*>(m_normed.data()), rows, c.d_model,
+                        static_cast<const T*>(m_unembedding.data()), m_tokens.size(), static_cast<const T*>(nullptr),
+                        m_columns.data());
+    }
+
+    // The [B, 1, V] logits of rows first_row .. first_row + B - 1.
+    tensor_view<const T> rows(std::size_t first_row) {
+        const std::size_t B = m_logits.extent(0), V = m_logits.extent(2);
+        for (std::size_t b = 0; b < B; ++b)
+            for (std::size_t j = 0; j < m_tokens.size(); ++j)
+                m_logits.data()[b * V + std::size_t(m_tokens[j])] = m_columns(first_row + b, j);
+        return static_cast<const tensor<T>&>(m_logits).view();
+    }
+
+private:
+    const basic_transformer<T>& m_model;
+    std::vector<std::int32_t> m_tokens;
+    tensor<T> m_unembedding, m_normed, m_columns, m_logits;
+};
+
 // Whether a metric reads the last position only (then the positions before a patch can reuse the
 // target run's keys and values, and only the last row of logits is needed). A wrapper such as
 // normalized_metric reads where its base metric reads; a metric with neither member is assumed to
@@ -314,6 +372,9 @@ patching_result activation_patch(const basic_transformer<T>& model, tensor_view<
         sources.push_back(&runs.source.at(hook_point{s, l}));
     }
     ragged_workspace<T> ws;
+    std::optional<detail::sparse_last_logits<T>> sparse;
+    if constexpr (detail::has_logit_tokens<Metric>::value)
+        if (last_only) sparse.emplace(model, metric.logit_tokens(), B);
     std::vector<ragged_run> wave;
     const std::size_t budget = std::max<std::size_t>(1, options.rows_per_forward);
     std::size_t i = 0;
@@ -335,15 +396,18 @@ patching_result activation_patch(const basic_transformer<T>& model, tensor_view<
                     detail::write_patch(act, *sources[std::size_t(layer)], g * B, B, plan[i + g]);
         };
         const tensor_view<const T> final_resid = ragged_forward(model, ws, wave, base, last_only, patch);
-        if (last_only) {
+        double* scores = result.scores.data() + i;
+        if (sparse) {
+            sparse->compute(final_resid);
+            for (std::size_t g = 0; g < count; ++g) scores[g] = metric.value(sparse->rows(g * B));
+        } else if (last_only) {
             const tensor_view<const T> logits = ragged_logits(model, ws, final_resid).reshaped({count * B, 1, V});
-            for (std::size_t g = 0; g < count; ++g)
-                result.scores.data()[i + g] = metric.value(logits.rows(g * B, (g + 1) * B));
+            for (std::size_t g = 0; g < count; ++g) scores[g] = metric.value(logits.rows(g * B, (g + 1) * B));
         } else {
             for (std::size_t g = 0; g < count; ++g) {
                 const tensor_view<const T> logits =
                     ragged_logits(model, ws, final_resid.rows(g * B * S, (g + 1) * B * S));
-                result.scores.data()[i + g] = metric.value(logits.reshaped({B, S, V}));
+                scores[g] = metric.value(logits.reshaped({B, S, V}));
             }
         }
         i += count;
