@@ -93,7 +93,7 @@ void swiglu_backward(const T* gate, const T* up, const T* dy, T* dgate, T* dup,
 #if !defined(XSIMD_NO_SUPPORTED_ARCHITECTURE)
     using batch = xsimd::batch<T>;
     constexpr std::size_t w = batch::size;
-    for (; w <= n - i; i += w) {
+    for (const std::size_t body = n - n % w; i < body; i += w) {
         batch dg, du;
         grads(batch::load_unaligned(gate + i), batch::load_unaligned(up + i),
               batch::load_unaligned(dy + i), dg, du);

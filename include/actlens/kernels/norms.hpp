@@ -81,7 +81,7 @@ void norm_backward_sums(const T* x, const T* dy, const T* g, T shift, std::size_
     using batch = xsimd::batch<T>;
     constexpr std::size_t w = batch::size;
     batch acc_g(T(0)), acc_gx(T(0));
-    for (; w <= n - i; i += w) {
+    for (const std::size_t body = n - n % w; i < body; i += w) {
         const batch t = weighted(batch::load_unaligned(dy + i), batch::load_unaligned(g + i));
         acc_g += t;
         acc_gx = xsimd::fma(t, batch::load_unaligned(x + i) - shift, acc_gx);
@@ -117,7 +117,7 @@ void norm_backward_apply(const T* x, const T* dy, const T* g, T* dx, std::size_t
 #if !defined(XSIMD_NO_SUPPORTED_ARCHITECTURE)
     using batch = xsimd::batch<T>;
     constexpr std::size_t w = batch::size;
-    for (; w <= n - i; i += w) {
+    for (const std::size_t body = n - n % w; i < body; i += w) {
         batch v = value(batch::load_unaligned(x + i), batch::load_unaligned(dy + i),
                         batch::load_unaligned(g + i));
         if (accumulate) v += batch::load_unaligned(dx + i);

@@ -1,7 +1,8 @@
 // actlens/kernels/detail/simd.hpp: the single place xsimd is included, and the loop helpers that
 // give every kernel a SIMD body, a scalar tail, and a scalar fallback where no SIMD is available.
-// The SIMD loops test `w <= n - i` (i <= n always holds) rather than `i + w <= n`, which wraps for n
-// near SIZE_MAX (GCC warns about it when it propagates a size).
+// The SIMD loops run i up to body = n - n % w, a multiple of the width w: `i + w <= n` wraps for n
+// near SIZE_MAX, and GCC warns (-Waggressive-loop-optimizations) about `w <= n - i` when it
+// propagates a constant n.
 #pragma once
 
 #include <cstddef>
@@ -23,7 +24,8 @@ void simd_transform(const T* in, T* out, std::size_t n, Op op) noexcept {
 #if !defined(XSIMD_NO_SUPPORTED_ARCHITECTURE)
     using batch = xsimd::batch<T>;
     constexpr std::size_t w = batch::size;
-    for (; w <= n - i; i += w) op(batch::load_unaligned(in + i)).store_unaligned(out + i);
+    for (const std::size_t body = n - n % w; i < body; i += w)
+        op(batch::load_unaligned(in + i)).store_unaligned(out + i);
 #endif
     for (; i < n; ++i) out[i] = op(in[i]);
 }
@@ -35,7 +37,7 @@ void simd_transform2(const T* a, const T* b, T* out, std::size_t n, Op op) noexc
 #if !defined(XSIMD_NO_SUPPORTED_ARCHITECTURE)
     using batch = xsimd::batch<T>;
     constexpr std::size_t w = batch::size;
-    for (; w <= n - i; i += w)
+    for (const std::size_t body = n - n % w; i < body; i += w)
         op(batch::load_unaligned(a + i), batch::load_unaligned(b + i)).store_unaligned(out + i);
 #endif
     for (; i < n; ++i) out[i] = op(a[i], b[i]);
@@ -48,7 +50,7 @@ void simd_transform3(const T* a, const T* b, const T* c, T* out, std::size_t n, 
 #if !defined(XSIMD_NO_SUPPORTED_ARCHITECTURE)
     using batch = xsimd::batch<T>;
     constexpr std::size_t w = batch::size;
-    for (; w <= n - i; i += w)
+    for (const std::size_t body = n - n % w; i < body; i += w)
         op(batch::load_unaligned(a + i), batch::load_unaligned(b + i), batch::load_unaligned(c + i))
             .store_unaligned(out + i);
 #endif
@@ -64,7 +66,8 @@ T simd_reduce2(const T* a, const T* b, std::size_t n, Op op) noexcept {
     using batch = xsimd::batch<T>;
     constexpr std::size_t w = batch::size;
     batch acc(T(0));
-    for (; w <= n - i; i += w) acc += op(batch::load_unaligned(a + i), batch::load_unaligned(b + i));
+    for (const std::size_t body = n - n % w; i < body; i += w)
+        acc += op(batch::load_unaligned(a + i), batch::load_unaligned(b + i));
     total = xsimd::hadd(acc);
 #endif
     for (; i < n; ++i) total += op(a[i], b[i]);
