@@ -32,6 +32,7 @@ base_run run_base(const basic_transformer<double>& m, const std::vector<std::int
     std::vector<hook_point> points;
     for (int l = 0; l < int(c.n_layers); ++l) {
         points.push_back({site::resid_pre, l});
+        points.push_back({rotary ? site::attn_rot_q : site::attn_q, l});
         points.push_back({rotary ? site::attn_rot_k : site::attn_k, l});
         points.push_back({site::attn_v, l});
         points.push_back({site::resid_post, l});
@@ -44,6 +45,7 @@ base_run run_base(const basic_transformer<double>& m, const std::vector<std::int
         r.base.resid_pre.push_back(r.cache.at(hook_point{site::resid_pre, l}).view());
         r.base.keys.push_back(r.cache.at(hook_point{rotary ? site::attn_rot_k : site::attn_k, l}).view());
         r.base.values.push_back(r.cache.at(hook_point{site::attn_v, l}).view());
+        r.base.queries.push_back(r.cache.at(hook_point{rotary ? site::attn_rot_q : site::attn_q, l}).view());
     }
     return r;
 }
@@ -102,7 +104,10 @@ TEST_CASE("ragged_forward: an edit at a site equals the same edit by a hook in a
                         site::resid_post})
             for (int layer : {0, int(L) - 1}) {
                 INFO("site " << (hook_point{at, layer}.name()));
-                const std::vector<ragged_run> runs = {{0, 2, S - 2, 0}, {0, 4, S - 4, layer}};
+                // At resid_pre the edited row is run 1's first: its other rows may reuse the base run's
+                // queries, keys and values.
+                const bool reuse = at == site::resid_pre;
+                const std::vector<ragged_run> runs = {{0, 2, S - 2, 0}, {0, 4, S - 4, layer, reuse}};
                 auto edit = [&](site s, int l, const ragged_activation<double>& a) {
                     if (s != at || l != layer) return;
                     if (double* row = a.row(1, 4)) row[1] += 0.5;
@@ -151,6 +156,10 @@ TEST_CASE("ragged_forward: bad runs and base activations are refused", "[model][
     require_error([&] { run({{0, std::size_t(-1), 2, 0}}, base.base); }, errc::invalid_argument, "run 0"); // wraps
     require_error([&] { run({{0, 0, S, 3}}, base.base); }, errc::invalid_argument, "first layer 3"); // no block 3
     require_error([&] { run({{0, 0, S, 1}, {0, 0, S, 0}}, base.base); }, errc::invalid_argument, "ordered");
+    ragged_base<double> no_queries = base.base;
+    no_queries.queries.clear();
+    run({{0, 0, S, 0}}, no_queries); // queries are read only by runs that reuse them
+    require_error([&] { run({{0, 0, S, 0, true}}, no_queries); }, errc::shape_mismatch, "queries");
     ragged_base<double> short_base = base.base;
     short_base.keys.pop_back();
     require_error([&] { run({{0, 0, S, 0}}, short_base); }, errc::shape_mismatch, "layers");

@@ -301,6 +301,7 @@ patch_runs<T> cache_patch_runs(const basic_transformer<T>& model, tensor_view<co
         if (with_target_tape) {
             const bool rotary = model.config().position == position_kind::rotary;
             dst_points.push_back({site::resid_pre, l});
+            dst_points.push_back({rotary ? site::attn_rot_q : site::attn_q, l});
             dst_points.push_back({rotary ? site::attn_rot_k : site::attn_k, l});
             dst_points.push_back({site::attn_v, l});
         }
@@ -369,6 +370,7 @@ patching_result activation_patch(const basic_transformer<T>& model, tensor_view<
         base.resid_pre.push_back(runs.target.at(hook_point{site::resid_pre, l}).view());
         base.keys.push_back(runs.target.at(hook_point{rotary ? site::attn_rot_k : site::attn_k, l}).view());
         base.values.push_back(runs.target.at(hook_point{site::attn_v, l}).view());
+        base.queries.push_back(runs.target.at(hook_point{rotary ? site::attn_rot_q : site::attn_q, l}).view());
         sources.push_back(&runs.source.at(hook_point{s, l}));
     }
     ragged_workspace<T> ws;
@@ -386,7 +388,9 @@ patching_result activation_patch(const basic_transformer<T>& model, tensor_view<
             const detail::patch_index& idx = plan[i + count];
             const std::size_t start = last_only && idx.position >= 0 ? std::size_t(idx.position) : 0;
             if (count > 0 && rows + B * (S - start) > budget) break;
-            for (std::size_t b = 0; b < B; ++b) wave.push_back(ragged_run{b, start, S - start, idx.layer});
+            // A resid_pre patch at the run's first position leaves the other rows' q, k, v as they were.
+            const bool reuse = s == site::resid_pre && last_only && idx.position >= 0;
+            for (std::size_t b = 0; b < B; ++b) wave.push_back(ragged_run{b, start, S - start, idx.layer, reuse});
             rows += B * (S - start);
         }
         auto patch = [&](site at, int layer, const ragged_activation<T>& act) {

@@ -43,13 +43,18 @@ struct ragged_run {
     std::size_t start = 0;
     std::size_t length = 0;
     int first_layer = 0;
+    /// At first_layer, only the first row can differ from the base run before attention (an edit at
+    /// its resid_pre): the other rows' queries, keys and values are then copied from the base run
+    /// instead of computed (a quarter of a block's products for those rows).
+    bool reuse_base_qkv = false;
 };
 
 /// What the runs read from the base run, one view per layer, each [B, S, width] and contiguous:
-/// resid_pre where a run begins, and keys (after RoPE) and values of the positions before its start.
+/// resid_pre where a run begins, and keys (after RoPE) and values of the positions before its start;
+/// queries (after RoPE) only for runs with reuse_base_qkv.
 template <class T>
 struct ragged_base {
-    std::vector<tensor_view<const T>> resid_pre, keys, values;
+    std::vector<tensor_view<const T>> resid_pre, keys, values, queries;
 };
 
 /// One activation of the stacked rows at a site, as the site callback sees it.
@@ -81,6 +86,7 @@ struct ragged_workspace {
     tensor<T> logits;
     tensor<T> last_resid, last_normed; ///< [runs, d]: the last block's rows with last_row_only
     tensor<T> scores;                  ///< [threads, query block, S]: one scratch block per thread
+    tensor<T> joined_in, joined_q, joined_k, joined_v; ///< rows that join a block, gathered (reuse_base_qkv)
     std::vector<std::size_t> first_row;
 };
 
@@ -115,6 +121,11 @@ void check_ragged_input(const model_config& c, const std::vector<ragged_run>& ru
         if (!ok)
             fail(errc::shape_mismatch, "ragged_forward: the base run's layer {} does not match [{}, {}, ...]", l, B, S);
     }
+    const std::size_t qw = c.n_heads * c.d_head;
+    const bool queries_ok =
+        base.queries.size() == L && std::all_of(base.queries.begin(), base.queries.end(), [&](const auto& q) {
+            return q.size() == B * S * qw && q.is_contiguous();
+        });
     for (std::size_t i = 0; i < runs.size(); ++i) {
         const ragged_run& r = runs[i];
         if (r.base_row >= B || r.length == 0 || r.start >= S || r.length > S - r.start || r.first_layer < 0 ||
@@ -123,11 +134,104 @@ void check_ragged_input(const model_config& c, const std::vector<ragged_run>& ru
                  "ragged_forward: run {} (base row {}, {} positions from {}, first layer {}) does not fit a base run "
                  "of {} rows x {} positions and {} layers",
                  i, r.base_row, r.length, r.start, r.first_layer, B, S, L);
+        if (r.reuse_base_qkv && !queries_ok)
+            fail(errc::shape_mismatch,
+                 "ragged_forward: run {} reuses the base run's queries, but the base run has no [{}, {}, {}] queries "
+                 "for each of its {} layers",
+                 i, B, S, qw, L);
         if (i > 0 && r.first_layer < runs[i - 1].first_layer)
             fail(errc::invalid_argument,
                  "ragged_forward: runs must be ordered by first_layer (run {} starts at {} after {})", i, r.first_layer,
                  runs[i - 1].first_layer);
     }
+}
+
+// The queries, keys and values of block `layer` with RoPE applied: keys and values of every active
+// row; queries of every row, or with `last_only` of each run's last row (row i of ws.q for run i).
+// Runs [joined, active) begin at this block; those with reuse_base_qkv take their rows after the
+// first from the base run (not with last_only: the last block then skips most of its rows anyway).
+template <class T>
+void ragged_qkv(const basic_transformer<T>& model, ragged_workspace<T>& ws, const std::vector<ragged_run>& runs,
+                const ragged_base<T>& base, int layer, std::size_t joined, std::size_t active, bool last_only) {
+    const model_config& c = model.config();
+    const layer_weights<T>& w = model.weights().layers[std::size_t(layer)];
+    const packed_layer<T>& pw = model.packed().layers[std::size_t(layer)];
+    const std::size_t d = c.d_model, H = c.n_heads, qw = H * c.d_head, kvw = c.n_kv_heads * c.d_head;
+    const std::size_t S = base.resid_pre[0].extent(1);
+    const std::size_t* first_row = ws.first_row.data();
+    const std::size_t rows = first_row[active];
+    const T* a = ws.normed.data();
+    T* q = ws.q.data();
+    T* k = ws.k.data();
+    T* v = ws.v.data();
+    auto reuses = [&](std::size_t i) {
+        return !last_only && i >= joined && runs[i].reuse_base_qkv && runs[i].length > 1;
+    };
+    bool any_reuse = false;
+    for (std::size_t i = joined; i < active; ++i) any_reuse = any_reuse || reuses(i);
+
+    if (last_only) {
+        T* last_a = ws.last_normed.data();
+        for (std::size_t i = 0; i < active; ++i)
+            std::copy(a + (first_row[i + 1] - 1) * d, a + first_row[i + 1] * d, last_a + i * d);
+        const kernels::linear_job<T> jobs[] = {{last_a, active, &pw.w_q, w.b_q.data(), q},
+                                               {a, rows, &pw.w_k, w.b_k.data(), k},
+                                               {a, rows, &pw.w_v, w.b_v.data(), v}};
+        kernels::linear_group(jobs, 3);
+    } else if (!any_reuse) {
+        const kernels::linear_job<T> jobs[] = {{a, rows, &pw.w_q, w.b_q.data(), q},
+                                               {a, rows, &pw.w_k, w.b_k.data(), k},
+                                               {a, rows, &pw.w_v, w.b_v.data(), v}};
+        kernels::linear_group(jobs, 3);
+    } else {
+        // The rows of earlier runs in place; of the runs joining here, the rows to compute (the first
+        // of a reusing run, every row of another) gathered into one product and scattered back.
+        auto computed = [&](std::size_t i) { return reuses(i) ? std::size_t(1) : runs[i].length; };
+        std::size_t m = 0;
+        for (std::size_t i = joined; i < active; ++i) m += computed(i);
+        ws.joined_in.reshape_uninitialized({m, d});
+        ws.joined_q.reshape_uninitialized({m, qw});
+        ws.joined_k.reshape_uninitialized({m, kvw});
+        ws.joined_v.reshape_uninitialized({m, kvw});
+        for (std::size_t i = joined, r = 0; i < active; r += computed(i), ++i)
+            std::copy(a + first_row[i] * d, a + (first_row[i] + computed(i)) * d, ws.joined_in.data() + r * d);
+        const std::size_t earlier = first_row[joined];
+        const T* in = ws.joined_in.data();
+        const kernels::linear_job<T> jobs[] = {{in, m, &pw.w_q, w.b_q.data(), ws.joined_q.data()},
+                                               {in, m, &pw.w_k, w.b_k.data(), ws.joined_k.data()},
+                                               {in, m, &pw.w_v, w.b_v.data(), ws.joined_v.data()},
+                                               {a, earlier, &pw.w_q, w.b_q.data(), q},
+                                               {a, earlier, &pw.w_k, w.b_k.data(), k},
+                                               {a, earlier, &pw.w_v, w.b_v.data(), v}};
+        kernels::linear_group(jobs, earlier > 0 ? 6 : 3);
+        for (std::size_t i = joined, r = 0; i < active; r += computed(i), ++i) {
+            const ragged_run& run = runs[i];
+            const std::size_t n = computed(i), from = run.base_row * S + run.start + n;
+            const std::size_t copied = run.length - n;
+            std::copy(ws.joined_q.data() + r * qw, ws.joined_q.data() + (r + n) * qw, q + first_row[i] * qw);
+            std::copy(ws.joined_k.data() + r * kvw, ws.joined_k.data() + (r + n) * kvw, k + first_row[i] * kvw);
+            std::copy(ws.joined_v.data() + r * kvw, ws.joined_v.data() + (r + n) * kvw, v + first_row[i] * kvw);
+            if (copied == 0) continue;
+            const T* bq = base.queries[std::size_t(layer)].data() + from * qw;
+            const T* bk = base.keys[std::size_t(layer)].data() + from * kvw;
+            const T* bv = base.values[std::size_t(layer)].data() + from * kvw;
+            std::copy(bq, bq + copied * qw, q + (first_row[i] + n) * qw);
+            std::copy(bk, bk + copied * kvw, k + (first_row[i] + n) * kvw);
+            std::copy(bv, bv + copied * kvw, v + (first_row[i] + n) * kvw);
+        }
+    }
+    if (c.position != position_kind::rotary) return;
+    // Rows copied from the base run are rotated already.
+    kernels::detail::for_items(long(active), rows * (qw + kvw) > 65536, [&](long item) {
+        const std::size_t i = std::size_t(item);
+        const ragged_run& r = runs[i];
+        const std::size_t n = reuses(i) ? 1 : r.length;
+        kernels::rope(k + first_row[i] * kvw, n, c.n_kv_heads, kvw, n, r.start, model.rope(), c.rope);
+        if (last_only)
+            kernels::rope(q + i * qw, 1, H, qw, 1, r.start + r.length - 1, model.rope(), c.rope);
+        else
+            kernels::rope(q + first_row[i] * qw, n, H, qw, n, r.start, model.rope(), c.rope);
+    });
 }
 
 } // namespace detail
@@ -179,7 +283,6 @@ tensor_view<const T> ragged_forward(const basic_transformer<T>& model, ragged_wo
     auto add_into = [](T* x, const T* y, std::size_t count) {
         kernels::detail::simd_transform2(x, y, x, count, [](auto a, auto b) { return a + b; });
     };
-    const bool rotary = c.position == position_kind::rotary;
     const T scale = T(1) / std::sqrt(T(dh));
 
     std::size_t active = 0;
@@ -187,6 +290,7 @@ tensor_view<const T> ragged_forward(const basic_transformer<T>& model, ragged_wo
         const layer_weights<T>& w = model.weights().layers[std::size_t(layer)];
         const packed_layer<T>& pw = model.packed().layers[std::size_t(layer)];
         // Runs that begin here take the base run's residual.
+        const std::size_t joined = active;
         for (; active < N && runs[active].first_layer == layer; ++active) {
             const ragged_run& r = runs[active];
             const T* src = base.resid_pre[std::size_t(layer)].data() + (r.base_row * S + r.start) * d;
@@ -203,30 +307,7 @@ tensor_view<const T> ragged_forward(const basic_transformer<T>& model, ragged_wo
         on_site(site::resid_pre, layer, activation(x, d, active, false));
         detail::ragged_norm(c, x, rows, w.ln1_weight, w.ln1_bias, a);
 
-        // Queries of the rows that go on; keys and values of every row.
-        const T* q_in = a;
-        if (last_only) {
-            T* last_a = ws.last_normed.data();
-            for (std::size_t i = 0; i < active; ++i)
-                std::copy(a + (first_row[i + 1] - 1) * d, a + first_row[i + 1] * d, last_a + i * d);
-            q_in = last_a;
-        }
-        const kernels::linear_job<T> qkv[] = {{q_in, n, &pw.w_q, w.b_q.data(), q},
-                                              {a, rows, &pw.w_k, w.b_k.data(), k},
-                                              {a, rows, &pw.w_v, w.b_v.data(), v}};
-        kernels::linear_group(qkv, 3);
-        if (rotary) {
-            kernels::detail::for_items(long(active), rows * (qw + kvw) > 65536, [&](long item) {
-                const std::size_t i = std::size_t(item);
-                const ragged_run& r = runs[i];
-                kernels::rope(k + first_row[i] * kvw, r.length, c.n_kv_heads, kvw, r.length, r.start, model.rope(),
-                              c.rope);
-                if (last_only)
-                    kernels::rope(q + i * qw, 1, H, qw, 1, r.start + r.length - 1, model.rope(), c.rope);
-                else
-                    kernels::rope(q + first_row[i] * qw, r.length, H, qw, r.length, r.start, model.rope(), c.rope);
-            });
-        }
+        detail::ragged_qkv(model, ws, runs, base, layer, joined, active, last_only);
 
         // Attention, one (run, head, block of queries) at a time: scores against the base run's keys
         // before the run's start and the run's own keys after it, softmax, and the value mix, in a
