@@ -54,7 +54,7 @@ struct patching_options {
     patch_direction direction = patch_direction::denoising;
     /// Patches run in waves whose rows (positions recomputed x batch, summed over the wave's
     /// patches) stay within this bound, except that a wave always holds one patch. Products of a
-    /// few rows run far below the GEMM's peak; the wave's buffers grow with it (~50 KB per row for
+    /// few rows run far below the GEMM's peak; the wave's buffers grow with it (~36 KB per row for
     /// GPT-2 small).
     std::size_t rows_per_forward = 2048;
     /// Called after each wave with (patches done, patches in all).
