@@ -165,5 +165,8 @@ TEST_CASE("activation_patch: a metric's logit_tokens give the scores of the full
         const logit_difference outside{{1, int(named.config.vocab_size)}, {3, 4}};
         require_error([&] { activation_patch(m, r.cv(), r.xv(), outside, patch_target::resid_pre); },
                       errc::token_out_of_range, "activation_patch");
+        const logit_difference no_tokens{};
+        require_error([&] { activation_patch(m, r.cv(), r.xv(), no_tokens, patch_target::resid_pre); },
+                      errc::shape_mismatch, "correct tokens");
     }
 }

@@ -14,7 +14,7 @@ using namespace actlens;
 
 TEST_CASE("hook_point: every name of both families parses and prints back the same", "[hooks]") {
     for (const auto& named : tiny::all()) {
-        const std::string& family = named.name;
+        INFO(named.name);
         const model_config& config = named.config;
         const auto m = make_random_transformer<float>(config, 1);
         const auto points = m.hook_points();

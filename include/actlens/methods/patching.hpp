@@ -222,6 +222,7 @@ public:
         ragged_norm(c, final_resid.data(), rows, m_model.weights().final_norm_weight,
                     m_model.weights().final_norm_bias, m_normed.data());
         m_columns.reshape_uninitialized({rows, m_tokens.size()});
+        if (m_tokens.empty()) return; // value() reports the metric's missing tokens
         kernels::linear(static_cast<const T*>(m_normed.data()), rows, c.d_model,
                         static_cast<const T*>(m_unembedding.data()), m_tokens.size(), static_cast<const T*>(nullptr),
                         m_columns.data());
