@@ -162,30 +162,23 @@ void atp_star_layer(const model_config& c, std::size_t B, std::size_t S, std::si
                     r += at[u] * double(G[t * S + u]);
                 s.weighted_sum[t] = r;
             }
+            // sum_u (A'(t, u) - A(t, u)) G(t, u) for row t of the pattern recomputed from the patch
+            // run's query t and the given keys.
+            auto moved_row = [&](std::size_t t, const T* keys) {
+                double* logits = s.row.data();
+                double* row = s.row.data() + S;
+                for (std::size_t u = 0; u <= t; ++u)
+                    logits[u] = dot_scaled(q_at(in.patch_q, t), kv_at(keys, u), dh, scale);
+                softmax_into(logits, t + 1, row);
+                double sum = 0;
+                for (std::size_t u = 0; u <= t; ++u)
+                    sum += (row[u] - s.pattern[t * S + u]) * double(G[t * S + u]);
+                return sum;
+            };
             // Query nodes: each patched query moves one row of the pattern.
-            for (std::size_t t = 0; t < S; ++t) {
-                double* logits = s.row.data();
-                double* row = s.row.data() + S;
-                for (std::size_t u = 0; u <= t; ++u)
-                    logits[u] = dot_scaled(q_at(in.patch_q, t), kv_at(in.k, u), dh, scale);
-                softmax_into(logits, t + 1, row);
-                double sum = 0;
-                for (std::size_t u = 0; u <= t; ++u)
-                    sum += (row[u] - s.pattern[t * S + u]) * double(G[t * S + u]);
-                query(layer, t, h) += sum;
-            }
+            for (std::size_t t = 0; t < S; ++t) query(layer, t, h) += moved_row(t, in.k);
             // The whole head: every query and key patched, i.e. the patch run's own pattern.
-            for (std::size_t t = 0; t < S; ++t) {
-                double* logits = s.row.data();
-                double* row = s.row.data() + S;
-                for (std::size_t u = 0; u <= t; ++u)
-                    logits[u] = dot_scaled(q_at(in.patch_q, t), kv_at(in.patch_k, u), dh, scale);
-                softmax_into(logits, t + 1, row);
-                double sum = 0;
-                for (std::size_t u = 0; u <= t; ++u)
-                    sum += (row[u] - s.pattern[t * S + u]) * double(G[t * S + u]);
-                head_pattern(layer, h) += sum;
-            }
+            for (std::size_t t = 0; t < S; ++t) head_pattern(layer, h) += moved_row(t, in.patch_k);
             // Key nodes: a patched key k_u moves logit (t, u) of every row t >= u by delta.
             for (std::size_t u = 0; u < S; ++u)
                 for (std::size_t e = 0; e < dh; ++e)
