@@ -128,27 +128,31 @@ inline std::vector<patch_index> patch_plan(patch_target t, const model_config& c
     return plan;
 }
 
-// Overwrites, in `target` (an activation of `rows` = copies x B rows, computed for positions
-// offset.. of the sequence), the entries of patch `idx` with the source run's values.
+// Copies patch `idx`'s part of one position's activation (`width` values, from the source run's
+// row `src`): the whole row, one head's d_head values (attn.hook_z, `source` [B, S, H, d_h]) or
+// one neuron.
 template <class T>
-void write_patch(tensor_view<T> target, const tensor<T>& source, std::size_t copy, std::size_t batch,
-                 std::size_t offset, const patch_index& idx) {
-    const std::size_t T_here = target.extent(1);
-    const std::size_t p_begin = idx.position < 0 ? 0 : std::size_t(idx.position) - offset;
-    const std::size_t p_end = idx.position < 0 ? T_here : p_begin + 1;
-    const bool unit = idx.unit >= 0;
-    for (std::size_t b = 0; b < batch; ++b)
-        for (std::size_t t = p_begin; t < p_end; ++t) {
-            const std::size_t row = copy * batch + b, src_t = t + offset;
-            if (target.rank() == 4) { // attn.hook_z [rows, T, H, d_h]: one head
-                for (std::size_t e = 0; e < target.extent(3); ++e)
-                    target(row, t, std::size_t(idx.unit), e) = source(b, src_t, std::size_t(idx.unit), e);
-            } else if (unit) { // mlp.hook_post: one neuron
-                target(row, t, std::size_t(idx.unit)) = source(b, src_t, std::size_t(idx.unit));
-            } else {
-                for (std::size_t e = 0; e < target.extent(2); ++e) target(row, t, e) = source(b, src_t, e);
-            }
-        }
+void copy_patched_part(const T* src, T* dst, std::size_t width, const tensor<T>& source, const patch_index& idx) {
+    if (idx.unit < 0) {
+        std::copy(src, src + width, dst);
+    } else if (source.rank() == 4) {
+        const std::size_t dh = source.extent(3), o = std::size_t(idx.unit) * dh;
+        std::copy(src + o, src + o + dh, dst + o);
+    } else {
+        dst[idx.unit] = src[idx.unit];
+    }
+}
+
+// Overwrites, in `target` (an activation [B, T, ...] of a full forward), the entries of patch `idx`
+// with the source run's values (`source`, of the same shape).
+template <class T>
+void write_patch(tensor_view<T> target, const tensor<T>& source, const patch_index& idx) {
+    const std::size_t B = target.extent(0), S = target.extent(1), w = target.size() / (B * S);
+    const std::size_t p_begin = idx.position < 0 ? 0 : std::size_t(idx.position);
+    const std::size_t p_end = idx.position < 0 ? S : p_begin + 1;
+    for (std::size_t b = 0; b < B; ++b)
+        for (std::size_t p = p_begin; p < p_end; ++p)
+            copy_patched_part(source.data() + (b * S + p) * w, target.data() + (b * S + p) * w, w, source, idx);
 }
 
 // The same for the stacked rows of a wave: patch `idx` owns runs first_run.. first_run + batch - 1
@@ -161,19 +165,9 @@ void write_patch(const ragged_activation<T>& act, const tensor<T>& source, std::
         const ragged_run& r = (*act.runs)[first_run + b];
         const std::size_t p_begin = idx.position < 0 ? r.start : std::size_t(idx.position);
         const std::size_t p_end = idx.position < 0 ? r.start + r.length : p_begin + 1;
-        for (std::size_t p = p_begin; p < p_end; ++p) {
-            T* row = act.row(first_run + b, p);
-            if (!row) continue; // not computed here: it cannot reach the metric
-            const T* src = source.data() + (b * S + p) * w;
-            if (idx.unit < 0) {
-                std::copy(src, src + w, row);
-            } else if (source.rank() == 4) { // attn.hook_z: one head of d_head values
-                const std::size_t dh = source.extent(3), o = std::size_t(idx.unit) * dh;
-                std::copy(src + o, src + o + dh, row + o);
-            } else { // mlp.hook_post: one neuron
-                row[idx.unit] = src[idx.unit];
-            }
-        }
+        for (std::size_t p = p_begin; p < p_end; ++p)
+            if (T* row = act.row(first_run + b, p)) // else not computed here: it cannot reach the metric
+                copy_patched_part(source.data() + (b * S + p) * w, row, w, source, idx);
     }
 }
 
@@ -340,8 +334,8 @@ patching_result activation_patch_reference(const basic_transformer<T>& model, te
         const detail::patch_index& idx = plan[i];
         const tensor<T>& src = runs.source.at(hook_point{s, idx.layer});
         hook_set<T> hooks;
-        hooks.add(hook_point{s, idx.layer}, [&](tensor_view<T> a, const hook_context& c) {
-            detail::write_patch(a, src, 0, runs.batch, c.position_offset, idx);
+        hooks.add(hook_point{s, idx.layer}, [&](tensor_view<T> a, const hook_context&) {
+            detail::write_patch(a, src, idx);
         });
         run_options<T> o;
         o.hooks = &hooks;
