@@ -16,17 +16,9 @@ using namespace actlens;
 
 namespace {
 
-struct pair_of_runs {
-    std::vector<std::int32_t> clean, corrupted;
-    tensor_view<const std::int32_t> cv() const { return {clean.data(), {2, clean.size() / 2}}; }
-    tensor_view<const std::int32_t> xv() const {
-        return {corrupted.data(), {2, corrupted.size() / 2}};
-    }
-};
-
 // Two rows of six tokens; the corrupted rows differ at positions 1 and 4 (row 0) and 2 (row 1).
-pair_of_runs make_runs(std::size_t vocab) {
-    pair_of_runs r;
+tiny::run_pair make_runs(std::size_t vocab) {
+    tiny::run_pair r;
     r.clean = tiny::tokens(12, vocab, 1);
     r.corrupted = r.clean;
     for (std::size_t i : {1, 4, 6 + 2})

@@ -12,14 +12,8 @@
 using namespace actlens;
 
 namespace {
-struct pair_of_runs {
-    std::vector<std::int32_t> clean, corrupted;
-    tensor_view<const std::int32_t> cv() const { return {clean.data(), {2, clean.size() / 2}}; }
-    tensor_view<const std::int32_t> xv() const { return {corrupted.data(), {2, corrupted.size() / 2}}; }
-};
-
-pair_of_runs make_runs(std::size_t vocab) {
-    pair_of_runs r;
+tiny::run_pair make_runs(std::size_t vocab) {
+    tiny::run_pair r;
     r.clean = tiny::tokens(12, vocab, 1);
     r.corrupted = r.clean;
     r.corrupted[2] = (r.corrupted[2] + 5) % std::int32_t(vocab);

@@ -47,14 +47,8 @@ struct every_logit {
     }
 };
 
-struct runs {
-    std::vector<std::int32_t> clean, corrupted;
-    tensor_view<const std::int32_t> cv() const { return {clean.data(), {2, clean.size() / 2}}; }
-    tensor_view<const std::int32_t> xv() const { return {corrupted.data(), {2, corrupted.size() / 2}}; }
-};
-
-runs make_runs(std::size_t vocab) {
-    runs r;
+tiny::run_pair make_runs(std::size_t vocab) {
+    tiny::run_pair r;
     r.clean = tiny::tokens(16, vocab, 3);
     r.corrupted = tiny::tokens(16, vocab, 4);
     return r;

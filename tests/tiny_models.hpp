@@ -36,6 +36,13 @@ struct named_config {
 
 inline std::vector<named_config> all() { return {{"gpt2", gpt2()}, {"llama", llama()}, {"llama_variant", llama_variant()}}; }
 
+/// A clean and a corrupted batch of two rows each (the patching and attribution tests' inputs).
+struct run_pair {
+    std::vector<std::int32_t> clean, corrupted;
+    actlens::tensor_view<const std::int32_t> cv() const { return {clean.data(), {2, clean.size() / 2}}; }
+    actlens::tensor_view<const std::int32_t> xv() const { return {corrupted.data(), {2, corrupted.size() / 2}}; }
+};
+
 /// Deterministic token ids below `vocab`.
 inline std::vector<std::int32_t> tokens(std::size_t n, std::size_t vocab, std::uint32_t salt = 0) {
     std::vector<std::int32_t> t(n);
