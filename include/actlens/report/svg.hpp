@@ -78,9 +78,14 @@ inline std::string heatmap_svg(tensor_view<const double> values, const std::vect
 inline std::string heatmap_svg(tensor_view<const float> values, const std::vector<std::string>& row_labels,
                                const std::vector<std::string>& col_labels, const heatmap_options& options = {});
 
+/// The extent a drawing used.
+struct svg_extent {
+    double width = 0, height = 0;
+};
+
 /// A horizontal colour bar with its end and middle values and a caption stating the scale, drawn at
-/// (x, y) with the given width; returns the height used.
-inline double draw_legend(svg_writer& svg, double x, double y, double width, const color_scale& scale,
+/// (x, y) with the given bar width; returns the width and height used.
+inline svg_extent draw_legend(svg_writer& svg, double x, double y, double width, const color_scale& scale,
                           std::string_view value_name, double font_size);
 
 // ---------------------------------------------------------------------------------------------
@@ -165,8 +170,8 @@ inline std::string svg_writer::str(double width, double height) const {
                        detail::svg_number(width), detail::svg_number(height), detail::font_family, m_body);
 }
 
-inline double draw_legend(svg_writer& svg, double x, double y, double width, const color_scale& scale,
-                          std::string_view value_name, double font_size) {
+inline svg_extent draw_legend(svg_writer& svg, double x, double y, double width, const color_scale& scale,
+                              std::string_view value_name, double font_size) {
     constexpr int steps = 48;
     const double bar_h = 10, step_w = width / steps;
     const bool diverging = scale.kind == scale_kind::diverging;
@@ -185,7 +190,8 @@ inline double draw_legend(svg_writer& svg, double x, double y, double width, con
                                 value_name, format_value(scale.limit))
                   : fmt::format("{}: white = 0, full colour at \u2265 {}", value_name, format_value(scale.limit));
     svg.text(x, ty + font_size + 4, caption, font_size, "start", grey);
-    return bar_h + 2 * font_size + 8;
+    const double caption_w = double(detail::utf8_chars(caption)) * font_size * detail::char_width;
+    return {std::max(width, caption_w), bar_h + 2 * font_size + 8};
 }
 
 namespace detail {
@@ -247,9 +253,10 @@ inline std::string heatmap_from(const std::vector<double>& v, std::size_t rows, 
         svg.text(left + grid_w / 2, y + fs, o.col_axis, fs, "middle", {80, 80, 80}, 0, "axis-label");
         y += fs + 8;
     }
-    y += 6 + draw_legend(svg, left, y + 6, legend_w, scale, o.value_name, fs);
-    const double width = std::max({left + grid_w + col_w * cos50 + fs, left + legend_w, pad + 
-                                   double(utf8_chars(display_text(o.title))) * fs * 1.4 * char_width}) + pad;
+    const svg_extent legend = draw_legend(svg, left, y + 6, legend_w, scale, o.value_name, fs);
+    y += 6 + legend.height;
+    const double title_w = double(utf8_chars(display_text(o.title))) * fs * 1.4 * char_width;
+    const double width = std::max({left + grid_w + col_w * cos50 + fs, left + legend.width, pad + title_w}) + pad;
     return svg.str(std::ceil(width), std::ceil(y + pad));
 }
 
