@@ -221,7 +221,7 @@ TEST_CASE("report browser (skipped without chromium): a notebook display bundle 
     const std::string dom = read_text(dom_file);
     CHECK(count_of(dom, "class=\"cell\"") == 9);
     CHECK(dom.find("data-row=\"2\" data-col=\"0\" data-value=\"0.3333333") != std::string::npos);
-    CHECK(dom.find(">1  Sue</text>") != std::string::npos);
-    CHECK(dom.find(">2 &lt;b&gt;</text>") != std::string::npos);
+    CHECK(dom.find(">1 ' Sue'</text>") != std::string::npos);
+    CHECK(dom.find(">2 '&lt;b&gt;'</text>") != std::string::npos);
     CHECK(dom.find("<b>") == std::string::npos);
 }

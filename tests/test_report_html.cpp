@@ -124,7 +124,7 @@ TEST_CASE("report display: attention patterns draw one 0..1 map per head", "[rep
     const std::string html = b["text/html"];
     CHECK(count_of(html, "class=\"cell\"") == 18);
     CHECK(html.find(">L2 H1</text>") != std::string::npos);
-    CHECK(html.find("<title>2  b \u00b7 0 BOS: 0</title>") != std::string::npos);
+    CHECK(html.find("<title>2 &#39; b&#39; \u00b7 0 &#39;BOS&#39;: 0</title>") != std::string::npos);
     CHECK(b["text/plain"] == "L2 H0: strongest key per query: 0->0 (1.00) 1->0 (1.00) 2->0 (1.00)\n"
                              "L2 H1: strongest key per query: 0->0 (1.00) 1->1 (1.00) 2->2 (1.00)");
     p.heads = {1};
@@ -168,5 +168,5 @@ TEST_CASE("report display: generation comparisons mark the tokens outside a comm
     CHECK(count_of(html, "actlens-token removed") == 1);
     CHECK(count_of(html, "actlens-token added") == 1);
     CHECK(count_of(html, "actlens-token prompt") == 4);
-    CHECK(html.find("2 of 3 + 3 continuation tokens differ") != std::string::npos);
+    CHECK(html.find("1 of 3 tokens only in unsteered (struck out), 1 of 3 only in steered (green)") != std::string::npos);
 }

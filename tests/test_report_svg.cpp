@@ -190,3 +190,14 @@ TEST_CASE("report heatmap: bad arguments name themselves", "[report]") {
     require_error([] { heatmap_svg(tensor<double>({2, 3}), {}, {"a", "b", "c", "d"}); }, errc::shape_mismatch,
                   "'col_labels' has 4 labels for 3 columns");
 }
+
+TEST_CASE("report heatmap: values that round to zero print as 0, others with two decimals", "[report]") {
+    tensor<double> v({1, 3});
+    v(0, 0) = 1e-4;
+    v(0, 1) = -1e-4;
+    v(0, 2) = -0.256;
+    const std::string svg = heatmap_svg(v, {}, {});
+    CHECK(count_of(svg, "class=\"cell-value\">0</text>") == 2);
+    CHECK(count_of(svg, "class=\"cell-value\">-0.26</text>") == 1);
+    CHECK(attribute(cell_tag(svg, 0, 1), "data-value") == "-0.0001"); // the exact value stays in the DOM
+}

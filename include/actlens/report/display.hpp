@@ -68,6 +68,7 @@ struct context_example {
 /// What a neuron or feature reads or writes: its top tokens and its top-activating contexts.
 struct token_readout {
     std::string title;
+    std::string item_name = "token";     ///< what top_tokens lists (tokens are shown quoted)
     std::string value_name = "logit";    ///< what top_tokens' values are
     std::vector<scored_token> top_tokens;
     std::string score_name = "activation"; ///< what the examples' scores are
@@ -330,7 +331,7 @@ inline std::string head_title(const attention_pattern& p, std::size_t h) {
 
 inline std::string render_html(const attention_pattern& p) {
     std::vector<std::string> labels;
-    for (std::size_t i = 0; i < p.tokens.size(); ++i) labels.push_back(fmt::format("{} {}", i, p.tokens[i]));
+    for (std::size_t i = 0; i < p.tokens.size(); ++i) labels.push_back(fmt::format("{} '{}'", i, p.tokens[i]));
     std::string out;
     for (const std::size_t h : detail::pattern_heads(p)) {
         heatmap_options o;
@@ -363,15 +364,23 @@ inline std::string render_text(const attention_pattern& p) {
     return out;
 }
 
+namespace detail {
+
+inline std::string quoted_item(const token_readout& r, const std::string& item) {
+    return r.item_name == "token" ? "'" + item + "'" : item;
+}
+
+} // namespace detail
+
 inline std::string render_html(const token_readout& r) {
     std::string out;
     if (!r.title.empty()) out += "<h3>" + safe_text(r.title) + "</h3>";
     if (!r.top_tokens.empty()) {
         std::vector<std::vector<std::string>> rows;
         for (std::size_t i = 0; i < r.top_tokens.size(); ++i)
-            rows.push_back({std::to_string(i + 1), "'" + r.top_tokens[i].token + "'",
+            rows.push_back({std::to_string(i + 1), detail::quoted_item(r, r.top_tokens[i].token),
                             format_value(r.top_tokens[i].value)});
-        out += table_html({"#", "token", r.value_name}, rows);
+        out += table_html({"#", r.item_name, r.value_name}, rows);
     }
     for (const context_example& e : r.examples) {
         token_strip_options o;
@@ -386,9 +395,9 @@ inline std::string render_html(const token_readout& r) {
 inline std::string render_text(const token_readout& r) {
     std::string out = r.title.empty() ? "readout" : display_text(r.title);
     if (!r.top_tokens.empty()) {
-        out += "\ntop tokens (" + r.value_name + "):";
+        out += "\ntop " + r.item_name + "s (" + r.value_name + "):";
         for (const scored_token& t : r.top_tokens)
-            out += fmt::format(" '{}' {}", display_text(t.token), format_value(t.value));
+            out += fmt::format(" {} {}", display_text(detail::quoted_item(r, t.token)), format_value(t.value));
     }
     for (const context_example& e : r.examples) {
         out += fmt::format("\n{} {}: ", r.score_name, format_value(e.score));
@@ -439,15 +448,15 @@ inline std::string diff_strip(const std::vector<std::string>& prompt, const std:
 inline std::string render_html(const generation_comparison& g) {
     std::vector<bool> removed, added;
     mark_differences(g.baseline, g.changed, removed, added);
-    const std::size_t changes = std::size_t(std::count(removed.begin(), removed.end(), true) +
-                                            std::count(added.begin(), added.end(), true));
+    const auto removed_count = std::count(removed.begin(), removed.end(), true);
+    const auto added_count = std::count(added.begin(), added.end(), true);
     return "<div class=\"actlens-note\">" + safe_text(g.baseline_label) + "</div>" +
            detail::diff_strip(g.prompt, g.baseline, removed, "removed") + "<div class=\"actlens-note\">" +
            safe_text(g.changed_label) + "</div>" + detail::diff_strip(g.prompt, g.changed, added, "added") +
            "<div class=\"actlens-note\">" +
-           safe_text(fmt::format("{} of {} + {} continuation tokens differ (grey: prompt; struck out: only in {}; "
-                                 "green: only in {})",
-                                 changes, g.baseline.size(), g.changed.size(), g.baseline_label, g.changed_label)) +
+           safe_text(fmt::format("{} of {} tokens only in {} (struck out), {} of {} only in {} (green); grey: prompt",
+                                 removed_count, g.baseline.size(), g.baseline_label, added_count, g.changed.size(),
+                                 g.changed_label)) +
            "</div>";
 }
 

@@ -240,7 +240,9 @@ inline std::string heatmap_from(const std::vector<double>& v, std::size_t rows, 
                 svg.line(x + 3, y + 3, x + cw - 3, y + ch - 3, {120, 120, 120});
                 svg.line(x + 3, y + ch - 3, x + cw - 3, y + 3, {120, 120, 120});
             }
-            const std::string shown = nan ? "nan" : fmt::format("{:.2f}", value);
+            // Values that round to zero print as "0": a wall of "-0.00" hides the cells that matter.
+            const std::string two = fmt::format("{:.2f}", value);
+            const std::string shown = nan ? "nan" : two == "0.00" || two == "-0.00" ? "0" : two;
             if (o.show_values && double(shown.size()) * glyph * 0.9 <= cw - 2)
                 svg.text(x + cw / 2, y + ch / 2 + fs * 0.32, shown, fs * 0.9, "middle", text_color_on(fill), 0,
                          "cell-value");
