@@ -11,6 +11,8 @@
 #include <actlens/report/html.hpp>
 #include <actlens/report/svg.hpp>
 
+#include "test_report_helpers.hpp"
+
 #include <catch2/catch.hpp>
 
 #include <cmath>
@@ -54,12 +56,6 @@ void write_text(const fs::path& path, const std::string& text) {
     std::ofstream out(path, std::ios::binary);
     out << text;
     REQUIRE(out.good());
-}
-
-std::size_t count_of(const std::string& s, const std::string& needle) {
-    std::size_t n = 0;
-    for (std::size_t at = s.find(needle); at != std::string::npos; at = s.find(needle, at + needle.size())) ++n;
-    return n;
 }
 
 // A fresh folder under the system's temporary directory, removed when the test ends.

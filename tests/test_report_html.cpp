@@ -4,6 +4,7 @@
 #include <actlens/report/html.hpp>
 
 #include "test_helpers.hpp"
+#include "test_report_helpers.hpp"
 
 #include <catch2/catch.hpp>
 
@@ -19,12 +20,6 @@ using namespace actlens;
 using namespace actlens::report;
 
 namespace {
-
-std::size_t count_of(const std::string& s, const std::string& needle) {
-    std::size_t n = 0;
-    for (std::size_t at = s.find(needle); at != std::string::npos; at = s.find(needle, at + needle.size())) ++n;
-    return n;
-}
 
 // Things that would make a browser fetch something, which a self-contained report must not have.
 void require_self_contained(const std::string& html) {

@@ -4,6 +4,7 @@
 #include <actlens/report/methods.hpp>
 
 #include "test_helpers.hpp"
+#include "test_report_helpers.hpp"
 
 #include <catch2/catch.hpp>
 
@@ -12,16 +13,6 @@
 
 using namespace actlens;
 using namespace actlens::report;
-
-namespace {
-
-std::size_t count_of(const std::string& s, const std::string& needle) {
-    std::size_t n = 0;
-    for (std::size_t at = s.find(needle); at != std::string::npos; at = s.find(needle, at + needle.size())) ++n;
-    return n;
-}
-
-} // namespace
 
 TEST_CASE("report methods: a [layer, position] sweep is labelled with layers and tokens", "[report]") {
     patching_result r;

@@ -3,6 +3,7 @@
 #include <actlens/report/svg.hpp>
 
 #include "test_helpers.hpp"
+#include "test_report_helpers.hpp"
 
 #include <catch2/catch.hpp>
 
@@ -17,12 +18,6 @@ using namespace actlens;
 using namespace actlens::report;
 
 namespace {
-
-std::size_t count_of(const std::string& s, const std::string& needle) {
-    std::size_t n = 0;
-    for (std::size_t at = s.find(needle); at != std::string::npos; at = s.find(needle, at + needle.size())) ++n;
-    return n;
-}
 
 // The names of all elements opened in `markup`.
 std::set<std::string> element_names(const std::string& markup) {
