@@ -1,8 +1,14 @@
-// actlens/actlens.hpp: the umbrella header. Everything public except optional interop headers.
+// actlens/actlens.hpp: the umbrella header. Everything public except the adapters to other libraries'
+// types (interop/eigen.hpp, interop/xtensor.hpp): they are opt-in, so that a file that does not use
+// xtensor does not parse it (+0.7 s).
+// Functions that would instantiate model code or a solver in every file that includes them are
+// templates, compiled only where they are called (README "Compile time"; benchmarks/compile_time.sh
+// measures it). A header that only names actlens types can include actlens/fwd.hpp instead.
 #pragma once
 
 #include <actlens/config.hpp>
 #include <actlens/error.hpp>
+#include <actlens/fwd.hpp>
 
 #include <actlens/core/dtype.hpp>
 #include <actlens/core/rng.hpp>

@@ -122,8 +122,11 @@ private:
 template <class Source>
 snmf_result fit_snmf(Source& source, const snmf_options& options = {});
 
-/// Fits SNMF to an in-memory matrix [n, d_a] (e.g. captured_activations::values).
-inline snmf_result fit_snmf(tensor_view<const float> activations, const snmf_options& options = {}) {
+/// Fits SNMF to an in-memory matrix [n, d_a] (e.g. captured_activations::values). A template (of
+/// nothing) only so that the solver is compiled where it is called, not in every file that includes
+/// this header (README "Compile time").
+template <int = 0>
+snmf_result fit_snmf(tensor_view<const float> activations, const snmf_options& options = {}) {
     memory_rows source(activations);
     return fit_snmf(source, options);
 }

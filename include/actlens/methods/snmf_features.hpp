@@ -7,6 +7,9 @@
 //   - feature_vocab:        ln_final(W_out z_j) through the unembedding (output-centric description);
 //   - add_feature_steering: a hook adding alpha · z_j / ‖z_j‖ to hook_post at every position of every
 //                           forward (prompt and KV-cache decode steps alike).
+// The functions that take a model are templates of nothing (`template <int = 0>`): the model code
+// they call is then compiled only where they are called, not in every file that includes this
+// header (README "Compile time").
 #pragma once
 
 #include <actlens/core/tensor.hpp>
@@ -63,13 +66,15 @@ inline std::vector<feature_example> top_activating(const snmf_result& fit, std::
 /// Output-centric description of feature j of a fit of blocks.`layer`.mlp.hook_post: the top-k
 /// tokens of ln_final(W_out z_j) · W_Uᵀ. Throws model.403 for a bad layer, arg.102 when the fit's
 /// width is not d_mlp, arg.103 for j >= K.
-inline std::vector<token_score> feature_vocab(const transformer& model, int layer, const snmf_result& fit,
-                                              std::size_t j, std::size_t k, vocab_norm norm = vocab_norm::normed);
+template <int = 0>
+std::vector<token_score> feature_vocab(const transformer& model, int layer, const snmf_result& fit, std::size_t j,
+                                       std::size_t k, vocab_norm norm = vocab_norm::normed);
 
 /// Adds alpha · z_j / ‖z_j‖ to blocks.`layer`.mlp.hook_post at every position. Throws as
 /// feature_vocab, and arg.101 when z_j is zero or alpha is not finite.
-inline void add_feature_steering(hook_set<float>& hooks, const transformer& model, int layer,
-                                 const snmf_result& fit, std::size_t j, float alpha);
+template <int = 0>
+void add_feature_steering(hook_set<float>& hooks, const transformer& model, int layer, const snmf_result& fit,
+                          std::size_t j, float alpha);
 
 // ---------------------------------------------------------------------------------------------
 // Implementation
@@ -81,7 +86,8 @@ inline void check_feature(const snmf_result& fit, std::size_t j, const char* who
         fail(errc::out_of_range, "{}: feature {} is outside 0..{}", who, j,
              fit.features.rank() == 2 ? long(fit.features.extent(0)) - 1 : -1L);
 }
-inline void check_fit_width(const transformer& model, int layer, const snmf_result& fit, const char* who) {
+template <int = 0>
+void check_fit_width(const transformer& model, int layer, const snmf_result& fit, const char* who) {
     check_mlp_layer(model, layer, who);
     if (fit.features.rank() != 2 || fit.features.extent(1) != model.config().d_mlp)
         fail(errc::shape_mismatch, "{}: the fit has width {}, blocks.{}.mlp.hook_post has d_mlp = {}", who,
@@ -138,8 +144,9 @@ inline std::vector<feature_example> top_activating(const snmf_result& fit, std::
     return out;
 }
 
-inline std::vector<token_score> feature_vocab(const transformer& model, int layer, const snmf_result& fit,
-                                              std::size_t j, std::size_t k, vocab_norm norm) {
+template <int>
+std::vector<token_score> feature_vocab(const transformer& model, int layer, const snmf_result& fit, std::size_t j,
+                                       std::size_t k, vocab_norm norm) {
     detail::check_fit_width(model, layer, fit, "feature_vocab");
     detail::check_feature(fit, j, "feature_vocab");
     const model_config& c = model.config();
@@ -153,8 +160,9 @@ inline std::vector<token_score> feature_vocab(const transformer& model, int laye
     return decode_direction(model, f.view(), k, norm);
 }
 
-inline void add_feature_steering(hook_set<float>& hooks, const transformer& model, int layer,
-                                 const snmf_result& fit, std::size_t j, float alpha) {
+template <int>
+void add_feature_steering(hook_set<float>& hooks, const transformer& model, int layer, const snmf_result& fit,
+                          std::size_t j, float alpha) {
     detail::check_fit_width(model, layer, fit, "add_feature_steering");
     detail::check_feature(fit, j, "add_feature_steering");
     if (!std::isfinite(alpha)) fail(errc::invalid_argument, "add_feature_steering: alpha {} is not finite", alpha);

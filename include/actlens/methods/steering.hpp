@@ -248,8 +248,11 @@ struct principal_axis {
 /// Computes it exactly through the N x N Gram matrix of the centred rows (N is the number of pairs,
 /// small next to d): deterministic, no iteration to converge. The sign makes axis . mean(rows) >= 0;
 /// when that is 0, the largest-magnitude entry is made positive. Throws actlens::error
-/// (invalid_argument) for fewer than two rows or rows that are all equal.
-inline principal_axis first_principal_axis(tensor_view<const double> differences) {
+/// (invalid_argument) for fewer than two rows or rows that are all equal. A template (of nothing)
+/// only so that the eigensolver is compiled where it is called, not in every file that includes
+/// this header (README "Compile time").
+template <int = 0>
+principal_axis first_principal_axis(tensor_view<const double> differences) {
     if (differences.rank() != 2 || differences.extent(1) == 0)
         fail(errc::shape_mismatch, "first_principal_axis: `differences` has shape {}, expected [N, d]",
              differences.shape().to_string());
