@@ -68,6 +68,19 @@ void expect_clean(F&& f) {
 // What a loaded model or tokenizer is asked to do, so that a file which loads but lies (shapes that
 // disagree with the config, ids past the vocabulary) is caught where it would be used.
 
+/// Converts every tensor of a weight file (gguf_file, safetensors_file) to float and reads its last
+/// element; a tensor that does not convert is reported with actlens::error like the file itself.
+template <class File>
+void read_every_tensor(const File& file) {
+    for (const auto& t : file.tensors())
+        expect_clean([&] {
+            actlens::tensor<float> storage;
+            const actlens::tensor_view<const float> v = file.float_view(t.name, storage);
+            volatile float sink = v.size() ? v.data()[v.size() - 1] : 0.0f;
+            (void)sink;
+        });
+}
+
 /// Runs two positions through a loaded model when it is small enough to run in a moment.
 inline void exercise(const actlens::transformer& model) {
     const actlens::model_config& c = model.config();
