@@ -260,7 +260,7 @@ TEST_CASE("hook_point: a near-miss name is answered with the closest hook point 
     const std::pair<const char*, const char*> near[] = {
         {"blocks.3.hook_resid_pr", "blocks.3.hook_resid_pre"},
         {"blocks.12.attn.hook_patern", "blocks.12.attn.hook_pattern"},
-        {"blocks.0.attn.hook_scores", "blocks.0.attn.hook_attn_scores"},
+        {"blocks.0.attn.hook_attn_score", "blocks.0.attn.hook_attn_scores"},
         {"blocks.2.mlp.hook_pre_lin", "blocks.2.mlp.hook_pre_linear"},
         {"hook_resid_pre", "blocks.0.hook_resid_pre"}, // the block site alone
         {"blocks.x.attn.hook_z", "blocks.0.attn.hook_z"},

@@ -280,8 +280,8 @@ inline void safetensors_file::parse_header() {
         const std::string& type_name = type.get_ref<const std::string&>();
         if (!parse_dtype(type_name.data(), type_name.size(), t.dtype))
             fail(errc::unsupported_format,
-                 "'{}': tensor '{}' has dtype {}, which actlens does not know", file, name,
-                 detail::json_excerpt(type));
+                 "'{}': tensor '{}' has dtype '{}', which actlens does not know", file, name,
+                 detail::text_excerpt(type_name));
 
         const json& shape = field("shape");
         if (!shape.is_array())
