@@ -85,13 +85,13 @@ TEST_CASE("shape_t: a zero extent does not excuse the others from the stride che
     // The shared check counts zeros as one and reports the product of the extents otherwise.
     std::size_t n = 7;
     const std::vector<std::uint64_t> zero_and_huge{0, std::uint64_t(1) << 62, 4};
-    CHECK_FALSE(addressable_elements(zero_and_huge.begin(), zero_and_huge.end(), n));
+    CHECK_FALSE(actlens::addressable_elements(zero_and_huge.begin(), zero_and_huge.end(), n));
     CHECK(n == 7);
     const std::vector<std::uint64_t> fine{3, 0, std::uint64_t(1) << 61};
-    CHECK(addressable_elements(fine.begin(), fine.end(), n));
+    CHECK(actlens::addressable_elements(fine.begin(), fine.end(), n));
     CHECK(n == 0);
     const std::vector<std::size_t> dims{2, 3, 4};
-    CHECK(addressable_elements(dims.begin(), dims.end(), n));
+    CHECK(actlens::addressable_elements(dims.begin(), dims.end(), n));
     CHECK(n == 24);
 }
 
