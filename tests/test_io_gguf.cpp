@@ -473,6 +473,18 @@ TEST_CASE("gguf: hostile headers give actlens::error naming the file and field",
                    Catch::Contains("overlap"));
     CHECK_THAT(err("overflow.gguf", two_tensors(32, 0, {uint64_t(1) << 40, uint64_t(1) << 40})),
                Catch::Contains("[actlens.io.205]"));
+    // Fuzzer finding: a 0 extent empties the tensor, but the strides of the others were still formed
+    // (signed overflow in tensor_view). Every zero's position is refused the same way.
+    for (const std::vector<std::uint64_t>& ne : {std::vector<std::uint64_t>{0, uint64_t(1) << 40, uint64_t(1) << 40},
+                                                std::vector<std::uint64_t>{uint64_t(1) << 40, uint64_t(1) << 40, 0},
+                                                std::vector<std::uint64_t>{uint64_t(1) << 31, 0, uint64_t(1) << 33}})
+        CHECK_THAT(err("zero_extent.gguf", two_tensors(32, 0, ne)),
+                   Catch::Contains("[actlens.io.205]") && Catch::Contains("'b'") &&
+                       Catch::Contains("(a 0 counted as 1)"));
+    // Empty tensors whose other extents are addressable still open, as views of nothing.
+    const io::gguf_file empty(write_bytes("empty_tensor.gguf", two_tensors(32, 0, {0, 1u << 20, 1u << 20}).b));
+    CHECK(empty.tensor_info("b").elements == 0);
+    CHECK(empty.mapped_view("b").shape() == shape_t{1u << 20, 1u << 20, 0});
     CHECK_THAT(err("negative_ne.gguf", two_tensors(32, 0, {uint64_t(1) << 63})),
                Catch::Contains("[actlens.io.204]") && Catch::Contains("ne[0]"));
     CHECK_THAT(err("rank5.gguf", two_tensors(32, 0, {1, 1, 1, 1, 2})),

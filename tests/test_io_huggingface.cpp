@@ -305,6 +305,27 @@ TEST_CASE("huggingface: config.json problems name the file and the field",
     CHECK_THAT(with("\"num_hidden_layers\": 2", "\"num_hidden_layers\": 99999999999"),
                Contains("at most 2^31"));
     CHECK_THAT(with("{", "["), Contains("[actlens.io.204]") && Contains("not valid JSON"));
+    // Hostile values (fuzzing): nesting that would overflow the stack in nlohmann's dump() or
+    // destructor is refused before parsing; a huge value is cut in the message.
+    const std::string deep = std::string(24000, '[') + std::string(24000, ']');
+    CHECK_THAT(with("\"architectures\": [", "\"architectures\": [" + deep + ","),
+               Contains("[actlens.io.204]") && Contains("nests deeper than 128 levels") && Contains("config.json"));
+    CHECK_THAT(with("\"rope_scaling\": null", "\"rope_scaling\": " + std::string(100, '[') + std::string(100, ']')),
+               Contains("rope_scaling an array of 1 elements is not supported"));
+    const std::string huge(1000000, 'x');
+    for (const char* field : {"\"hidden_size\": 32", "\"hidden_act\": \"silu\"", "\"model_type\": \"llama\""}) {
+        const std::string key = std::string(field).substr(0, std::string(field).find(':'));
+        const std::string message = with(field, key + ": \"" + huge + "\"");
+        INFO(key);
+        CHECK_THAT(message, Contains("xxx") && Contains("... (1000000 bytes)"));
+        CHECK(message.size() < 1000);
+    }
+    write_text(config, good);
+    edit(config, "\"model_type\": \"llama\",", "");
+    edit(config, "\"LlamaForCausalLM\"", "\"" + huge + "\", [[[1]]], 2, 3, 4, 5");
+    const std::string architectures = load_error(dir);
+    CHECK_THAT(architectures, Contains("(architectures [\"xxx") && Contains("... (1000000 bytes), an array of 1 elements, 2, 3, ... (6 entries)]"));
+    CHECK(architectures.size() < 1000);
     // Sizes that disagree with the tensors.
     CHECK_THAT(with("\"intermediate_size\": 48", "\"intermediate_size\": 64"),
                Contains("[actlens.model.401]") &&

@@ -287,7 +287,8 @@ TEST_CASE("safetensors: hostile headers give actlens::error naming the file and 
         Contains("[actlens.io.206]") && Contains("tensor 'w' has dtype 'Q4_K'"));
     CHECK_THAT(
         file("shape_neg.safetensors", "{\"w\":" + tensor_json("F32", "[2,-3]", "[0,24]") + "}"),
-        Contains("[actlens.io.204]") && Contains("tensor 'w' shape [2,-3]"));
+        Contains("[actlens.io.204]") &&
+            Contains("tensor 'w' shape has an extent that is not a non-negative integer: -3"));
     CHECK_THAT(
         file("shape_float.safetensors", "{\"w\":" + tensor_json("F32", "[2,3.0]", "[0,24]") + "}"),
         Contains("not a non-negative integer"));
@@ -313,6 +314,41 @@ TEST_CASE("safetensors: hostile headers give actlens::error naming the file and 
         file("overflow.safetensors",
              "{\"w\":" + tensor_json("F32", "[4294967296,4294967296,4294967296]", "[0,24]") + "}"),
         Contains("[actlens.io.205]") && Contains("tensor 'w'"));
+    // Fuzzer finding: nesting that would overflow the stack in nlohmann's dump() (the old error
+    // messages dumped the value) or destructor is refused before parsing, wherever it is.
+    const std::string deep = std::string(24000, '[') + std::string(24000, ']');
+    for (const std::string& header : {"{\"w\":" + deep + "}", "{\"w\":" + tensor_json("F32", deep, "[0,24]") + "}",
+                                      "{\"__metadata__\":{\"k\":" + deep + "}}", deep})
+        CHECK_THAT(file("deep.safetensors", header),
+                   Contains("[actlens.io.204]") && Contains("nests deeper than 128 levels") && Contains("deep.safetensors"));
+    // Values in messages are cut or summarised, never dumped whole.
+    const std::string huge(1000000, 'x');
+    const std::string near_deep = std::string(100, '[') + std::string(100, ']');
+    for (const std::string& header :
+         {"{\"w\":" + tensor_json(huge, "[2,3]", "[0,24]") + "}",
+          "{\"w\":" + tensor_json("F32", "[2,3]", "[0,\"" + huge + "\"]") + "}",
+          "{\"w\":" + tensor_json("F32", "[2,\"" + huge + "\"]", "[0,24]") + "}",
+          "{\"__metadata__\":{\"k\":" + near_deep + "}}", "{\"w\":" + near_deep + "}",
+          "{\"w\":" + tensor_json("F32", near_deep, "[0,24]") + "}"}) {
+        const std::string message = file("huge_value.safetensors", header);
+        INFO(message.substr(0, 300));
+        CHECK_THAT(message, Contains("[actlens.io.20"));
+        CHECK(message.size() < 600);
+    }
+    // Fuzzer finding: a 0 extent makes the tensor empty, but the strides of the other extents were
+    // still formed (signed overflow in tensor_view). Refused wherever the zero is.
+    for (const char* shape : {"[0,4294967296,4294967296]", "[4294967296,4294967296,0]", "[65536,0,65536,65536,65536]"})
+        CHECK_THAT(file("zero_extent.safetensors", "{\"w\":" + tensor_json("F32", shape, "[0,0]") + "}"),
+                   Contains("[actlens.io.205]") && Contains("tensor 'w'") && Contains("(a 0 counted as 1)"));
+    // A tensor of a million extents opens (safetensors has no rank limit) but is named by its first
+    // few extents when it is read.
+    std::string long_shape = "[1";
+    for (int i = 0; i < 1000000; ++i) long_shape += ",1";
+    const io::safetensors_file many(
+        write_raw("long_shape.safetensors", "{\"w\":" + tensor_json("F32", long_shape + ",6]", "[0,24]") + "}", data24));
+    const std::string rank_error = error_of([&] { (void)many.to_float("w"); });
+    CHECK_THAT(rank_error, Contains("[actlens.io.206]") && Contains("[1, 1, 1, 1, 1, 1, 1, 1, ... (1000002 extents)]"));
+    CHECK(rank_error.size() < 300);
     CHECK_THAT(file("overflow_bytes.safetensors",
                     "{\"w\":" + tensor_json("F64", "[4611686018427387904]", "[0,24]") + "}"),
                Contains("[actlens.io.205]") && Contains("more bytes than size_t holds"));

@@ -119,7 +119,12 @@ TEST_CASE("capture: bad arguments and damaged captures give clear errors", "[cap
     const auto config = tiny::gpt2();
     const auto m = make_random_transformer<float>(config, 3);
     auto corpus = small_corpus(config.vocab_size);
-    require_error([&] { capture_activations(m, corpus, "blocks.9.mlp.hook_post"); }, errc::bad_hook_name);
+    require_error([&] { capture_activations(m, corpus, "blocks.9.mlp.hook_post"); }, errc::bad_layer_range,
+                  "capture: hook point 'blocks.9.mlp.hook_post' is at layer 9, but the model's layers are 0..2");
+    require_error([&] { capture_activations(m, corpus, "blocks.0.attn.hook_rot_q"); }, errc::bad_hook_name,
+                  "rotary positions");
+    require_error([&] { capture_activations(m, corpus, "blocks.0.mlp.hook_pots"); }, errc::bad_hook_name,
+                  "did you mean 'blocks.0.mlp.hook_post'?");
     require_error([&] { capture_activations(m, corpus, "blocks.0.attn.hook_pattern"); }, errc::bad_hook_name);
     require_error([&] { capture_activations(m, corpus, "blocks.0.mlp.hook_pre_linear"); }, errc::bad_hook_name);
     require_error([&] { capture_activations(m, corpus, "not a hook"); }, errc::bad_hook_name);
@@ -159,6 +164,15 @@ TEST_CASE("capture: bad arguments and damaged captures give clear errors", "[cap
         require_error([&] { capture_reader r(dir); }, errc::bad_header);
         std::ofstream(dir + "/manifest.json") << R"({"hook": "blocks.0.hook_resid_pre", "width": 24, "rows": 3})";
         require_error([&] { capture_reader r(dir); }, errc::bad_header);
+        // Nesting deep enough to overflow the stack in nlohmann (24,000 levels) is refused before parsing.
+        std::ofstream(dir + "/manifest.json") << R"({"hook": "x", "deep": )" << std::string(24000, '[')
+                                              << std::string(24000, ']') << "}";
+        require_error([&] { capture_reader r(dir); }, errc::bad_header, "nests deeper than 128 levels");
+        // Shard files are names beside the manifest, never paths elsewhere.
+        std::ofstream(dir + "/manifest.json")
+            << R"({"hook": "blocks.0.hook_resid_pre", "width": 24, "rows": 3, "shards": [)"
+            << R"({"values": "../../etc/passwd", "rows_file": "r.npy", "rows": 3, "first_row": 0}]})";
+        require_error([&] { capture_reader r(dir); }, errc::bad_header, "\"../../etc/passwd\" is not a file name");
     }
     std::filesystem::remove_all(dir);
 }

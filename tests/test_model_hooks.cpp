@@ -1,5 +1,8 @@
 #include "tiny_models.hpp"
 
+#include "test_helpers.hpp"
+
+#include <actlens/methods/steering.hpp>
 #include <actlens/model/hook_point.hpp>
 #include <actlens/model/hooks.hpp>
 #include <actlens/model/random_weights.hpp>
@@ -226,7 +229,14 @@ TEST_CASE("activation_cache: holds exactly the points the filter selects", "[hoo
     auto two = m.run_with_cache(toks, "blocks.1.hook_resid_*").second;
     CHECK(two.names() == std::vector<std::string>{"blocks.1.hook_resid_pre", "blocks.1.hook_resid_mid",
                                                   "blocks.1.hook_resid_post"});
-    CHECK(m.run_with_cache(toks, "no_such_hook").second.size() == 0);
+    // A filter that selects nothing is an error naming it (and the nearest name, for a typo).
+    CHECK_THAT(error_of([&] { m.run_with_cache(toks, "no_such_hook"); }),
+               Catch::Contains("[actlens.model.402]") && Catch::Contains("'no_such_hook'"));
+    CHECK_THAT(error_of([&] { m.run_with_cache(toks, "blocks.*.mlp.hook_pots"); }),
+               Catch::Contains("[actlens.model.402]") && Catch::Contains("matches 'blocks.*.mlp.hook_pots'"));
+    CHECK_THAT(error_of([&] { m.run_with_cache(toks, "blocks.1.hook_resid_pr"); }),
+               Catch::Contains("did you mean 'blocks.1.hook_resid_pre'?"));
+    CHECK_THAT(error_of([&] { m.run_with_cache(toks, "blocks.3.*"); }), Catch::Contains("'blocks.3.*'"));
 }
 
 TEST_CASE("hook_set: callbacks at one point run in the order added", "[hooks]") {
@@ -244,4 +254,133 @@ TEST_CASE("hook_set: callbacks at one point run in the order added", "[hooks]") 
     o.hooks = &hooks;
     m.forward(std::vector<std::int32_t>{1, 2}, o);
     CHECK(order == "abc");
+}
+
+TEST_CASE("hook_point: a near-miss name is answered with the closest hook point name", "[hooks][errors]") {
+    const std::pair<const char*, const char*> near[] = {
+        {"blocks.3.hook_resid_pr", "blocks.3.hook_resid_pre"},
+        {"blocks.12.attn.hook_patern", "blocks.12.attn.hook_pattern"},
+        {"blocks.0.attn.hook_attn_score", "blocks.0.attn.hook_attn_scores"},
+        {"blocks.2.mlp.hook_pre_lin", "blocks.2.mlp.hook_pre_linear"},
+        {"hook_resid_pre", "blocks.0.hook_resid_pre"}, // the block site alone
+        {"blocks.x.attn.hook_z", "blocks.0.attn.hook_z"},
+        {"ln_final.hook_normalised", "ln_final.hook_normalized"},
+        {"hook_embeds", "hook_embed"},
+    };
+    for (const auto& [typo, meant] : near) {
+        INFO(typo);
+        require_error([&] { hook_point::parse(typo); }, errc::bad_hook_name,
+                      std::string("'") + typo + "' is not a hook point name; did you mean '" + meant + "'?");
+    }
+    // Far from every name: no guess.
+    for (const char* far : {"", "x", "logits", "blocks.0.residual_stream_after_block"}) {
+        INFO(far);
+        CHECK_THAT(error_of([&] { hook_point::parse(far); }), !Catch::Contains("did you mean"));
+    }
+    CHECK(detail::edit_distance("kitten", "sitting") == 3);
+    CHECK(detail::edit_distance("", "abc") == 3);
+    CHECK(detail::edit_distance("abc", "abc") == 0);
+}
+
+TEST_CASE("hook_layout: the points a config implies are the model's hook points", "[hooks]") {
+    for (const auto& named : tiny::all()) {
+        INFO(named.name);
+        const auto m = make_random_transformer<float>(named.config, 1);
+        const hook_layout layout = hook_layout::of(named.config);
+        CHECK(layout.points() == m.hook_points());
+        for (const hook_point& p : m.hook_points()) CHECK(layout.contains(p));
+        CHECK_FALSE(layout.contains({site::resid_pre, int(named.config.n_layers)}));
+        CHECK_FALSE(layout.contains({site::resid_pre, -1}));
+        CHECK_FALSE(layout.contains({site::embed, 0}));
+        CHECK(layout.layer_range() == "0.." + std::to_string(named.config.n_layers - 1));
+    }
+}
+
+TEST_CASE("hooks: a hook at a layer or site the model lacks is an error naming it and the range", "[hooks][errors]") {
+    const auto gpt2 = make_random_transformer<float>(model_config::gpt2(5, 24, 4, 50, 32), 2);
+    const auto llama = make_random_transformer<float>(tiny::llama(), 2);
+    const std::vector<std::int32_t> toks{1, 2, 3};
+    auto run_with = [&](const transformer& m, const char* name) {
+        hook_set<float> hooks;
+        hooks.add(name, [](tensor_view<float>, const hook_context&) {});
+        run_options<float> o;
+        o.hooks = &hooks;
+        m.forward(toks, o);
+    };
+    // Before this check the hook was accepted and silently never fired.
+    require_error([&] { run_with(gpt2, "blocks.9.hook_resid_pre"); }, errc::bad_layer_range,
+                  "hook point 'blocks.9.hook_resid_pre' is at layer 9, but the model's layers are 0..4");
+    require_error([&] { run_with(gpt2, "blocks.5.mlp.hook_post"); }, errc::bad_layer_range, "0..4");
+    require_error([&] { run_with(llama, "blocks.3.attn.hook_rot_k"); }, errc::bad_layer_range, "0..2");
+    // Sites the family does not call.
+    require_error([&] { run_with(gpt2, "blocks.0.attn.hook_rot_q"); }, errc::bad_hook_name,
+                  "no hook point 'blocks.0.attn.hook_rot_q' (only models with rotary positions have it");
+    require_error([&] { run_with(gpt2, "blocks.4.mlp.hook_pre_linear"); }, errc::bad_hook_name, "only SwiGLU MLPs");
+    require_error([&] { run_with(llama, "hook_pos_embed"); }, errc::bad_hook_name, "learned positions");
+    // The first bad hook in forward order is named, among valid ones; run_with_cache checks the user's hooks.
+    hook_set<float> mixed;
+    auto nothing = [](tensor_view<float>, const hook_context&) {};
+    mixed.add("blocks.7.hook_resid_post", nothing).add("blocks.6.hook_resid_pre", nothing).add("hook_embed", nothing);
+    run_options<float> o;
+    o.hooks = &mixed;
+    require_error([&] { gpt2.forward(toks, o); }, errc::bad_layer_range, "'blocks.6.hook_resid_pre'");
+    require_error([&] { gpt2.run_with_cache(toks, "hook_embed", o); }, errc::bad_layer_range, "'blocks.6.hook_resid_pre'");
+    workspace<float> ws;
+    tensor<float> resid({1, 3, 24});
+    require_error([&] { gpt2.forward_from(ws, resid.view(), 2, o); }, errc::bad_layer_range, "0..4");
+    // Points that no model has are refused when added.
+    hook_set<float> direct;
+    require_error([&] { direct.add(hook_point{site::resid_pre, -1}, nothing); }, errc::bad_layer_range);
+    require_error([&] { direct.add(hook_point{site::embed, 2}, nothing); }, errc::bad_hook_name, "layer 2");
+    CHECK(direct.empty());
+}
+
+TEST_CASE("hooks: valid hooks at the edges of the model still fire", "[hooks]") {
+    const model_config config = model_config::gpt2(5, 24, 4, 50, 32);
+    const auto m = make_random_transformer<float>(config, 3);
+    hook_set<float> hooks;
+    std::map<std::string, int> calls;
+    auto count = [&](tensor_view<float>, const hook_context& c) { ++calls[c.point.name()]; };
+    for (const char* name : {"hook_embed", "hook_pos_embed", "blocks.0.hook_resid_pre", "blocks.4.hook_resid_post",
+                             "blocks.4.mlp.hook_post", "ln_final.hook_normalized"})
+        hooks.add(name, count);
+    run_options<float> o;
+    o.hooks = &hooks;
+    m.forward(std::vector<std::int32_t>{1, 2, 3}, o);
+    CHECK(calls.size() == 6);
+    for (const auto& [name, n] : calls) CHECK(n == 1);
+    // The whole layout: one call per point.
+    hook_set<float> every;
+    calls.clear();
+    every.add_matching("*", m.hook_points(), count);
+    o.hooks = &every;
+    m.forward(std::vector<std::int32_t>{4, 5}, o);
+    CHECK(calls.size() == m.hook_points().size());
+}
+
+TEST_CASE("steering: layers the model lacks are an error at the first run, naming the layer and range",
+          "[hooks][steering][errors]") {
+    const auto m = make_random_transformer<float>(model_config::gpt2(5, 24, 4, 50, 32), 4);
+    steering_vector<float> v;
+    v.point = hook_point{site::resid_pre, 1};
+    v.direction = tensor<float>({24});
+    v.direction(0) = 1.0f;
+    hook_set<float> hooks;
+    steering_options so;
+    so.layers = {2, 9};
+    add_steering(hooks, v, so);
+    run_options<float> o;
+    o.hooks = &hooks;
+    require_error([&] { m.forward(std::vector<std::int32_t>{1, 2}, o); }, errc::bad_layer_range,
+                  "'blocks.9.hook_resid_pre' is at layer 9, but the model's layers are 0..4");
+    // Within the range, the steered run differs from the plain one.
+    hook_set<float> ok;
+    so.layers = {4};
+    add_steering(ok, v, so);
+    o.hooks = &ok;
+    const tensor<float> steered = m.forward(std::vector<std::int32_t>{1, 2}, o);
+    const tensor<float> plain = m.forward(std::vector<std::int32_t>{1, 2});
+    bool differs = false;
+    for (std::size_t i = 0; i < plain.size(); ++i) differs = differs || plain.data()[i] != steered.data()[i];
+    CHECK(differs);
 }

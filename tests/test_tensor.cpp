@@ -11,6 +11,7 @@
 #include <numeric>
 #include <string>
 #include <type_traits>
+#include <vector>
 
 namespace {
 
@@ -58,6 +59,40 @@ TEST_CASE("shape_t: ranks outside 1..4 and overflowing shapes throw actlens::err
     // Elements fit in size_t, bytes do not: refused too (no attempt to allocate 2^63 floats).
     CHECK_THROWS_WITH(tensor<float>({std::numeric_limits<std::size_t>::max() / 2}),
                       Catch::Contains("[actlens.io.205]"));
+}
+
+TEST_CASE("shape_t: a zero extent does not excuse the others from the stride check", "[tensor]") {
+    // Fuzzer finding (gguf): [0, 2^40, 2^40] has no element, but its stride on axis 0 is 2^80.
+    const std::size_t big = std::size_t(1) << 40;
+    for (const shape_t& s : {shape_t{0, big, big}, shape_t{big, big, 0}, shape_t{big, 0, big, 1}}) {
+        INFO(s.to_string());
+        CHECK_THROWS_WITH(s.elements(), Catch::Contains("[actlens.io.205]") && Catch::Contains(s.to_string()));
+        CHECK_THROWS_WITH(tensor_view<const float>(nullptr, s), Catch::Contains("[actlens.io.205]"));
+        CHECK_THROWS_WITH((tensor_view<const float>(nullptr, s, {{0, 0, 0, 0}})), Catch::Contains("[actlens.io.205]"));
+        CHECK_THROWS_WITH(tensor<float>(s), Catch::Contains("[actlens.io.205]"));
+    }
+    // The bound is ptrdiff_t, the type of a stride, not size_t.
+    const std::size_t half = std::size_t(PTRDIFF_MAX) / 2 + 1;
+    CHECK_THROWS_WITH((shape_t{half, 2}.elements()), Catch::Contains("[actlens.io.205]"));
+    CHECK((shape_t{std::size_t(PTRDIFF_MAX)}.elements()) == std::size_t(PTRDIFF_MAX));
+    // Empty shapes within the bound: no elements, and the strides of the other axes as usual.
+    CHECK((shape_t{0, 3, 5}.elements()) == 0);
+    const tensor_view<const float> v(nullptr, shape_t{0, 3, 5});
+    CHECK(v.stride(0) == 15);
+    CHECK(v.stride(1) == 5);
+    CHECK(v.stride(2) == 1);
+    CHECK(v.empty());
+    // The shared check counts zeros as one and reports the product of the extents otherwise.
+    std::size_t n = 7;
+    const std::vector<std::uint64_t> zero_and_huge{0, std::uint64_t(1) << 62, 4};
+    CHECK_FALSE(actlens::addressable_elements(zero_and_huge.begin(), zero_and_huge.end(), n));
+    CHECK(n == 7);
+    const std::vector<std::uint64_t> fine{3, 0, std::uint64_t(1) << 61};
+    CHECK(actlens::addressable_elements(fine.begin(), fine.end(), n));
+    CHECK(n == 0);
+    const std::vector<std::size_t> dims{2, 3, 4};
+    CHECK(actlens::addressable_elements(dims.begin(), dims.end(), n));
+    CHECK(n == 24);
 }
 
 TEST_CASE("tensor: is zero-filled, 64-byte aligned and row-major", "[tensor]") {

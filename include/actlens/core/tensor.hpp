@@ -27,6 +27,32 @@ namespace actlens {
 /// Largest supported rank.
 inline constexpr int max_rank = 4;
 
+/// Largest element count, and so largest stride, of any tensor: strides are std::ptrdiff_t.
+inline constexpr std::size_t max_tensor_elements = static_cast<std::size_t>(PTRDIFF_MAX);
+
+/// The one size check of every shape, whether built in memory or read from a file (gguf, safetensors,
+/// npy): true, with `elements` set to the product of the extents [first, last), when the product of
+/// the extents counting a zero extent as 1 is at most max_tensor_elements. A zero extent empties the
+/// tensor but not its other axes: the row-major strides of [0, 2^40, 2^40] are still computed, so
+/// they must not overflow either. False (and `elements` untouched) otherwise. Extents of any
+/// unsigned type (a file's uint64 as well as size_t). Complexity: one division per extent.
+template <class It>
+bool addressable_elements(It first, It last, std::size_t& elements) noexcept {
+    std::size_t span = 1;
+    bool empty = false;
+    for (; first != last; ++first) {
+        const auto e = *first;
+        if (e == 0) {
+            empty = true;
+            continue;
+        }
+        if (e > max_tensor_elements || span > max_tensor_elements / static_cast<std::size_t>(e)) return false;
+        span *= static_cast<std::size_t>(e);
+    }
+    elements = empty ? 0 : span;
+    return true;
+}
+
 /// A shape of rank 1..4. Unused trailing extents are 1.
 struct shape_t {
     std::array<std::size_t, max_rank> extents{{1, 1, 1, 1}};
@@ -42,15 +68,12 @@ struct shape_t {
 
     std::size_t operator[](int axis) const { return extents[static_cast<std::size_t>(axis)]; }
 
-    /// Number of elements; throws if the product overflows std::size_t.
+    /// Number of elements; throws errc::size_overflow unless the shape is addressable (see
+    /// addressable_elements): a shape such as [0, 2^40, 2^40] holds no element, yet its strides overflow.
     std::size_t elements() const {
-        std::size_t n = 1;
-        for (int i = 0; i < rank; ++i) {
-            const std::size_t e = extents[static_cast<std::size_t>(i)];
-            if (e != 0 && n > std::numeric_limits<std::size_t>::max() / e)
-                fail(errc::size_overflow, "tensor shape {} overflows size_t", to_string());
-            n *= e;
-        }
+        std::size_t n = 0;
+        if (!addressable_elements(extents.begin(), extents.begin() + rank, n))
+            fail(errc::size_overflow, "tensor shape {} has strides or a size that overflow ptrdiff_t", to_string());
         return rank == 0 ? 0 : n;
     }
 
@@ -77,18 +100,14 @@ public:
 
     tensor_view() = default;
 
-    /// A contiguous row-major view of `shape` starting at `data`.
-    tensor_view(T* data, const shape_t& shape) : m_data(data), m_shape(shape) {
-        std::ptrdiff_t s = 1;
-        for (int i = shape.rank - 1; i >= 0; --i) {
-            m_strides[static_cast<std::size_t>(i)] = s;
-            s *= static_cast<std::ptrdiff_t>(shape[i]);
-        }
-    }
+    /// A contiguous row-major view of `shape` starting at `data`. Throws errc::size_overflow for a
+    /// shape whose strides overflow (shape_t::elements).
+    tensor_view(T* data, const shape_t& shape) : tensor_view(data, checked(shape), validated) {}
 
-    /// A strided view; strides are in elements.
+    /// A strided view; strides are in elements. Throws as the contiguous constructor for a shape
+    /// that is not addressable.
     tensor_view(T* data, const shape_t& shape, const std::array<std::ptrdiff_t, max_rank>& strides)
-        : m_data(data), m_shape(shape), m_strides(strides) {}
+        : m_data(data), m_shape(checked(shape)), m_strides(strides) {}
 
     /// A view of mutable data converts to a view of const data.
     template <class U, class = std::enable_if_t<std::is_same_v<const U, T> && !std::is_same_v<U, T>>>
@@ -170,6 +189,25 @@ public:
     }
 
 private:
+    template <class>
+    friend class tensor;
+    struct validated_t {};
+    static constexpr validated_t validated{};
+
+    static const shape_t& checked(const shape_t& shape) {
+        shape.elements();
+        return shape;
+    }
+
+    // Row-major strides of a shape that passed shape_t::elements(), so that no product overflows.
+    tensor_view(T* data, const shape_t& shape, validated_t) noexcept : m_data(data), m_shape(shape) {
+        std::ptrdiff_t s = 1;
+        for (int i = shape.rank - 1; i >= 0; --i) {
+            m_strides[static_cast<std::size_t>(i)] = s;
+            s *= static_cast<std::ptrdiff_t>(shape[i]);
+        }
+    }
+
     T* m_data = nullptr;
     shape_t m_shape{};
     std::array<std::ptrdiff_t, max_rank> m_strides{{0, 0, 0, 0}};
@@ -255,8 +293,11 @@ public:
     std::size_t capacity() const noexcept { return m_capacity; }
     bool empty() const { return size() == 0; }
 
-    tensor_view<T> view() noexcept { return tensor_view<T>(data(), m_shape); }
-    tensor_view<const T> view() const noexcept { return tensor_view<const T>(data(), m_shape); }
+    // m_shape passed shape_t::elements() in reshape_uninitialized: no check per view.
+    tensor_view<T> view() noexcept { return tensor_view<T>(data(), m_shape, tensor_view<T>::validated); }
+    tensor_view<const T> view() const noexcept {
+        return tensor_view<const T>(data(), m_shape, tensor_view<const T>::validated);
+    }
     operator tensor_view<T>() noexcept { return view(); }
     operator tensor_view<const T>() const noexcept { return view(); }
 

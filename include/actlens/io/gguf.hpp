@@ -802,16 +802,17 @@ inline void gguf_file::parse() {
         if (n_dims > static_cast<std::uint32_t>(max_rank))
             fail(errc::bad_header, "'{}': tensor '{}' has n_dims = {} (at most {})", file,
                  info.name, n_dims, max_rank);
-        info.elements = 1;
         for (std::uint32_t i = 0; i < n_dims; ++i) {
             const auto e = in.read<std::uint64_t>("ne");
             if (e > static_cast<std::uint64_t>(INT64_MAX))
                 fail(errc::bad_header, "'{}': tensor '{}' has ne[{}] = {}, which is negative as int64",
                      file, info.name, i, e);
             info.ne.push_back(e);
-            if (e > SIZE_MAX) fail(errc::size_overflow, "'{}': tensor '{}' ne[{}] = {} overflows", file, info.name, i, e);
-            info.elements = checked_mul(info.elements, static_cast<std::size_t>(e), "tensor elements");
         }
+        if (!addressable_elements(info.ne.begin(), info.ne.end(), info.elements))
+            fail(errc::size_overflow,
+                 "'{}': tensor '{}' has ne {}, whose product (a 0 counted as 1) exceeds {} elements", file,
+                 info.name, info.ne_string(), max_tensor_elements);
         const auto raw_type = in.read<std::uint32_t>("ggml_type");
         info.type = static_cast<ggml_type>(raw_type);
         const ggml_type_traits traits = ggml_traits(info.type);

@@ -28,6 +28,7 @@
 
 #include <actlens/core/tensor.hpp>
 #include <actlens/error.hpp>
+#include <actlens/io/detail/json.hpp>
 #include <actlens/io/safetensors.hpp>
 #include <actlens/model/config.hpp>
 #include <actlens/model/transformer.hpp>
@@ -89,6 +90,7 @@ inline nlohmann::json read_json_file(const std::string& path) {
     std::string text(static_cast<std::size_t>(size), '\0');
     in.read(text.data(), size);
     if (!in) fail(errc::file_open, "cannot read '{}'", path);
+    check_json_depth(text, path, errc::bad_header);
     std::string duplicate, parent;
     nlohmann::json j;
     try {
@@ -131,7 +133,7 @@ public:
             v.get<std::uint64_t>() > (std::uint64_t(1) << 31))
             fail(errc::bad_config,
                  "'{}': field '{}' must be a positive integer (at most 2^31), got {}", m_path, key,
-                 v.dump());
+                 json_excerpt(v));
         return static_cast<std::size_t>(v.get<std::uint64_t>());
     }
     std::size_t count(const char* key, std::size_t fallback) const {
@@ -143,7 +145,7 @@ public:
         const nlohmann::json& v = get(key);
         if (!v.is_number() || !(v.get<double>() > 0.0) || !std::isfinite(v.get<double>()))
             fail(errc::bad_config, "'{}': field '{}' must be a positive number, got {}", m_path,
-                 key, v.dump());
+                 key, json_excerpt(v));
         return v.get<double>();
     }
     bool flag(const char* key, bool fallback) const {
@@ -151,7 +153,7 @@ public:
         const nlohmann::json& v = get(key);
         if (!v.is_boolean())
             fail(errc::bad_config, "'{}': field '{}' must be true or false, got {}", m_path, key,
-                 v.dump());
+                 json_excerpt(v));
         return v.get<bool>();
     }
     std::string text(const char* key, const std::string& fallback) const {
@@ -159,7 +161,7 @@ public:
         const nlohmann::json& v = get(key);
         if (!v.is_string())
             fail(errc::bad_config, "'{}': field '{}' must be a string, got {}", m_path, key,
-                 v.dump());
+                 json_excerpt(v));
         return v.get<std::string>();
     }
 
@@ -168,9 +170,16 @@ private:
     const std::string& m_path;
 };
 
+/// The `architectures` field for a message: its first entries, each cut by json_excerpt.
 inline std::string architecture_list(const nlohmann::json& j) {
     const auto it = j.find("architectures");
-    return it == j.end() ? std::string("none") : it->dump();
+    if (it == j.end()) return "none";
+    if (!it->is_array()) return json_excerpt(*it);
+    constexpr std::size_t shown = 4;
+    std::string out = "[";
+    for (std::size_t i = 0; i < std::min(it->size(), shown); ++i) out += (i ? ", " : "") + json_excerpt((*it)[i]);
+    if (it->size() > shown) out += ", ... (" + std::to_string(it->size()) + " entries)";
+    return out + "]";
 }
 
 /// model_type, from the field or else from the first architecture.
@@ -195,7 +204,7 @@ inline std::string huggingface_model_type(const nlohmann::json& j, const std::st
         fail(errc::unsupported_format,
              "'{}': model_type '{}' (architectures {}) is not supported; actlens reads gpt2, "
              "llama, mistral and qwen2 checkpoints",
-             path, type, architecture_list(j));
+             path, text_excerpt(type), architecture_list(j));
     return type;
 }
 
@@ -225,7 +234,7 @@ inline huggingface_config read_huggingface_config(const std::string& config_path
             fail(errc::bad_config,
                  "'{}': activation_function '{}' is not supported; GPT-2 models run gelu_new (tanh "
                  "approximation)",
-                 config_path, act);
+                 config_path, detail::text_excerpt(act));
         if (!f.flag("scale_attn_weights", true))
             fail(errc::bad_config, "'{}': scale_attn_weights = false is not supported",
                  config_path);
@@ -251,14 +260,19 @@ inline huggingface_config read_huggingface_config(const std::string& config_path
         c.norm_eps = f.positive("rms_norm_eps", 1e-6);
         c.rope_theta = f.positive("rope_theta", 10000.0);
         c.tied_embeddings = f.flag("tie_word_embeddings", false);
-        if (f.has("rope_scaling"))
-            fail(errc::bad_config, "'{}': rope_scaling {} is not supported (plain RoPE only)",
-                 config_path, j.at("rope_scaling").dump());
+        if (f.has("rope_scaling")) {
+            // Named by its kind ({"type": "linear", ...}, or "rope_type" in newer configs) when it has one.
+            const nlohmann::json& scaling = j.at("rope_scaling");
+            std::string kind = detail::json_excerpt(scaling);
+            for (const char* key : {"type", "rope_type"})
+                if (scaling.is_object() && scaling.contains(key)) kind = "of type " + detail::json_excerpt(scaling.at(key));
+            fail(errc::bad_config, "'{}': rope_scaling {} is not supported (plain RoPE only)", config_path, kind);
+        }
         const std::string act = f.text("hidden_act", "silu");
         if (act != "silu")
             fail(errc::bad_config,
                  "'{}': hidden_act '{}' is not supported; {} models run silu (SwiGLU)", config_path,
-                 act, out.model_type);
+                 detail::text_excerpt(act), out.model_type);
         if (f.flag("mlp_bias", false))
             fail(errc::bad_config, "'{}': mlp_bias = true is not supported", config_path);
         if (out.model_type == "qwen2") {
@@ -312,7 +326,7 @@ public:
         for (const auto& [name, shard] : map->items()) {
             if (!shard.is_string())
                 fail(errc::bad_header, "'{}': weight_map entry '{}' must be a file name, got {}",
-                     index_path, name, shard.dump());
+                     index_path, name, json_excerpt(shard));
             const std::string& file = shard.get_ref<const std::string&>();
             // Shards are plain file names beside the index, never paths elsewhere.
             if (file.empty() || file == "." || file == ".." ||

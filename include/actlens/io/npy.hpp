@@ -276,6 +276,11 @@ inline npy_info parse_npy_header(const std::byte* data, std::size_t size, const 
              "np.ascontiguousarray(a) instead",
              path);
     if (extents.empty()) extents.push_back(1); // a numpy scalar
+    std::size_t elements = 0;
+    if (!addressable_elements(extents.begin(), extents.end(), elements))
+        fail(errc::size_overflow,
+             "'{}': the .npy header's shape {} has a product (a 0 counted as 1) over {} elements", path,
+             npy_printable(std::string_view(header, header_len)), max_tensor_elements);
     info.shape.rank = int(extents.size());
     for (std::size_t a = 0; a < extents.size(); ++a)
         info.shape.extents[a] = extents[a];
@@ -439,9 +444,7 @@ tensor<T> load_npy(const std::string& path) {
              std::is_floating_point_v<T> ? " (or '<f2', converted)" : "");
     const std::size_t itemsize = half_to_float ? 2 : sizeof(T);
 
-    std::size_t count = 1;
-    for (int a = 0; a < info.shape.rank; ++a)
-        count = checked_mul(count, info.shape[a], "array shape");
+    const std::size_t count = info.shape.elements(); // addressable: parse_npy_header checked it
     const std::size_t bytes = checked_mul(count, itemsize, "array data");
     byte_reader in(file.data(), file.size(), path);
     in.seek(info.data_offset, "data");

@@ -24,6 +24,7 @@
 #include <actlens/core/dtype.hpp>
 #include <actlens/core/tensor.hpp>
 #include <actlens/error.hpp>
+#include <actlens/io/detail/json.hpp>
 #include <actlens/io/detail/tensor_bytes.hpp>
 #include <actlens/io/mapped_file.hpp>
 
@@ -144,11 +145,14 @@ inline void save_safetensors(const std::string& path,
 // ---------------------------------------------------------------------------------------------
 
 inline std::string safetensors_tensor_info::shape_string() const {
+    // A hostile header may list a million extents; a message shows the first few.
+    constexpr std::size_t shown = 8;
     std::string s = "[";
-    for (std::size_t i = 0; i < shape.size(); ++i) {
+    for (std::size_t i = 0; i < std::min(shape.size(), shown); ++i) {
         if (i) s += ", ";
         s += std::to_string(shape[i]);
     }
+    if (shape.size() > shown) s += ", ... (" + std::to_string(shape.size()) + " extents)";
     return s + "]";
 }
 
@@ -222,6 +226,8 @@ inline void safetensors_file::parse_header() {
     m_data_offset = in.offset();
     m_data_size = in.remaining();
 
+    detail::check_json_depth(std::string_view(text, static_cast<std::size_t>(header_size)),
+                             file, errc::bad_header);
     json header;
     std::string duplicate, duplicate_parent;
     try {
@@ -250,14 +256,14 @@ inline void safetensors_file::parse_header() {
                 if (!value.is_string())
                     fail(errc::bad_header,
                          "'{}': '__metadata__' entry '{}' must be a string, got {}", file, key,
-                         value.dump());
+                         detail::json_excerpt(value));
                 m_metadata.emplace(key, value.get<std::string>());
             }
             continue;
         }
         if (!entry.is_object())
             fail(errc::bad_header, "'{}': tensor '{}' must be described by an object, got {}", file,
-                 name, entry.dump());
+                 name, detail::json_excerpt(entry));
         auto field = [&, &name = name, &entry = entry](const char* key) -> const json& {
             const auto it = entry.find(key);
             if (it == entry.end())
@@ -270,31 +276,29 @@ inline void safetensors_file::parse_header() {
         const json& type = field("dtype");
         if (!type.is_string())
             fail(errc::bad_header, "'{}': tensor '{}' field 'dtype' must be a string, got {}", file,
-                 name, type.dump());
+                 name, detail::json_excerpt(type));
         const std::string& type_name = type.get_ref<const std::string&>();
         if (!parse_dtype(type_name.data(), type_name.size(), t.dtype))
             fail(errc::unsupported_format,
                  "'{}': tensor '{}' has dtype '{}', which actlens does not know", file, name,
-                 type_name);
+                 detail::text_excerpt(type_name));
 
         const json& shape = field("shape");
         if (!shape.is_array())
             fail(errc::bad_header, "'{}': tensor '{}' field 'shape' must be an array, got {}", file,
-                 name, shape.dump());
-        t.elements = 1;
+                 name, detail::json_excerpt(shape));
         for (const json& e : shape) {
             std::size_t extent = 0;
             if (!detail::json_unsigned(e, extent))
                 fail(errc::bad_header,
-                     "'{}': tensor '{}' shape {} has an extent that is not a non-negative integer",
-                     file, name, shape.dump());
+                     "'{}': tensor '{}' shape has an extent that is not a non-negative integer: {}",
+                     file, name, detail::json_excerpt(e));
             t.shape.push_back(extent);
-            if (extent != 0 && t.elements > std::numeric_limits<std::size_t>::max() / extent)
-                fail(errc::size_overflow,
-                     "'{}': tensor '{}' shape {} has more elements than size_t holds", file, name,
-                     shape.dump());
-            t.elements *= extent;
         }
+        if (!addressable_elements(t.shape.begin(), t.shape.end(), t.elements))
+            fail(errc::size_overflow,
+                 "'{}': tensor '{}' has shape {}, whose product (a 0 counted as 1) exceeds {} elements",
+                 file, name, t.shape_string(), max_tensor_elements);
         const std::size_t width = dtype_size(t.dtype);
         if (t.elements > std::numeric_limits<std::size_t>::max() / width)
             fail(errc::size_overflow,
@@ -307,7 +311,7 @@ inline void safetensors_file::parse_header() {
             !detail::json_unsigned(offsets[1], t.end))
             fail(errc::bad_header,
                  "'{}': tensor '{}' field 'data_offsets' must be [begin, end] integers, got {}",
-                 file, name, offsets.dump());
+                 file, name, detail::json_excerpt(offsets));
         if (t.begin > t.end)
             fail(errc::bad_header, "'{}': tensor '{}' data_offsets [{}, {}] end before they begin",
                  file, name, t.begin, t.end);

@@ -17,6 +17,7 @@
 
 #include <actlens/core/tensor.hpp>
 #include <actlens/error.hpp>
+#include <actlens/io/detail/json.hpp>
 #include <actlens/io/npy.hpp>
 #include <actlens/model/hook_point.hpp>
 #include <actlens/model/hooks.hpp>
@@ -34,6 +35,7 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <iterator>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -72,7 +74,8 @@ struct capture_options {
 
 /// Runs every sequence of `corpus` and keeps hook `hook_name`'s activation at every position whose
 /// token is not skipped. Throws actlens::error: model.402 for a name that is not a hook point of
-/// this model or is not per-position (attention scores/pattern), tokenizer.303 for an empty
+/// this model or is not per-position (attention scores/pattern), model.403 for a layer the model
+/// does not have (the message gives its layers, "0..4"), tokenizer.303 for an empty
 /// sequence, tokenizer.302 / model.404 from the forward for bad ids or too long sequences.
 /// Complexity: one forward per sequence, stopped after the hooked block.
 inline captured_activations capture_activations(const transformer& model,
@@ -158,10 +161,8 @@ struct capture_plan {
 inline capture_plan make_capture_plan(const transformer& model, std::string_view hook_name) {
     capture_plan plan;
     plan.point = hook_point::parse(hook_name);
-    const std::vector<hook_point> points = model.hook_points();
-    if (std::find(points.begin(), points.end(), plan.point) == points.end())
-        fail(errc::bad_hook_name, "capture: this model has no hook point '{}'", hook_name);
     const model_config& c = model.config();
+    hook_layout::of(c).check(plan.point, "capture");
     switch (plan.point.site) {
     case site::attn_scores:
     case site::attn_pattern:
@@ -228,6 +229,16 @@ inline std::string shard_name(std::size_t index, const char* suffix) {
     char name[64];
     std::snprintf(name, sizeof name, "shard_%05zu%s", index, suffix);
     return name;
+}
+
+/// A shard file name from a manifest: a plain name beside the manifest, never a path elsewhere.
+inline const std::string& shard_file_name(const nlohmann::json& name, const std::string& path) {
+    const std::string& file = name.get_ref<const std::string&>();
+    if (file.empty() || file == "." || file == ".." || file.find('/') != std::string::npos ||
+        file.find('\\') != std::string::npos)
+        fail(errc::bad_header, "capture manifest '{}': shard file {} is not a file name in the capture's directory",
+             path, io::detail::json_excerpt(name));
+    return file;
 }
 
 /// A manifest field of the expected JSON type, or io.204 naming it.
@@ -334,10 +345,12 @@ inline std::size_t capture_to_shards(const transformer& model, const std::vector
 
 inline capture_reader::capture_reader(const std::string& directory) : m_directory(directory) {
     const std::string path = directory + "/manifest.json";
-    std::ifstream file(path);
+    std::ifstream file(path, std::ios::binary);
     if (!file) fail(errc::file_open, "capture_reader: cannot open '{}': {}", path, std::strerror(errno));
-    m_manifest = nlohmann::json::parse(file, nullptr, /*allow_exceptions=*/false);
-    if (m_manifest.is_discarded() || !m_manifest.is_object())
+    const std::string text{std::istreambuf_iterator<char>(file), std::istreambuf_iterator<char>()};
+    // Bounded nesting: a hostile manifest of 24,000 '[' would overflow the stack in nlohmann.
+    m_manifest = io::detail::parse_json_bounded(text, path, errc::bad_header);
+    if (!m_manifest.is_object())
         fail(errc::bad_header, "capture manifest '{}' is not a JSON object", path);
     using detail::manifest_field;
     using json = nlohmann::json;
@@ -349,8 +362,9 @@ inline capture_reader::capture_reader(const std::string& directory) : m_director
     for (const json& s : manifest_field(m_manifest, "shards", path, &json::is_array)) {
         if (!s.is_object()) fail(errc::bad_header, "capture manifest '{}': a shard entry is not an object", path);
         shard_entry e;
-        e.values_path = directory + "/" + manifest_field(s, "values", path, &json::is_string).get<std::string>();
-        e.rows_path = directory + "/" + manifest_field(s, "rows_file", path, &json::is_string).get<std::string>();
+        using detail::shard_file_name;
+        e.values_path = directory + "/" + shard_file_name(manifest_field(s, "values", path, &json::is_string), path);
+        e.rows_path = directory + "/" + shard_file_name(manifest_field(s, "rows_file", path, &json::is_string), path);
         e.rows = manifest_field(s, "rows", path, &json::is_number_unsigned).get<std::size_t>();
         e.first_row = manifest_field(s, "first_row", path, &json::is_number_unsigned).get<std::size_t>();
         if (e.first_row != next_row || e.rows == 0)

@@ -8,6 +8,7 @@
 
 #include <actlens/error.hpp>
 
+#include <algorithm>
 #include <array>
 #include <cstddef>
 #include <cstdint>
@@ -59,6 +60,61 @@ constexpr bool is_block_site(site s) noexcept {
     return s != site::embed && s != site::pos_embed && s != site::ln_final_normalized;
 }
 
+namespace detail {
+
+/// Levenshtein distance (insertions, deletions, substitutions), O(|a| |b|) time, O(|b|) memory.
+inline std::size_t edit_distance(std::string_view a, std::string_view b) {
+    std::vector<std::size_t> row(b.size() + 1);
+    for (std::size_t j = 0; j <= b.size(); ++j) row[j] = j;
+    for (std::size_t i = 1; i <= a.size(); ++i) {
+        std::size_t diagonal = row[0];
+        row[0] = i;
+        for (std::size_t j = 1; j <= b.size(); ++j) {
+            const std::size_t above = row[j];
+            row[j] = std::min({row[j] + 1, row[j - 1] + 1, diagonal + (a[i - 1] == b[j - 1] ? 0 : 1)});
+            diagonal = above;
+        }
+    }
+    return row[b.size()];
+}
+
+/// The hook point name closest to `name`, or "" when none is close (within a quarter of its length,
+/// at least 2 edits). Block names are tried with the layer `name` gives ("blocks.7.") or else layer 0,
+/// and a bare block site ("hook_resid_pre") is matched to its full name.
+inline std::string closest_hook_name(std::string_view name) {
+    if (name.size() > 256) return ""; // a name that long is not a typo
+    constexpr std::string_view prefix = "blocks.";
+    std::string layer = "0";
+    if (name.substr(0, prefix.size()) == prefix) {
+        std::size_t end = prefix.size();
+        while (end < name.size() && name[end] >= '0' && name[end] <= '9') ++end;
+        if (end > prefix.size() && end - prefix.size() < 7) layer = std::string(name.substr(prefix.size(), end - prefix.size()));
+    }
+    std::string best;
+    std::size_t best_distance = static_cast<std::size_t>(-1);
+    // `distance` is from `name` to a text of `length` characters that stands for `candidate`.
+    auto consider = [&](const std::string& candidate, std::size_t distance, std::size_t length) {
+        const std::size_t allowed = std::max<std::size_t>(2, length / 4);
+        if (distance <= allowed && distance < best_distance) {
+            best = candidate;
+            best_distance = distance;
+        }
+    };
+    for (std::size_t i = 0; i < site_count; ++i) {
+        const std::string_view tail = site_names[i];
+        if (!is_block_site(static_cast<site>(i))) {
+            consider(std::string(tail), edit_distance(name, tail), tail.size());
+            continue;
+        }
+        const std::string full = std::string(prefix) + layer + "." + std::string(tail);
+        consider(full, edit_distance(name, full), full.size());
+        consider(full, edit_distance(name, tail), tail.size());
+    }
+    return best;
+}
+
+} // namespace detail
+
 /// A place in the forward pass. `layer` is -1 for sites outside the blocks.
 struct hook_point {
     actlens::site site = site::resid_pre;
@@ -71,9 +127,14 @@ struct hook_point {
         return "blocks." + std::to_string(layer) + "." + std::string(tail);
     }
 
-    /// Parses a TransformerLens name; throws actlens::error (model.402) quoting the name if it is not one.
+    /// Parses a TransformerLens name; throws actlens::error (model.402) quoting the name if it is not
+    /// one, with the closest hook point name when one is near ("did you mean ...").
     static hook_point parse(std::string_view name) {
-        auto bad = [&]() -> hook_point { fail(errc::bad_hook_name, "'{}' is not a hook point name", name); };
+        auto bad = [&]() -> hook_point {
+            const std::string near = detail::closest_hook_name(name);
+            if (near.empty()) fail(errc::bad_hook_name, "'{}' is not a hook point name", name);
+            fail(errc::bad_hook_name, "'{}' is not a hook point name; did you mean '{}'?", name, near);
+        };
         for (std::size_t i = 0; i < site_count; ++i) {
             const auto s = static_cast<actlens::site>(i);
             if (!is_block_site(s) && name == detail::site_names[i]) return {s, -1};

@@ -138,7 +138,7 @@ public:
         std::pair<tensor<T>, activation_cache<T>> out;
         hook_set<T> hooks;
         if (options.hooks) hooks.merge(*options.hooks);
-        out.second.capture_into(hooks, hook_points(glob));
+        out.second.capture_into(hooks, select_hook_points(glob, hook_points()));
         run_options<T> with_capture = options;
         with_capture.hooks = &hooks;
         out.first = forward(tokens, with_capture);
@@ -198,6 +198,7 @@ private:
         const std::size_t d = c.d_model;
         ws.prepare(c, batch, positions, past + positions);
         const hook_set<T>* hooks = (opt.hooks && !opt.hooks->empty()) ? opt.hooks : nullptr;
+        if (hooks) hooks->check(hook_layout::of(c)); // a hook the model never calls is an error, not a no-op
         hook_caller hook{hooks, batch, positions, past};
         const shape_t resid_shape{batch, positions, d};
         T* x = ws.resid.data();

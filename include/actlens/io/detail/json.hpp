@@ -58,6 +58,15 @@ inline nlohmann::json parse_json_bounded(std::string_view text, const std::strin
     }
 }
 
+/// A string from a file, for an error message: cut to `max_chars` bytes at a code point boundary, with
+/// its full size appended when cut ("GPT2LMHeadMo... (1000000 bytes)"). Bytes are copied as they are.
+inline std::string text_excerpt(std::string_view text, std::size_t max_chars = 80) {
+    if (text.size() <= max_chars) return std::string(text);
+    std::size_t cut = max_chars;
+    while (cut > 0 && (static_cast<unsigned char>(text[cut]) & 0xC0) == 0x80) --cut; // whole code points
+    return std::string(text.substr(0, cut)) + "... (" + std::to_string(text.size()) + " bytes)";
+}
+
 /// A short description of a JSON value for an error message: scalars as JSON text (strings cut to
 /// `max_chars` bytes, invalid UTF-8 replaced), arrays and objects by kind and size only.
 inline std::string json_excerpt(const nlohmann::json& value, std::size_t max_chars = 80) {
