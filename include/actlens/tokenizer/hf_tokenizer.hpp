@@ -101,6 +101,10 @@ public:
     /// Builds a tokenizer from the contents of a tokenizer.json; `source` names it in errors.
     static hf_tokenizer from_json(std::string_view json, const std::string& source = "<tokenizer.json>");
 
+    /// Builds a tokenizer from a parsed tokenizer.json document (or one assembled in memory, as
+    /// gguf_vocab.hpp does for GGUF files); `source` names it in errors.
+    static hf_tokenizer from_document(const nlohmann::json& document, const std::string& source);
+
     /// Token ids of `text` (valid UTF-8), with the post-processor's special tokens if
     /// `add_special_tokens`; special tokens written in the text are ordinary characters.
     std::vector<std::int32_t> encode(std::string_view text, bool add_special_tokens = false) const {
@@ -1133,8 +1137,11 @@ inline hf_tokenizer hf_tokenizer::load(const std::string& path) {
 }
 
 inline hf_tokenizer hf_tokenizer::from_json(std::string_view json, const std::string& source) {
+    return from_document(detail::bpe::parse_json(json, source), source);
+}
+
+inline hf_tokenizer hf_tokenizer::from_document(const nlohmann::json& root, const std::string& source) {
     namespace d = detail::hf;
-    const nlohmann::json root = detail::bpe::parse_json(json, source);
     if (!root.is_object())
         fail(errc::tokenizer_file, "'{}' must hold a JSON object, not {}", source, io::detail::json_excerpt(root));
     auto m = std::make_shared<d::model>();

@@ -74,9 +74,10 @@ inline std::optional<std::string> llama2c_tokenizer_in(const std::string& direct
     return found;
 }
 
-/// Loads a tokenizer: a tokenizer.json file, or a directory holding one (hf_tokenizer, any BPE
-/// tokenizer.json), or vocab.json + merges.txt (GPT-2 BPE), a GGUF file's embedded llama vocabulary (tokenizer/gguf_vocab.hpp), a llama2.c
-/// tokenizer.bin (any other file), or a directory holding one (see llama2c_tokenizer_in). `vocab_size` checks a llama2.c or GGUF vocabulary against its
+/// Loads a tokenizer: a tokenizer.json file or a directory holding one (hf_tokenizer), a directory
+/// with vocab.json + merges.txt (GPT-2 BPE), a GGUF file's embedded llama or gpt2 vocabulary
+/// (tokenizer/gguf_vocab.hpp), a llama2.c tokenizer.bin (any other file), or a directory holding
+/// one (see llama2c_tokenizer_in). `vocab_size` checks a llama2.c or GGUF vocabulary against its
 /// model. Throws actlens::error (io.201) for a missing path.
 inline tokenizer load_tokenizer(const std::string& path, std::optional<std::size_t> vocab_size = {}) {
     namespace fs = std::filesystem;
@@ -90,7 +91,19 @@ inline tokenizer load_tokenizer(const std::string& path, std::optional<std::size
         return tokenizer(load_bpe_tokenizer(path));
     }
     if (is_json) return tokenizer(hf_tokenizer::load(path));
-    if (io::is_gguf_file(path)) return tokenizer(load_gguf_tokenizer(path, vocab_size));
+    if (io::is_gguf_file(path)) {
+        const io::gguf_file file(path);
+        if (file.get_string("tokenizer.ggml.model", "") == "gpt2") {
+            tokenizer t(load_gguf_bpe_tokenizer(file));
+            // Fewer tokens than the model's embedding rows is harmless (padding); more would give ids
+            // the model has no row for.
+            if (vocab_size && t.vocab_size() > *vocab_size)
+                fail(errc::tokenizer_file, "'{}': the vocabulary has {} tokens, more than the model's {}", path,
+                     t.vocab_size(), *vocab_size);
+            return t;
+        }
+        return tokenizer(load_gguf_tokenizer(file, vocab_size));
+    }
     return tokenizer(llama2c_tokenizer::load(path, vocab_size));
 }
 
