@@ -8,6 +8,9 @@ find_package(nlohmann_json 3 REQUIRED)
 # PCRE2 (Debian libpcre2-dev) has no CMake package there, only pkg-config: GPT-2's pre-tokenizer.
 find_package(PkgConfig REQUIRED)
 pkg_check_modules(PCRE2 REQUIRED IMPORTED_TARGET libpcre2-8)
+# utf8proc (Debian libutf8proc-dev), pkg-config only as well: Unicode normalisation (NFC, NFKC, ...)
+# and character categories for Hugging Face tokenizer.json normalizers and pre-tokenizers.
+pkg_check_modules(UTF8PROC REQUIRED IMPORTED_TARGET libutf8proc)
 if(ACTLENS_OPENMP)
   find_package(OpenMP)
 endif()

@@ -49,19 +49,9 @@
 
 #include <actlens/error.hpp>
 #include <actlens/io/mapped_file.hpp>
+#include <actlens/tokenizer/detail/bpe_core.hpp>
 
 #include <nlohmann/json.hpp>
-
-// pcre2.h needs a code unit width; this header calls the 8-bit functions by their explicit `_8`
-// names, so it works whatever width an including file chose before.
-#ifndef PCRE2_CODE_UNIT_WIDTH
-#define PCRE2_CODE_UNIT_WIDTH 8
-#endif
-#include <pcre2.h>
-
-#if PCRE2_MAJOR < 10 || (PCRE2_MAJOR == 10 && PCRE2_MINOR < 40)
-#error "actlens/tokenizer/bpe.hpp needs PCRE2 10.40 or newer (for \\p{White_Space})"
-#endif
 
 #include <algorithm>
 #include <array>
@@ -178,334 +168,25 @@ bpe_tokenizer load_bpe_tokenizer(const std::string& path);
 
 namespace detail::bpe {
 
-/// GPT-2's pattern with \s spelled as the White_Space property (what Python's `regex` means by \s).
-inline constexpr const char* pre_token_pattern =
-    R"('s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\p{White_Space}\p{L}\p{N}]+)"
-    R"(|\p{White_Space}+(?!\P{White_Space})|\p{White_Space}+)";
-
-/// The code point that stands for byte `b` in GPT-2's byte-to-unicode table.
-constexpr std::uint32_t byte_char(unsigned b) noexcept {
-    const auto printable = [](unsigned c) {
-        return (c >= 0x21 && c <= 0x7E) || (c >= 0xA1 && c <= 0xAC) || (c >= 0xAE && c <= 0xFF);
-    };
-    if (printable(b)) return b;
-    std::uint32_t n = 0; // non-printable bytes before b take U+0100, U+0101, ... in byte order
-    for (unsigned c = 0; c < b; ++c)
-        if (!printable(c)) ++n;
-    return 0x100 + n;
-}
-
-/// byte_char() of every byte.
-constexpr std::array<std::uint16_t, 256> byte_chars() noexcept {
-    std::array<std::uint16_t, 256> table{};
-    for (unsigned b = 0; b < 256; ++b)
-        table[b] = static_cast<std::uint16_t>(byte_char(b));
-    return table;
-}
-inline constexpr std::array<std::uint16_t, 256> char_of_byte = byte_chars();
-
-/// Code points of the table (U+0000..U+0143) mapped back to their byte, -1 for the others.
-inline constexpr std::size_t table_end = 0x144;
-constexpr std::array<std::int16_t, table_end> char_bytes() noexcept {
-    std::array<std::int16_t, table_end> table{};
-    for (auto& t : table)
-        t = -1;
-    for (unsigned b = 0; b < 256; ++b)
-        table[byte_char(b)] = static_cast<std::int16_t>(b);
-    return table;
-}
-
-inline void append_utf8(std::string& out, std::uint32_t cp) {
-    if (cp < 0x80) {
-        out += static_cast<char>(cp);
-    } else if (cp < 0x800) {
-        out += static_cast<char>(0xC0 | (cp >> 6));
-        out += static_cast<char>(0x80 | (cp & 0x3F));
-    } else if (cp < 0x10000) {
-        out += static_cast<char>(0xE0 | (cp >> 12));
-        out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-        out += static_cast<char>(0x80 | (cp & 0x3F));
-    } else {
-        out += static_cast<char>(0xF0 | (cp >> 18));
-        out += static_cast<char>(0x80 | ((cp >> 12) & 0x3F));
-        out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-        out += static_cast<char>(0x80 | (cp & 0x3F));
-    }
-}
-
-/// Decodes the UTF-8 character at `s[i]`: its code point and length, or length 0 if ill-formed
-/// (overlong forms, surrogates and values past U+10FFFF included).
-struct utf8_char {
-    std::uint32_t cp;
-    std::size_t length;
-};
-inline utf8_char decode_utf8(std::string_view s, std::size_t i) noexcept {
-    const auto byte = [&](std::size_t k) { return static_cast<unsigned char>(s[i + k]); };
-    const unsigned char c = byte(0);
-    std::size_t n = 0;
-    std::uint32_t cp = 0, min = 0;
-    if (c < 0x80) return {c, 1};
-    if (c >= 0xC2 && c <= 0xDF)
-        n = 2, cp = c & 0x1Fu, min = 0x80;
-    else if (c >= 0xE0 && c <= 0xEF)
-        n = 3, cp = c & 0x0Fu, min = 0x800;
-    else if (c >= 0xF0 && c <= 0xF4)
-        n = 4, cp = c & 0x07u, min = 0x10000;
-    else
-        return {0, 0};
-    if (s.size() - i < n) return {0, 0};
-    for (std::size_t k = 1; k < n; ++k) {
-        if ((byte(k) & 0xC0) != 0x80) return {0, 0};
-        cp = (cp << 6) | (byte(k) & 0x3Fu);
-    }
-    if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return {0, 0};
-    return {cp, n};
-}
-
-/// A piece quoted for an error message: control characters, quotes and bytes that are not UTF-8
-/// escaped, long pieces cut.
-inline std::string quote_piece(std::string_view text) {
-    constexpr std::size_t max_shown = 60;
-    std::string out = "\"";
-    std::size_t i = 0;
-    while (i < text.size() && i < max_shown) {
-        const auto c = static_cast<unsigned char>(text[i]);
-        const utf8_char u = decode_utf8(text, i);
-        if (c == '"' || c == '\\') {
-            out += '\\';
-            out += static_cast<char>(c);
-        } else if (u.length > 1) {
-            out.append(text.data() + i, u.length);
-            i += u.length;
-            continue;
-        } else if (c >= 0x20 && c < 0x7F) {
-            out += static_cast<char>(c);
-        } else {
-            out += fmt::format("\\x{:02X}", c);
-        }
-        ++i;
-    }
-    out += i < text.size() ? "\"..." : "\"";
-    return out;
-}
-
-/// The byte each code point of the table stands for, -1 for code points outside the table.
-inline constexpr std::array<std::int16_t, table_end> byte_of_char = char_bytes();
-
-/// The bytes a piece decodes to: through the byte table if every character is in it, else the
-/// piece itself (Hugging Face's ByteLevel decoder does the same).
-inline std::string piece_bytes(std::string_view piece) {
-    const auto& table = byte_of_char;
-    std::string out;
-    out.reserve(piece.size());
-    for (std::size_t i = 0; i < piece.size();) {
-        const utf8_char u = decode_utf8(piece, i);
-        if (u.length == 0 || u.cp >= table_end || table[u.cp] < 0) return std::string(piece);
-        out += static_cast<char>(static_cast<unsigned char>(table[u.cp]));
-        i += u.length;
-    }
-    return out;
-}
-
-struct code_deleter {
-    void operator()(pcre2_code_8* code) const noexcept { pcre2_code_free_8(code); }
-};
-struct match_data_deleter {
-    void operator()(pcre2_match_data_8* data) const noexcept { pcre2_match_data_free_8(data); }
-};
-
-/// What merging the pair (left, right) gives, and how early.
-struct merge_rule {
-    std::int32_t rank;
-    std::int32_t merged;
-};
-
-inline std::uint64_t pair_key(std::int32_t left, std::int32_t right) noexcept {
-    return (static_cast<std::uint64_t>(static_cast<std::uint32_t>(left)) << 32) |
-           static_cast<std::uint32_t>(right);
-}
-
 /// Everything a tokenizer holds; built once, then only read (shared between copies and threads).
-struct model {
-    std::vector<std::string> pieces;                          // by id, as in the file
-    std::vector<std::string> bytes;                           // by id, what decode() gives
-    std::unordered_map<std::string_view, std::int32_t> index; // piece -> id (views into `pieces`)
-    std::unordered_map<std::uint64_t, merge_rule> merges;     // pair_key(left, right) -> rule
-    std::array<std::int32_t, 256> byte_ids{};                 // id of each byte's one-symbol piece
+struct model : vocabulary {
+    std::vector<std::string> bytes;           // by id, what decode() gives
+    merge_table merges;                       // pair_key(left, right) -> rule
+    std::array<std::int32_t, 256> byte_ids{}; // id of each byte's one-symbol piece
     std::optional<std::int32_t> eos;
     bool add_prefix_space = false;
     bool use_regex = true;
     bool ignore_merges = false;
-    std::unique_ptr<pcre2_code_8, code_deleter> regex;
+    regex pattern;
     std::string source;
-
-    model() = default;
-    model(const model&) = delete; // `index` points into this object's own `pieces`
-    model& operator=(const model&) = delete;
-
-    std::optional<std::int32_t> find(std::string_view piece) const noexcept {
-        const auto it = index.find(piece);
-        if (it == index.end()) return std::nullopt;
-        return it->second;
-    }
 };
 
-/// A vocabulary entry as read, before the checks; `where` names it in errors.
-struct vocab_entry {
-    std::string piece;
-    std::int64_t id;
-    std::string where;
-};
-
-/// A merge as read; `where` names it in errors ("line 7", "model.merges[6]").
-struct merge_entry {
-    std::string_view left, right;
-    std::string where;
-};
-
-inline std::string_view as_text(const io::mapped_file& file) {
-    return {reinterpret_cast<const char*>(file.data()), file.size()};
-}
-
-inline nlohmann::json parse_json(std::string_view text, const std::string& source) {
-    if (text.empty()) fail(errc::tokenizer_file, "'{}' is empty: expected a JSON object", source);
-    try {
-        return nlohmann::json::parse(text.data(), text.data() + text.size());
-    } catch (const nlohmann::json::exception& e) {
-        fail(errc::tokenizer_file, "'{}' is not valid JSON: {}", source, e.what());
-    }
-}
-
-/// A JSON value that must be an integer id; returns it as int64 (range is checked later). `what`
-/// names it in errors.
-inline std::int64_t json_id(const nlohmann::json& value, const std::string& source,
-                            const std::string& what) {
-    if (value.is_number_unsigned()) {
-        const auto u = value.get<std::uint64_t>();
-        return u > static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max())
-                   ? std::numeric_limits<std::int64_t>::max()
-                   : static_cast<std::int64_t>(u);
-    }
-    if (value.is_number_integer()) return value.get<std::int64_t>();
-    fail(errc::tokenizer_file, "'{}': {} has id {}, which is not an integer", source, what,
-         value.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
-}
-
-/// Reads vocab.json-style {piece: id} into entries.
-inline void read_vocab_object(const nlohmann::json& vocab, const std::string& source,
-                              const char* field, std::vector<vocab_entry>& out) {
-    if (!vocab.is_object())
-        fail(errc::tokenizer_file, "'{}': {} must be a JSON object {{piece: id}}, not {}", source,
-             field[0] ? field : "the top-level value", vocab.type_name());
-    out.reserve(out.size() + vocab.size());
-    for (auto it = vocab.begin(); it != vocab.end(); ++it) {
-        std::string where = fmt::format("{}entry {}", field[0] ? std::string(field) + " " : "",
-                                        quote_piece(it.key()));
-        const std::int64_t id = json_id(it.value(), source, where);
-        out.push_back({it.key(), id, std::move(where)});
-    }
-}
-
-/// Splits "left right" (exactly one space, two non-empty sides).
-inline std::optional<std::pair<std::string_view, std::string_view>>
-split_merge(std::string_view line) noexcept {
-    const std::size_t space = line.find(' ');
-    if (space == std::string_view::npos || space == 0 || space + 1 == line.size() ||
-        line.find(' ', space + 1) != std::string_view::npos)
-        return std::nullopt;
-    return std::make_pair(line.substr(0, space), line.substr(space + 1));
-}
-
-inline std::vector<merge_entry> read_merges_txt(std::string_view text, const std::string& source) {
-    if (text.empty())
-        fail(errc::tokenizer_file,
-             "'{}' is empty: expected merges, one \"left right\" per line (after an optional "
-             "\"#version\" line)",
-             source);
-    std::vector<merge_entry> merges;
-    std::size_t line_number = 0;
-    for (std::size_t pos = 0; pos < text.size();) {
-        std::size_t end = text.find('\n', pos);
-        if (end == std::string_view::npos) end = text.size();
-        std::string_view line = text.substr(pos, end - pos);
-        pos = end + 1;
-        ++line_number;
-        if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
-        if (line.empty()) continue;
-        if (line_number == 1 && line.substr(0, 8) == "#version") continue;
-        const auto sides = split_merge(line);
-        if (!sides)
-            fail(errc::tokenizer_file,
-                 "'{}': line {} is {}: a merge is two pieces separated by one space", source,
-                 line_number, quote_piece(line));
-        merges.push_back({sides->first, sides->second, fmt::format("line {}", line_number)});
-    }
-    return merges;
-}
-
-inline std::vector<merge_entry> read_json_merges(const nlohmann::json& merges,
-                                                 const std::string& source) {
-    if (!merges.is_array())
-        fail(errc::tokenizer_file, "'{}': model.merges must be an array, not {}", source,
-             merges.type_name());
-    std::vector<merge_entry> out;
-    out.reserve(merges.size());
-    for (std::size_t i = 0; i < merges.size(); ++i) {
-        const nlohmann::json& m = merges[i];
-        std::string where = fmt::format("model.merges[{}]", i);
-        if (m.is_string()) {
-            const auto& s = m.get_ref<const std::string&>();
-            const auto sides = split_merge(s);
-            if (!sides)
-                fail(errc::tokenizer_file,
-                     "'{}': {} is {}: a merge is two pieces separated by one space", source, where,
-                     quote_piece(s));
-            out.push_back({sides->first, sides->second, std::move(where)});
-        } else if (m.is_array() && m.size() == 2 && m[0].is_string() && m[1].is_string()) {
-            out.push_back({m[0].get_ref<const std::string&>(), m[1].get_ref<const std::string&>(),
-                           std::move(where)});
-        } else {
-            fail(errc::tokenizer_file,
-                 "'{}': {} is a {}: a merge is a string \"left right\" or an array of two strings",
-                 source, where, m.type_name());
-        }
-    }
-    return out;
-}
-
-/// Checks the entries (ids 0..N-1, each once) and fills pieces, bytes, the index and byte_ids.
+/// Checks the entries (see set_pieces) and fills the byte-level parts: bytes and byte_ids.
 inline void set_vocabulary(model& m, std::vector<vocab_entry>& entries, const std::string& source) {
-    const std::size_t n = entries.size();
-    if (n > static_cast<std::size_t>(std::numeric_limits<std::int32_t>::max()))
-        fail(errc::tokenizer_file, "'{}' holds {} tokens, more than int32 ids can address", source,
-             n);
-    constexpr std::size_t unset = std::numeric_limits<std::size_t>::max();
-    std::vector<std::size_t> owner(n, unset); // entry index holding each id
-    for (std::size_t e = 0; e < n; ++e) {
-        const std::int64_t id = entries[e].id;
-        if (id < 0 || static_cast<std::uint64_t>(id) >= n)
-            fail(errc::tokenizer_file, "'{}': {} has id {}, out of range: {} tokens have ids 0..{}",
-                 source, entries[e].where, id, n, n - 1);
-        std::size_t& o = owner[static_cast<std::size_t>(id)];
-        if (o != unset)
-            fail(errc::tokenizer_file, "'{}': {} and {} both have id {}", source, entries[o].where,
-                 entries[e].where, id);
-        o = e;
-    }
-    // Every id is owned now (n distinct ids in 0..n-1).
-    m.pieces.resize(n);
-    m.bytes.resize(n);
-    for (std::size_t id = 0; id < n; ++id)
-        m.pieces[id] = std::move(entries[owner[id]].piece);
-    for (std::size_t id = 0; id < n; ++id) {
-        const auto [it, inserted] =
-            m.index.emplace(std::string_view(m.pieces[id]), static_cast<std::int32_t>(id));
-        if (!inserted)
-            fail(errc::tokenizer_file, "'{}': {} and {} are the same piece (ids {} and {})", source,
-                 entries[owner[static_cast<std::size_t>(it->second)]].where,
-                 entries[owner[id]].where, it->second, id);
+    set_pieces(m, entries, source);
+    m.bytes.resize(m.pieces.size());
+    for (std::size_t id = 0; id < m.pieces.size(); ++id)
         m.bytes[id] = piece_bytes(m.pieces[id]);
-    }
     std::string symbol;
     for (unsigned b = 0; b < 256; ++b) {
         symbol.clear();
@@ -519,54 +200,6 @@ inline void set_vocabulary(model& m, std::vector<vocab_entry>& entries, const st
         m.byte_ids[b] = *id;
     }
     m.eos = m.find("<|endoftext|>");
-}
-
-inline void set_merges(model& m, const std::vector<merge_entry>& merges,
-                       const std::string& source) {
-    if (merges.size() > static_cast<std::size_t>(std::numeric_limits<std::int32_t>::max()))
-        fail(errc::tokenizer_file, "'{}' holds {} merges, more than int32 ranks can address",
-             source, merges.size());
-    m.merges.reserve(merges.size());
-    std::string joined;
-    for (std::size_t r = 0; r < merges.size(); ++r) {
-        const merge_entry& e = merges[r];
-        const auto left = m.find(e.left);
-        const auto right = m.find(e.right);
-        if (!left || !right)
-            fail(errc::tokenizer_file,
-                 "'{}': merge at {} ({} {}) names piece {}, which is not in the vocabulary", source,
-                 e.where, quote_piece(e.left), quote_piece(e.right),
-                 quote_piece(left ? e.right : e.left));
-        joined.assign(e.left).append(e.right);
-        const auto merged = m.find(joined);
-        if (!merged)
-            fail(errc::tokenizer_file,
-                 "'{}': merge at {} ({} {}) makes {}, which is not in the vocabulary", source,
-                 e.where, quote_piece(e.left), quote_piece(e.right), quote_piece(joined));
-        // A pair listed twice keeps its last rank, as in encoder.py's dict and Hugging Face's map.
-        m.merges.insert_or_assign(pair_key(*left, *right),
-                                  merge_rule{static_cast<std::int32_t>(r), *merged});
-    }
-}
-
-inline void compile_pattern(model& m) {
-    int code = 0;
-    PCRE2_SIZE offset = 0;
-    pcre2_code_8* re =
-        pcre2_compile_8(reinterpret_cast<PCRE2_SPTR8>(pre_token_pattern), PCRE2_ZERO_TERMINATED,
-                        PCRE2_UTF | PCRE2_UCP, &code, &offset, nullptr);
-    if (!re) {
-        PCRE2_UCHAR8 message[256];
-        pcre2_get_error_message_8(code, message, sizeof message);
-        fail(errc::invalid_argument,
-             "PCRE2 cannot compile GPT-2's pre-tokenizer pattern (at offset {}): {}; it needs a "
-             "PCRE2 built with Unicode support",
-             offset, reinterpret_cast<const char*>(message));
-    }
-    m.regex.reset(re);
-    // JIT is only an acceleration: where it is unavailable (no JIT support, no executable memory)
-    // pcre2_match interprets the same pattern with the same results.
-    (void)pcre2_jit_compile_8(re, PCRE2_JIT_COMPLETE);
 }
 
 /// Calls `f(std::string_view)` on each pre-token of `text`, in order.
@@ -584,34 +217,16 @@ void for_each_pre_token(const model& m, std::string_view text, F&& f) {
         f(text);
         return;
     }
-    std::unique_ptr<pcre2_match_data_8, match_data_deleter> data(
-        pcre2_match_data_create_8(1, nullptr));
-    if (!data) throw std::bad_alloc();
-    const auto match_valid = [&](std::string_view run, std::size_t base) {
-        const auto* subject = reinterpret_cast<PCRE2_SPTR8>(run.data());
+    const auto match_valid = [&](std::string_view run) {
+        // Every character matches some branch, so matches tile the run; text between them (not
+        // reached) would still be kept as a pre-token.
         std::size_t pos = 0;
-        while (pos < run.size()) {
-            const int rc = pcre2_match_8(m.regex.get(), subject, run.size(), pos,
-                                         PCRE2_NO_UTF_CHECK, data.get(), nullptr);
-            if (rc == PCRE2_ERROR_NOMATCH) { // not reached: every character matches some branch
-                f(run.substr(pos));
-                return;
-            }
-            if (rc < 0) {
-                PCRE2_UCHAR8 message[256];
-                pcre2_get_error_message_8(rc, message, sizeof message);
-                fail(errc::invalid_argument, "'{}': pre-tokenizing failed at byte {} of {}: {}",
-                     m.source, base + pos, text.size(), reinterpret_cast<const char*>(message));
-            }
-            const PCRE2_SIZE* ovector = pcre2_get_ovector_pointer_8(data.get());
-            const std::size_t start = ovector[0], end = ovector[1];
-            // No branch matches the empty string, and a match starts at `pos` for the same reason
-            // (if one did not, the bytes before it would still be kept as a pre-token).
-            ACTLENS_ASSERT(start >= pos && end > start && end <= run.size());
+        for_each_match(m.pattern, run, m.source, [&](std::size_t start, std::size_t end) {
             if (start > pos) f(run.substr(pos, start - pos));
             f(run.substr(start, end - start));
             pos = end;
-        }
+        });
+        if (pos < run.size()) f(run.substr(pos));
     };
     std::size_t pos = 0;
     while (pos < text.size()) {
@@ -621,7 +236,7 @@ void for_each_pre_token(const model& m, std::string_view text, F&& f) {
             if (length == 0) break;
             end += length;
         }
-        if (end > pos) match_valid(text.substr(pos, end - pos), pos);
+        if (end > pos) match_valid(text.substr(pos, end - pos));
         // Each maximal run of bytes that start no valid character is a pre-token of its own.
         pos = end;
         while (end < text.size() && decode_utf8(text, end).length == 0)
@@ -630,31 +245,6 @@ void for_each_pre_token(const model& m, std::string_view text, F&& f) {
         pos = end;
     }
 }
-
-/// A candidate merge of node `left` with its successor, as seen when it was queued.
-struct candidate {
-    std::int32_t rank;
-    std::int32_t merged;
-    std::int32_t left_id;
-    std::int32_t right_id;
-    std::size_t left;
-};
-
-/// Heap order (std::push_heap keeps the largest on top): lowest rank first, then leftmost.
-struct after {
-    bool operator()(const candidate& a, const candidate& b) const noexcept {
-        if (a.rank != b.rank) return a.rank > b.rank;
-        return a.left > b.left;
-    }
-};
-
-/// Buffers reused across the pre-tokens of one encode() call.
-struct merge_scratch {
-    std::vector<std::int32_t> symbols;
-    std::vector<std::size_t> next, prev;
-    std::vector<candidate> heap, pending;
-    std::string piece;
-};
 
 /// Merges one pre-token and appends its ids to `out`.
 inline void encode_word(const model& m, std::string_view word, merge_scratch& s,
@@ -668,93 +258,16 @@ inline void encode_word(const model& m, std::string_view word, merge_scratch& s,
             return;
         }
     }
-    const std::size_t n = word.size();
-    s.symbols.resize(n);
-    for (std::size_t i = 0; i < n; ++i)
+    s.symbols.resize(word.size());
+    for (std::size_t i = 0; i < word.size(); ++i)
         s.symbols[i] = m.byte_ids[static_cast<unsigned char>(word[i])];
-    if (n == 1) {
-        out.push_back(s.symbols[0]);
-        return;
-    }
-
-    // A doubly linked list over the symbols: a merge rewrites its left node and unlinks the right
-    // one, so nodes keep text order and "leftmost" is "smallest index". Stale heap entries are
-    // skipped when popped rather than searched for.
-    constexpr std::size_t none = std::numeric_limits<std::size_t>::max();
-    constexpr std::int32_t gone = -1;
-    s.next.resize(n);
-    s.prev.resize(n);
-    for (std::size_t i = 0; i < n; ++i) {
-        s.prev[i] = i == 0 ? none : i - 1;
-        s.next[i] = i + 1 == n ? none : i + 1;
-    }
-    s.heap.clear();
-    s.pending.clear();
-    const auto consider = [&](std::size_t left, std::vector<candidate>& into) {
-        if (left == none || s.next[left] == none) return;
-        const std::int32_t a = s.symbols[left], b = s.symbols[s.next[left]];
-        const auto it = m.merges.find(pair_key(a, b));
-        if (it != m.merges.end()) into.push_back({it->second.rank, it->second.merged, a, b, left});
-    };
-    for (std::size_t i = 0; i + 1 < n; ++i)
-        consider(i, s.heap);
-    std::make_heap(s.heap.begin(), s.heap.end(), after{});
-
-    while (!s.heap.empty()) {
-        // One round of encoder.py: every occurrence of the best pair, left to right. Pairs formed
-        // meanwhile wait in `pending` until the round is over, even if they rank better.
-        const std::int32_t rank = s.heap.front().rank;
-        while (!s.heap.empty() && s.heap.front().rank == rank) {
-            std::pop_heap(s.heap.begin(), s.heap.end(), after{});
-            const candidate c = s.heap.back();
-            s.heap.pop_back();
-            const std::size_t left = c.left, right = s.next[left];
-            // A node only changes by merging, which changes its id, so equal ids mean this pair is
-            // still the current one.
-            if (s.symbols[left] != c.left_id || right == none || s.symbols[right] != c.right_id)
-                continue;
-            s.symbols[left] = c.merged;
-            s.symbols[right] = gone;
-            s.next[left] = s.next[right];
-            if (s.next[right] != none) s.prev[s.next[right]] = left;
-            consider(s.prev[left], s.pending);
-            consider(left, s.pending);
-        }
-        for (const candidate& c : s.pending) {
-            s.heap.push_back(c);
-            std::push_heap(s.heap.begin(), s.heap.end(), after{});
-        }
-        s.pending.clear();
-    }
-    for (std::size_t i = 0; i != none; i = s.next[i])
-        out.push_back(s.symbols[i]);
+    merge_symbols(m.merges, merge_order::rounds, s, out);
 }
 
 inline std::shared_ptr<model> finish(std::shared_ptr<model> m) {
-    compile_pattern(*m);
+    m->pattern = compile_regex(gpt2_pattern, errc::invalid_argument,
+                               "GPT-2's pre-tokenizer pattern (PCRE2 needs Unicode support)");
     return m;
-}
-
-/// Reads an optional string field of a settings object ("" when absent or null).
-inline std::string optional_string(const nlohmann::json& object, const char* key,
-                                   const std::string& source, const std::string& path) {
-    const auto it = object.find(key);
-    if (it == object.end() || it->is_null()) return {};
-    if (!it->is_string())
-        fail(errc::tokenizer_file, "'{}': {}.{} must be a string, not {}", source, path, key,
-             it->type_name());
-    return it->get<std::string>();
-}
-
-/// Reads an optional boolean field of a settings object.
-inline bool optional_bool(const nlohmann::json& object, const char* key, bool fallback,
-                          const std::string& source, const std::string& path) {
-    const auto it = object.find(key);
-    if (it == object.end() || it->is_null()) return fallback;
-    if (!it->is_boolean())
-        fail(errc::tokenizer_file, "'{}': {}.{} must be true or false, not {}", source, path, key,
-             it->dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
-    return it->get<bool>();
 }
 
 /// The "type" of an optional component (normalizer, pre_tokenizer, decoder): "" when null/absent.
@@ -764,7 +277,7 @@ inline std::string component_type(const nlohmann::json& root, const char* key,
     if (it == root.end() || it->is_null()) return {};
     if (!it->is_object())
         fail(errc::tokenizer_file, "'{}': {} must be an object or null, not {}", source, key,
-             it->type_name());
+             io::detail::json_excerpt(*it));
     const std::string type = optional_string(*it, "type", source, key);
     if (type.empty()) fail(errc::tokenizer_file, "'{}': {} has no \"type\"", source, key);
     return type;
@@ -798,7 +311,7 @@ inline bpe_tokenizer bpe_tokenizer::from_vocab_merges(std::string_view vocab_jso
         d::read_vocab_object(vocab, vocab_source, "", entries);
     }
     d::set_vocabulary(*m, entries, vocab_source);
-    d::set_merges(*m, d::read_merges_txt(merges_txt, merges_source), merges_source);
+    m->merges = d::read_merge_rules(*m, d::read_merges_txt(merges_txt, merges_source), merges_source);
     return bpe_tokenizer(d::finish(std::move(m)));
 }
 
@@ -821,7 +334,7 @@ inline bpe_tokenizer bpe_tokenizer::from_tokenizer_json(std::string_view json,
     if (const auto it = model.find("dropout");
         it != model.end() && !it->is_null() && !(it->is_number() && it->get<double>() == 0.0))
         fail(errc::tokenizer_file, "'{}': model.dropout is {}; only null or 0 is supported", source,
-             it->dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
+             io::detail::json_excerpt(*it));
     for (const char* key : {"continuing_subword_prefix", "end_of_word_suffix"})
         if (const std::string v = d::optional_string(model, key, source, "model"); !v.empty())
             fail(errc::tokenizer_file, "'{}': model.{} is {}; only null or \"\" is supported",
@@ -891,7 +404,7 @@ inline bpe_tokenizer bpe_tokenizer::from_tokenizer_json(std::string_view json,
 
     const auto merges_it = model.find("merges");
     if (merges_it == model.end()) fail(errc::tokenizer_file, "'{}' has no model.merges", source);
-    d::set_merges(*m, d::read_json_merges(*merges_it, source), source);
+    m->merges = d::read_merge_rules(*m, d::read_json_merges(*merges_it, source), source);
     return bpe_tokenizer(d::finish(std::move(m)));
 }
 

@@ -1,5 +1,5 @@
-// actlens/tokenizer/gguf_vocab.hpp: the llama (sentencepiece) vocabulary embedded in a GGUF file,
-// as a llama2c_tokenizer.
+// actlens/tokenizer/gguf_vocab.hpp: the vocabulary embedded in a GGUF file: a "llama"
+// (sentencepiece) one as a llama2c_tokenizer, a "gpt2" (byte-level BPE) one as an hf_tokenizer.
 //
 // A GGUF with tokenizer.ggml.model = "llama" holds tokenizer.ggml.tokens (pieces, with U+2581 "▁"
 // for a space), tokenizer.ggml.scores and optionally tokenizer.ggml.token_type (1 normal, 2
@@ -14,11 +14,27 @@
 // tokenizer.301 when tokens and scores differ in length, and whatever llama2c_tokenizer's checks
 // report (fewer than 259 tokens, byte tokens not at 3..258, a token count that disagrees with the
 // model's `vocab_size`).
+//
+// A GGUF with tokenizer.ggml.model = "gpt2" holds tokenizer.ggml.tokens (byte-level pieces, "Ġthe"),
+// tokenizer.ggml.merges ("Ġ t" strings), optionally tokenizer.ggml.token_type, and
+// tokenizer.ggml.pre, llama.cpp's name for the pre-tokenizer regular expression of the original
+// tokenizer.json. It is assembled into the tokenizer.json it came from and run by hf_tokenizer:
+// control tokens (type 3) become special added tokens (matched in text only when asked),
+// user-defined ones (type 4) ordinary added tokens; tokenizer.ggml.add_bos_token (with
+// bos_token_id) puts BOS before the text when encode() is asked to add special tokens. Known
+// tokenizer.ggml.pre names: "gpt-2" (GPT-2's ByteLevel pattern), "llama-bpe" / "llama3" (Llama 3's
+// Split pattern, digits in groups of up to three, ignore_merges), "qwen2" / "deepseek-r1-qwen"
+// (Qwen 2/3's: digits one by one). As in llama.cpp there is no normalizer: a tokenizer.json's NFC
+// (Qwen's) is not in the GGUF, so text that is not in NFC may tokenize differently. Any other name is actlens::error io.206 naming the file, the
+// key and the value, rather than a guess at the regular expression.
 #pragma once
 
 #include <actlens/error.hpp>
 #include <actlens/io/gguf.hpp>
+#include <actlens/tokenizer/hf_tokenizer.hpp>
 #include <actlens/tokenizer/llama2c.hpp>
+
+#include <nlohmann/json.hpp>
 
 #include <cstddef>
 #include <cstdint>
@@ -77,5 +93,105 @@ inline llama2c_tokenizer load_gguf_tokenizer(const io::gguf_file& file,
 inline llama2c_tokenizer load_gguf_tokenizer(const std::string& path, std::optional<std::size_t> vocab_size = {}) {
     return load_gguf_tokenizer(io::gguf_file(path), vocab_size);
 }
+
+namespace detail::gguf_vocab {
+
+/// The Split pattern of a tokenizer.ggml.pre name ("" for GPT-2's ByteLevel pattern), and whether
+/// the model ignores merges for pre-tokens that are whole pieces (Llama 3).
+struct pre_tokenizer_name {
+    const char* name;
+    const char* pattern;
+    bool ignore_merges;
+};
+inline constexpr const char* llama3_pattern =
+    R"((?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)";
+inline constexpr const char* qwen2_pattern =
+    R"((?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)";
+inline constexpr pre_tokenizer_name known_pre_tokenizers[] = {
+    {"gpt-2", "", false},
+    {"llama-bpe", llama3_pattern, true},
+    {"llama3", llama3_pattern, true},
+    {"qwen2", qwen2_pattern, false},
+    {"deepseek-r1-qwen", qwen2_pattern, false},
+};
+
+} // namespace detail::gguf_vocab
+
+/// The tokenizer of a GGUF file's embedded "gpt2" (byte-level BPE) vocabulary. Throws as the top of
+/// this header says, and the errors of hf_tokenizer::from_document (tokenizer.301) for a vocabulary
+/// or merge list it rejects.
+inline hf_tokenizer load_gguf_bpe_tokenizer(const io::gguf_file& file) {
+    namespace g = detail::gguf_vocab;
+    const std::string& path = file.path();
+    const std::string model = file.get_string("tokenizer.ggml.model", "");
+    if (model != "gpt2")
+        fail(errc::unsupported_format, "'{}': tokenizer.ggml.model is '{}'; expected 'gpt2' (byte-level BPE)", path,
+             model.empty() ? std::string("(missing)") : model);
+    const std::string pre = file.get_string("tokenizer.ggml.pre", "gpt-2");
+    const g::pre_tokenizer_name* known = nullptr;
+    for (const auto& k : g::known_pre_tokenizers)
+        if (pre == k.name) known = &k;
+    if (!known)
+        fail(errc::unsupported_format,
+             "'{}': tokenizer.ggml.pre is {}; actlens knows gpt-2, llama-bpe, llama3, qwen2 and deepseek-r1-qwen",
+             path, detail::bpe::quote_piece(pre));
+
+    const std::vector<std::string> tokens =
+        file.value("tokenizer.ggml.tokens").to_strings("'" + path + "': tokenizer.ggml.tokens");
+    const std::vector<std::string> merges =
+        file.value("tokenizer.ggml.merges").to_strings("'" + path + "': tokenizer.ggml.merges");
+    std::vector<std::int64_t> types;
+    if (file.contains("tokenizer.ggml.token_type")) {
+        types = file.value("tokenizer.ggml.token_type").to_ints("'" + path + "': tokenizer.ggml.token_type");
+        if (types.size() != tokens.size())
+            fail(errc::tokenizer_file, "'{}': {} tokens but {} token types", path, tokens.size(), types.size());
+    }
+
+    nlohmann::json vocab = nlohmann::json::object();
+    nlohmann::json added = nlohmann::json::array();
+    for (std::size_t id = 0; id < tokens.size(); ++id) {
+        vocab[tokens[id]] = id;
+        const std::int64_t type = types.empty() ? 1 : types[id];
+        if (type == 3 || type == 4)
+            added.push_back({{"id", id}, {"content", tokens[id]}, {"special", type == 3}, {"normalized", false}});
+    }
+    const nlohmann::json byte_level = {{"type", "ByteLevel"}, {"add_prefix_space", false}, {"use_regex", false}};
+    nlohmann::json pre_tokenizer;
+    if (*known->pattern == '\0') {
+        pre_tokenizer = {{"type", "ByteLevel"}, {"add_prefix_space", false}, {"use_regex", true}};
+    } else {
+        pre_tokenizer = {{"type", "Sequence"},
+                         {"pretokenizers",
+                          {{{"type", "Split"},
+                            {"pattern", {{"Regex", known->pattern}}},
+                            {"behavior", "Isolated"},
+                            {"invert", false}},
+                           byte_level}}};
+    }
+    nlohmann::json post_processor = nullptr;
+    if (file.contains("tokenizer.ggml.add_bos_token") &&
+        file.value("tokenizer.ggml.add_bos_token").as_bool("'" + path + "': tokenizer.ggml.add_bos_token")) {
+        const std::uint64_t bos = file.get_uint("tokenizer.ggml.bos_token_id");
+        if (bos >= tokens.size())
+            fail(errc::tokenizer_file, "'{}': tokenizer.ggml.bos_token_id = {} is out of range ({} tokens)", path, bos,
+                 tokens.size());
+        const std::string& name = tokens[bos];
+        post_processor = {{"type", "TemplateProcessing"},
+                          {"single", {{{"SpecialToken", {{"id", name}, {"type_id", 0}}}},
+                                      {{"Sequence", {{"id", "A"}, {"type_id", 0}}}}}},
+                          {"special_tokens", {{name, {{"id", name}, {"ids", {bos}}, {"tokens", {name}}}}}}};
+    }
+    const nlohmann::json document = {
+        {"added_tokens", std::move(added)},
+        {"normalizer", nullptr},
+        {"pre_tokenizer", std::move(pre_tokenizer)},
+        {"post_processor", std::move(post_processor)},
+        {"decoder", byte_level},
+        {"model",
+         {{"type", "BPE"}, {"vocab", std::move(vocab)}, {"merges", merges}, {"ignore_merges", known->ignore_merges}}}};
+    return hf_tokenizer::from_document(document, path);
+}
+
+inline hf_tokenizer load_gguf_bpe_tokenizer(const std::string& path) { return load_gguf_bpe_tokenizer(io::gguf_file(path)); }
 
 } // namespace actlens
