@@ -87,12 +87,13 @@ void block_body(const model_config& c, const layer_weights<T>& w, const packed_l
         sites(site::mlp_pre, layer, act);
         sites(site::mlp_pre_linear, layer, b.mlp_lin);
         T* lin = b.mlp_lin;
-        kernels::detail::for_chunks(n * dm,
-                                    [&](std::size_t i, std::size_t m) { kernels::swiglu(act + i, lin + i, act + i, m); });
+        kernels::detail::for_chunks(
+            n * dm, [&](std::size_t i, std::size_t m) { kernels::swiglu(act + i, lin + i, act + i, m); });
     } else {
         kernels::linear(b.a, n, pw.w_in, w.b_in.data(), act);
         sites(site::mlp_pre, layer, act);
-        kernels::detail::for_chunks(n * dm, [&](std::size_t i, std::size_t m) { kernels::gelu_tanh(act + i, act + i, m); });
+        kernels::detail::for_chunks(
+            n * dm, [&](std::size_t i, std::size_t m) { kernels::gelu_tanh(act + i, act + i, m); });
     }
     sites(site::mlp_post, layer, act);
     kernels::linear(act, n, pw.w_out, w.b_out.data(), b.out);

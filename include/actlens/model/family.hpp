@@ -59,8 +59,8 @@ void cover_rope(const model_config& c, kernels::rope_table<T>& table, std::size_
     if (c.position != position_kind::rotary) return;
     const bool same = table.half() * 2 == c.d_head && table.theta() == T(c.rope_theta);
     if (same && table.max_positions() >= positions) return;
-    const std::size_t grown = same ? std::min(std::max(positions, 2 * table.max_positions()), c.max_seq_len) : positions;
-    table = kernels::rope_table<T>(std::max(grown, positions), c.d_head, T(c.rope_theta));
+    const std::size_t doubled = same ? std::min(2 * table.max_positions(), c.max_seq_len) : 0;
+    table = kernels::rope_table<T>(std::max(positions, doubled), c.d_head, T(c.rope_theta));
 }
 
 } // namespace actlens

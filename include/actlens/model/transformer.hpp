@@ -225,7 +225,7 @@ private:
         if (cache) cache->advance(positions);
 
         if (stop < n_layers) return tensor_view<const T>(x, resid_shape);
-        return unembed(ws, batch, positions, opt.last_position_only, hook);
+        return final_logits(ws, batch, positions, opt.last_position_only, hook);
     }
 
     template <class Hook>
@@ -425,8 +425,8 @@ private:
     };
 
     template <class Hook>
-    tensor_view<const T> unembed(workspace<T>& ws, std::size_t batch, std::size_t positions, bool last_only,
-                                 Hook& hook) const {
+    tensor_view<const T> final_logits(workspace<T>& ws, std::size_t batch, std::size_t positions, bool last_only,
+                                      Hook& hook) const {
         const model_config& c = m_config;
         const std::size_t n = batch * positions, d = c.d_model;
         T* a = ws.normed.data();
