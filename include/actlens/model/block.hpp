@@ -17,8 +17,10 @@
 #pragma once
 
 #include <actlens/kernels/activations.hpp>
+#include <actlens/kernels/attention.hpp>
 #include <actlens/kernels/detail/parallel.hpp>
 #include <actlens/kernels/gemm.hpp>
+#include <actlens/kernels/softmax.hpp>
 #include <actlens/model/config.hpp>
 #include <actlens/model/family.hpp>
 #include <actlens/model/hook_point.hpp>
@@ -41,6 +43,36 @@ struct block_buffers {
     T* mlp = nullptr;     ///< [rows, d_mlp]    pre-activation (the gate for SwiGLU), activated in place
     T* mlp_lin = nullptr; ///< [rows, d_mlp]    SwiGLU's up projection
 };
+
+/// The keys and values a block of query rows attends to, as two parts sharing the row stride `ld`:
+/// `before` rows of an earlier run (none, or the base run's before a ragged run's start), then `own`
+/// rows. Query row r of the block sees the first `diagonal + r + 1` of them (the causal mask).
+template <class T>
+struct attended_keys {
+    const T* k_before = nullptr;
+    const T* v_before = nullptr;
+    std::size_t before = 0;
+    const T* k_own = nullptr;
+    const T* v_own = nullptr;
+    std::size_t own = 0;
+    std::size_t ld = 0;
+    std::size_t diagonal = 0;
+};
+
+/// One attention item (a block of query rows of one head) of either row layout: the scores of `rows`
+/// queries (row stride ldq) against `keys`, the causal softmax and the value mix into z (row stride
+/// ldz). `s` is the item's scratch block, [rows, before + own] with row stride lds, left holding the
+/// pattern's visible entries.
+template <class T>
+void attend_query_block(const T* q, std::size_t ldq, std::size_t rows, const attended_keys<T>& keys, std::size_t dh,
+                        T scale, T* s, std::size_t lds, T* z, std::size_t ldz) {
+    const std::size_t before = keys.before;
+    if (before > 0) kernels::attention_scores(q, ldq, keys.k_before, keys.ld, rows, before, dh, scale, s, lds);
+    kernels::attention_scores(q, ldq, keys.k_own, keys.ld, rows, keys.own, dh, scale, s + before, lds);
+    kernels::softmax_causal(s, rows, before + keys.own, lds, keys.diagonal);
+    if (before > 0) kernels::attention_mix(s, lds, keys.v_before, keys.ld, rows, before, dh, z, ldz);
+    kernels::attention_mix(s + before, lds, keys.v_own, keys.ld, rows, keys.own, dh, z, ldz, before > 0);
+}
 
 namespace detail {
 template <class T>

@@ -290,21 +290,20 @@ public:
             const std::size_t i0 = last_only ? r.length - 1 : std::size_t(item) % max_blocks * query_block;
             if (i0 >= r.length) return;
             const std::size_t nq = last_only ? 1 : std::min(query_block, r.length - i0);
-            const std::size_t own_keys = i0 + nq, keys = r.start + own_keys, kv_off = (h / group) * dh;
+            const std::size_t kv_off = (h / group) * dh;
             const std::size_t q_row = last_only ? i : first_row[i] + i0;
-            const T* qp = q + q_row * qw + h * dh;
-            T* zp = z + q_row * qw + h * dh;
             const std::size_t slot = threaded ? std::size_t(kernels::detail::thread_index()) : 0;
-            T* s = scores + slot * query_block * S;
-            const T* bk = base_k + r.base_row * S * kvw + kv_off;
-            const T* bv = base_v + r.base_row * S * kvw + kv_off;
-            const T* own_k = k + first_row[i] * kvw + kv_off;
-            const T* own_v = v + first_row[i] * kvw + kv_off;
-            if (r.start > 0) kernels::attention_scores(qp, qw, bk, kvw, nq, r.start, dh, scale, s, S);
-            kernels::attention_scores(qp, qw, own_k, kvw, nq, own_keys, dh, scale, s + r.start, S);
-            kernels::softmax_causal(s, nq, keys, S, r.start + i0);
-            if (r.start > 0) kernels::attention_mix(s, S, bv, kvw, nq, r.start, dh, zp, qw);
-            kernels::attention_mix(s + r.start, S, own_v, kvw, nq, own_keys, dh, zp, qw, r.start > 0);
+            attended_keys<T> keys;
+            keys.k_before = base_k + r.base_row * S * kvw + kv_off;
+            keys.v_before = base_v + r.base_row * S * kvw + kv_off;
+            keys.before = r.start;
+            keys.k_own = k + first_row[i] * kvw + kv_off;
+            keys.v_own = v + first_row[i] * kvw + kv_off;
+            keys.own = i0 + nq;
+            keys.ld = kvw;
+            keys.diagonal = r.start + i0;
+            attend_query_block(q + q_row * qw + h * dh, qw, nq, keys, dh, scale, scores + slot * query_block * S, S,
+                               z + q_row * qw + h * dh, qw);
         });
     }
 

@@ -391,15 +391,23 @@ private:
             for (long item = 0; item < items; ++item) {
                 std::size_t b, h, i0, n, visible;
                 T* s = block_of(item, b, h, i0, n, visible);
-                kernels::attention_scores(q + (b * positions + i0) * qw + h * dh, qw,
-                                          k + b * k_batch_stride + (h / group) * dh, kvw, n, visible, dh, scale, s,
-                                          keys);
-                if (hook_scores) {
-                    kernels::mask_causal(s, n, keys, keys, past + i0);
-                } else {
-                    kernels::softmax_causal(s, n, keys, keys, past + i0);
-                    if (fused) mix(b, h, i0, n, visible, s);
+                const T* qp = q + (b * positions + i0) * qw + h * dh;
+                const std::size_t kv_off = b * k_batch_stride + (h / group) * dh;
+                if (fused) {
+                    attended_keys<T> own;
+                    own.k_own = k + kv_off;
+                    own.v_own = v + kv_off;
+                    own.own = visible;
+                    own.ld = kvw;
+                    own.diagonal = past + i0;
+                    attend_query_block(qp, qw, n, own, dh, scale, s, keys, z + (b * positions + i0) * qw + h * dh, qw);
+                    continue;
                 }
+                kernels::attention_scores(qp, qw, k + kv_off, kvw, n, visible, dh, scale, s, keys);
+                if (hook_scores)
+                    kernels::mask_causal(s, n, keys, keys, past + i0);
+                else
+                    kernels::softmax_causal(s, n, keys, keys, past + i0);
             }
             if (hook_scores) {
                 hook(site::attn_scores, layer, scores, pattern_shape);
