@@ -272,3 +272,33 @@ TEST_CASE("transformer: a workspace is reused without reallocating once grown", 
     CHECK(ws.resid.data() == resid);
     CHECK(ws.scores.data() == scores);
 }
+
+TEST_CASE("transformer: a context of 2^24 positions costs nothing until positions are run (fuzz finding C)",
+          "[model]") {
+    // A tiny GGUF may declare any context_length. The rotary angles cover the positions a run uses
+    // (the workspace's table), so the model itself holds no table, and the logits are those of the
+    // same weights with a small context, bit for bit.
+    model_config huge = tiny::llama();
+    huge.max_seq_len = std::size_t(1) << 24;
+    const auto small_model = make_random_transformer<float>(tiny::llama(), 5);
+    const auto huge_model = basic_transformer<float>(huge, make_random_weights<float>(tiny::llama(), 5));
+    const auto toks = tiny::tokens(11, huge.vocab_size);
+    workspace<float> ws;
+    const tensor_view<const std::int32_t> input(toks.data(), {toks.size()});
+    const tensor<float> got = tensor<float>::copy_of(huge_model.forward(ws, input));
+    CHECK(bit_identical(got, small_model.forward(toks)));
+    CHECK(ws.rope.max_positions() == toks.size());
+    CHECK(ws.rope.half() * 2 == huge.d_head);
+
+    // Decoding one token at a time grows the table by doubling, never to the declared context.
+    auto cache = huge_model.make_kv_cache(1, 40);
+    workspace<float> step_ws;
+    run_options<float> o;
+    o.cache = &cache;
+    for (std::size_t t = 0; t < 40; ++t) {
+        const tensor_view<const std::int32_t> token(toks.data() + t % toks.size(), {1});
+        const auto logits = huge_model.forward(step_ws, token, o);
+        REQUIRE(std::isfinite(logits(0, 0, 0)));
+    }
+    CHECK(step_ws.rope.max_positions() == 64);
+}

@@ -15,14 +15,16 @@ enum class rope_style {
 };
 
 /// cos/sin of pos * theta^(-2j/d_h) for every position below max_positions and j < d_h/2.
-/// Computed once per model. The angle is formed in T, as llama2.c and Hugging Face do in float32,
+/// Sized by the positions a run uses (model/family.hpp: cover_rope), not the model's context.
+/// The angle is formed in T, as llama2.c and Hugging Face do in float32,
 /// so that positions far along the context round the same way they do there.
 template <class T>
 class rope_table {
 public:
     rope_table() = default;
     rope_table(std::size_t max_positions, std::size_t head_dim, T theta)
-        : m_half(head_dim / 2), m_cos({max_positions, head_dim / 2}), m_sin({max_positions, head_dim / 2}) {
+        : m_half(head_dim / 2), m_theta(theta), m_cos({max_positions, head_dim / 2}),
+          m_sin({max_positions, head_dim / 2}) {
         for (std::size_t j = 0; j < m_half; ++j) {
             const T freq = T(1) / std::pow(theta, T(2 * j) / T(head_dim));
             for (std::size_t p = 0; p < max_positions; ++p) {
@@ -34,11 +36,13 @@ public:
     }
     std::size_t max_positions() const noexcept { return m_cos.empty() ? 0 : m_cos.extent(0); }
     std::size_t half() const noexcept { return m_half; }
+    T theta() const noexcept { return m_theta; }
     const T* cos(std::size_t pos) const noexcept { return m_cos.data() + pos * m_half; }
     const T* sin(std::size_t pos) const noexcept { return m_sin.data() + pos * m_half; }
 
 private:
     std::size_t m_half = 0;
+    T m_theta = T(0);
     tensor<T> m_cos, m_sin;
 };
 

@@ -110,17 +110,6 @@ inline void add_neuron_scale(hook_set<float>& hooks, const transformer& model, i
 
 namespace detail {
 
-/// Applies the model's final norm to `rows` vectors of d_model in place (the `normed` mode).
-inline void apply_final_norm(const transformer& model, float* x, std::size_t rows) {
-    const model_config& c = model.config();
-    const model_weights<float>& w = model.weights();
-    if (c.norm == norm_kind::layer_norm)
-        kernels::layer_norm(x, rows, c.d_model, w.final_norm_weight.data(), w.final_norm_bias.data(),
-                            float(c.norm_eps), x);
-    else
-        kernels::rms_norm(x, rows, c.d_model, w.final_norm_weight.data(), float(c.norm_eps), x);
-}
-
 /// Reduces one row of V logits to its top-k (best first, ties by lower id) with probabilities.
 /// `heap` is reused scratch.
 inline void top_k_of_row(const float* logits, std::size_t vocab, std::size_t k, std::vector<std::pair<float, std::int32_t>>& heap,
@@ -210,8 +199,8 @@ inline neuron_decoding decode_neurons(const transformer& model, const neuron_dec
                     std::copy(&src(i, 0), &src(i, 0) + d, dst);
                 }
             }
-            if (o.norm == vocab_norm::normed) detail::apply_final_norm(model, x.data(), rows);
-            kernels::linear(x.data(), rows, d, w.unembedding.data(), V, static_cast<const float*>(nullptr), logits.data());
+            if (o.norm == vocab_norm::normed) model.final_norm(x.data(), rows, x.data());
+            model.unembed(x.data(), rows, logits.data());
 #pragma omp parallel
             {
                 std::vector<std::pair<float, std::int32_t>> heap;
@@ -239,9 +228,8 @@ inline std::vector<token_score> decode_direction(const transformer& model, tenso
     tensor<float> x({1, c.d_model}), logits({1, c.vocab_size});
     const auto flat = direction.reshaped({c.d_model});
     for (std::size_t e = 0; e < c.d_model; ++e) x(0, e) = flat(e);
-    if (norm == vocab_norm::normed) detail::apply_final_norm(model, x.data(), 1);
-    kernels::linear(x.data(), 1, c.d_model, model.weights().unembedding.data(), c.vocab_size,
-                    static_cast<const float*>(nullptr), logits.data());
+    if (norm == vocab_norm::normed) model.final_norm(x.data(), 1, x.data());
+    model.unembed(x.data(), 1, logits.data());
     std::vector<std::int32_t> tokens(top_k);
     std::vector<float> values(top_k), probs(top_k);
     std::vector<std::pair<float, std::int32_t>> heap;

@@ -213,8 +213,7 @@ public:
         const model_config& c = m_model.config();
         const std::size_t rows = final_resid.extent(0);
         m_normed.reshape_uninitialized({rows, c.d_model});
-        ragged_norm(c, final_resid.data(), rows, m_model.weights().final_norm_weight,
-                    m_model.weights().final_norm_bias, m_normed.data());
+        m_model.final_norm(final_resid.data(), rows, m_normed.data());
         m_columns.reshape_uninitialized({rows, m_tokens.size()});
         if (m_tokens.empty()) return; // value() reports the metric's missing tokens
         kernels::linear(static_cast<const T*>(m_normed.data()), rows, c.d_model,

@@ -25,6 +25,7 @@
 #include <actlens/kernels/rope.hpp>
 #include <actlens/kernels/softmax.hpp>
 #include <actlens/model/backward_weights.hpp>
+#include <actlens/model/family.hpp>
 #include <actlens/model/hook_point.hpp>
 #include <actlens/model/hooks.hpp>
 #include <actlens/model/transformer.hpp>
@@ -119,7 +120,7 @@ class backward_pass {
 public:
     backward_pass(const basic_transformer<T>& model, const activation_cache<T>& tape, const std::vector<hook_point>& want,
                   const backward_options& options, int down_to_layer)
-        : m(model), c(model.config()), W(model.weights()), m_tape(tape), m_want(want), m_opt(options),
+        : c(model.config()), W(model.weights()), m_tape(tape), m_want(want), m_opt(options),
           m_down_to(down_to_layer) {
         if (down_to_layer < 0 || down_to_layer > static_cast<int>(c.n_layers))
             fail(errc::bad_layer_range, "backward: down_to_layer {} is outside 0..{}", down_to_layer, c.n_layers);
@@ -167,27 +168,11 @@ private:
 
     // d_in = (gradient | LN-rule) of the norm at input x, from d_out; accumulate adds to d_in.
     void norm_backward(const T* x, const tensor_view<const T>& weight, const T* d_out, T* d_in, bool accumulate) {
-        const std::size_t d = c.d_model;
         m_mean.reshape_uninitialized({N});
         m_rstd.reshape_uninitialized({N});
-        m_scratch.reshape_uninitialized({N, d});
-        // Recompute the statistics from the tape's input (cheaper than taping them).
-        const bool ln = c.norm == norm_kind::layer_norm;
-        if (ln)
-            kernels::layer_norm(x, N, d, static_cast<const T*>(nullptr), static_cast<const T*>(nullptr),
-                                T(c.norm_eps), m_scratch.data(), m_mean.data(), m_rstd.data());
-        else
-            kernels::rms_norm(x, N, d, static_cast<const T*>(nullptr), T(c.norm_eps), m_scratch.data(), m_rstd.data());
-        const bool constant_scale = m_opt.rule != rule::gradient;
-        if (ln && constant_scale)
-            kernels::layer_norm_backward_const_scale(x, N, d, weight.data(), m_mean.data(), m_rstd.data(), d_out, d_in,
-                                                     accumulate);
-        else if (ln)
-            kernels::layer_norm_backward(x, N, d, weight.data(), m_mean.data(), m_rstd.data(), d_out, d_in, accumulate);
-        else if (constant_scale)
-            kernels::rms_norm_backward_const_scale(x, N, d, weight.data(), m_rstd.data(), d_out, d_in, accumulate);
-        else
-            kernels::rms_norm_backward(x, N, d, weight.data(), m_rstd.data(), d_out, d_in, accumulate);
+        m_scratch.reshape_uninitialized({N, c.d_model});
+        normalize_backward(c, weight, x, N, d_out, d_in, accumulate, m_opt.rule != rule::gradient, m_scratch.data(),
+                           m_mean.data(), m_rstd.data());
     }
 
     // The packed transposes of layer l's projections, when the options carry them (float only).
@@ -350,14 +335,14 @@ private:
         if (rotary) {
             record({site::attn_rot_q, l}, m_d_q.data(), {B, S, H, dh});
             record({site::attn_rot_k, l}, m_d_k.data(), {B, S, Hkv, dh});
-            kernels::rope_backward(m_d_q.data(), N, H, qw, S, 0, m.rope(), c.rope);
-            kernels::rope_backward(m_d_k.data(), N, Hkv, kvw, S, 0, m.rope(), c.rope);
+            cover_rope(c, m_rope, S);
+            kernels::rope_backward(m_d_q.data(), N, H, qw, S, 0, m_rope, c.rope);
+            kernels::rope_backward(m_d_k.data(), N, Hkv, kvw, S, 0, m_rope, c.rope);
         }
         record({site::attn_q, l}, m_d_q.data(), {B, S, H, dh});
         record({site::attn_k, l}, m_d_k.data(), {B, S, Hkv, dh});
     }
 
-    const basic_transformer<T>& m;
     const model_config& c;
     const model_weights<T>& W;
     const activation_cache<T>& m_tape;
@@ -369,6 +354,7 @@ private:
     activation_cache<T> m_out;
     tensor<T> m_dx, m_d_post, m_d_pre, m_d_lin, m_d_ln, m_d_z, m_d_q, m_d_k, m_d_v, m_d_pattern, m_d_scores;
     tensor<T> m_mean, m_rstd, m_scratch;
+    kernels::rope_table<T> m_rope; // the rotary angles of the taped positions
 };
 
 } // namespace detail

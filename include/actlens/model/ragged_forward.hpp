@@ -26,6 +26,8 @@
 #include <actlens/kernels/norms.hpp>
 #include <actlens/kernels/rope.hpp>
 #include <actlens/kernels/softmax.hpp>
+#include <actlens/model/block.hpp>
+#include <actlens/model/family.hpp>
 #include <actlens/model/hook_point.hpp>
 #include <actlens/model/transformer.hpp>
 
@@ -88,18 +90,10 @@ struct ragged_workspace {
     tensor<T> scores;                  ///< [threads, query block, S]: one scratch block per thread
     tensor<T> joined_in, joined_q, joined_k, joined_v; ///< rows that join a block, gathered (reuse_base_qkv)
     std::vector<std::size_t> first_row;
+    kernels::rope_table<T> rope; ///< the rotary angles of the base run's positions (rotary models)
 };
 
 namespace detail {
-
-template <class T>
-void ragged_norm(const model_config& c, const T* x, std::size_t rows, const tensor_view<const T>& weight,
-                 const tensor_view<const T>& bias, T* out) {
-    if (c.norm == norm_kind::layer_norm)
-        kernels::layer_norm(x, rows, c.d_model, weight.data(), bias.data(), T(c.norm_eps), out);
-    else
-        kernels::rms_norm(x, rows, c.d_model, weight.data(), T(c.norm_eps), out);
-}
 
 template <class T>
 void check_ragged_input(const model_config& c, const std::vector<ragged_run>& runs, const ragged_base<T>& base) {
@@ -146,93 +140,234 @@ void check_ragged_input(const model_config& c, const std::vector<ragged_run>& ru
     }
 }
 
-// The queries, keys and values of block `layer` with RoPE applied: keys and values of every active
-// row; queries of every row, or with `last_only` of each run's last row (row i of ws.q for run i).
-// Runs [joined, active) begin at this block; those with reuse_base_qkv take their rows after the
-// first from the base run (not with last_only: the last block then skips most of its rows anyway).
+// The ragged row layout of block_body (model/block.hpp): the rows of the active runs stacked in run
+// order. A run's queries attend to the base run's keys before its start and to its own causal prefix.
+// With `last_only` (the last block under last_row_only), keys and values are computed for every row
+// but queries and everything past attention for each run's last row only (row i for run i).
 template <class T>
-void ragged_qkv(const basic_transformer<T>& model, ragged_workspace<T>& ws, const std::vector<ragged_run>& runs,
-                const ragged_base<T>& base, int layer, std::size_t joined, std::size_t active, bool last_only) {
-    const model_config& c = model.config();
-    const layer_weights<T>& w = model.weights().layers[std::size_t(layer)];
-    const packed_layer<T>& pw = model.packed().layers[std::size_t(layer)];
-    const std::size_t d = c.d_model, H = c.n_heads, qw = H * c.d_head, kvw = c.n_kv_heads * c.d_head;
-    const std::size_t S = base.resid_pre[0].extent(1);
-    const std::size_t* first_row = ws.first_row.data();
-    const std::size_t rows = first_row[active];
-    const T* a = ws.normed.data();
-    T* q = ws.q.data();
-    T* k = ws.k.data();
-    T* v = ws.v.data();
-    auto reuses = [&](std::size_t i) {
-        return !last_only && i >= joined && runs[i].reuse_base_qkv && runs[i].length > 1;
-    };
-    bool any_reuse = false;
-    for (std::size_t i = joined; i < active; ++i) any_reuse = any_reuse || reuses(i);
+class ragged_rows {
+public:
+    ragged_rows(const basic_transformer<T>& model, ragged_workspace<T>& ws, const std::vector<ragged_run>& runs,
+                const ragged_base<T>& base)
+        : m_c(model.config()), m_ws(ws), m_runs(runs), m_base(base),
+          m_S(base.resid_pre[0].extent(1)) {}
 
-    if (last_only) {
-        T* last_a = ws.last_normed.data();
-        for (std::size_t i = 0; i < active; ++i)
-            std::copy(a + (first_row[i + 1] - 1) * d, a + first_row[i + 1] * d, last_a + i * d);
-        const kernels::linear_job<T> jobs[] = {{last_a, active, &pw.w_q, w.b_q.data(), q},
-                                               {a, rows, &pw.w_k, w.b_k.data(), k},
-                                               {a, rows, &pw.w_v, w.b_v.data(), v}};
-        kernels::linear_group(jobs, 3);
-    } else if (!any_reuse) {
-        const kernels::linear_job<T> jobs[] = {{a, rows, &pw.w_q, w.b_q.data(), q},
-                                               {a, rows, &pw.w_k, w.b_k.data(), k},
-                                               {a, rows, &pw.w_v, w.b_v.data(), v}};
-        kernels::linear_group(jobs, 3);
-    } else {
-        // The rows of earlier runs in place; of the runs joining here, the rows to compute (the first
-        // of a reusing run, every row of another) gathered into one product and scattered back.
-        auto computed = [&](std::size_t i) { return reuses(i) ? std::size_t(1) : runs[i].length; };
-        std::size_t m = 0;
-        for (std::size_t i = joined; i < active; ++i) m += computed(i);
-        ws.joined_in.reshape_uninitialized({m, d});
-        ws.joined_q.reshape_uninitialized({m, qw});
-        ws.joined_k.reshape_uninitialized({m, kvw});
-        ws.joined_v.reshape_uninitialized({m, kvw});
-        for (std::size_t i = joined, r = 0; i < active; r += computed(i), ++i)
-            std::copy(a + first_row[i] * d, a + (first_row[i] + computed(i)) * d, ws.joined_in.data() + r * d);
-        const std::size_t earlier = first_row[joined];
-        const T* in = ws.joined_in.data();
-        const kernels::linear_job<T> jobs[] = {{in, m, &pw.w_q, w.b_q.data(), ws.joined_q.data()},
-                                               {in, m, &pw.w_k, w.b_k.data(), ws.joined_k.data()},
-                                               {in, m, &pw.w_v, w.b_v.data(), ws.joined_v.data()},
-                                               {a, earlier, &pw.w_q, w.b_q.data(), q},
-                                               {a, earlier, &pw.w_k, w.b_k.data(), k},
-                                               {a, earlier, &pw.w_v, w.b_v.data(), v}};
-        kernels::linear_group(jobs, earlier > 0 ? 6 : 3);
-        for (std::size_t i = joined, r = 0; i < active; r += computed(i), ++i) {
-            const ragged_run& run = runs[i];
-            const std::size_t n = computed(i), from = run.base_row * S + run.start + n;
-            const std::size_t copied = run.length - n;
-            std::copy(ws.joined_q.data() + r * qw, ws.joined_q.data() + (r + n) * qw, q + first_row[i] * qw);
-            std::copy(ws.joined_k.data() + r * kvw, ws.joined_k.data() + (r + n) * kvw, k + first_row[i] * kvw);
-            std::copy(ws.joined_v.data() + r * kvw, ws.joined_v.data() + (r + n) * kvw, v + first_row[i] * kvw);
-            if (copied == 0) continue;
-            const T* bq = base.queries[std::size_t(layer)].data() + from * qw;
-            const T* bk = base.keys[std::size_t(layer)].data() + from * kvw;
-            const T* bv = base.values[std::size_t(layer)].data() + from * kvw;
-            std::copy(bq, bq + copied * qw, q + (first_row[i] + n) * qw);
-            std::copy(bk, bk + copied * kvw, k + (first_row[i] + n) * kvw);
-            std::copy(bv, bv + copied * kvw, v + (first_row[i] + n) * kvw);
+    // Enters block `layer`, where runs [joined, active) begin.
+    void begin_layer(int layer, std::size_t joined, std::size_t active, bool last_only) {
+        m_layer = std::size_t(layer);
+        m_joined = joined;
+        m_active = active;
+        m_last_only = last_only;
+    }
+    std::size_t active() const { return m_active; }
+    bool last_only() const { return m_last_only; }
+
+    std::size_t rows() const { return m_ws.first_row[m_active]; }
+
+    block_buffers<T> buffers() const {
+        block_buffers<T> b;
+        b.x = m_ws.resid.data();
+        b.a = m_ws.normed.data();
+        b.q = m_ws.q.data();
+        b.k = m_ws.k.data();
+        b.v = m_ws.v.data();
+        b.z = b.q; // an attention item writes the block of z whose queries it has read
+        b.out = m_ws.out.data();
+        b.mlp = m_ws.mlp.data();
+        b.mlp_lin = m_ws.mlp_lin.data();
+        return b;
+    }
+
+    // Runs with reuse_base_qkv that join at this block take their rows after the first from the base
+    // run (not with last_only: the last block then skips most of its rows anyway).
+    void project_qkv(const layer_weights<T>& w, const packed_layer<T>& pw, block_buffers<T>& b) {
+        const std::size_t d = m_c.d_model, qw = m_c.n_heads * m_c.d_head, kvw = m_c.n_kv_heads * m_c.d_head;
+        const std::size_t* first_row = m_ws.first_row.data();
+        const std::size_t rows = this->rows(), joined = m_joined, active = m_active;
+        const T* a = b.a;
+        bool any_reuse = false;
+        for (std::size_t i = joined; i < active; ++i) any_reuse = any_reuse || reuses(i);
+
+        if (m_last_only) {
+            T* last_a = m_ws.last_normed.data();
+            for (std::size_t i = 0; i < active; ++i)
+                std::copy(a + (first_row[i + 1] - 1) * d, a + first_row[i + 1] * d, last_a + i * d);
+            const kernels::linear_job<T> jobs[] = {{last_a, active, &pw.w_q, w.b_q.data(), b.q},
+                                                   {a, rows, &pw.w_k, w.b_k.data(), b.k},
+                                                   {a, rows, &pw.w_v, w.b_v.data(), b.v}};
+            kernels::linear_group(jobs, 3);
+        } else if (!any_reuse) {
+            const kernels::linear_job<T> jobs[] = {{a, rows, &pw.w_q, w.b_q.data(), b.q},
+                                                   {a, rows, &pw.w_k, w.b_k.data(), b.k},
+                                                   {a, rows, &pw.w_v, w.b_v.data(), b.v}};
+            kernels::linear_group(jobs, 3);
+        } else {
+            // The rows of earlier runs in place; of the runs joining here, the rows to compute (the first
+            // of a reusing run, every row of another) gathered into one product and scattered back.
+            ragged_workspace<T>& ws = m_ws;
+            auto computed = [&](std::size_t i) { return reuses(i) ? std::size_t(1) : m_runs[i].length; };
+            std::size_t m = 0;
+            for (std::size_t i = joined; i < active; ++i) m += computed(i);
+            ws.joined_in.reshape_uninitialized({m, d});
+            ws.joined_q.reshape_uninitialized({m, qw});
+            ws.joined_k.reshape_uninitialized({m, kvw});
+            ws.joined_v.reshape_uninitialized({m, kvw});
+            for (std::size_t i = joined, r = 0; i < active; r += computed(i), ++i)
+                std::copy(a + first_row[i] * d, a + (first_row[i] + computed(i)) * d, ws.joined_in.data() + r * d);
+            const std::size_t earlier = first_row[joined];
+            const T* in = ws.joined_in.data();
+            const kernels::linear_job<T> jobs[] = {{in, m, &pw.w_q, w.b_q.data(), ws.joined_q.data()},
+                                                   {in, m, &pw.w_k, w.b_k.data(), ws.joined_k.data()},
+                                                   {in, m, &pw.w_v, w.b_v.data(), ws.joined_v.data()},
+                                                   {a, earlier, &pw.w_q, w.b_q.data(), b.q},
+                                                   {a, earlier, &pw.w_k, w.b_k.data(), b.k},
+                                                   {a, earlier, &pw.w_v, w.b_v.data(), b.v}};
+            kernels::linear_group(jobs, earlier > 0 ? 6 : 3);
+            for (std::size_t i = joined, r = 0; i < active; r += computed(i), ++i) {
+                const ragged_run& run = m_runs[i];
+                const std::size_t n = computed(i), from = run.base_row * m_S + run.start + n;
+                const std::size_t copied = run.length - n;
+                std::copy(ws.joined_q.data() + r * qw, ws.joined_q.data() + (r + n) * qw, b.q + first_row[i] * qw);
+                std::copy(ws.joined_k.data() + r * kvw, ws.joined_k.data() + (r + n) * kvw, b.k + first_row[i] * kvw);
+                std::copy(ws.joined_v.data() + r * kvw, ws.joined_v.data() + (r + n) * kvw, b.v + first_row[i] * kvw);
+                if (copied == 0) continue;
+                const T* bq = m_base.queries[m_layer].data() + from * qw;
+                const T* bk = m_base.keys[m_layer].data() + from * kvw;
+                const T* bv = m_base.values[m_layer].data() + from * kvw;
+                std::copy(bq, bq + copied * qw, b.q + (first_row[i] + n) * qw);
+                std::copy(bk, bk + copied * kvw, b.k + (first_row[i] + n) * kvw);
+                std::copy(bv, bv + copied * kvw, b.v + (first_row[i] + n) * kvw);
+            }
         }
     }
-    if (c.position != position_kind::rotary) return;
-    // Rows copied from the base run are rotated already.
-    kernels::detail::for_items(long(active), rows * (qw + kvw) > 65536, [&](long item) {
-        const std::size_t i = std::size_t(item);
-        const ragged_run& r = runs[i];
-        const std::size_t n = reuses(i) ? 1 : r.length;
-        kernels::rope(k + first_row[i] * kvw, n, c.n_kv_heads, kvw, n, r.start, model.rope(), c.rope);
-        if (last_only)
-            kernels::rope(q + i * qw, 1, H, qw, 1, r.start + r.length - 1, model.rope(), c.rope);
-        else
-            kernels::rope(q + first_row[i] * qw, n, H, qw, n, r.start, model.rope(), c.rope);
-    });
-}
+
+    // Each run's rows at positions start..; rows copied from the base run are rotated already.
+    void rotate(block_buffers<T>& b) const {
+        const std::size_t H = m_c.n_heads, qw = H * m_c.d_head, kvw = m_c.n_kv_heads * m_c.d_head;
+        const std::size_t* first_row = m_ws.first_row.data();
+        const kernels::rope_table<T>& table = m_ws.rope;
+        kernels::detail::for_items(long(m_active), rows() * (qw + kvw) > 65536, [&](long item) {
+            const std::size_t i = std::size_t(item);
+            const ragged_run& r = m_runs[i];
+            const std::size_t n = reuses(i) ? 1 : r.length;
+            kernels::rope(b.k + first_row[i] * kvw, n, m_c.n_kv_heads, kvw, n, r.start, table, m_c.rope);
+            if (m_last_only)
+                kernels::rope(b.q + i * qw, 1, H, qw, 1, r.start + r.length - 1, table, m_c.rope);
+            else
+                kernels::rope(b.q + first_row[i] * qw, n, H, qw, n, r.start, table, m_c.rope);
+        });
+    }
+
+    // One (run, head, block of queries) at a time: scores against the base run's keys before the
+    // run's start and the run's own keys after it, softmax, and the value mix, in a per-thread scratch
+    // block.
+    template <class Sites>
+    void attend(int layer, block_buffers<T>& b, Sites&) const {
+        const std::size_t dh = m_c.d_head, H = m_c.n_heads, qw = H * dh, kvw = m_c.n_kv_heads * dh;
+        const std::size_t group = m_c.group_size(), S = m_S, active = m_active;
+        const bool last_only = m_last_only;
+        const std::size_t* first_row = m_ws.first_row.data();
+        const T scale = T(1) / std::sqrt(T(dh));
+        const T* q = b.q;
+        const T* k = b.k;
+        const T* v = b.v;
+        T* z = b.z;
+        T* scores = m_ws.scores.data();
+        const T* base_k = m_base.keys[std::size_t(layer)].data();
+        const T* base_v = m_base.values[std::size_t(layer)].data();
+        std::size_t max_blocks = 1;
+        if (!last_only)
+            for (std::size_t i = 0; i < active; ++i)
+                max_blocks = std::max(max_blocks, (m_runs[i].length + query_block - 1) / query_block);
+        const long items = long(active * H * max_blocks);
+        // Threads index their scratch block only in this region of our own (threads > 1): called
+        // from inside another parallel region, the loop runs plainly on scratch block 0.
+        const std::size_t threads = m_ws.scores.extent(0), n = last_only ? active : rows();
+        const bool threaded = threads > 1 && n * S * qw > 65536;
+        kernels::detail::for_items(items, threaded, [&](long item) {
+            const std::size_t i = std::size_t(item) / (H * max_blocks), h = std::size_t(item) / max_blocks % H;
+            const ragged_run& r = m_runs[i];
+            const std::size_t i0 = last_only ? r.length - 1 : std::size_t(item) % max_blocks * query_block;
+            if (i0 >= r.length) return;
+            const std::size_t nq = last_only ? 1 : std::min(query_block, r.length - i0);
+            const std::size_t kv_off = (h / group) * dh;
+            const std::size_t q_row = last_only ? i : first_row[i] + i0;
+            const std::size_t slot = threaded ? std::size_t(kernels::detail::thread_index()) : 0;
+            attended_keys<T> keys;
+            keys.k_before = base_k + r.base_row * S * kvw + kv_off;
+            keys.v_before = base_v + r.base_row * S * kvw + kv_off;
+            keys.before = r.start;
+            keys.k_own = k + first_row[i] * kvw + kv_off;
+            keys.v_own = v + first_row[i] * kvw + kv_off;
+            keys.own = i0 + nq;
+            keys.ld = kvw;
+            keys.diagonal = r.start + i0;
+            attend_query_block(q + q_row * qw + h * dh, qw, nq, keys, dh, scale, scores + slot * query_block * S, S,
+                               z + q_row * qw + h * dh, qw);
+        });
+    }
+
+    // With last_only, the rest of the block runs on each run's last row.
+    std::size_t narrow(block_buffers<T>& b) const {
+        if (!m_last_only) return rows();
+        const std::size_t d = m_c.d_model;
+        const std::size_t* first_row = m_ws.first_row.data();
+        T* last_x = m_ws.last_resid.data();
+        for (std::size_t i = 0; i < m_active; ++i)
+            std::copy(b.x + (first_row[i + 1] - 1) * d, b.x + first_row[i + 1] * d, last_x + i * d);
+        b.x = last_x;
+        b.a = m_ws.last_normed.data();
+        return m_active;
+    }
+
+    static constexpr std::size_t query_block = 64;
+
+private:
+    bool reuses(std::size_t i) const {
+        return !m_last_only && i >= m_joined && m_runs[i].reuse_base_qkv && m_runs[i].length > 1;
+    }
+
+    const model_config& m_c;
+    ragged_workspace<T>& m_ws;
+    const std::vector<ragged_run>& m_runs;
+    const ragged_base<T>& m_base;
+    std::size_t m_S;
+    std::size_t m_layer = 0, m_joined = 0, m_active = 0;
+    bool m_last_only = false;
+};
+
+// block_body's site callback for ragged_forward: the sites activation patching writes, as
+// ragged_activation views (the last rows only from attn.hook_z on in a last_only block).
+template <class T, class OnSite>
+struct ragged_sites {
+    OnSite& on_site;
+    const model_config& c;
+    const std::vector<ragged_run>& runs;
+    const std::size_t* first_row;
+    const ragged_rows<T>& layout;
+
+    void operator()(site s, int layer, T* data) const {
+        std::size_t width = c.d_model;
+        switch (s) {
+        case site::resid_pre:
+        case site::attn_out:
+        case site::resid_mid:
+        case site::mlp_out:
+        case site::resid_post: break;
+        case site::attn_z: width = c.n_heads * c.d_head; break;
+        case site::mlp_post: width = c.d_mlp; break;
+        default: return;
+        }
+        ragged_activation<T> a;
+        a.data = data;
+        a.width = width;
+        a.runs = &runs;
+        a.first_row = first_row;
+        a.active = layout.active();
+        a.last_rows_only = layout.last_only() && s != site::resid_pre;
+        on_site(s, layer, static_cast<const ragged_activation<T>&>(a));
+    }
+};
 
 } // namespace detail
 
@@ -246,10 +381,9 @@ tensor_view<const T> ragged_forward(const basic_transformer<T>& model, ragged_wo
                                     OnSite&& on_site) {
     const model_config& c = model.config();
     detail::check_ragged_input(c, runs, base);
-    const std::size_t L = c.n_layers, d = c.d_model, dh = c.d_head, H = c.n_heads;
-    const std::size_t qw = H * dh, kvw = c.n_kv_heads * dh, group = c.group_size(), dm = c.d_mlp;
+    const std::size_t L = c.n_layers, d = c.d_model, dm = c.d_mlp;
+    const std::size_t qw = c.n_heads * c.d_head, kvw = c.n_kv_heads * c.d_head;
     const std::size_t S = base.resid_pre[0].extent(1), N = runs.size();
-    constexpr std::size_t query_block = 64;
 
     ws.first_row.assign(N + 1, 0);
     for (std::size_t i = 0; i < N; ++i)
@@ -268,27 +402,13 @@ tensor_view<const T> ragged_forward(const basic_transformer<T>& model, ragged_wo
         ws.last_normed.reshape_uninitialized({N, d});
     }
     const std::size_t threads = std::size_t(std::max(1, kernels::detail::gemm_threads()));
-    ws.scores.reshape_uninitialized({threads, query_block, S});
+    ws.scores.reshape_uninitialized({threads, detail::ragged_rows<T>::query_block, S});
+    cover_rope(c, ws.rope, S);
 
-    auto activation = [&](T* data, std::size_t width, std::size_t active, bool last_rows) {
-        ragged_activation<T> a;
-        a.data = data;
-        a.width = width;
-        a.runs = &runs;
-        a.first_row = first_row;
-        a.active = active;
-        a.last_rows_only = last_rows;
-        return a;
-    };
-    auto add_into = [](T* x, const T* y, std::size_t count) {
-        kernels::detail::simd_transform2(x, y, x, count, [](auto a, auto b) { return a + b; });
-    };
-    const T scale = T(1) / std::sqrt(T(dh));
-
+    detail::ragged_rows<T> layout(model, ws, runs, base);
+    detail::ragged_sites<T, OnSite> sites{on_site, c, runs, first_row, layout};
     std::size_t active = 0;
     for (int layer = runs.front().first_layer; layer < int(L); ++layer) {
-        const layer_weights<T>& w = model.weights().layers[std::size_t(layer)];
-        const packed_layer<T>& pw = model.packed().layers[std::size_t(layer)];
         // Runs that begin here take the base run's residual.
         const std::size_t joined = active;
         for (; active < N && runs[active].first_layer == layer; ++active) {
@@ -296,90 +416,9 @@ tensor_view<const T> ragged_forward(const basic_transformer<T>& model, ragged_wo
             const T* src = base.resid_pre[std::size_t(layer)].data() + (r.base_row * S + r.start) * d;
             std::copy(src, src + r.length * d, ws.resid.data() + first_row[active] * d);
         }
-        const std::size_t rows = first_row[active];
-        const bool last_only = last_row_only && layer + 1 == int(L);
-        const std::size_t n = last_only ? active : rows; // rows past attention
-        T* x = ws.resid.data();
-        T* a = ws.normed.data();
-        T* q = ws.q.data();
-        T* k = ws.k.data();
-        T* v = ws.v.data();
-        on_site(site::resid_pre, layer, activation(x, d, active, false));
-        detail::ragged_norm(c, x, rows, w.ln1_weight, w.ln1_bias, a);
-
-        detail::ragged_qkv(model, ws, runs, base, layer, joined, active, last_only);
-
-        // Attention, one (run, head, block of queries) at a time: scores against the base run's keys
-        // before the run's start and the run's own keys after it, softmax, and the value mix, in a
-        // per-thread scratch block. z overwrites q: an item writes exactly the block of z whose q it
-        // has already read, and no other item reads that block.
-        T* z = q;
-        const T* base_k = base.keys[std::size_t(layer)].data();
-        const T* base_v = base.values[std::size_t(layer)].data();
-        std::size_t max_blocks = 1;
-        if (!last_only)
-            for (std::size_t i = 0; i < active; ++i)
-                max_blocks = std::max(max_blocks, (runs[i].length + query_block - 1) / query_block);
-        const long items = long(active * H * max_blocks);
-        // Threads index their scratch block only in this region of our own (threads > 1): called
-        // from inside another parallel region, the loop runs plainly on scratch block 0.
-        const bool threaded = threads > 1 && n * S * qw > 65536;
-        kernels::detail::for_items(items, threaded, [&](long item) {
-            const std::size_t i = std::size_t(item) / (H * max_blocks), h = std::size_t(item) / max_blocks % H;
-            const ragged_run& r = runs[i];
-            const std::size_t i0 = last_only ? r.length - 1 : std::size_t(item) % max_blocks * query_block;
-            if (i0 >= r.length) return;
-            const std::size_t nq = last_only ? 1 : std::min(query_block, r.length - i0);
-            const std::size_t own_keys = i0 + nq, keys = r.start + own_keys, kv_off = (h / group) * dh;
-            const std::size_t q_row = last_only ? i : first_row[i] + i0;
-            const T* qp = q + q_row * qw + h * dh;
-            T* zp = z + q_row * qw + h * dh;
-            const std::size_t slot = threaded ? std::size_t(kernels::detail::thread_index()) : 0;
-            T* s = ws.scores.data() + slot * query_block * S;
-            const T* bk = base_k + r.base_row * S * kvw + kv_off;
-            const T* bv = base_v + r.base_row * S * kvw + kv_off;
-            const T* own_k = k + first_row[i] * kvw + kv_off;
-            const T* own_v = v + first_row[i] * kvw + kv_off;
-            if (r.start > 0) kernels::attention_scores(qp, qw, bk, kvw, nq, r.start, dh, scale, s, S);
-            kernels::attention_scores(qp, qw, own_k, kvw, nq, own_keys, dh, scale, s + r.start, S);
-            kernels::softmax_causal(s, nq, keys, S, r.start + i0);
-            if (r.start > 0) kernels::attention_mix(s, S, bv, kvw, nq, r.start, dh, zp, qw);
-            kernels::attention_mix(s + r.start, S, own_v, kvw, nq, own_keys, dh, zp, qw, r.start > 0);
-        });
-        on_site(site::attn_z, layer, activation(z, qw, active, last_only));
-
-        // The rest of the block on the rows that go on.
-        if (last_only) {
-            T* last_x = ws.last_resid.data();
-            for (std::size_t i = 0; i < active; ++i)
-                std::copy(x + (first_row[i + 1] - 1) * d, x + first_row[i + 1] * d, last_x + i * d);
-            x = last_x;
-            a = ws.last_normed.data();
-        }
-        T* out = ws.out.data();
-        kernels::linear(z, n, pw.w_o, w.b_o.data(), out);
-        on_site(site::attn_out, layer, activation(out, d, active, last_only));
-        add_into(x, out, n * d);
-        on_site(site::resid_mid, layer, activation(x, d, active, last_only));
-        detail::ragged_norm(c, x, n, w.ln2_weight, w.ln2_bias, a);
-        T* post = ws.mlp.data(); // the pre-activation, activated in place (element by element)
-        if (c.mlp == mlp_kind::swiglu) {
-            T* lin = ws.mlp_lin.data();
-            const kernels::linear_job<T> gate_up[] = {{a, n, &pw.w_gate, nullptr, post},
-                                                      {a, n, &pw.w_in, w.b_in.data(), lin}};
-            kernels::linear_group(gate_up, 2);
-            kernels::detail::for_chunks(
-                n * dm, [&](std::size_t o, std::size_t m) { kernels::swiglu(post + o, lin + o, post + o, m); });
-        } else {
-            kernels::linear(a, n, pw.w_in, w.b_in.data(), post);
-            kernels::detail::for_chunks(
-                n * dm, [&](std::size_t o, std::size_t m) { kernels::gelu_tanh(post + o, post + o, m); });
-        }
-        on_site(site::mlp_post, layer, activation(post, dm, active, last_only));
-        kernels::linear(post, n, pw.w_out, w.b_out.data(), out);
-        on_site(site::mlp_out, layer, activation(out, d, active, last_only));
-        add_into(x, out, n * d);
-        on_site(site::resid_post, layer, activation(x, d, active, last_only));
+        layout.begin_layer(layer, joined, active, last_row_only && layer + 1 == int(L));
+        block_body(c, model.weights().layers[std::size_t(layer)], model.packed().layers[std::size_t(layer)], layer,
+                   layout, sites);
     }
     if (last_row_only) return static_cast<const tensor<T>&>(ws.last_resid).view();
     return static_cast<const tensor<T>&>(ws.resid).view();
@@ -396,11 +435,9 @@ tensor_view<const T> ragged_logits(const basic_transformer<T>& model, ragged_wor
              resid.shape().to_string(), c.d_model);
     const std::size_t rows = resid.extent(0);
     ws.last_normed.reshape_uninitialized({rows, c.d_model});
-    detail::ragged_norm(c, resid.data(), rows, model.weights().final_norm_weight, model.weights().final_norm_bias,
-                        ws.last_normed.data());
+    model.final_norm(resid.data(), rows, ws.last_normed.data());
     ws.logits.reshape_uninitialized({rows, c.vocab_size});
-    kernels::linear(static_cast<const T*>(ws.last_normed.data()), rows, model.packed().unembedding,
-                    static_cast<const T*>(nullptr), ws.logits.data());
+    model.unembed(ws.last_normed.data(), rows, ws.logits.data());
     return static_cast<const tensor<T>&>(ws.logits).view();
 }
 

@@ -13,7 +13,9 @@
 #include <actlens/kernels/norms.hpp>
 #include <actlens/kernels/rope.hpp>
 #include <actlens/kernels/softmax.hpp>
+#include <actlens/model/block.hpp>
 #include <actlens/model/config.hpp>
+#include <actlens/model/family.hpp>
 #include <actlens/model/hook_point.hpp>
 #include <actlens/model/hooks.hpp>
 #include <actlens/model/kv_cache.hpp>
@@ -55,16 +57,24 @@ public:
         m_config.validate();
         m_weights.validate(m_config);
         m_packed = packed_weights<T>(m_config, m_weights);
-        if (m_config.position == position_kind::rotary)
-            m_rope = kernels::rope_table<T>(m_config.max_seq_len, m_config.d_head, T(m_config.rope_theta));
     }
 
     const model_config& config() const noexcept { return m_config; }
     const model_weights<T>& weights() const noexcept { return m_weights; }
     /// The projections in the GEMM kernel's layout: what the forward multiplies with.
     const packed_weights<T>& packed() const noexcept { return m_packed; }
-    /// The rotary angle table (empty for learned positions); the backward pass reads it.
-    const kernels::rope_table<T>& rope() const noexcept { return m_rope; }
+
+    /// The final norm of `rows` residual rows [rows, d] into `out` (which may be `in`): what
+    /// ln_final.hook_normalized holds for them.
+    void final_norm(const T* in, std::size_t rows, T* out) const {
+        normalize(m_config, m_weights.final_norm_weight, m_weights.final_norm_bias, in, rows, out);
+    }
+
+    /// The logits [rows, V] of `rows` final-normed rows (row stride `ld`, 0 for d_model).
+    void unembed(const T* normed, std::size_t rows, T* logits, std::size_t ld = 0) const {
+        kernels::linear(normed, rows, m_packed.unembedding, static_cast<const T*>(nullptr), logits, false,
+                        ld ? ld : m_config.d_model);
+    }
 
     /// Every hook point this model calls, in forward order.
     std::vector<hook_point> hook_points() const {
@@ -197,9 +207,10 @@ private:
 
         const std::size_t d = c.d_model;
         ws.prepare(c, batch, positions, past + positions);
+        cover_rope(c, ws.rope, past + positions);
         const hook_set<T>* hooks = (opt.hooks && !opt.hooks->empty()) ? opt.hooks : nullptr;
         if (hooks) hooks->check(hook_layout::of(c)); // a hook the model never calls is an error, not a no-op
-        hook_caller hook{hooks, batch, positions, past};
+        hook_caller hook{hooks, &c, batch, positions, past};
         const shape_t resid_shape{batch, positions, d};
         T* x = ws.resid.data();
 
@@ -209,11 +220,13 @@ private:
             tensor<T>::copy_into(*resid_pre, tensor_view<T>(x, resid_shape));
         }
 
-        for (int l = start_layer; l < stop; ++l) block(ws, cache, l, batch, positions, past, hook);
+        dense_rows layout(*this, ws, cache, batch, positions, past);
+        for (int l = start_layer; l < stop; ++l)
+            block_body(c, m_weights.layers[std::size_t(l)], m_packed.layers[std::size_t(l)], l, layout, hook);
         if (cache) cache->advance(positions);
 
         if (stop < n_layers) return tensor_view<const T>(x, resid_shape);
-        return unembed(ws, batch, positions, opt.last_position_only, hook);
+        return final_logits(ws, batch, positions, opt.last_position_only, hook);
     }
 
     template <class Hook>
@@ -239,173 +252,14 @@ private:
                 std::copy(row, row + d, pe + (b * positions + t) * d);
             }
         hook(site::pos_embed, -1, pe, shape);
-        add_into(x, pe, batch * positions * d);
+        detail::add_into(x, pe, batch * positions * d);
     }
 
-    template <class Hook>
-    void block(workspace<T>& ws, kv_cache<T>* cache, int layer, std::size_t batch, std::size_t positions, std::size_t past,
-               Hook& hook) const {
-        const model_config& c = m_config;
-        const layer_weights<T>& w = m_weights.layers[static_cast<std::size_t>(layer)];
-        const auto& pw = m_packed.layers[static_cast<std::size_t>(layer)];
-        const std::size_t n = batch * positions, d = c.d_model, dh = c.d_head;
-        const std::size_t H = c.n_heads, Hkv = c.n_kv_heads, qw = H * dh, kvw = Hkv * dh;
-        const shape_t resid_shape{batch, positions, d};
-        T* x = ws.resid.data();
-        T* a = ws.normed.data();
-
-        hook(site::resid_pre, layer, x, resid_shape);
-        normalize(x, n, w.ln1_weight, w.ln1_bias, a);
-        hook(site::ln1_normalized, layer, a, resid_shape);
-
-        T* q = ws.q.data();
-        T* k = ws.k.data();
-        T* v = ws.v.data();
-        const kernels::linear_job<T> qkv[] = {
-            {a, n, &pw.w_q, w.b_q.data(), q}, {a, n, &pw.w_k, w.b_k.data(), k}, {a, n, &pw.w_v, w.b_v.data(), v}};
-        kernels::linear_group(qkv, 3);
-        const shape_t q_shape{batch, positions, H, dh}, kv_shape{batch, positions, Hkv, dh};
-        hook(site::attn_q, layer, q, q_shape);
-        hook(site::attn_k, layer, k, kv_shape);
-        hook(site::attn_v, layer, v, kv_shape);
-        if (c.position == position_kind::rotary) {
-            kernels::rope(q, n, H, qw, positions, past, m_rope, c.rope);
-            kernels::rope(k, n, Hkv, kvw, positions, past, m_rope, c.rope);
-            hook(site::attn_rot_q, layer, q, q_shape);
-            hook(site::attn_rot_k, layer, k, kv_shape);
-        }
-
-        attention(ws, cache, layer, batch, positions, past, hook);
-
-        T* out = ws.block_out.data();
-        kernels::linear(ws.z.data(), n, pw.w_o, w.b_o.data(), out);
-        hook(site::attn_out, layer, out, resid_shape);
-        add_into(x, out, n * d);
-        hook(site::resid_mid, layer, x, resid_shape);
-
-        normalize(x, n, w.ln2_weight, w.ln2_bias, a);
-        hook(site::ln2_normalized, layer, a, resid_shape);
-        const shape_t mlp_shape{batch, positions, c.d_mlp};
-        T* pre = ws.mlp_pre.data();
-        T* post = ws.mlp_post.data();
-        if (c.mlp == mlp_kind::swiglu) {
-            T* lin = ws.mlp_lin.data();
-            const kernels::linear_job<T> gate_up[] = {{a, n, &pw.w_gate, nullptr, pre},
-                                                      {a, n, &pw.w_in, w.b_in.data(), lin}};
-            kernels::linear_group(gate_up, 2);
-            hook(site::mlp_pre, layer, pre, mlp_shape);
-            hook(site::mlp_pre_linear, layer, lin, mlp_shape);
-            kernels::detail::for_chunks(n * c.d_mlp, [&](std::size_t i, std::size_t m) {
-                kernels::swiglu(pre + i, lin + i, post + i, m);
-            });
-        } else {
-            kernels::linear(a, n, pw.w_in, w.b_in.data(), pre);
-            hook(site::mlp_pre, layer, pre, mlp_shape);
-            kernels::detail::for_chunks(n * c.d_mlp,
-                                        [&](std::size_t i, std::size_t m) { kernels::gelu_tanh(pre + i, post + i, m); });
-        }
-        hook(site::mlp_post, layer, post, mlp_shape);
-        kernels::linear(post, n, pw.w_out, w.b_out.data(), out);
-        hook(site::mlp_out, layer, out, resid_shape);
-        add_into(x, out, n * d);
-        hook(site::resid_post, layer, x, resid_shape);
-    }
-
-    // Scores, causal softmax and the value mix of every (row, head). Keys and values are read from
-    // the KV cache when there is one (after appending this call's positions to it), else straight
-    // from this call's buffers. Query head h reads key/value head h / group_size (GQA).
-    template <class Hook>
-    void attention(workspace<T>& ws, kv_cache<T>* cache, int layer, std::size_t batch, std::size_t positions,
-                   std::size_t past, Hook& hook) const {
-        const model_config& c = m_config;
-        const std::size_t dh = c.d_head, H = c.n_heads, qw = H * dh, kvw = c.n_kv_heads * dh;
-        const std::size_t group = c.group_size(), keys = past + positions;
-        const T* q = ws.q.data();
-        const T* k = ws.k.data();
-        const T* v = ws.v.data();
-        std::size_t k_batch_stride = positions * kvw;
-        if (cache) {
-            T* ck = cache->keys(static_cast<std::size_t>(layer)).data();
-            T* cv = cache->values(static_cast<std::size_t>(layer)).data();
-            k_batch_stride = cache->capacity() * kvw;
-            for (std::size_t b = 0; b < batch; ++b) {
-                std::copy(k + b * positions * kvw, k + (b + 1) * positions * kvw, ck + b * k_batch_stride + past * kvw);
-                std::copy(v + b * positions * kvw, v + (b + 1) * positions * kvw, cv + b * k_batch_stride + past * kvw);
-            }
-            k = ck;
-            v = cv;
-        }
-        const T scale = T(1) / std::sqrt(T(dh));
-        T* scores = ws.scores.data();
-        T* z = ws.z.data();
-        const std::size_t head_block = positions * keys;
-        const shape_t pattern_shape{batch, H, positions, keys};
-        const bool hook_scores = hooks_at(hook, site::attn_scores, layer);
-        // Work items: (row, head, block of query rows). A block of queries [i0, i1) sees keys
-        // [0, past + i1) only, so the products skip the masked upper triangle block by block
-        // (at T = 256, 5/8 of the full products). With no hook at the scores or the pattern, one
-        // item computes its scores, softmax and value mix while its scores are in cache, in one
-        // parallel region instead of two.
-        constexpr std::size_t query_block = 64;
-        const std::size_t blocks = (positions + query_block - 1) / query_block;
-        const long items = static_cast<long>(batch * H * blocks);
-        const bool fused = !hook_scores && !hooks_at(hook, site::attn_pattern, layer);
-        const bool parallel = batch * H * positions * keys * dh > 65536;
-        (void)parallel;
-        auto block_of = [&](long item, std::size_t& b, std::size_t& h, std::size_t& i0, std::size_t& rows,
-                            std::size_t& visible) {
-            const std::size_t bh = static_cast<std::size_t>(item) / blocks;
-            b = bh / H;
-            h = bh % H;
-            i0 = (static_cast<std::size_t>(item) % blocks) * query_block;
-            rows = std::min(query_block, positions - i0);
-            visible = std::min(keys, past + i0 + rows);
-            return scores + bh * head_block + i0 * keys;
-        };
-        auto mix = [&](std::size_t b, std::size_t h, std::size_t i0, std::size_t rows, std::size_t visible,
-                       const T* p) {
-            kernels::attention_mix(p, keys, v + b * k_batch_stride + (h / group) * dh, kvw, rows, visible, dh,
-                                   z + (b * positions + i0) * qw + h * dh, qw);
-        };
-#pragma omp parallel for schedule(dynamic, 1) if (parallel)
-        for (long item = 0; item < items; ++item) {
-            std::size_t b, h, i0, rows, visible;
-            T* s = block_of(item, b, h, i0, rows, visible);
-            kernels::attention_scores(q + (b * positions + i0) * qw + h * dh, qw,
-                                      k + b * k_batch_stride + (h / group) * dh, kvw, rows, visible, dh, scale, s,
-                                      keys);
-            if (hook_scores) {
-                kernels::mask_causal(s, rows, keys, keys, past + i0);
-            } else {
-                kernels::softmax_causal(s, rows, keys, keys, past + i0);
-                if (fused) mix(b, h, i0, rows, visible, s);
-            }
-        }
-        if (hook_scores) {
-            hook(site::attn_scores, layer, scores, pattern_shape);
-            for (std::size_t bh = 0; bh < batch * H; ++bh)
-                kernels::softmax_causal(scores + bh * head_block, positions, keys, keys, past);
-        }
-        if (!fused) {
-            hook(site::attn_pattern, layer, scores, pattern_shape);
-#pragma omp parallel for schedule(dynamic, 1) if (parallel)
-            for (long item = 0; item < items; ++item) {
-                std::size_t b, h, i0, rows, visible;
-                const T* p = block_of(item, b, h, i0, rows, visible);
-                mix(b, h, i0, rows, visible, p);
-            }
-        }
-        hook(site::attn_z, layer, z, shape_t{batch, positions, H, dh});
-    }
-
-    template <class Hook>
-    static bool hooks_at(const Hook& hook, site s, int layer) {
-        return hook.wants(s, layer);
-    }
-
-    // Calls the hooks of one forward pass; with no hook_set it costs one branch per site.
+    // Calls the hooks of one forward pass at [B, T, ...] views; with no hook_set it costs one branch
+    // per site.
     struct hook_caller {
         const hook_set<T>* hooks;
+        const model_config* config;
         std::size_t batch, positions, past;
 
         bool wants(site s, int layer) const { return hooks && hooks->has(hook_point{s, layer}); }
@@ -414,44 +268,191 @@ private:
             const hook_point p{s, layer};
             if (hooks->has(p)) hooks->run(p, tensor_view<T>(data, shape), hook_context{p, batch, positions, past});
         }
+        void operator()(site s, int layer, T* data) const {
+            if (wants(s, layer)) (*this)(s, layer, data, shape_of(s));
+        }
+        shape_t shape_of(site s) const {
+            const model_config& c = *config;
+            switch (s) {
+            case site::attn_q:
+            case site::attn_rot_q:
+            case site::attn_z: return {batch, positions, c.n_heads, c.d_head};
+            case site::attn_k:
+            case site::attn_v:
+            case site::attn_rot_k: return {batch, positions, c.n_kv_heads, c.d_head};
+            case site::attn_scores:
+            case site::attn_pattern: return {batch, c.n_heads, positions, past + positions};
+            case site::mlp_pre:
+            case site::mlp_pre_linear:
+            case site::mlp_post: return {batch, positions, c.d_mlp};
+            default: return {batch, positions, c.d_model};
+            }
+        }
+    };
+
+    // The dense row layout of block_body (model/block.hpp): B rows of T new positions after `past`
+    // cached ones; each query attends to its row's cached keys and its own causal prefix.
+    class dense_rows {
+    public:
+        dense_rows(const basic_transformer& model, workspace<T>& ws, kv_cache<T>* cache, std::size_t batch,
+                   std::size_t positions, std::size_t past)
+            : m_model(model), m_ws(ws), m_cache(cache), m_batch(batch), m_positions(positions), m_past(past) {}
+
+        std::size_t rows() const { return m_batch * m_positions; }
+        std::size_t narrow(block_buffers<T>&) const { return rows(); }
+
+        block_buffers<T> buffers() const {
+            block_buffers<T> b;
+            b.x = m_ws.resid.data();
+            b.a = m_ws.normed.data();
+            b.q = m_ws.q.data();
+            b.k = m_ws.k.data();
+            b.v = m_ws.v.data();
+            b.z = b.q; // an attention item writes the block of z whose queries it has read
+            b.out = m_ws.block_out.data();
+            b.mlp = m_ws.mlp_pre.data();
+            b.mlp_lin = m_ws.mlp_lin.data();
+            return b;
+        }
+
+        void project_qkv(const layer_weights<T>& w, const packed_layer<T>& pw, block_buffers<T>& b) const {
+            const std::size_t n = rows();
+            const kernels::linear_job<T> qkv[] = {{b.a, n, &pw.w_q, w.b_q.data(), b.q},
+                                                  {b.a, n, &pw.w_k, w.b_k.data(), b.k},
+                                                  {b.a, n, &pw.w_v, w.b_v.data(), b.v}};
+            kernels::linear_group(qkv, 3);
+        }
+
+        void rotate(block_buffers<T>& b) const {
+            const model_config& c = m_model.m_config;
+            const std::size_t n = rows(), dh = c.d_head;
+            kernels::rope(b.q, n, c.n_heads, c.n_heads * dh, m_positions, m_past, m_ws.rope, c.rope);
+            kernels::rope(b.k, n, c.n_kv_heads, c.n_kv_heads * dh, m_positions, m_past, m_ws.rope, c.rope);
+        }
+
+        // Scores, causal softmax and the value mix of every (row, head). Keys and values are read from
+        // the KV cache when there is one (after appending this call's positions to it), else straight
+        // from this call's buffers. Query head h reads key/value head h / group_size (GQA).
+        template <class Hook>
+        void attend(int layer, block_buffers<T>& buf, Hook& hook) const {
+            const model_config& c = m_model.m_config;
+            const std::size_t batch = m_batch, positions = m_positions, past = m_past;
+            const std::size_t dh = c.d_head, H = c.n_heads, qw = H * dh, kvw = c.n_kv_heads * dh;
+            const std::size_t group = c.group_size(), keys = past + positions;
+            const T* q = buf.q;
+            const T* k = buf.k;
+            const T* v = buf.v;
+            std::size_t k_batch_stride = positions * kvw;
+            if (m_cache) {
+                T* ck = m_cache->keys(static_cast<std::size_t>(layer)).data();
+                T* cv = m_cache->values(static_cast<std::size_t>(layer)).data();
+                k_batch_stride = m_cache->capacity() * kvw;
+                for (std::size_t b = 0; b < batch; ++b) {
+                    std::copy(k + b * positions * kvw, k + (b + 1) * positions * kvw,
+                              ck + b * k_batch_stride + past * kvw);
+                    std::copy(v + b * positions * kvw, v + (b + 1) * positions * kvw,
+                              cv + b * k_batch_stride + past * kvw);
+                }
+                k = ck;
+                v = cv;
+            }
+            const T scale = T(1) / std::sqrt(T(dh));
+            T* scores = m_ws.scores.data();
+            T* z = buf.z;
+            const std::size_t head_block = positions * keys;
+            const shape_t pattern_shape = hook.shape_of(site::attn_pattern);
+            const bool hook_scores = hook.wants(site::attn_scores, layer);
+            // Work items: (row, head, block of query rows). A block of queries [i0, i1) sees keys
+            // [0, past + i1) only, so the products skip the masked upper triangle block by block
+            // (at T = 256, 5/8 of the full products). With no hook at the scores or the pattern, one
+            // item computes its scores, softmax and value mix while its scores are in cache, in one
+            // parallel region instead of two.
+            constexpr std::size_t query_block = 64;
+            const std::size_t blocks = (positions + query_block - 1) / query_block;
+            const long items = static_cast<long>(batch * H * blocks);
+            const bool fused = !hook_scores && !hook.wants(site::attn_pattern, layer);
+            const bool parallel = batch * H * positions * keys * dh > 65536;
+            (void)parallel;
+            auto block_of = [&](long item, std::size_t& b, std::size_t& h, std::size_t& i0, std::size_t& n,
+                                std::size_t& visible) {
+                const std::size_t bh = static_cast<std::size_t>(item) / blocks;
+                b = bh / H;
+                h = bh % H;
+                i0 = (static_cast<std::size_t>(item) % blocks) * query_block;
+                n = std::min(query_block, positions - i0);
+                visible = std::min(keys, past + i0 + n);
+                return scores + bh * head_block + i0 * keys;
+            };
+            auto mix = [&](std::size_t b, std::size_t h, std::size_t i0, std::size_t n, std::size_t visible,
+                           const T* p) {
+                kernels::attention_mix(p, keys, v + b * k_batch_stride + (h / group) * dh, kvw, n, visible, dh,
+                                       z + (b * positions + i0) * qw + h * dh, qw);
+            };
+#pragma omp parallel for schedule(dynamic, 1) if (parallel)
+            for (long item = 0; item < items; ++item) {
+                std::size_t b, h, i0, n, visible;
+                T* s = block_of(item, b, h, i0, n, visible);
+                const T* qp = q + (b * positions + i0) * qw + h * dh;
+                const std::size_t kv_off = b * k_batch_stride + (h / group) * dh;
+                if (fused) {
+                    attended_keys<T> own;
+                    own.k_own = k + kv_off;
+                    own.v_own = v + kv_off;
+                    own.own = visible;
+                    own.ld = kvw;
+                    own.diagonal = past + i0;
+                    attend_query_block(qp, qw, n, own, dh, scale, s, keys, z + (b * positions + i0) * qw + h * dh, qw);
+                    continue;
+                }
+                kernels::attention_scores(qp, qw, k + kv_off, kvw, n, visible, dh, scale, s, keys);
+                if (hook_scores)
+                    kernels::mask_causal(s, n, keys, keys, past + i0);
+                else
+                    kernels::softmax_causal(s, n, keys, keys, past + i0);
+            }
+            if (hook_scores) {
+                hook(site::attn_scores, layer, scores, pattern_shape);
+                for (std::size_t bh = 0; bh < batch * H; ++bh)
+                    kernels::softmax_causal(scores + bh * head_block, positions, keys, keys, past);
+            }
+            if (!fused) {
+                hook(site::attn_pattern, layer, scores, pattern_shape);
+#pragma omp parallel for schedule(dynamic, 1) if (parallel)
+                for (long item = 0; item < items; ++item) {
+                    std::size_t b, h, i0, n, visible;
+                    const T* p = block_of(item, b, h, i0, n, visible);
+                    mix(b, h, i0, n, visible, p);
+                }
+            }
+        }
+
+    private:
+        const basic_transformer& m_model;
+        workspace<T>& m_ws;
+        kv_cache<T>* m_cache;
+        std::size_t m_batch, m_positions, m_past;
     };
 
     template <class Hook>
-    tensor_view<const T> unembed(workspace<T>& ws, std::size_t batch, std::size_t positions, bool last_only,
-                                 Hook& hook) const {
+    tensor_view<const T> final_logits(workspace<T>& ws, std::size_t batch, std::size_t positions, bool last_only,
+                                      Hook& hook) const {
         const model_config& c = m_config;
         const std::size_t n = batch * positions, d = c.d_model;
         T* a = ws.normed.data();
-        normalize(ws.resid.data(), n, m_weights.final_norm_weight, m_weights.final_norm_bias, a);
+        final_norm(ws.resid.data(), n, a);
         hook(site::ln_final_normalized, -1, a, shape_t{batch, positions, d});
         const std::size_t rows_per_seq = last_only ? 1 : positions;
         ws.logits.reshape_uninitialized({batch, rows_per_seq, c.vocab_size});
-        if (last_only) {
-            // One row per sequence: the last position, read with a row stride of a whole sequence.
-            kernels::linear(a + (positions - 1) * d, batch, m_packed.unembedding, static_cast<const T*>(nullptr),
-                            ws.logits.data(), false, positions * d);
-        } else {
-            kernels::linear(a, n, m_packed.unembedding, static_cast<const T*>(nullptr), ws.logits.data());
-        }
-        return static_cast<const tensor<T>&>(ws.logits).view();
-    }
-
-    void normalize(const T* in, std::size_t rows, const tensor_view<const T>& weight, const tensor_view<const T>& bias,
-                   T* out) const {
-        if (m_config.norm == norm_kind::layer_norm)
-            kernels::layer_norm(in, rows, m_config.d_model, weight.data(), bias.data(), T(m_config.norm_eps), out);
+        if (last_only) // one row per sequence: the last position, read with a row stride of a whole sequence
+            unembed(a + (positions - 1) * d, batch, ws.logits.data(), positions * d);
         else
-            kernels::rms_norm(in, rows, m_config.d_model, weight.data(), T(m_config.norm_eps), out);
-    }
-
-    static void add_into(T* x, const T* y, std::size_t count) noexcept {
-        kernels::detail::simd_transform2(x, y, x, count, [](auto a, auto b) { return a + b; });
+            unembed(a, n, ws.logits.data());
+        return static_cast<const tensor<T>&>(ws.logits).view();
     }
 
     model_config m_config;
     model_weights<T> m_weights;
     packed_weights<T> m_packed; // the projections in the fast kernel's layout (see packed_weights)
-    kernels::rope_table<T> m_rope;
 };
 
 /// The single-precision transformer every loader returns.
