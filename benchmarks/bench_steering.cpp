@@ -5,7 +5,7 @@
 //
 // Runs are interleaved (plain, one layer, all layers, plain, ...) so that drift in clock speed or in
 // the load of other processes hits every variant alike; the medians of the per-token times are
-// compared. Target (ARCHITECTURE.md §8): steering costs <= 1% per token.
+// compared. Target: steering costs <= 1% per token.
 #include <actlens/methods/steering.hpp>
 #include <actlens/model/generate.hpp>
 #include <actlens/model/load.hpp>

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# actlens against PyTorch on one SNMF iteration (the authors' update schedule, ALGORITHMS.md §5.2)
+# actlens against PyTorch on one SNMF iteration (the authors' update schedule, arXiv 2506.10920)
 # on a 3072 x 20000 matrix with K = 100, interleaved A B A B so that the drift of a shared machine
 # hits both; prints min and median per configuration and the ratio to the faster PyTorch row.
 #

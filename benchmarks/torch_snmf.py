@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """The PyTorch half of benchmarks/run_snmf_vs_torch.sh: one SNMF iteration in plain torch.
 
-The updates of the SNMF authors' NMFSemiNMF.fit (ALGORITHMS.md §5.2), written as a PyTorch user
+The updates of the SNMF authors' NMFSemiNMF.fit (arXiv 2506.10920), written as a PyTorch user
 writes them, on A [d_a, n] = max(0, N(0, 1)) with F = Z [d_a, K] and G = Yᵀ [n, K]:
 
     F = A @ G @ inv(GᵀG + λI)                                    exact least squares

@@ -1,4 +1,4 @@
-# Header self-containment check (STYLE.md: "every header compiles on its own"), run as a ctest test:
+# Header self-containment check ("every header compiles on its own"), run as a ctest test:
 #
 #   cmake -DSETTINGS=<build>/tests/check_headers_settings.cmake -P cmake/check_headers.cmake
 #

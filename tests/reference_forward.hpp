@@ -1,4 +1,4 @@
-// A deliberately plain forward pass, written from the math in ALGORITHMS.md §9 with scalar loops in
+// A deliberately plain forward pass, written from the published equations of GPT-2 and Llama with scalar loops in
 // long double, sharing no code with the library's kernels. Tests compare the library against it.
 #pragma once
 

@@ -213,7 +213,7 @@ TEST_CASE("steering: alpha = 0 leaves generation bit-identical; alpha != 0 chang
         hook_set<float> zero;
         steering_options o;
         o.alpha = 0.0;
-        o.layers = {0, 1, 2};
+        for (int l = 0; l < int(named.config.n_layers); ++l) o.layers.push_back(l);
         add_steering(zero, v, o);
         generate_options<float> steered = plain;
         steered.hooks = &zero;

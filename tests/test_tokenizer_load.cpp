@@ -20,7 +20,7 @@ TEST_CASE("load_tokenizer: picks the format from the path", "[tokenizer]") {
     REQUIRE(gpt2.as_bpe() != nullptr);
     CHECK(gpt2.vocab_size() == 50257);
     CHECK(gpt2.eos_id() == 50256);
-    // " Mary" and " John" are single GPT-2 tokens (ALGORITHMS.md §1.1).
+    // " Mary" and " John" are single GPT-2 tokens.
     CHECK(gpt2.encode(" Mary John", false) == std::vector<std::int32_t>{5335, 1757});
 
     CHECK_THROWS_WITH(load_tokenizer("/nonexistent/tokenizer.json"), Catch::Contains("[actlens.io.201]"));

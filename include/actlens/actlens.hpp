@@ -24,13 +24,16 @@
 
 #include <actlens/tokenizer/bpe.hpp>
 #include <actlens/tokenizer/gguf_vocab.hpp>
+#include <actlens/tokenizer/hf_tokenizer.hpp>
 #include <actlens/tokenizer/llama2c.hpp>
 #include <actlens/tokenizer/load.hpp>
 #include <actlens/tokenizer/printable.hpp>
 
 #include <actlens/model/backward.hpp>
 #include <actlens/model/backward_weights.hpp>
+#include <actlens/model/block.hpp>
 #include <actlens/model/config.hpp>
+#include <actlens/model/family.hpp>
 #include <actlens/model/generate.hpp>
 #include <actlens/model/hook_point.hpp>
 #include <actlens/model/hooks.hpp>
@@ -56,3 +59,10 @@
 #include <actlens/methods/snmf.hpp>
 #include <actlens/methods/snmf_features.hpp>
 #include <actlens/methods/steering.hpp>
+
+#include <actlens/report/color.hpp>
+#include <actlens/report/display.hpp>
+#include <actlens/report/html.hpp>
+#include <actlens/report/methods.hpp>
+#include <actlens/report/svg.hpp>
+#include <actlens/report/text.hpp>

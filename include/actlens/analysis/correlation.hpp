@@ -16,7 +16,7 @@
 //     the index);
 //   - a correlation that is mathematically undefined because an input is constant is not an
 //     error: the result has status constant_a / constant_b / constant_both, defined() false and
-//     value NaN. This is the "numerical failure in a result field" rule of STYLE.md: a constant
+//     value NaN. A numerical failure is reported in the result, not thrown: a constant
 //     resample inside a bootstrap, or a dead feature, is data, not a programming mistake.
 //
 // Thread safety: every function is pure; concurrent calls are safe (bootstrap_ci calls the

@@ -1,6 +1,7 @@
 // actlens/core/memory.hpp: the one place actlens takes large blocks of memory from the system.
 //
-// On these machines touching a fresh 4 KiB page costs ~15 µs (PERFORMANCE.md), so the first use
+// On these machines touching a fresh 4 KiB page costs ~15 µs (measured in a
+// 2-vCPU VM; bare metal is ~100x cheaper), so the first use
 // of a 100 MB workspace would spend ~0.4 s in page faults. Blocks of 2 MiB and more are therefore
 // 2 MiB-aligned and marked MADV_HUGEPAGE: with transparent huge pages in "madvise" mode (the
 // default here) the kernel then backs them with 2 MiB pages, one fault each.

@@ -137,7 +137,10 @@ inline void compute_block(const problem& g, std::size_t row0, std::size_t row_co
     }
 }
 
-inline void run(const problem& g) noexcept {
+// A template of nothing, so that the Eigen product it falls back to is compiled only in files that
+// run a backward pass, not in every file that includes this header (README "Compile time").
+template <int = 0>
+void run(const problem& g) noexcept {
     if (g.rows <= few_rows) { // matrix-vector-like: Eigen's path reads w once, without a copy
         linear_backward_input(g.dy, g.rows, g.out, g.w, g.in, g.dx, g.accumulate, g.lddy, g.lddx);
         return;

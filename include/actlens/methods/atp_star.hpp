@@ -1,4 +1,4 @@
-// actlens/methods/atp_star.hpp: AtP* for attention heads (Kramár et al. 2024; ALGORITHMS.md §2.2):
+// actlens/methods/atp_star.hpp: AtP* for attention heads (Kramár et al. 2024, arXiv 2403.00745):
 // attribution patching with the QK fix, and optionally GradDrop.
 //
 // The nodes are, per layer, head and position, a head's query q_t, key k_u and value v_u. Plain AtP

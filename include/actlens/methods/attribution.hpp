@@ -1,5 +1,6 @@
 // actlens/methods/attribution.hpp: gradient estimates of activation patching: AtP, RelP and
-// Integrated Gradients (ALGORITHMS.md §2-4).
+// Integrated Gradients (Nanda 2023 and Kramár et al. 2024 for AtP; "RelP: Faithful and Efficient
+// Circuit Discovery via Relevance Patching", 2025; Sundararajan et al. 2017 for IG).
 //
 //   AtP(n)  = sum over n's entries of (patch value - base value) * dM/dn at the base run;
 //   RelP(n) = the same with the LRP-modified backward (rule::relp) in place of the gradient;

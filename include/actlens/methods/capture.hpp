@@ -3,7 +3,7 @@
 // Every token of every sequence becomes one row [width] (width = the product of the hook's trailing
 // extents, e.g. d_mlp for blocks.l.mlp.hook_post), tagged with its token id, sequence index and
 // position; rows whose token is in `skip_tokens` (BOS, padding) are left out, as SNMF's data
-// matrix wants (ALGORITHMS.md §5.1). Sequences run one forward each, through a reused workspace,
+// matrix wants (Shafran et al., arXiv 2506.10920). Sequences run one forward each, through a reused workspace,
 // and the forward stops right after the hooked block, so the layers above are never computed.
 //
 // capture_activations()  -> captured_activations (all rows in one tensor [rows, width]).
@@ -72,13 +72,18 @@ struct capture_options {
     std::size_t shard_rows = 65536;
 };
 
+// The functions that take a model are templates of nothing (`template <int = 0>`): the forward code
+// they call is then compiled only where they are called, not in every file that includes this
+// header (README "Compile time").
+
 /// Runs every sequence of `corpus` and keeps hook `hook_name`'s activation at every position whose
 /// token is not skipped. Throws actlens::error: model.402 for a name that is not a hook point of
 /// this model or is not per-position (attention scores/pattern), model.403 for a layer the model
 /// does not have (the message gives its layers, "0..4"), tokenizer.303 for an empty
 /// sequence, tokenizer.302 / model.404 from the forward for bad ids or too long sequences.
 /// Complexity: one forward per sequence, stopped after the hooked block.
-inline captured_activations capture_activations(const transformer& model,
+template <int = 0>
+captured_activations capture_activations(const transformer& model,
                                                 const std::vector<std::vector<std::int32_t>>& corpus,
                                                 std::string_view hook_name,
                                                 const capture_options& options = {});
@@ -86,7 +91,8 @@ inline captured_activations capture_activations(const transformer& model,
 /// The same capture written to `directory` (created if missing) as shards plus manifest.json; see
 /// the top of this header for the layout. Returns the number of rows written. Throws as
 /// capture_activations, plus io.201 when a file cannot be written, arg.101 for shard_rows == 0.
-inline std::size_t capture_to_shards(const transformer& model,
+template <int = 0>
+std::size_t capture_to_shards(const transformer& model,
                                      const std::vector<std::vector<std::int32_t>>& corpus,
                                      std::string_view hook_name, const std::string& directory,
                                      const capture_options& options = {});
@@ -158,7 +164,8 @@ struct capture_plan {
     run_options<float> run;
 };
 
-inline capture_plan make_capture_plan(const transformer& model, std::string_view hook_name) {
+template <int = 0>
+capture_plan make_capture_plan(const transformer& model, std::string_view hook_name) {
     capture_plan plan;
     plan.point = hook_point::parse(hook_name);
     const model_config& c = model.config();
@@ -252,7 +259,8 @@ inline const nlohmann::json& manifest_field(const nlohmann::json& j, const char*
 
 } // namespace detail
 
-inline captured_activations capture_activations(const transformer& model,
+template <int>
+captured_activations capture_activations(const transformer& model,
                                                 const std::vector<std::vector<std::int32_t>>& corpus,
                                                 std::string_view hook_name, const capture_options& options) {
     const detail::capture_plan plan = detail::make_capture_plan(model, hook_name);
@@ -280,7 +288,8 @@ inline captured_activations capture_activations(const transformer& model,
     return out;
 }
 
-inline std::size_t capture_to_shards(const transformer& model, const std::vector<std::vector<std::int32_t>>& corpus,
+template <int>
+std::size_t capture_to_shards(const transformer& model, const std::vector<std::vector<std::int32_t>>& corpus,
                                      std::string_view hook_name, const std::string& directory,
                                      const capture_options& options) {
     if (options.shard_rows == 0) fail(errc::invalid_argument, "capture_to_shards: options.shard_rows must be > 0");
@@ -394,7 +403,7 @@ inline tensor_view<const float> capture_reader::read_shard(std::size_t i) {
     const shard_entry& e = shard(i);
     if (m_loaded != i) {
         // Into the one reused buffer: reading costs a copy from the page cache but never faults
-        // fresh pages per pass, which a new mapping or allocation would (PERFORMANCE.md).
+        // fresh pages per pass, which a new mapping or allocation would (core/memory.hpp).
         m_loaded = static_cast<std::size_t>(-1);
         m_buffer.reshape_uninitialized({e.rows, m_width});
         std::unique_ptr<std::FILE, io::detail::npy_file_closer> f(std::fopen(e.values_path.c_str(), "rb"));

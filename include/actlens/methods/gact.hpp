@@ -1,5 +1,6 @@
 // actlens/methods/gact.hpp: G-ACT, steering with several directions chosen per token by a probe
-// (ALGORITHMS.md §6.7-6.8; the parameters are this library's [design] choices, see there).
+// ("Steering Conceptual Bias via Transformer Latent-Subspace Activation", 2025; where the paper leaves
+// a parameter open, the default here is this library's choice and says so).
 //
 //   1. Per prompt pair i and layer l: d_i = h_l(x_i+) - h_l(x_i-) (last token or mean over tokens).
 //   2. k-means++ (seeded, deterministic) on the unit-normalised d_i gives K clusters; v_k is the

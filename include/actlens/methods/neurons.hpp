@@ -1,6 +1,6 @@
 // actlens/methods/neurons.hpp: what MLP neurons say through the LM head, and clamping them.
 //
-// Neuron decoding (Davies, arXiv 2501.02688; ALGORITHMS.md §7): project a neuron's weight vector
+// Neuron decoding (Davies, arXiv 2501.02688): project a neuron's weight vector
 // through the unembedding and read its top tokens. The write side is the neuron's column of W_out
 // (what it adds to the residual stream: a logit lens on the weight); the read side is its row of
 // W_in (up projection, the paper's choice) or W_gate. Whether the final norm's gain belongs before
@@ -78,14 +78,20 @@ struct neuron_decoding {
     std::vector<token_score> neuron(std::size_t l, std::size_t i) const;
 };
 
+// The functions that take a model are templates of nothing (`template <int = 0>`): the forward code
+// they call is then compiled only where they are called, not in every file that includes this
+// header (README "Compile time").
+
 /// Decodes neurons through the LM head (see the top of this header). Throws actlens::error:
 /// arg.101 for top_k == 0 or top_k > vocab, read_gate on a model without a gate; model.403 for a
 /// layer outside the model. Complexity: d_mlp·d·V multiply-adds per layer, memory one block of logits.
-inline neuron_decoding decode_neurons(const transformer& model, const neuron_decode_options& options = {});
+template <int = 0>
+neuron_decoding decode_neurons(const transformer& model, const neuron_decode_options& options = {});
 
 /// The top-k tokens of one residual-stream direction `direction` [d_model] (logit lens of a vector).
 /// Throws arg.102 when the size is not d_model, arg.101 for a bad top_k.
-inline std::vector<token_score> decode_direction(const transformer& model, tensor_view<const float> direction,
+template <int = 0>
+std::vector<token_score> decode_direction(const transformer& model, tensor_view<const float> direction,
                                                  std::size_t top_k, vocab_norm norm = vocab_norm::normed);
 
 /// Where a clamp acts.
@@ -97,11 +103,13 @@ enum class clamp_site {
 /// Adds a hook that sets neuron `neuron` of layer `layer` to `value` at every position of every
 /// batch row. Throws model.403 for a bad layer, arg.103 for a neuron >= d_mlp, arg.104 for a
 /// non-finite value.
-inline void add_neuron_clamp(hook_set<float>& hooks, const transformer& model, int layer, std::size_t neuron,
+template <int = 0>
+void add_neuron_clamp(hook_set<float>& hooks, const transformer& model, int layer, std::size_t neuron,
                              float value, clamp_site where = clamp_site::post);
 
 /// Adds a hook that multiplies the neuron by `factor` at every position (0 ablates it).
-inline void add_neuron_scale(hook_set<float>& hooks, const transformer& model, int layer, std::size_t neuron,
+template <int = 0>
+void add_neuron_scale(hook_set<float>& hooks, const transformer& model, int layer, std::size_t neuron,
                              float factor, clamp_site where = clamp_site::post);
 
 // ---------------------------------------------------------------------------------------------
@@ -146,7 +154,8 @@ inline void check_decode_top_k(std::size_t k, std::size_t vocab, const char* who
     if (k == 0 || k > vocab) fail(errc::invalid_argument, "{}: top_k must be in 1..{} (the vocabulary), got {}", who, vocab, k);
 }
 
-inline void check_mlp_layer(const transformer& model, int layer, const char* who) {
+template <int = 0>
+void check_mlp_layer(const transformer& model, int layer, const char* who) {
     if (layer < 0 || layer >= int(model.config().n_layers))
         fail(errc::bad_layer_range, "{}: layer {} is outside 0..{}", who, layer, int(model.config().n_layers) - 1);
 }
@@ -161,7 +170,8 @@ inline std::vector<token_score> neuron_decoding::neuron(std::size_t l, std::size
     return out;
 }
 
-inline neuron_decoding decode_neurons(const transformer& model, const neuron_decode_options& o) {
+template <int>
+neuron_decoding decode_neurons(const transformer& model, const neuron_decode_options& o) {
     const model_config& c = model.config();
     const model_weights<float>& w = model.weights();
     const std::size_t d = c.d_model, V = c.vocab_size, F = c.d_mlp, k = o.top_k;
@@ -218,7 +228,8 @@ inline neuron_decoding decode_neurons(const transformer& model, const neuron_dec
     return out;
 }
 
-inline std::vector<token_score> decode_direction(const transformer& model, tensor_view<const float> direction,
+template <int>
+std::vector<token_score> decode_direction(const transformer& model, tensor_view<const float> direction,
                                                  std::size_t top_k, vocab_norm norm) {
     const model_config& c = model.config();
     if (direction.size() != c.d_model || direction.data() == nullptr)
@@ -240,7 +251,8 @@ inline std::vector<token_score> decode_direction(const transformer& model, tenso
 }
 
 namespace detail {
-inline hook_point clamp_point(const transformer& model, int layer, std::size_t neuron, clamp_site where,
+template <int = 0>
+hook_point clamp_point(const transformer& model, int layer, std::size_t neuron, clamp_site where,
                               const char* who) {
     check_mlp_layer(model, layer, who);
     if (neuron >= model.config().d_mlp)
@@ -257,7 +269,8 @@ void for_neuron(tensor_view<float> a, std::size_t neuron, Op op) {
 }
 } // namespace detail
 
-inline void add_neuron_clamp(hook_set<float>& hooks, const transformer& model, int layer, std::size_t neuron,
+template <int>
+void add_neuron_clamp(hook_set<float>& hooks, const transformer& model, int layer, std::size_t neuron,
                              float value, clamp_site where) {
     const hook_point p = detail::clamp_point(model, layer, neuron, where, "add_neuron_clamp");
     if (!std::isfinite(value)) fail(errc::non_finite, "add_neuron_clamp: value {} is not finite", value);
@@ -266,7 +279,8 @@ inline void add_neuron_clamp(hook_set<float>& hooks, const transformer& model, i
     });
 }
 
-inline void add_neuron_scale(hook_set<float>& hooks, const transformer& model, int layer, std::size_t neuron,
+template <int>
+void add_neuron_scale(hook_set<float>& hooks, const transformer& model, int layer, std::size_t neuron,
                              float factor, clamp_site where) {
     const hook_point p = detail::clamp_point(model, layer, neuron, where, "add_neuron_scale");
     if (!std::isfinite(factor)) fail(errc::non_finite, "add_neuron_scale: factor {} is not finite", factor);

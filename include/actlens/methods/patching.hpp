@@ -5,7 +5,7 @@
 // metric of the patched run (use normalize() for "fraction of clean behaviour"). As in
 // TransformerLens, one index is patched in every batch row at once and the metric is the batch mean.
 //
-// A sweep is a plan, not a loop of full forwards (ARCHITECTURE.md §7):
+// A sweep is a plan, not a loop of full forwards (README, "Patching and attribution"):
 //   - both runs are cached once;
 //   - a patch at layer l restarts from the target run's resid_pre at layer l;
 //   - a patch at position p reuses the target run's keys and values of positions before p and

@@ -2,7 +2,7 @@
 //
 // Shafran, Geiger & Geva, "Decomposing MLP Activations into Interpretable Features via
 // Semi-Nonnegative Matrix Factorization" (arXiv 2506.10920); the update schedule, stopping rule and
-// defaults are those of the authors' NMFSemiNMF.fit (ALGORITHMS.md §5.2):
+// defaults are those of the authors' NMFSemiNMF.fit:
 //
 //   A ≈ Z Y,  A [d_a, n] activations (one column per token), Z [d_a, K] mixed-sign features,
 //   Y [K, n] >= 0 coefficients. With G = Yᵀ [n, K], every iteration does

@@ -1,6 +1,6 @@
 // actlens/methods/snmf_features.hpp: reading and using the features of an SNMF fit of MLP neurons.
 //
-// For a fit of blocks.l.mlp.hook_post (methods/snmf.hpp; ALGORITHMS.md §5.3-5.4):
+// For a fit of blocks.l.mlp.hook_post (methods/snmf.hpp; Shafran et al., arXiv 2506.10920):
 //   - feature_neurons:      the neurons of feature j (non-zero entries of z_j), largest |weight| first;
 //   - top_activating:       the tokens with the largest coefficient G[t, j], with their context in
 //                           the corpus (input-centric description);

@@ -1,14 +1,14 @@
 // actlens/methods/steering.hpp: steering vectors: build a direction from contrasting prompts, then
 // add it (or project it out) at a residual-stream hook point while the model runs.
 //
-// Builders (ALGORITHMS.md §6.2, §6.4):
+// Builders:
 //   mean_diff_vector  difference of mean activations of a positive and a negative prompt set (CAA);
 //   pca_diff_vector   first principal axis of the paired differences h+ - h- (repeng's pca_diff), its
 //                     sign aligned with the mean difference.
 // Both read one activation per prompt (the last token, or the mean over tokens) and accumulate in
 // double, so a vector does not depend on the thread count or on the order of the sums in a kernel.
 //
-// Application (ALGORITHMS.md §6.1): add_steering adds alpha * v at chosen layers, only at the
+// Application: add_steering adds alpha * v at chosen layers, only at the
 // absolute positions of a token_range (prompt, generated, all: the hook reads
 // hook_context::position_offset, so it works through generate()'s KV cache), with one alpha per
 // batch row if asked, optionally restoring each position's norm. add_ablation removes the component

@@ -7,7 +7,8 @@
 //
 // A rule chooses how each non-linear operation propagates:
 //   rule::gradient  the exact gradient (checked against finite differences in double precision);
-//   rule::relp      RelP's LRP rules (ALGORITHMS.md §3.2): norm scale held constant (LN-rule),
+//   rule::relp      RelP's LRP rules ("RelP: Faithful and Efficient
+//                   Circuit Discovery via Relevance Patching", 2025): norm scale held constant (LN-rule),
 //                   elementwise activations by the identity rule f(x)/x (stabilised), gated products
 //                   split in half (Half-rule), and optionally a frozen attention pattern (AH-rule);
 //   rule::attnlrp   AttnLRP's variant: as relp with a 1e-10 stabiliser, and the two bilinear
