@@ -40,9 +40,14 @@ TEST_CASE("json: brackets inside strings and escapes do not count", "[io]") {
                   errc::bad_header, "199");
 }
 
-TEST_CASE("json: syntax errors name the source", "[io]") {
+TEST_CASE("json: syntax errors name the source, and the parser's message is cut", "[io]") {
     require_error([] { d::parse_json_bounded("{\"a\": }", "cfg.json", errc::bad_config); }, errc::bad_config,
                   "'cfg.json' is not valid JSON");
+    // nlohmann quotes the last token read: a 100,000-digit number followed by junk.
+    const std::string huge = "[" + std::string(100000, '7') + "x]";
+    const std::string message = error_of([&] { d::parse_json_bounded(huge, "n.json", errc::bad_header); });
+    CHECK(message.find("'n.json' is not valid JSON") != std::string::npos);
+    CHECK(message.size() < 400);
 }
 
 TEST_CASE("json: excerpts are short and never recurse", "[io]") {

@@ -54,7 +54,11 @@ inline nlohmann::json parse_json_bounded(std::string_view text, const std::strin
     try {
         return nlohmann::json::parse(text.data(), text.data() + text.size());
     } catch (const nlohmann::json::exception& e) {
-        fail(code, "'{}' is not valid JSON: {}", source, e.what());
+        // nlohmann quotes the token it stopped at, which a hostile file can make megabytes long.
+        const std::string_view what = e.what();
+        constexpr std::size_t max_what = 240;
+        fail(code, "'{}' is not valid JSON: {}{}", source, what.substr(0, max_what),
+             what.size() > max_what ? "..." : "");
     }
 }
 
