@@ -50,7 +50,7 @@ std::vector<std::int32_t> parse_ids(const std::string& line) {
 /// The tokenizer.json of `name`: committed for qwen3, else where the fixture script copies it.
 std::string tokenizer_path(const std::string& name) {
     if (name == "qwen3") return fixture_dir + "/qwen3/tokenizer.json";
-    if (const char* dir = std::getenv("ACTLENS_TOKENIZERS_DIR")) return std::string(dir) + "/" + name + "/tokenizer.json";
+    if (const char* dir = std::getenv("ACTLENS_TOKENIZERS_DIR"); dir && *dir) return std::string(dir) + "/" + name + "/tokenizer.json";
     return fixture_dir + "/external/" + name + "/tokenizer.json";
 }
 
