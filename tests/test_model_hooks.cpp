@@ -267,7 +267,9 @@ TEST_CASE("hook_point: a near-miss name is answered with the closest hook point 
         {"ln_final.hook_normalised", "ln_final.hook_normalized"},
         {"hook_embeds", "hook_embed"},
     };
-    for (const auto& [typo, meant] : near) {
+    for (const auto& case_ : near) {
+        const auto& typo = case_.first; // a named reference: lambdas may not capture structured bindings in C++17
+        const auto& meant = case_.second;
         INFO(typo);
         require_error([&] { hook_point::parse(typo); }, errc::bad_hook_name,
                       std::string("'") + typo + "' is not a hook point name; did you mean '" + meant + "'?");
