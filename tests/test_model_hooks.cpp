@@ -15,6 +15,12 @@
 
 using namespace actlens;
 
+namespace {
+bool same_values(const tensor<float>& a, const tensor<float>& b) {
+    return a.shape() == b.shape() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
+}
+} // namespace
+
 TEST_CASE("hook_point: every name of both families parses and prints back the same", "[hooks]") {
     for (const auto& named : tiny::all()) {
         INFO(named.name);
@@ -237,6 +243,42 @@ TEST_CASE("activation_cache: holds exactly the points the filter selects", "[hoo
     CHECK_THAT(error_of([&] { m.run_with_cache(toks, "blocks.1.hook_resid_pr"); }),
                Catch::Contains("did you mean 'blocks.1.hook_resid_pre'?"));
     CHECK_THAT(error_of([&] { m.run_with_cache(toks, "blocks.3.*"); }), Catch::Contains("'blocks.3.*'"));
+}
+
+TEST_CASE("activation_cache: moved or copied between capture_into and the run, it stays safe", "[hooks]") {
+    const auto config = tiny::llama();
+    const auto m = make_random_transformer<float>(config, 5);
+    const auto toks = tiny::tokens(5, config.vocab_size);
+    const hook_point point = hook_point::parse("blocks.1.hook_resid_post");
+    const tensor<float> expected = m.run_with_cache(toks, point.name()).second.at(point);
+
+    // Moved after its hooks were made (into a vector that then reallocates, moving it again): the
+    // hooks write into the storage the final owner holds; the moved-from cache stays empty and usable.
+    hook_set<float> hooks;
+    activation_cache<float> original;
+    original.capture_into(hooks, {point});
+    std::vector<activation_cache<float>> owners;
+    owners.push_back(std::move(original));
+    for (int i = 0; i < 8; ++i) owners.emplace_back();
+    run_options<float> run;
+    run.hooks = &hooks;
+    m.forward(toks, run);
+    REQUIRE(owners.front().contains(point));
+    CHECK(same_values(owners.front().at(point), expected));
+    CHECK(original.size() == 0);
+    CHECK_FALSE(original.contains(point));
+    original.store(point, expected.view()); // usable again, with storage of its own
+    CHECK(original.size() == 1);
+    CHECK(owners.front().size() == 1);
+
+    // A copy is deep: later runs write only into the cache whose hooks ran.
+    activation_cache<float> copy = owners.front();
+    owners.front().clear();
+    m.forward(toks, run);
+    CHECK(copy.size() == 1);
+    CHECK(same_values(owners.front().at(point), copy.at(point)));
+    copy.clear();
+    CHECK(owners.front().size() == 1);
 }
 
 TEST_CASE("hook_set: callbacks at one point run in the order added", "[hooks]") {

@@ -19,6 +19,7 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -212,48 +213,83 @@ private:
 
 /// Activations kept from a forward pass, by hook point. Reusing one cache across runs reuses its
 /// buffers (a tensor only grows). Entries are copies taken after the user's hooks ran at that point.
+///
+/// The entries live in storage the capture hooks share (see capture_into), so a cache may be moved
+/// between capture_into and the forward pass: the hooks keep writing into the storage the moved-to
+/// cache now owns. A copy is deep and receives nothing from hooks added to its source.
 template <class T>
 class activation_cache {
+    using entry_map = std::map<hook_point, tensor<T>>;
+
 public:
+    activation_cache() = default;
+    activation_cache(const activation_cache& other)
+        : m_entries(other.m_entries ? std::make_shared<entry_map>(*other.m_entries) : nullptr) {}
+    activation_cache& operator=(const activation_cache& other) {
+        if (this != &other) m_entries = other.m_entries ? std::make_shared<entry_map>(*other.m_entries) : nullptr;
+        return *this;
+    }
+    // A moved-from cache is empty and gets storage of its own when next written to; it never aliases
+    // the storage it gave away (which the moved-to cache's hooks still write).
+    activation_cache(activation_cache&&) noexcept = default;
+    activation_cache& operator=(activation_cache&&) noexcept = default;
+
     /// The activation at a point; throws actlens::error (model.402) if it was not cached.
     const tensor<T>& at(const hook_point& point) const {
-        auto it = m_entries.find(point);
-        if (it == m_entries.end()) fail(errc::bad_hook_name, "activation cache holds no '{}'", point.name());
-        return it->second;
+        if (m_entries) {
+            auto it = m_entries->find(point);
+            if (it != m_entries->end()) return it->second;
+        }
+        fail(errc::bad_hook_name, "activation cache holds no '{}'", point.name());
     }
     const tensor<T>& at(std::string_view name) const { return at(hook_point::parse(name)); }
     const tensor<T>& operator[](std::string_view name) const { return at(name); }
 
-    bool contains(const hook_point& point) const { return m_entries.count(point) != 0; }
+    bool contains(const hook_point& point) const { return m_entries && m_entries->count(point) != 0; }
     bool contains(std::string_view name) const { return contains(hook_point::parse(name)); }
-    std::size_t size() const noexcept { return m_entries.size(); }
+    std::size_t size() const noexcept { return m_entries ? m_entries->size() : 0; }
 
     /// Names of the cached points, in forward order.
     std::vector<std::string> names() const {
         std::vector<std::string> out;
-        for (const auto& [p, _] : m_entries) out.push_back(p.name());
+        for (const auto& [p, _] : entries()) out.push_back(p.name());
         return out;
     }
-    const std::map<hook_point, tensor<T>>& entries() const noexcept { return m_entries; }
+    /// The entries by point, in forward order.
+    const entry_map& entries() const {
+        static const entry_map none; // immutable: safe to share between threads
+        return m_entries ? *m_entries : none;
+    }
 
-    void clear() { m_entries.clear(); }
+    void clear() {
+        if (m_entries) m_entries->clear();
+    }
 
     /// Stores a copy of an activation (used by the capture hooks).
-    void store(const hook_point& point, tensor_view<const T> activation) {
-        tensor<T>& slot = m_entries[point];
+    void store(const hook_point& point, tensor_view<const T> activation) { store_into(storage(), point, activation); }
+
+    /// Adds to `hooks` one capture callback for every point in `points`. The callbacks share this
+    /// cache's storage (not the cache object), so moving the cache before the run is safe.
+    void capture_into(hook_set<T>& hooks, const std::vector<hook_point>& points) {
+        storage();
+        for (const hook_point& p : points)
+            hooks.add(p, [entries = m_entries](tensor_view<T> a, const hook_context& c) {
+                store_into(*entries, c.point, a);
+            });
+    }
+
+private:
+    entry_map& storage() {
+        if (!m_entries) m_entries = std::make_shared<entry_map>();
+        return *m_entries;
+    }
+    static void store_into(entry_map& entries, const hook_point& point, tensor_view<const T> activation) {
+        tensor<T>& slot = entries[point];
         slot.reshape_uninitialized(activation.shape());
         tensor<T>::copy_into(activation, slot.view());
     }
 
-    /// Adds to `hooks` one capture callback for every point in `points` (which must outlive nothing:
-    /// the callback holds a pointer to this cache, which must outlive the forward pass).
-    void capture_into(hook_set<T>& hooks, const std::vector<hook_point>& points) {
-        for (const hook_point& p : points)
-            hooks.add(p, [this](tensor_view<T> a, const hook_context& c) { store(c.point, a); });
-    }
-
-private:
-    std::map<hook_point, tensor<T>> m_entries;
+    std::shared_ptr<entry_map> m_entries; // null until first written, and after a move
 };
 
 } // namespace actlens
