@@ -1,6 +1,6 @@
 # Header self-containment check ("every header compiles on its own"), run as a ctest test:
 #
-#   cmake -DSETTINGS=<build>/tests/check_headers_settings.cmake -P cmake/check_headers.cmake
+#   cmake -DSETTINGS=<build>/tests/check_headers_settings.cmake [-DONLY=<regex>] -P cmake/check_headers.cmake
 #
 # SETTINGS is written by tests/CMakeLists.txt at configure time and sets:
 #   ACTLENS_CHECK_CXX            the compiler of the build (g++ or clang++)
@@ -10,6 +10,7 @@
 #   ACTLENS_CHECK_IMPLICIT_DIRS  the compiler's own include folders (never passed with -I)
 #   ACTLENS_CHECK_EXTRA_FLAGS    OpenMP flags when the build links OpenMP
 #   ACTLENS_CHECK_WORK_DIR       where the generated .cpp files go
+#   ACTLENS_CHECK_MPI_DIRS       MPI's include folders (empty: the actlens/mpi headers are skipped)
 #
 # The headers are found when the test runs (no list to keep up to date). For each header a .cpp that
 # includes only that header (twice, which also checks its include guard) is compiled with
@@ -25,6 +26,14 @@ include("${SETTINGS}")
 file(GLOB_RECURSE headers RELATIVE "${ACTLENS_CHECK_INCLUDE_ROOT}"
      "${ACTLENS_CHECK_INCLUDE_ROOT}/actlens/*.hpp" "${ACTLENS_CHECK_INCLUDE_ROOT}/actlens/*.h")
 list(SORT headers)
+# actlens/mpi/* include <mpi.h>: checked only when the build found MPI (ACTLENS_MPI).
+if(NOT ACTLENS_CHECK_MPI_DIRS)
+  list(FILTER headers EXCLUDE REGEX "^actlens/mpi/")
+endif()
+# -DONLY=<regex> checks only the matching headers (the MPI build checks actlens/mpi/ alone).
+if(ONLY)
+  list(FILTER headers INCLUDE REGEX "${ONLY}")
+endif()
 list(LENGTH headers n_headers)
 if(n_headers EQUAL 0)
   message(FATAL_ERROR "check_headers.cmake: no header found under ${ACTLENS_CHECK_INCLUDE_ROOT}/actlens")
@@ -38,6 +47,9 @@ foreach(dir IN LISTS ACTLENS_CHECK_INCLUDE_DIRS)
   if(dir STREQUAL "" OR dir STREQUAL ACTLENS_CHECK_INCLUDE_ROOT OR dir IN_LIST ACTLENS_CHECK_IMPLICIT_DIRS)
     continue()
   endif()
+  list(APPEND flags -isystem ${dir})
+endforeach()
+foreach(dir IN LISTS ACTLENS_CHECK_MPI_DIRS)
   list(APPEND flags -isystem ${dir})
 endforeach()
 foreach(def IN LISTS ACTLENS_CHECK_DEFINITIONS)

@@ -38,6 +38,8 @@ enum class errc : int {
     context_overflow = 404,
     // 5xx: generation
     bad_sampling = 501,
+    // 6xx: distributed runs (actlens/mpi)
+    remote_failure = 601, ///< another rank's part of a collective operation failed
 };
 
 /// The area name printed in an error id.
@@ -48,6 +50,7 @@ inline const char* errc_area(errc code) noexcept {
     case 3: return "tokenizer";
     case 4: return "model";
     case 5: return "generate";
+    case 6: return "mpi";
     default: return "unknown";
     }
 }

@@ -195,10 +195,11 @@ capture_plan make_capture_plan(const transformer& model, std::string_view hook_n
     return plan;
 }
 
-/// Runs the corpus and hands each kept row to sink(row values, token, sequence, position).
+/// Runs sequences [first, end) of the corpus and hands each kept row to sink(row values, token,
+/// sequence, position). Progress counts the sequences of that range.
 template <class Sink>
-void run_capture(const transformer& model, const std::vector<std::vector<std::int32_t>>& corpus,
-                 const capture_plan& plan, const capture_options& options, Sink&& sink) {
+void run_capture(const transformer& model, const std::vector<std::vector<std::int32_t>>& corpus, std::size_t first,
+                 std::size_t end, const capture_plan& plan, const capture_options& options, Sink&& sink) {
     workspace<float> ws;
     hook_set<float> hooks;
     const std::vector<std::int32_t>* current = nullptr;
@@ -216,12 +217,12 @@ void run_capture(const transformer& model, const std::vector<std::vector<std::in
     });
     run_options<float> run = plan.run;
     run.hooks = &hooks;
-    for (std::size_t s = 0; s < corpus.size(); ++s) {
+    for (std::size_t s = first; s < end; ++s) {
         if (corpus[s].empty()) fail(errc::empty_prompt, "capture: sequence {} of the corpus is empty", s);
         current = &corpus[s];
         sequence = static_cast<std::uint32_t>(s);
         model.forward(ws, tensor_view<const std::int32_t>(corpus[s].data(), {corpus[s].size()}), run);
-        if (options.on_progress) options.on_progress(s + 1, corpus.size());
+        if (options.on_progress) options.on_progress(s + 1 - first, end - first);
     }
 }
 
@@ -232,10 +233,10 @@ inline void copy_row(const float* src, std::ptrdiff_t stride, std::size_t width,
         for (std::size_t i = 0; i < width; ++i) dst[i] = src[std::ptrdiff_t(i) * stride];
 }
 
-inline std::string shard_name(std::size_t index, const char* suffix) {
-    char name[64];
-    std::snprintf(name, sizeof name, "shard_%05zu%s", index, suffix);
-    return name;
+inline std::string shard_name(const std::string& prefix, std::size_t index, const char* suffix) {
+    char number[32];
+    std::snprintf(number, sizeof number, "%05zu", index);
+    return prefix + number + suffix;
 }
 
 /// A shard file name from a manifest: a plain name beside the manifest, never a path elsewhere.
@@ -276,7 +277,7 @@ captured_activations capture_activations(const transformer& model,
     out.rows.sequence.reserve(rows);
     out.rows.position.reserve(rows);
     std::size_t next = 0;
-    detail::run_capture(model, corpus, plan, options,
+    detail::run_capture(model, corpus, 0, corpus.size(), plan, options,
                         [&](const float* src, std::ptrdiff_t stride, std::int32_t token, std::uint32_t seq,
                             std::uint32_t pos) {
                             detail::copy_row(src, stride, plan.width, out.values.data() + next * plan.width);
@@ -288,16 +289,16 @@ captured_activations capture_activations(const transformer& model,
     return out;
 }
 
-template <int>
-std::size_t capture_to_shards(const transformer& model, const std::vector<std::vector<std::int32_t>>& corpus,
-                                     std::string_view hook_name, const std::string& directory,
-                                     const capture_options& options) {
-    if (options.shard_rows == 0) fail(errc::invalid_argument, "capture_to_shards: options.shard_rows must be > 0");
-    const detail::capture_plan plan = detail::make_capture_plan(model, hook_name);
-    std::error_code ec;
-    std::filesystem::create_directories(directory, ec);
-    if (ec) fail(errc::file_open, "capture_to_shards: cannot create directory '{}': {}", directory, ec.message());
+namespace detail {
 
+/// Captures sequences [first, end) of the corpus into shard files of `directory` named
+/// `prefix`NNNNN.npy (and `prefix`NNNNN_rows.npy). Returns the shard entries of a manifest, with
+/// first_row counted from the first row this call writes.
+template <int = 0>
+nlohmann::json write_capture_shards(const transformer& model, const std::vector<std::vector<std::int32_t>>& corpus,
+                                    std::size_t first, std::size_t end, const capture_plan& plan,
+                                    const capture_options& options, const std::string& directory,
+                                    const std::string& prefix) {
     const std::size_t width = plan.width;
     tensor<float> values({options.shard_rows, width});
     tensor<std::int32_t> meta({options.shard_rows, 3});
@@ -306,33 +307,51 @@ std::size_t capture_to_shards(const transformer& model, const std::vector<std::v
     auto flush = [&]() {
         if (fill == 0) return;
         const std::size_t index = shards.size();
-        const std::string values_name = detail::shard_name(index, ".npy");
-        const std::string rows_name = detail::shard_name(index, "_rows.npy");
+        const std::string values_name = shard_name(prefix, index, ".npy");
+        const std::string rows_name = shard_name(prefix, index, "_rows.npy");
         io::save_npy(directory + "/" + values_name, tensor_view<const float>(values.view()).rows(0, fill));
         io::save_npy(directory + "/" + rows_name, tensor_view<const std::int32_t>(meta.view()).rows(0, fill));
         shards.push_back({{"values", values_name}, {"rows_file", rows_name}, {"rows", fill}, {"first_row", total}});
         total += fill;
         fill = 0;
     };
-    detail::run_capture(model, corpus, plan, options,
-                        [&](const float* src, std::ptrdiff_t stride, std::int32_t token, std::uint32_t seq,
-                            std::uint32_t pos) {
-                            detail::copy_row(src, stride, width, values.data() + fill * width);
-                            meta(fill, 0) = token;
-                            meta(fill, 1) = static_cast<std::int32_t>(seq);
-                            meta(fill, 2) = static_cast<std::int32_t>(pos);
-                            if (++fill == options.shard_rows) flush();
-                        });
+    run_capture(model, corpus, first, end, plan, options,
+                [&](const float* src, std::ptrdiff_t stride, std::int32_t token, std::uint32_t seq, std::uint32_t pos) {
+                    copy_row(src, stride, width, values.data() + fill * width);
+                    meta(fill, 0) = token;
+                    meta(fill, 1) = static_cast<std::int32_t>(seq);
+                    meta(fill, 2) = static_cast<std::int32_t>(pos);
+                    if (++fill == options.shard_rows) flush();
+                });
     flush();
+    return shards;
+}
 
+/// Checks the options and makes the capture's directory; returns the plan.
+template <int = 0>
+capture_plan prepare_capture_directory(const transformer& model, std::string_view hook_name,
+                                       const std::string& directory, const capture_options& options) {
+    if (options.shard_rows == 0) fail(errc::invalid_argument, "capture_to_shards: options.shard_rows must be > 0");
+    capture_plan plan = make_capture_plan(model, hook_name);
+    std::error_code ec;
+    std::filesystem::create_directories(directory, ec);
+    if (ec) fail(errc::file_open, "capture_to_shards: cannot create directory '{}': {}", directory, ec.message());
+    return plan;
+}
+
+/// Writes `directory`/manifest.json for `shards` (entries in row order, first_row already global).
+template <int = 0>
+void write_capture_manifest(const transformer& model, const capture_plan& plan, const capture_options& options,
+                            std::size_t sequences, std::size_t rows, const nlohmann::json& shards,
+                            const std::string& directory) {
     const model_config& c = model.config();
     nlohmann::json manifest = {
         {"format", "actlens.capture"},
         {"version", 1},
         {"hook", plan.point.name()},
-        {"width", width},
-        {"rows", total},
-        {"sequences", corpus.size()},
+        {"width", plan.width},
+        {"rows", rows},
+        {"sequences", sequences},
         {"skip_tokens", options.skip_tokens},
         {"model",
          {{"family", c.family},
@@ -349,7 +368,21 @@ std::size_t capture_to_shards(const transformer& model, const std::vector<std::v
     file << manifest.dump(1) << '\n';
     file.flush();
     if (!file) fail(errc::file_open, "capture_to_shards: cannot write '{}'", path);
-    return total;
+}
+
+} // namespace detail
+
+template <int>
+std::size_t capture_to_shards(const transformer& model, const std::vector<std::vector<std::int32_t>>& corpus,
+                                     std::string_view hook_name, const std::string& directory,
+                                     const capture_options& options) {
+    const detail::capture_plan plan = detail::prepare_capture_directory(model, hook_name, directory, options);
+    const nlohmann::json shards =
+        detail::write_capture_shards(model, corpus, 0, corpus.size(), plan, options, directory, "shard_");
+    std::size_t rows = 0;
+    for (const auto& s : shards) rows += s["rows"].get<std::size_t>();
+    detail::write_capture_manifest(model, plan, options, corpus.size(), rows, shards, directory);
+    return rows;
 }
 
 inline capture_reader::capture_reader(const std::string& directory) : m_directory(directory) {

@@ -20,14 +20,19 @@
 // its share of the loss (‖A‖² − 2 Σ P ⊙ G + Σ Q ⊙ GᵀG, so A Gᵀ is never formed), and accumulates
 // A G and GᵀG with the new G: exactly what step 1 of iteration i + 1 needs. Two products of
 // d_a·n_b·K per block and iteration, the minimum; G (n·K, d_a/K times smaller than A) stays in
-// memory. The result depends on `block_rows` only through float rounding, and not at all on where
-// the data lives: a tensor in memory and the same rows in capture shards give identical bits.
+// memory. Every sum over blocks (A G, GᵀG, the loss's terms, and the starts' sums) is kept exactly
+// (core/exact_sums.hpp): its value does not depend on the order in which blocks are added, so a fit
+// whose blocks are spread over processes (mpi/snmf.hpp) gives the same bits as one process. The
+// result depends on `block_rows` only through float rounding inside a block, and not at all on
+// where the data lives: a tensor in memory and the same rows in capture shards give identical bits.
 //
 // Products use Eigen, each thread of the caller's OpenMP team on its own rows or columns (one
 // parallel region per block; see detail::snmf_team for why not Eigen's own threading).
-// Deterministic for a given seed, block_rows and thread count.
+// Deterministic for a given seed, block_rows and thread count per process (a block's products are
+// split over the team's threads); independent of the number of processes.
 #pragma once
 
+#include <actlens/core/exact_sums.hpp>
 #include <actlens/core/rng.hpp>
 #include <actlens/core/tensor.hpp>
 #include <actlens/error.hpp>
@@ -85,7 +90,9 @@ enum class snmf_stop { patience, max_iter, callback };
 /// The best factorisation found. A [d_a, n] ≈ featuresᵀ · coefficientsᵀ.
 struct snmf_result {
     tensor<float> features;          ///< [K, d_a]: row j is z_j (sparse, mixed sign)
-    tensor<float> coefficients;      ///< [n, K]: row t is token t's non-negative coefficients (G)
+    tensor<float> coefficients;      ///< [n, K]: row t is token t's non-negative coefficients (G);
+                                     ///< a process of a distributed fit holds only its rows
+    std::size_t first_row = 0;       ///< coefficients hold rows [first_row, first_row + n_local) (0 in one process)
     std::vector<double> loss;        ///< ‖A − Z Gᵀ‖²_F after every iteration, in order
     std::size_t best_iteration = 0;  ///< the iteration whose (Z, G) is returned
     double best_loss = 0.0;
@@ -184,16 +191,6 @@ inline int snmf_max_threads() {
 #endif
 }
 
-/// Thread t's part of ag += Xᵀ G (its rows of ag) and gtg_block = GᵀG (its columns). Called by
-/// every thread of a team; X [rows, d], G [rows, K].
-template <class XMap, class GMap>
-void snmf_accumulate(const XMap& X, const GMap& G, Eigen::MatrixXf& ag, Eigen::MatrixXf& gtg_block, int t, int threads) {
-    const auto [c0, c1] = snmf_share(std::size_t(X.cols()), t, threads);
-    if (c1 > c0) ag.middleRows(c0, c1 - c0).noalias() += X.middleCols(c0, c1 - c0).transpose() * G;
-    const auto [k0, k1] = snmf_share(std::size_t(G.cols()), t, threads);
-    if (k1 > k0) gtg_block.middleCols(k0, k1 - k0).noalias() = G.transpose() * G.middleCols(k0, k1 - k0);
-}
-
 inline void check_snmf_options(const snmf_options& o, std::size_t n, std::size_t d) {
     if (n == 0 || d == 0) fail(errc::shape_mismatch, "fit_snmf: the data is empty ({} rows of width {})", n, d);
     if (o.rank == 0) fail(errc::invalid_argument, "fit_snmf: options.rank must be >= 1");
@@ -210,18 +207,54 @@ inline void check_snmf_options(const snmf_options& o, std::size_t n, std::size_t
         fail(errc::invalid_argument, "fit_snmf: k-means init needs rank ({}) <= rows ({})", o.rank, n);
 }
 
-/// Runs body(begin, block [count, d]) over the source's rows in blocks of `block_rows`.
+/// Which blocks of the data this process reads, and how its sums become the sums over every
+/// process. A fit in one process reads every block and has nothing to combine; mpi/snmf.hpp gives
+/// each rank a contiguous share of the blocks and combines by an all-reduce. Every sum over blocks is
+/// an exact_sums (core/exact_sums.hpp), so the combined sums, and with them the whole fit, are the
+/// same bits for any number of processes.
+struct snmf_partition {
+    std::size_t first_block = 0, end_block = 0;
+    /// Makes the local sums the sums over all processes (empty: they already are).
+    std::function<void(exact_sums&)> combine;
+    /// True everywhere if the flag is true anywhere (empty: the local flag).
+    std::function<bool(bool)> any;
+    /// Runs a process's local work so that an error in one process fails every process instead of
+    /// leaving the others waiting (empty: runs it).
+    std::function<void(const char*, const std::function<void()>&)> together;
+
+    void combine_sums(exact_sums& s) const {
+        if (combine) combine(s);
+    }
+    bool any_of(bool flag) const { return any ? any(flag) : flag; }
+    void run(const char* what, const std::function<void()>& work) const {
+        if (together)
+            together(what, work);
+        else
+            work();
+    }
+};
+
+/// Runs body(begin, block [count, d]) over the partition's blocks of the source's rows.
 template <class Source, class Body>
-void for_each_block(Source& source, std::size_t block_rows, tensor<float>& scratch, Body&& body) {
+void for_each_block(Source& source, const snmf_partition& part, std::size_t block_rows, tensor<float>& scratch,
+                    Body&& body) {
     const std::size_t n = source.rows();
-    for (std::size_t begin = 0; begin < n; begin += block_rows) {
-        const std::size_t count = std::min(block_rows, n - begin);
+    for (std::size_t blk = part.first_block; blk < part.end_block; ++blk) {
+        const std::size_t begin = blk * block_rows, count = std::min(block_rows, n - begin);
         const tensor_view<const float> b = source.block(begin, count, scratch);
         if (b.rank() != 2 || b.extent(0) != count || b.extent(1) != source.width() || b.stride(1) != 1)
             fail(errc::shape_mismatch, "fit_snmf: the source returned a block of shape {} for rows [{}, {})",
                  b.shape().to_string(), begin, begin + count);
         body(begin, b);
     }
+}
+
+/// Adds a column-major matrix to `sums` from index `first` on, entry by entry.
+template <class Matrix>
+void add_matrix(exact_sums& sums, std::size_t first, const Matrix& m) {
+    for (Eigen::Index j = 0; j < m.cols(); ++j)
+        for (Eigen::Index i = 0; i < m.rows(); ++i)
+            sums.add(first + std::size_t(j * m.rows() + i), double(m(i, j)));
 }
 
 /// The k-th largest |x| of a column (k >= 1), using `scratch`.
@@ -232,10 +265,21 @@ inline float kth_largest_magnitude(const float* x, std::size_t n, std::size_t k,
     return scratch[k - 1];
 }
 
+/// G's starting values U[0, 1) (clamped to >= 1e-6), each row from a generator seeded by the seed
+/// and the row's index, so that a process holding any part of the rows draws the same values.
+inline void snmf_random_init(const snmf_options& o, std::size_t first_row, std::size_t rows, float* g) {
+    const std::size_t K = o.rank;
+    for (std::size_t t = 0; t < rows; ++t) {
+        rng gen(o.seed ^ (0xD1B54A32D192ED03ULL * (first_row + t + 1)));
+        for (std::size_t j = 0; j < K; ++j) g[t * K + j] = std::max(float(gen.uniform()), 1e-6f);
+    }
+}
+
 /// G's starting values by k-means on the tokens (15 Lloyd iterations, centroids from K distinct
 /// random tokens; an empty cluster keeps its centroid).
 template <class Source>
-void snmf_kmeans_init(Source& source, const snmf_options& o, tensor<float>& scratch, float* g) {
+void snmf_kmeans_init(Source& source, const snmf_options& o, const snmf_partition& part, std::size_t first_row,
+                      std::size_t end_row, tensor<float>& scratch, float* g) {
     const std::size_t n = source.rows(), d = source.width(), K = o.rank;
     rng gen(o.seed);
     std::vector<std::size_t> picks;
@@ -243,61 +287,94 @@ void snmf_kmeans_init(Source& source, const snmf_options& o, tensor<float>& scra
         const auto r = static_cast<std::size_t>(gen.uniform() * double(n));
         if (std::find(picks.begin(), picks.end(), r) == picks.end()) picks.push_back(r);
     }
+    // Each picked row comes from the process that holds it (the others add nothing).
+    exact_sums picked(d * K);
+    part.run("fit_snmf (k-means start)", [&] {
+        for (std::size_t j = 0; j < K; ++j) {
+            if (picks[j] < first_row || picks[j] >= end_row) continue;
+            const tensor_view<const float> row = source.block(picks[j], 1, scratch);
+            for (std::size_t i = 0; i < d; ++i) picked.add(j * d + i, double(row(0, i)));
+        }
+    });
+    part.combine_sums(picked);
     Eigen::MatrixXf centroids(d, K); // column per centroid
-    for (std::size_t j = 0; j < K; ++j) {
-        const tensor_view<const float> row = source.block(picks[j], 1, scratch);
-        for (std::size_t i = 0; i < d; ++i) centroids(Eigen::Index(i), Eigen::Index(j)) = row(0, i);
-    }
-    std::vector<std::int32_t> assign(n, 0);
-    Eigen::MatrixXd sums(d, K);
-    std::vector<std::size_t> counts(K);
+    for (std::size_t j = 0; j < K; ++j)
+        for (std::size_t i = 0; i < d; ++i) centroids(Eigen::Index(i), Eigen::Index(j)) = float(picked.value(j * d + i));
+
+    std::vector<std::int32_t> assign(end_row - first_row, 0);
+    exact_sums totals(d * K + K); // per-cluster sums of the rows, then the counts
+    Eigen::MatrixXd block_sums(d, K);
+    std::vector<double> block_counts(K);
     snmf_rows dist;
     for (int lloyd = 0; lloyd <= 15; ++lloyd) {
         const Eigen::RowVectorXf norms = centroids.colwise().squaredNorm();
-        sums.setZero();
-        std::fill(counts.begin(), counts.end(), 0);
-        for_each_block(source, o.block_rows, scratch, [&](std::size_t begin, const tensor_view<const float>& b) {
-            const auto X = snmf_map(b);
-            dist.resize(X.rows(), Eigen::Index(K));
-            snmf_team([&](int t, int threads) {
-                const auto [r0, r1] = snmf_share(std::size_t(X.rows()), t, threads);
-                if (r1 > r0) dist.middleRows(r0, r1 - r0).noalias() = X.middleRows(r0, r1 - r0) * centroids;
-            });
-            for (Eigen::Index t = 0; t < X.rows(); ++t) {
-                Eigen::Index best = 0;
-                float best_d = std::numeric_limits<float>::infinity();
-                for (Eigen::Index j = 0; j < Eigen::Index(K); ++j) {
-                    const float dj = norms(j) - 2.0f * dist(t, j);
-                    if (dj < best_d) best_d = dj, best = j;
+        totals.clear();
+        part.run("fit_snmf (k-means)", [&] {
+            for_each_block(source, part, o.block_rows, scratch, [&](std::size_t begin, const tensor_view<const float>& b) {
+                const auto X = snmf_map(b);
+                dist.resize(X.rows(), Eigen::Index(K));
+                snmf_team([&](int t, int threads) {
+                    const auto [r0, r1] = snmf_share(std::size_t(X.rows()), t, threads);
+                    if (r1 > r0) dist.middleRows(r0, r1 - r0).noalias() = X.middleRows(r0, r1 - r0) * centroids;
+                });
+                block_sums.setZero();
+                std::fill(block_counts.begin(), block_counts.end(), 0.0);
+                for (Eigen::Index t = 0; t < X.rows(); ++t) {
+                    Eigen::Index best = 0;
+                    float best_d = std::numeric_limits<float>::infinity();
+                    for (Eigen::Index j = 0; j < Eigen::Index(K); ++j) {
+                        const float dj = norms(j) - 2.0f * dist(t, j);
+                        if (dj < best_d) best_d = dj, best = j;
+                    }
+                    assign[begin - first_row + std::size_t(t)] = std::int32_t(best);
+                    block_sums.col(best) += X.row(t).transpose().cast<double>();
+                    block_counts[std::size_t(best)] += 1.0;
                 }
-                assign[begin + std::size_t(t)] = std::int32_t(best);
-                sums.col(best) += X.row(t).transpose().cast<double>();
-                ++counts[std::size_t(best)];
-            }
+                add_matrix(totals, 0, block_sums);
+                for (std::size_t j = 0; j < K; ++j) totals.add(d * K + j, block_counts[j]);
+            });
         });
         if (lloyd == 15) break; // the last pass only assigns
-        for (std::size_t j = 0; j < K; ++j)
-            if (counts[j]) centroids.col(Eigen::Index(j)) = (sums.col(Eigen::Index(j)) / double(counts[j])).cast<float>();
+        part.combine_sums(totals);
+        for (std::size_t j = 0; j < K; ++j) {
+            const double count = totals.value(d * K + j);
+            if (count > 0.0)
+                for (std::size_t i = 0; i < d; ++i)
+                    centroids(Eigen::Index(i), Eigen::Index(j)) = float(totals.value(j * d + i) / count);
+        }
     }
-    for (std::size_t t = 0; t < n; ++t)
+    for (std::size_t t = 0; t < assign.size(); ++t)
         for (std::size_t j = 0; j < K; ++j) g[t * K + j] = std::int32_t(j) == assign[t] ? 1.0f : 1e-6f;
 }
 
 /// G's starting values from the top-K singular triplets: A Aᵀ = U Σ² Uᵀ, so V_K √Σ_K = Aᵀ U_K Σ_K^{-1/2}.
 template <class Source>
-void snmf_svd_init(Source& source, const snmf_options& o, tensor<float>& scratch, float* g) {
+void snmf_svd_init(Source& source, const snmf_options& o, const snmf_partition& part, tensor<float>& scratch,
+                   std::size_t first_row, float* g) {
     const std::size_t d = source.width(), K = o.rank;
-    Eigen::MatrixXd gram = Eigen::MatrixXd::Zero(Eigen::Index(d), Eigen::Index(d));
+    // The Gram matrix A Aᵀ, upper triangle (column j holds rows 0..j) in exact sums.
+    auto upper = [](std::size_t i, std::size_t j) { return j * (j + 1) / 2 + i; };
+    exact_sums gram_sums(d * (d + 1) / 2);
     Eigen::MatrixXf block_gram;
-    for_each_block(source, o.block_rows, scratch, [&](std::size_t, const tensor_view<const float>& b) {
-        const auto X = snmf_map(b);
-        block_gram.resize(Eigen::Index(d), Eigen::Index(d));
-        snmf_team([&](int t, int threads) {
-            const auto [c0, c1] = snmf_share(d, t, threads);
-            if (c1 > c0) block_gram.middleCols(c0, c1 - c0).noalias() = X.transpose() * X.middleCols(c0, c1 - c0);
+    part.run("fit_snmf (SVD start)", [&] {
+        for_each_block(source, part, o.block_rows, scratch, [&](std::size_t, const tensor_view<const float>& b) {
+            const auto X = snmf_map(b);
+            block_gram.resize(Eigen::Index(d), Eigen::Index(d));
+            snmf_team([&](int t, int threads) {
+                const auto [c0, c1] = snmf_share(d, t, threads);
+                if (c1 > c0) block_gram.middleCols(c0, c1 - c0).noalias() = X.transpose() * X.middleCols(c0, c1 - c0);
+            });
+            for (std::size_t j = 0; j < d; ++j)
+                for (std::size_t i = 0; i <= j; ++i)
+                    gram_sums.add(upper(i, j), double(block_gram(Eigen::Index(i), Eigen::Index(j))));
         });
-        gram += block_gram.cast<double>();
     });
+    part.combine_sums(gram_sums);
+    const auto dx = Eigen::Index(d);
+    Eigen::MatrixXd gram(dx, dx);
+    for (std::size_t j = 0; j < d; ++j)
+        for (std::size_t i = 0; i <= j; ++i)
+            gram(Eigen::Index(i), Eigen::Index(j)) = gram(Eigen::Index(j), Eigen::Index(i)) = gram_sums.value(upper(i, j));
     Eigen::SelfAdjointEigenSolver<Eigen::MatrixXd> eig(gram);
     // Eigenvalues ascend: the top K are the last columns. Components beyond the rank of A get 1e-6.
     const Eigen::Index k_avail = std::min<Eigen::Index>(Eigen::Index(K), Eigen::Index(d));
@@ -307,64 +384,108 @@ void snmf_svd_init(Source& source, const snmf_options& o, tensor<float>& scratch
         if (lambda <= 0.0) continue;
         proj.col(j) = (eig.eigenvectors().col(Eigen::Index(d) - 1 - j) / std::pow(lambda, 0.25)).cast<float>();
     }
-    for_each_block(source, o.block_rows, scratch, [&](std::size_t begin, const tensor_view<const float>& b) {
-        auto G = snmf_map(g + begin * K, b.extent(0), K);
-        const auto X = snmf_map(b);
-        snmf_team([&](int t, int threads) {
-            const auto [r0, r1] = snmf_share(b.extent(0), t, threads);
-            if (r1 > r0) G.middleRows(r0, r1 - r0).noalias() = X.middleRows(r0, r1 - r0) * proj;
+    part.run("fit_snmf (SVD start)", [&] {
+        for_each_block(source, part, o.block_rows, scratch, [&](std::size_t begin, const tensor_view<const float>& b) {
+            auto G = snmf_map(g + (begin - first_row) * K, b.extent(0), K);
+            const auto X = snmf_map(b);
+            snmf_team([&](int t, int threads) {
+                const auto [r0, r1] = snmf_share(b.extent(0), t, threads);
+                if (r1 > r0) G.middleRows(r0, r1 - r0).noalias() = X.middleRows(r0, r1 - r0) * proj;
+            });
+            G = G.cwiseMax(1e-6f);
         });
-        G = G.cwiseMax(1e-6f);
     });
 }
 
-} // namespace detail
+/// The sums one pass over the data makes, kept exactly: A G [d, K] (column-major), GᵀG [K, K],
+/// tr(Zᵀ A G) and ‖A‖².
+struct snmf_pass_sums {
+    std::size_t d = 0, K = 0;
+    exact_sums sums;
+    snmf_pass_sums(std::size_t d_, std::size_t K_) : d(d_), K(K_), sums(d_ * K_ + K_ * K_ + 2) {}
+    std::size_t gtg_at() const { return d * K; }
+    std::size_t cross_at() const { return d * K + K * K; }
+    std::size_t a_sq_at() const { return cross_at() + 1; }
 
+    /// One block's share: ag_block = X_bᵀ G_b, gtg_block = G_bᵀ G_b.
+    void add_block(const Eigen::MatrixXf& ag_block, const Eigen::MatrixXf& gtg_block) {
+        add_matrix(sums, 0, ag_block);
+        add_matrix(sums, gtg_at(), gtg_block);
+    }
+    void read(Eigen::MatrixXf& ag, Eigen::MatrixXd& gtg) const {
+        for (std::size_t j = 0; j < K; ++j) {
+            for (std::size_t i = 0; i < d; ++i) ag(Eigen::Index(i), Eigen::Index(j)) = float(sums.value(j * d + i));
+            for (std::size_t i = 0; i < K; ++i)
+                gtg(Eigen::Index(i), Eigen::Index(j)) = sums.value(gtg_at() + j * K + i);
+        }
+    }
+};
+
+/// Thread t's part of ag_block = Xᵀ G (its rows) and gtg_block = GᵀG (its columns). Called by every
+/// thread of a team; X [rows, d], G [rows, K].
+template <class XMap, class GMap>
+void snmf_block_products(const XMap& X, const GMap& G, Eigen::MatrixXf& ag_block, Eigen::MatrixXf& gtg_block, int t,
+                         int threads) {
+    const auto [c0, c1] = snmf_share(std::size_t(X.cols()), t, threads);
+    if (c1 > c0) ag_block.middleRows(c0, c1 - c0).noalias() = X.middleCols(c0, c1 - c0).transpose() * G;
+    const auto [k0, k1] = snmf_share(std::size_t(G.cols()), t, threads);
+    if (k1 > k0) gtg_block.middleCols(k0, k1 - k0).noalias() = G.transpose() * G.middleCols(k0, k1 - k0);
+}
+
+/// fit_snmf over the partition's blocks; see the top of this header for the algorithm.
 template <class Source>
-snmf_result fit_snmf(Source& source, const snmf_options& o) {
+snmf_result fit_snmf_partitioned(Source& source, const snmf_options& o, const snmf_partition& part) {
     using Eigen::Index;
     const std::size_t n = source.rows(), d = source.width(), K = o.rank;
-    detail::check_snmf_options(o, n, d);
+    check_snmf_options(o, n, d);
     const Index Kx = Index(K), dx = Index(d);
+    const std::size_t first_row = std::min(part.first_block * o.block_rows, n);
+    const std::size_t end_row = std::min(part.end_block * o.block_rows, n);
+    const std::size_t local = end_row - first_row;
 
     snmf_result result;
-    tensor<float> g_now({n, K}), g_best({n, K});
-    tensor<float> scratch, p_buf({std::min(o.block_rows, n), K}), h_buf({std::min(o.block_rows, n), 2 * K});
+    result.first_row = first_row;
+    tensor<float> g_now({local, K}), g_best({local, K});
+    const std::size_t buffer_rows = std::max<std::size_t>(std::min(o.block_rows, local), 1);
+    tensor<float> scratch, p_buf({buffer_rows, K}), h_buf({buffer_rows, 2 * K});
     float* g = g_now.data();
 
     // Start of G.
-    if (o.init == snmf_init::random) {
-        rng gen(o.seed);
-        for (std::size_t i = 0; i < n * K; ++i) g[i] = std::max(float(gen.uniform()), 1e-6f);
-    } else if (o.init == snmf_init::kmeans) {
-        detail::snmf_kmeans_init(source, o, scratch, g);
-    } else {
-        detail::snmf_svd_init(source, o, scratch, g);
-    }
+    if (o.init == snmf_init::random)
+        snmf_random_init(o, first_row, local, g);
+    else if (o.init == snmf_init::kmeans)
+        snmf_kmeans_init(source, o, part, first_row, end_row, scratch, g);
+    else
+        snmf_svd_init(source, o, part, scratch, first_row, g);
 
     // First pass: ‖A‖², A G and GᵀG for step 1 of iteration 0.
-    Eigen::MatrixXf ag = Eigen::MatrixXf::Zero(dx, Kx), gtg_block(Kx, Kx);
-    Eigen::MatrixXd gtg = Eigen::MatrixXd::Zero(Kx, Kx);
-    double a_sq = 0.0;
-    detail::for_each_block(source, o.block_rows, scratch, [&](std::size_t begin, const tensor_view<const float>& b) {
-        const auto X = detail::snmf_map(b);
-        double s = 0.0;
-        for (Index t = 0; t < X.rows(); ++t) s += double(X.row(t).squaredNorm());
-        if (!std::isfinite(s))
-            fail(errc::non_finite, "fit_snmf: the data holds a NaN or infinity in rows [{}, {})", begin,
-                 begin + b.extent(0));
-        a_sq += s;
-        const auto Gb = detail::snmf_map(g + begin * K, b.extent(0), K);
-        detail::snmf_team([&](int t, int threads) { detail::snmf_accumulate(X, Gb, ag, gtg_block, t, threads); });
-        gtg += gtg_block.cast<double>();
+    snmf_pass_sums pass(d, K);
+    Eigen::MatrixXf ag(dx, Kx), ag_block(dx, Kx), gtg_block(Kx, Kx);
+    Eigen::MatrixXd gtg(Kx, Kx);
+    part.run("fit_snmf", [&] {
+        for_each_block(source, part, o.block_rows, scratch, [&](std::size_t begin, const tensor_view<const float>& b) {
+            const auto X = snmf_map(b);
+            double s = 0.0;
+            for (Index t = 0; t < X.rows(); ++t) s += double(X.row(t).squaredNorm());
+            if (!std::isfinite(s))
+                fail(errc::non_finite, "fit_snmf: the data holds a NaN or infinity in rows [{}, {})", begin,
+                     begin + b.extent(0));
+            pass.sums.add(pass.a_sq_at(), s);
+            const auto Gb = snmf_map(g + (begin - first_row) * K, b.extent(0), K);
+            snmf_team([&](int t, int threads) { snmf_block_products(X, Gb, ag_block, gtg_block, t, threads); });
+            pass.add_block(ag_block, gtg_block);
+        });
     });
+    part.combine_sums(pass.sums);
+    const double a_sq = pass.sums.value(pass.a_sq_at());
+    pass.read(ag, gtg);
 
     const std::size_t keep = o.sparse ? std::size_t(std::ceil(o.sparsity * double(d))) : d;
     Eigen::MatrixXf z(dx, Kx), z_best(dx, Kx), q(Kx, Kx), q_split(Kx, 2 * Kx);
     Eigen::MatrixXd zd;
     std::vector<float> column_scratch;
     std::vector<float> inv_c(K);
-    std::vector<double> cross_parts(std::size_t(detail::snmf_max_threads()), 0.0);
+    std::vector<double> cross_parts(std::size_t(snmf_max_threads()), 0.0);
     double best = std::numeric_limits<double>::infinity();
     std::size_t since_best = 0;
     result.stop = snmf_stop::max_iter;
@@ -379,7 +500,7 @@ snmf_result fit_snmf(Source& source, const snmf_options& o) {
         if (keep < d)
             for (Index j = 0; j < Kx; ++j) {
                 float* col = z.col(j).data();
-                const float theta = detail::kth_largest_magnitude(col, d, keep, column_scratch);
+                const float theta = kth_largest_magnitude(col, d, keep, column_scratch);
                 for (std::size_t i = 0; i < d; ++i)
                     if (std::fabs(col[i]) < theta) col[i] = 0.0f;
             }
@@ -389,56 +510,61 @@ snmf_result fit_snmf(Source& source, const snmf_options& o) {
             inv_c[std::size_t(j)] = float(1.0 / c);
             z.col(j) *= float(c);
         }
-        // 4. Multiplicative update of G, block by block, with the accumulators of the next step 1.
-        detail::snmf_team([&](int t, int threads) {
-            const auto [k0, k1] = detail::snmf_share(K, t, threads);
+        // 4. Multiplicative update of G, block by block, with the sums of the next step 1.
+        snmf_team([&](int t, int threads) {
+            const auto [k0, k1] = snmf_share(K, t, threads);
             if (k1 > k0) q.middleCols(k0, k1 - k0).noalias() = z.transpose() * z.middleCols(k0, k1 - k0);
         });
         q_split.leftCols(Kx) = (q.cwiseAbs() - q) * 0.5f;  // Q⁻
         q_split.rightCols(Kx) = (q.cwiseAbs() + q) * 0.5f; // Q⁺
-        ag.setZero();
-        gtg.setZero();
-        double cross = 0.0;
-        detail::for_each_block(source, o.block_rows, scratch, [&](std::size_t begin, const tensor_view<const float>& b) {
-            const std::size_t rows = b.extent(0);
-            const auto X = detail::snmf_map(b);
-            auto Gb = detail::snmf_map(g + begin * K, rows, K);
-            auto P = detail::snmf_map(p_buf.data(), rows, K);
-            auto H = detail::snmf_map(h_buf.data(), rows, 2 * K);
-            // One parallel region per block: rows split for the update, then neurons (rows of
-            // A G) and features (columns of GᵀG) split for the accumulators, after a barrier.
-            detail::snmf_team([&](int t, int threads) {
-                const auto [r0, r1] = detail::snmf_share(rows, t, threads);
-                double part = 0.0;
-                if (r1 > r0) {
-                    const Index m = r1 - r0;
-                    for (Index r = r0; r < r1; ++r)
-                        for (Index j = 0; j < Kx; ++j) Gb(r, j) *= inv_c[std::size_t(j)];
-                    P.middleRows(r0, m).noalias() = X.middleRows(r0, m) * z;
-                    H.middleRows(r0, m).noalias() = Gb.middleRows(r0, m) * q_split;
-                    for (Index r = r0; r < r1; ++r) {
-                        float* gr = &Gb(r, 0);
-                        const float* pr = &P(r, 0);
-                        const float* hr = &H(r, 0);
-                        double row_cross = 0.0;
-                        for (std::size_t j = 0; j < K; ++j) {
-                            const float p = pr[j], pa = std::fabs(p);
-                            const float num = (pa + p) * 0.5f + hr[j];
-                            const float den = (pa - p) * 0.5f + hr[K + j] + 1e-6f;
-                            gr[j] *= std::sqrt(num / den);
-                            row_cross += double(p) * double(gr[j]);
+        pass.sums.clear();
+        part.run("fit_snmf", [&] {
+            for_each_block(source, part, o.block_rows, scratch, [&](std::size_t begin, const tensor_view<const float>& b) {
+                const std::size_t rows = b.extent(0);
+                const auto X = snmf_map(b);
+                auto Gb = snmf_map(g + (begin - first_row) * K, rows, K);
+                auto P = snmf_map(p_buf.data(), rows, K);
+                auto H = snmf_map(h_buf.data(), rows, 2 * K);
+                // One parallel region per block: rows split for the update, then neurons (rows of
+                // A G) and features (columns of GᵀG) split for the block's products, after a barrier.
+                snmf_team([&](int t, int threads) {
+                    const auto [r0, r1] = snmf_share(rows, t, threads);
+                    double part_cross = 0.0;
+                    if (r1 > r0) {
+                        const Index m = r1 - r0;
+                        for (Index r = r0; r < r1; ++r)
+                            for (Index j = 0; j < Kx; ++j) Gb(r, j) *= inv_c[std::size_t(j)];
+                        P.middleRows(r0, m).noalias() = X.middleRows(r0, m) * z;
+                        H.middleRows(r0, m).noalias() = Gb.middleRows(r0, m) * q_split;
+                        for (Index r = r0; r < r1; ++r) {
+                            float* gr = &Gb(r, 0);
+                            const float* pr = &P(r, 0);
+                            const float* hr = &H(r, 0);
+                            double row_cross = 0.0;
+                            for (std::size_t j = 0; j < K; ++j) {
+                                const float p = pr[j], pa = std::fabs(p);
+                                const float num = (pa + p) * 0.5f + hr[j];
+                                const float den = (pa - p) * 0.5f + hr[K + j] + 1e-6f;
+                                gr[j] *= std::sqrt(num / den);
+                                row_cross += double(p) * double(gr[j]);
+                            }
+                            part_cross += row_cross;
                         }
-                        part += row_cross;
                     }
-                }
-                cross_parts[std::size_t(t)] = part;
-                detail::snmf_barrier();
-                detail::snmf_accumulate(X, Gb, ag, gtg_block, t, threads);
+                    cross_parts[std::size_t(t)] = part_cross;
+                    snmf_barrier();
+                    snmf_block_products(X, Gb, ag_block, gtg_block, t, threads);
+                });
+                double cross = 0.0;
+                for (double c : cross_parts) cross += c;
+                std::fill(cross_parts.begin(), cross_parts.end(), 0.0);
+                pass.sums.add(pass.cross_at(), cross);
+                pass.add_block(ag_block, gtg_block);
             });
-            for (double part : cross_parts) cross += part;
-            std::fill(cross_parts.begin(), cross_parts.end(), 0.0);
-            gtg += gtg_block.cast<double>();
         });
+        part.combine_sums(pass.sums);
+        pass.read(ag, gtg);
+        const double cross = pass.sums.value(pass.cross_at());
         // 5. ‖A − Z Gᵀ‖² = ‖A‖² − 2 tr(Zᵀ A G) + tr(ZᵀZ GᵀG).
         const double loss = a_sq - 2.0 * cross + (q.cast<double>().array() * gtg.array()).sum();
         result.loss.push_back(loss);
@@ -446,13 +572,15 @@ snmf_result fit_snmf(Source& source, const snmf_options& o) {
             best = loss;
             result.best_iteration = it;
             z_best = z;
-            std::copy(g, g + n * K, g_best.data());
+            std::copy(g, g + local * K, g_best.data());
             since_best = 0;
         } else if (++since_best >= o.patience) {
             result.stop = snmf_stop::patience;
             break;
         }
-        if (o.on_iteration && !o.on_iteration(it, loss)) {
+        // Every process calls the callback; any of them may stop the fit, for all of them.
+        const bool go_on = !o.on_iteration || o.on_iteration(it, loss);
+        if (part.any_of(!go_on)) {
             result.stop = snmf_stop::callback;
             break;
         }
@@ -466,6 +594,16 @@ snmf_result fit_snmf(Source& source, const snmf_options& o) {
     std::copy(z_best.data(), z_best.data() + d * K, result.features.data());
     result.coefficients = std::move(g_best);
     return result;
+}
+
+} // namespace detail
+
+template <class Source>
+snmf_result fit_snmf(Source& source, const snmf_options& o) {
+    const std::size_t blocks = o.block_rows ? (source.rows() + o.block_rows - 1) / o.block_rows : 0;
+    detail::snmf_partition everything;
+    everything.end_block = blocks;
+    return detail::fit_snmf_partitioned(source, o, everything);
 }
 
 } // namespace actlens
