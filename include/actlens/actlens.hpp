@@ -11,6 +11,7 @@
 #include <actlens/fwd.hpp>
 
 #include <actlens/core/dtype.hpp>
+#include <actlens/core/exact_sums.hpp>
 #include <actlens/core/rng.hpp>
 #include <actlens/core/tensor.hpp>
 
@@ -47,6 +48,8 @@
 #include <actlens/model/workspace.hpp>
 
 #include <actlens/analysis/correlation.hpp>
+#include <actlens/analysis/null_models.hpp>
+#include <actlens/analysis/significance.hpp>
 
 #include <actlens/methods/atp_star.hpp>
 #include <actlens/methods/attribution.hpp>
