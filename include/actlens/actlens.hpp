@@ -49,6 +49,7 @@
 
 #include <actlens/analysis/correlation.hpp>
 #include <actlens/analysis/null_models.hpp>
+#include <actlens/analysis/planted.hpp>
 #include <actlens/analysis/significance.hpp>
 
 #include <actlens/methods/atp_star.hpp>
