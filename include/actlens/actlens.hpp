@@ -50,11 +50,13 @@
 #include <actlens/analysis/correlation.hpp>
 #include <actlens/analysis/null_models.hpp>
 #include <actlens/analysis/planted.hpp>
+#include <actlens/analysis/sobol.hpp>
 #include <actlens/analysis/significance.hpp>
 
 #include <actlens/methods/atp_star.hpp>
 #include <actlens/methods/attribution.hpp>
 #include <actlens/methods/capture.hpp>
+#include <actlens/methods/concept_importance.hpp>
 #include <actlens/methods/control_vector.hpp>
 #include <actlens/methods/gact.hpp>
 #include <actlens/methods/metrics.hpp>
