@@ -58,12 +58,14 @@
 #include <actlens/methods/capture.hpp>
 #include <actlens/methods/concept_importance.hpp>
 #include <actlens/methods/control_vector.hpp>
+#include <actlens/methods/feature_calibration.hpp>
 #include <actlens/methods/gact.hpp>
 #include <actlens/methods/metrics.hpp>
 #include <actlens/methods/neurons.hpp>
 #include <actlens/methods/patching.hpp>
 #include <actlens/methods/snmf.hpp>
 #include <actlens/methods/snmf_features.hpp>
+#include <actlens/methods/snmf_hierarchy.hpp>
 #include <actlens/methods/steering.hpp>
 
 #include <actlens/report/color.hpp>
