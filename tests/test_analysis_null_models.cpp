@@ -69,6 +69,10 @@ TEST_CASE("null_test: permutation p-values, effect sizes and the alternatives", 
     CHECK(r.effect[0] == Approx((5.0 - 0.5) / r.null_sd[0]));
     CHECK(r.effect[2] == 0.0);
     CHECK(r.null_runs == 4);
+    // Gaussian tails of the effect: two-sided for magnitude (component 2: z = 0 -> p = 1).
+    CHECK(r.p_gaussian[0] == Approx(std::erfc(r.effect[0] / std::sqrt(2.0))));
+    CHECK(r.p_gaussian[2] == Approx(1.0));
+    CHECK(r.q_gaussian == benjamini_hochberg(r.p_gaussian));
     const null_test_result less = null_test(observed, nulls, null_alternative::less);
     CHECK(less.p_value[1] == Approx(2.0 / 5.0)); // only -1.0 <= -0.5
     require_error([&] { null_test(observed, {{1.0, 2.0}}); }, errc::shape_mismatch, "null run 0");

@@ -12,6 +12,10 @@
 //   q_c = min_{j >= rank(p_c)} p_(j) · m / j                      Benjamini–Hochberg adjusted p-values
 //
 // and a component is a discovery at FDR level α when q_c <= α (Benjamini & Hochberg 1995, step-up).
+// A permutation p-value cannot go below 1/(K + 1), so with K = 19 nulls and 40 components BH can
+// declare nothing at α = 0.1 however large the effects: the test then reports, beside it, the
+// Gaussian tail of z_c (two-sided for `magnitude`), an approximation that assumes the null scores
+// are normal, with its own BH q-values. Prefer the permutation values when K allows it.
 // Intervals over prompts come from a percentile bootstrap of the per-prompt scores.
 #pragma once
 
@@ -64,6 +68,8 @@ struct null_test_result {
     std::vector<double> effect;    ///< [C] z-score against the null; ±inf when the null is constant
     std::vector<double> p_value;   ///< [C] permutation p-value, in [1/(K+1), 1]
     std::vector<double> q_value;   ///< [C] Benjamini–Hochberg across the C components
+    std::vector<double> p_gaussian; ///< [C] the normal tail of the effect (approximation; see the top)
+    std::vector<double> q_gaussian; ///< [C] Benjamini–Hochberg of p_gaussian
     std::size_t null_runs = 0;     ///< K
 };
 
@@ -116,8 +122,15 @@ inline null_test_result null_test(const std::vector<double>& observed, const std
         r.effect[c] = sd > 0.0 ? diff / sd
                                : (diff == 0.0 ? 0.0 : std::copysign(std::numeric_limits<double>::infinity(), diff));
         r.p_value[c] = double(1 + against) / double(1 + K);
+        const double z = r.effect[c];
+        switch (alternative) {
+        case null_alternative::magnitude: r.p_gaussian.push_back(std::erfc(std::fabs(z) / std::sqrt(2.0))); break;
+        case null_alternative::greater: r.p_gaussian.push_back(0.5 * std::erfc(z / std::sqrt(2.0))); break;
+        case null_alternative::less: r.p_gaussian.push_back(0.5 * std::erfc(-z / std::sqrt(2.0))); break;
+        }
     }
     r.q_value = benjamini_hochberg(r.p_value);
+    r.q_gaussian = benjamini_hochberg(r.p_gaussian);
     return r;
 }
 
