@@ -188,6 +188,21 @@ TEST_CASE("test_against_null: AtP of a model against matched random nulls, and a
     }
 }
 
+TEST_CASE("random_permutation and random_derangement: permutations, seeded, the latter without fixed points",
+          "[analysis][null]") {
+    for (std::uint64_t seed = 0; seed < 50; ++seed) {
+        const auto p = random_permutation(7, seed), q = random_derangement(7, seed);
+        std::vector<std::size_t> sp(p), sq(q);
+        std::sort(sp.begin(), sp.end());
+        std::sort(sq.begin(), sq.end());
+        CHECK(sp == std::vector<std::size_t>{0, 1, 2, 3, 4, 5, 6});
+        CHECK(sq == sp);
+        for (std::size_t i = 0; i < 7; ++i) CHECK(q[i] != i);
+        CHECK(random_derangement(7, seed) == q);
+    }
+    CHECK(random_derangement(2, 3) == std::vector<std::size_t>{1, 0});
+}
+
 TEST_CASE("shuffle_labels: the pooled sets re-split at random, sizes and members kept", "[analysis][null]") {
     const std::vector<int> a{1, 2, 3}, b{4, 5, 6, 7, 8};
     const auto [x, y] = shuffle_labels(a, b, 4);

@@ -47,6 +47,17 @@ inline std::vector<std::size_t> random_permutation(std::size_t n, std::uint64_t 
     return p;
 }
 
+/// A uniformly random cyclic permutation of 0..n-1 (Sattolo's algorithm): no element stays in
+/// place, so a scrambling null moves every unit (with a fixed point, a small layer would keep its
+/// circuit head in place in a quarter of the nulls and the null would contain the finding).
+inline std::vector<std::size_t> random_derangement(std::size_t n, std::uint64_t seed) {
+    std::vector<std::size_t> p(n);
+    std::iota(p.begin(), p.end(), std::size_t(0));
+    rng gen(seed);
+    for (std::size_t i = n; i > 1; --i) std::swap(p[i - 1], p[std::min(i - 2, std::size_t(gen.uniform() * double(i - 1)))]);
+    return p;
+}
+
 namespace detail {
 
 /// Calls fn(name, view) for every weight tensor present (views may be rebound by fn).
@@ -214,8 +225,8 @@ std::pair<std::vector<X>, std::vector<X>> shuffle_labels(const std::vector<X>& a
 
 enum class null_kind {
     matched_random,    ///< matched_random_model
-    scrambled_neurons, ///< permute_neurons(scrambling) in every layer
-    scrambled_heads    ///< permute_heads(scrambling) in every layer
+    scrambled_neurons, ///< permute_neurons(scrambling) by a random derangement in every layer
+    scrambled_heads    ///< permute_heads(scrambling) by a random derangement in every layer
 };
 
 /// A null model of a kind, seeded (the scrambling kinds permute every layer).
@@ -227,9 +238,9 @@ basic_transformer<T> make_null_model(const basic_transformer<T>& model, null_kin
     for (int l = 0; l < static_cast<int>(c.n_layers); ++l) {
         const std::uint64_t s = seed * 1000003ULL + std::uint64_t(l);
         if (kind == null_kind::scrambled_neurons)
-            detail::permute_neurons_in(w, c, l, random_permutation(c.d_mlp, s), permutation_kind::scrambling);
+            detail::permute_neurons_in(w, c, l, random_derangement(c.d_mlp, s), permutation_kind::scrambling);
         else
-            detail::permute_heads_in(w, c, l, random_permutation(c.n_heads, s), permutation_kind::scrambling);
+            detail::permute_heads_in(w, c, l, random_derangement(c.n_heads, s), permutation_kind::scrambling);
     }
     return basic_transformer<T>(c, std::move(w));
 }
