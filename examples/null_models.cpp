@@ -32,6 +32,14 @@ using namespace actlens;
 
 std::vector<double> flat(const tensor<double>& t) { return std::vector<double>(t.data(), t.data() + t.size()); }
 
+/// Activation patching's change of the metric per head [layers, heads], from the corrupted run.
+tensor<double> head_effects(const basic_transformer<double>& m, const planted_prompts& p, const logit_difference& metric) {
+    const double base = metric.value(m.forward(p.corrupted_view()));
+    tensor<double> s = activation_patch(m, p.clean_view(), p.corrupted_view(), metric, patch_target::head).scores;
+    for (double& x : s) x -= base;
+    return s;
+}
+
 void recovery_table() {
     fmt::print("== 1. Recovering a planted induction circuit (heads L0.H0 and L1.H0 of 2 x 4) ==\n");
     fmt::print("{:>6} {:<9} {:>5} {:>6} {:>9} {:>15} {:>15} {:>16}\n", "beta", "method", "P@2", "AUROC",
@@ -44,9 +52,7 @@ void recovery_table() {
         const planted_prompts prompts = make_planted_prompts(o, 16, 5);
         const logit_difference metric{prompts.answer, prompts.distractor};
         const auto cv = prompts.clean_view(), xv = prompts.corrupted_view();
-        const double base = metric.value(planted.model.forward(xv));
-        tensor<double> truth = activation_patch(planted.model, cv, xv, metric, patch_target::head).scores;
-        for (double& x : truth) x -= base;
+        const tensor<double> truth = head_effects(planted.model, prompts, metric);
         attribution_options relp, ig;
         relp.backward.rule = rule::relp;
         ig.ig_steps = 16;
@@ -76,13 +82,7 @@ void null_tests_on_planted() {
     const planted_circuit<double> planted = planted_induction<double>(o);
     const planted_prompts prompts = make_planted_prompts(o, 16, 5);
     const logit_difference metric{prompts.answer, prompts.distractor};
-    auto patching = [&](const basic_transformer<double>& m) {
-        const double base = metric.value(m.forward(prompts.corrupted_view()));
-        std::vector<double> s = flat(activation_patch(m, prompts.clean_view(), prompts.corrupted_view(), metric,
-                                                      patch_target::head).scores);
-        for (double& x : s) x -= base;
-        return s;
-    };
+    auto patching = [&](const basic_transformer<double>& m) { return flat(head_effects(m, prompts, metric)); };
     const null_test_result r = test_against_null(planted.model, patching, null_kind::scrambled_heads, 99, 1);
     fmt::print("{:<7} {:>9} {:>17} {:>7} {:>7} {:>7}\n", "head", "effect", "null mean +- sd", "z", "p", "q");
     for (std::size_t i = 0; i < r.observed.size(); ++i)

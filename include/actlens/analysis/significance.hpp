@@ -32,6 +32,15 @@
 
 namespace actlens {
 
+/// The quantile at `level` of `values` (reordered in place): the order statistic at floor(level (n − 1)),
+/// no interpolation. The percentile bootstraps here and in analysis/sobol.hpp use it.
+inline double quantile_in_place(std::vector<double>& values, double level) {
+    if (values.empty()) fail(errc::invalid_argument, "quantile_in_place: no values");
+    const auto at = static_cast<std::size_t>(std::floor(level * double(values.size() - 1)));
+    std::nth_element(values.begin(), values.begin() + std::ptrdiff_t(at), values.end());
+    return values[at];
+}
+
 /// Benjamini–Hochberg adjusted p-values (q-values), in the input's order. Throws arg.101 for a
 /// p-value outside [0, 1] or NaN (named by index).
 inline std::vector<double> benjamini_hochberg(const std::vector<double>& p) {
@@ -179,17 +188,11 @@ inline mean_interval bootstrap_mean_interval(const std::vector<std::vector<doubl
             means[c][b] = s / double(P);
         }
     }
-    // The quantile at level a: the order statistic at floor(a (B − 1)) (no interpolation).
-    auto quantile = [&](std::vector<double>& v, double a) {
-        const auto at = static_cast<std::size_t>(std::floor(a * double(v.size() - 1)));
-        std::nth_element(v.begin(), v.begin() + std::ptrdiff_t(at), v.end());
-        return v[at];
-    };
     out.low.resize(C);
     out.high.resize(C);
     for (std::size_t c = 0; c < C; ++c) {
-        out.low[c] = quantile(means[c], (1.0 - confidence) / 2.0);
-        out.high[c] = quantile(means[c], (1.0 + confidence) / 2.0);
+        out.low[c] = quantile_in_place(means[c], (1.0 - confidence) / 2.0);
+        out.high[c] = quantile_in_place(means[c], (1.0 + confidence) / 2.0);
     }
     return out;
 }

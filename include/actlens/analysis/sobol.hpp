@@ -19,6 +19,7 @@
 // intervals: a percentile bootstrap over the N rows.
 #pragma once
 
+#include <actlens/analysis/significance.hpp>
 #include <actlens/core/rng.hpp>
 #include <actlens/error.hpp>
 
@@ -139,16 +140,11 @@ sobol_result sobol_total_indices(std::size_t K, F&& f, const sobol_options& o = 
             estimate(pick, one, nullptr, nullptr);
             for (std::size_t i = 0; i < K; ++i) boot[i][k] = one[i];
         }
-        auto quantile = [](std::vector<double>& v, double q) {
-            const auto at = static_cast<std::size_t>(std::floor(q * double(v.size() - 1)));
-            std::nth_element(v.begin(), v.begin() + std::ptrdiff_t(at), v.end());
-            return v[at];
-        };
         r.low.resize(K);
         r.high.resize(K);
         for (std::size_t i = 0; i < K; ++i) {
-            r.low[i] = quantile(boot[i], (1.0 - o.confidence) / 2.0);
-            r.high[i] = quantile(boot[i], (1.0 + o.confidence) / 2.0);
+            r.low[i] = quantile_in_place(boot[i], (1.0 - o.confidence) / 2.0);
+            r.high[i] = quantile_in_place(boot[i], (1.0 + o.confidence) / 2.0);
         }
     }
     return r;
