@@ -19,6 +19,8 @@
 //      text heatmap of the resid_pre map.
 //   5. Whether the head effects are findings: each method rerun on 19 null models of two kinds,
 //      permutation p-values and Benjamini-Hochberg FDR across the heads.
+//   6. Neuron pathways (ACE): per row, the value neuron, the query neurons that drive it, and the
+//      logit difference with those query neurons ablated, against a random-neuron control.
 #include <actlens/actlens.hpp>
 
 #include <fmt/core.h>
@@ -565,6 +567,47 @@ void null_model_study(const actlens::transformer& model, const patching_task& ta
     }
 }
 
+// ------------------------------------------------------------------------------------------------
+// Part 6: neuron pathways (ACE): value neurons, the query neurons that drive them, and editing them
+// ------------------------------------------------------------------------------------------------
+
+// For a few clean rows: the MLP neuron with the largest activation x gradient on the logit difference
+// (value neuron), the earlier neurons whose direct write it reads most (query neurons), and the logit
+// difference when those query neurons are ablated, against ablating as many random neurons of the
+// same layers (a control: an edit should matter because of which neurons it hits).
+void pathway_study(const actlens::transformer& model, const patching_task& task) {
+    using namespace actlens;
+    fmt::print("\n== Part 6: neuron pathways (query -> value) on the first rows, and their ablation ==\n");
+    fmt::print("{:>3}  {:<12} {:<40} {:>8} {:>10} {:>12}\n", "row", "value", "queries (score)", "LD", "ablated",
+               "random ctrl");
+    for (std::size_t b = 0; b < std::min<std::size_t>(4, task.batch); ++b) {
+        const tokens_t row(task.clean.begin() + std::ptrdiff_t(b * task.length),
+                           task.clean.begin() + std::ptrdiff_t((b + 1) * task.length));
+        const logit_difference ld{{task.correct[b]}, {task.wrong[b]}};
+        const tensor_view<const std::int32_t> tokens(row.data(), {row.size()});
+        pathway_options po;
+        po.values = 1;
+        po.queries = 3;
+        const neuron_pathway p = neuron_pathways(model, tokens, ld, po).front();
+        std::string queries;
+        for (const pathway_neuron& q : p.queries) queries += fmt::format("L{}.n{} ({:+.2f}) ", q.layer, q.neuron, q.score);
+        hook_set<float> ablate, control;
+        edit_pathway(ablate, p, 0.0);
+        neuron_pathway random = p;
+        for (std::size_t k = 0; k < random.queries.size(); ++k)
+            random.queries[k].neuron = (p.queries[k].neuron * 7 + 13 + k) % model.config().d_mlp;
+        edit_pathway(control, random, 0.0);
+        run_options<float> r;
+        const double base = ld.value(model.forward(row));
+        r.hooks = &ablate;
+        const double cut = ld.value(model.forward(row, r));
+        r.hooks = &control;
+        const double ctrl = ld.value(model.forward(row, r));
+        fmt::print("{:>3}  L{}.n{:<8} {:<40} {:>8.3f} {:>10.3f} {:>12.3f}\n", b + 1, p.value.layer, p.value.neuron,
+                   queries, base, cut, ctrl);
+    }
+}
+
 int run(int argc, char** argv) {
     using clock = std::chrono::steady_clock;
     const auto start = clock::now();
@@ -585,6 +628,7 @@ int run(int argc, char** argv) {
     name_check(model, tok, names, clean_ld, corrupt_ld);
     attribution_study(model, names, clean_ld, corrupt_ld);
     null_model_study(model, names);
+    pathway_study(model, names);
 
     fmt::print("\ntotal time {:.2f} s\n", std::chrono::duration<double>(clock::now() - start).count());
     return 0;

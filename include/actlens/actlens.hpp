@@ -61,6 +61,7 @@
 #include <actlens/methods/feature_calibration.hpp>
 #include <actlens/methods/gact.hpp>
 #include <actlens/methods/metrics.hpp>
+#include <actlens/methods/neuron_pathways.hpp>
 #include <actlens/methods/neurons.hpp>
 #include <actlens/methods/patching.hpp>
 #include <actlens/methods/snmf.hpp>

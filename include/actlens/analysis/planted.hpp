@@ -154,6 +154,88 @@ planted_circuit<T> planted_induction(const planted_options& o = {}) {
     return out;
 }
 
+/// A two-step recall in MLP neurons (ACE's query → value pathway, methods/neuron_pathways.hpp): the
+/// residual is [ A: token (V) | R: intermediate subject (M) | O: output (V) | C: noise (c) ]; query
+/// neuron x of layer 0 fires on token x and writes subject R_{x mod M}; value neuron y of layer 1
+/// reads R_y and writes the answer O_{(y + 1) mod V}. So the answer to token x is
+/// recall_answer(x) and the one pathway that carries it is (0, x) -> (1, x mod M). Distractor
+/// neurons (d_mlp beyond V in layer 0 and beyond M in layer 1) read A at random and write into C.
+/// Attention writes nothing (W_O = 0).
+struct planted_recall_options {
+    std::size_t vocab = 12, subjects = 4, positions = 8, noise_width = 4;
+    std::size_t distractors = 6; ///< extra neurons per layer
+    double gain = 4.0;           ///< pre-activation of a firing neuron (GELU(4) ≈ 4)
+    std::uint64_t seed = 0;
+};
+
+inline std::int32_t recall_answer(const planted_recall_options& o, std::int32_t token) {
+    return std::int32_t((std::size_t(token) % o.subjects + 1) % o.vocab);
+}
+
+template <class T>
+basic_transformer<T> planted_recall(const planted_recall_options& o = {}) {
+    if (o.vocab < 3 || o.subjects < 1 || o.subjects > o.vocab || o.positions < 1)
+        fail(errc::invalid_argument, "planted_recall: needs vocab >= 3 and 1 <= subjects <= vocab (got {}, {})", o.vocab,
+             o.subjects);
+    const std::size_t V = o.vocab, M = o.subjects, A = 0, R = V, O = V + M, C = 2 * V + M, d = C + o.noise_width;
+    const std::size_t d_mlp = V + o.distractors;
+    model_config c;
+    c.family = "planted";
+    c.n_layers = 2;
+    c.d_model = d;
+    c.n_heads = c.n_kv_heads = 1;
+    c.d_head = 4;
+    c.d_mlp = d_mlp;
+    c.vocab_size = V;
+    c.max_seq_len = o.positions;
+    c.norm = norm_kind::rms_norm;
+    c.norm_eps = 1e-12;
+    c.position = position_kind::learned;
+    c.mlp = mlp_kind::gelu_tanh;
+    c.tied_embeddings = false;
+    rng gen(o.seed);
+    model_weights<T> w;
+    tensor<T> embed({V, d}), pos({o.positions, d}), unembed({V, d}), final_gain({d}), gain({d});
+    for (std::size_t v = 0; v < V; ++v) {
+        embed(v, A + v) = T(1);
+        unembed(v, O + v) = T(1);
+    }
+    for (T& x : final_gain) x = T(1);
+    for (T& x : gain) x = T(1.0 / std::sqrt(double(d))); // a one-hot token passes the first norm unchanged
+    w.token_embedding = w.own(std::move(embed));
+    w.position_embedding = w.own(std::move(pos));
+    w.unembedding = w.own(std::move(unembed));
+    w.final_norm_weight = w.own(std::move(final_gain));
+    for (int layer = 0; layer < 2; ++layer) {
+        layer_weights<T> l;
+        l.ln1_weight = w.own(tensor<T>::copy_of(gain.view()));
+        l.ln2_weight = w.own(tensor<T>::copy_of(gain.view()));
+        l.w_q = w.own(tensor<T>({4, d}));
+        l.w_k = w.own(tensor<T>({4, d}));
+        l.w_v = w.own(tensor<T>({4, d}));
+        l.w_o = w.own(tensor<T>({d, 4}));
+        tensor<T> w_in({d_mlp, d}), w_out({d, d_mlp});
+        const std::size_t real = layer == 0 ? V : M;
+        for (std::size_t n = 0; n < real; ++n) {
+            if (layer == 0) {
+                w_in(n, A + n) = T(o.gain);
+                w_out(R + n % M, n) = T(1);
+            } else {
+                w_in(n, R + n) = T(o.gain); // R arrives near 1 after the norm (token 1, subject ~4)
+                w_out(O + (n + 1) % V, n) = T(2);
+            }
+        }
+        for (std::size_t n = real; n < d_mlp; ++n) {
+            for (std::size_t j = A; j < A + V; ++j) w_in(n, j) = T(gen.normal());
+            for (std::size_t j = C; j < d; ++j) w_out(j, n) = T(0.5 * gen.normal());
+        }
+        l.w_in = w.own(std::move(w_in));
+        l.w_out = w.own(std::move(w_out));
+        w.layers.push_back(l);
+    }
+    return basic_transformer<T>(c, std::move(w));
+}
+
 /// `rows` prompts for planted_induction: token 0 first, then distinct tokens from 1..V-1 with "a b"
 /// somewhere and a at the end (clean), or that first a replaced by a token absent from the prompt
 /// (corrupted). Seeded.
