@@ -9,8 +9,10 @@
 #   benchmarks/load_server.sh [path/to/actlens_server]
 #
 # Builds nothing: the binary defaults to build/examples/actlens_server. Environment knobs: CLIENTS
-# ("1,4,8,16"), PER_CLIENT (3), MAX_TOKENS (16), DEADLINE (120), MAX_BATCH (16), MODEL_ARGS
-# ("--random gpt2-small"), PYTHON (python3).
+# ("1,4,8,16"), PER_CLIENT (3), MAX_TOKENS (32), DEADLINE (120), MAX_BATCH (16), MODEL_ARGS
+# ("--random gpt2-small"), PYTHON (python3), OMP_WAIT_POLICY (passive: the server's idle OpenMP
+# threads sleep instead of spinning, which is much faster when other processes load the machine,
+# as benchmarks/run_forward_vs_torch.sh found; set it to active for an idle machine).
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -18,7 +20,7 @@ server="${1:-$here/../build/examples/actlens_server}"
 [[ -x "$server" ]] || { echo "load_server.sh: no server at $server (build the actlens_server target)" >&2; exit 2; }
 
 log="$(mktemp)"
-"$server" --host 127.0.0.1 --port 0 --max-batch "${MAX_BATCH:-16}" ${MODEL_ARGS:---random gpt2-small} >"$log" 2>&1 &
+OMP_WAIT_POLICY="${OMP_WAIT_POLICY:-passive}" "$server" --host 127.0.0.1 --port 0 --max-batch "${MAX_BATCH:-16}" ${MODEL_ARGS:---random gpt2-small} >"$log" 2>&1 &
 pid=$!
 trap 'kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; rm -f "$log"' EXIT
 
@@ -32,4 +34,4 @@ done
 [[ -n "$port" ]] || { echo "load_server.sh: the server did not start within 60 s" >&2; exit 1; }
 
 "${PYTHON:-python3}" "$here/load_client.py" --port "$port" --clients "${CLIENTS:-1,4,8,16}" \
-    --per-client "${PER_CLIENT:-3}" --max-tokens "${MAX_TOKENS:-16}" --deadline "${DEADLINE:-120}"
+    --per-client "${PER_CLIENT:-3}" --max-tokens "${MAX_TOKENS:-32}" --deadline "${DEADLINE:-120}"
