@@ -57,7 +57,8 @@ public:
     }
     engine(const engine&) = delete;
     engine& operator=(const engine&) = delete;
-    /// Stops the engine's thread after finishing every submitted request.
+    /// Stops the engine's thread after finishing every submitted request. Without a thread, requests
+    /// that step() has not finished are dropped (their futures report std::future_errc::broken_promise).
     ~engine() { stop(); }
 
     /// Queues a request; its result (or its actlens::error) arrives through the future.

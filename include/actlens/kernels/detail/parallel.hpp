@@ -48,7 +48,7 @@ public:
     scoped_threads& operator=(const scoped_threads&) = delete;
 
 private:
-    int m_previous = 0;
+    [[maybe_unused]] int m_previous = 0; // unused without OpenMP
 };
 
 /// Runs body(i) for i < items, spread over the OpenMP team (dynamic schedule) when `parallel`,
