@@ -1,11 +1,14 @@
+#include "test_helpers.hpp"
 #include "tiny_models.hpp"
 
+#include <actlens/kernels/detail/parallel.hpp>
 #include <actlens/model/generate.hpp>
 #include <actlens/model/random_weights.hpp>
 #include <actlens/model/sampling.hpp>
 
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 
@@ -184,4 +187,103 @@ TEST_CASE("generate: bad arguments throw actlens::error", "[generate][errors]") 
     o.sampling.temperature = 1;
     o.sampling.top_p = 0;
     CHECK_THROWS_WITH(generate(m, std::vector<std::int32_t>{1}, o), Catch::Contains("top_p"));
+}
+
+TEST_CASE("generate: the caller's workspace and KV cache are reused, not reallocated", "[generate]") {
+    const auto config = tiny::llama();
+    const auto m = make_random_transformer<float>(config, 21);
+    const std::vector<std::int32_t> prompt = tiny::tokens(5, config.vocab_size, 3);
+    generate_options<float> o;
+    o.max_new_tokens = 8;
+    o.sampling.temperature = 0.7;
+    o.sampling.seed = 3;
+    workspace<float> ws;
+    kv_cache<float> cache;
+    const auto expect = generate(m, prompt, o);
+    CHECK(generate(m, ws, cache, prompt, o) == expect);
+    const float* resid = ws.resid.data();
+    const float* logits = ws.logits.data();
+    const float* mlp = ws.mlp_pre.data();
+    const float* keys = cache.keys(0).data();
+    const float* values = cache.values(config.n_layers - 1).data();
+    const std::size_t capacity = cache.capacity();
+    for (int call = 0; call < 3; ++call) {
+        CHECK(generate(m, ws, cache, prompt, o) == expect);
+        // A shorter prompt and fewer tokens fit in the same buffers.
+        generate_options<float> shorter = o;
+        shorter.max_new_tokens = 3;
+        const std::vector<std::int32_t> head(prompt.begin(), prompt.begin() + 2);
+        CHECK(generate(m, ws, cache, head, shorter) == generate(m, head, shorter));
+        CHECK(ws.resid.data() == resid);
+        CHECK(ws.logits.data() == logits);
+        CHECK(ws.mlp_pre.data() == mlp);
+        CHECK(cache.keys(0).data() == keys);
+        CHECK(cache.values(config.n_layers - 1).data() == values);
+        CHECK(cache.capacity() == capacity);
+    }
+    // A cache too small for the call (or of another batch) is replaced, and the result is unchanged.
+    kv_cache<float> small = m.make_kv_cache(1, 2);
+    CHECK(generate(m, ws, small, prompt, o) == expect);
+    CHECK(small.capacity() >= prompt.size() + 8);
+}
+
+TEST_CASE("generate: results do not depend on the per-call thread count, which is scoped to the call",
+          "[generate]") {
+    // Large enough that the GEMM, the attention and the activations take their parallel paths.
+    auto config = model_config::gpt2(/*layers*/ 2, /*d*/ 256, /*heads*/ 4, /*vocab*/ 256, /*ctx*/ 96);
+    const auto m = make_random_transformer<float>(config, 5);
+    const std::vector<std::int32_t> prompt = tiny::tokens(64, config.vocab_size, 9);
+    std::vector<float> seen;
+    int threads_seen = -1;
+    hook_set<float> hooks;
+    hooks.add(hook_point{site::ln_final_normalized, -1}, [&](tensor_view<float> a, const hook_context&) {
+        seen.insert(seen.end(), a.data(), a.data() + a.size());
+        threads_seen = kernels::detail::gemm_threads();
+    });
+    generate_options<float> o;
+    o.max_new_tokens = 6;
+    o.sampling.temperature = 1.0;
+    o.sampling.seed = 4;
+    o.hooks = &hooks;
+    const int before = kernels::detail::gemm_threads();
+    std::vector<std::vector<float>> runs;
+    std::vector<std::vector<std::int32_t>> tokens;
+    for (int threads : {1, 2, 3}) {
+        seen.clear();
+        o.threads = threads;
+        tokens.push_back(generate(m, prompt, o));
+        runs.push_back(seen);
+#if defined(_OPENMP)
+        CHECK(threads_seen == threads);
+#endif
+        CHECK(kernels::detail::gemm_threads() == before);
+    }
+    REQUIRE(runs[0].size() == 64 * 256 + 5 * 256);
+    CHECK(runs[1] == runs[0]); // bit for bit
+    CHECK(runs[2] == runs[0]);
+    CHECK(tokens[1] == tokens[0]);
+    CHECK(tokens[2] == tokens[0]);
+    o.threads = -1;
+    require_error([&] { generate(m, prompt, o); }, errc::invalid_argument, "threads");
+}
+
+TEST_CASE("generate: on_token returning false cancels the generation after that token", "[generate]") {
+    const auto config = tiny::gpt2();
+    const auto m = make_random_transformer<float>(config, 12);
+    const std::vector<std::int32_t> prompt{1, 2, 3};
+    generate_options<float> o;
+    o.max_new_tokens = 20;
+    const auto full = generate(m, prompt, o);
+    std::size_t calls = 0;
+    o.on_token = [&](std::size_t, std::int32_t) { return ++calls < 3; };
+    const auto cut = generate(m, prompt, o);
+    CHECK(calls == 3);
+    REQUIRE(cut.size() == prompt.size() + 3);
+    CHECK(std::equal(cut.begin(), cut.end(), full.begin()));
+    // In a batch the step that cancels ends every row, after each row has its token of that step.
+    std::vector<std::int32_t> two{1, 2, 3, 4, 5, 6};
+    o.on_token = [](std::size_t, std::int32_t) { return false; };
+    const auto rows = generate(m, tensor_view<const std::int32_t>(two.data(), {2, 3}), o);
+    CHECK(rows[0].size() == 4);
+    CHECK(rows[1].size() == 4);
 }

@@ -3,6 +3,7 @@
 
 #include <actlens/core/tensor.hpp>
 #include <actlens/error.hpp>
+#include <actlens/kernels/detail/parallel.hpp>
 #include <actlens/model/hooks.hpp>
 #include <actlens/model/sampling.hpp>
 #include <actlens/model/transformer.hpp>
@@ -25,20 +26,28 @@ struct generate_options {
     const hook_set<T>* hooks = nullptr;
     /// A row ends when it produces one of these (the stop token is kept in the output).
     std::vector<std::int32_t> stop_tokens;
-    /// Called for every generated token, in order; return false to stop the whole generation.
+    /// Called for every generated token, in order; return false to stop the whole generation (the
+    /// token just passed is kept; nothing more is computed).
     std::function<bool(std::size_t row, std::int32_t token)> on_token;
+    /// OpenMP threads of this call's kernels (0: the calling thread's current setting). Set on the
+    /// calling thread only and restored on return; results do not depend on it.
+    int threads = 0;
 };
 
-/// Generates continuations of `prompts` ([B, T] rows of equal length, or [T]). Returns, per row,
-/// the prompt followed by the generated tokens. Generation stops at max_new_tokens, at a stop token
-/// (per row), when on_token returns false, or at the end of the model's context.
-/// Row b samples with seed `sampling.seed + b`, so rows are independent of their neighbours.
-/// Thread-safe with respect to the model (all state is local).
+/// Generates continuations of `prompts` ([B, T] rows of equal length, or [T]) in the caller's
+/// workspace and KV cache: after a first call of the largest shape, further calls allocate no
+/// activation or cache memory (the cache is replaced only when its batch, layers or capacity do not
+/// fit, and is cleared otherwise). Returns, per row, the prompt followed by the generated tokens.
+/// Generation stops at max_new_tokens, at a stop token (per row), when on_token returns false, or at
+/// the end of the model's context. Row b samples with seed `sampling.seed + b`, so rows are
+/// independent of their neighbours. Thread-safe with respect to the model; `ws` and `cache` belong
+/// to one call at a time.
 template <class T>
-std::vector<std::vector<std::int32_t>> generate(const basic_transformer<T>& model,
-                                                tensor_view<const std::int32_t> prompts,
+std::vector<std::vector<std::int32_t>> generate(const basic_transformer<T>& model, workspace<T>& ws,
+                                                kv_cache<T>& cache, tensor_view<const std::int32_t> prompts,
                                                 const generate_options<T>& options = {}) {
     options.sampling.validate();
+    if (options.threads < 0) fail(errc::invalid_argument, "generate: threads must be >= 0, got {}", options.threads);
     if (prompts.rank() == 1) prompts = prompts.reshaped({1, prompts.extent(0)});
     if (prompts.rank() != 2) fail(errc::shape_mismatch, "generate: prompts must be [T] or [B, T], got {}",
                                   prompts.shape().to_string());
@@ -60,8 +69,11 @@ std::vector<std::vector<std::int32_t>> generate(const basic_transformer<T>& mode
     }
     if (steps == 0) return out;
 
-    workspace<T> ws;
-    kv_cache<T> cache = model.make_kv_cache(batch, length + steps);
+    const kernels::detail::scoped_threads threads(options.threads);
+    if (cache.batch() != batch || cache.n_layers() != c.n_layers || cache.kv_width() != c.n_kv_heads * c.d_head ||
+        cache.capacity() < length + steps)
+        cache = model.make_kv_cache(batch, std::max(length + steps, cache.capacity()));
+    cache.clear();
     run_options<T> run;
     run.hooks = options.hooks;
     run.cache = &cache;
@@ -89,11 +101,29 @@ std::vector<std::vector<std::int32_t>> generate(const basic_transformer<T>& mode
     return out;
 }
 
+/// As above with a workspace and KV cache of its own (allocated for this call).
+template <class T>
+std::vector<std::vector<std::int32_t>> generate(const basic_transformer<T>& model,
+                                                tensor_view<const std::int32_t> prompts,
+                                                const generate_options<T>& options = {}) {
+    workspace<T> ws;
+    kv_cache<T> cache;
+    return generate(model, ws, cache, prompts, options);
+}
+
 /// One prompt: returns the prompt followed by the generated tokens.
 template <class T>
 std::vector<std::int32_t> generate(const basic_transformer<T>& model, const std::vector<std::int32_t>& prompt,
                                    const generate_options<T>& options = {}) {
     return generate(model, tensor_view<const std::int32_t>(prompt.data(), {prompt.size()}), options).front();
+}
+
+/// One prompt in the caller's workspace and KV cache (see above).
+template <class T>
+std::vector<std::int32_t> generate(const basic_transformer<T>& model, workspace<T>& ws, kv_cache<T>& cache,
+                                   const std::vector<std::int32_t>& prompt, const generate_options<T>& options = {}) {
+    return generate(model, ws, cache, tensor_view<const std::int32_t>(prompt.data(), {prompt.size()}), options)
+        .front();
 }
 
 } // namespace actlens

@@ -23,6 +23,34 @@ inline int gemm_threads() noexcept {
 #endif
 }
 
+/// Sets the calling thread's OpenMP team size for a scope and restores it on exit; 0 leaves it as
+/// it is. omp_set_num_threads changes the nthreads ICV of the calling thread only (OpenMP 5.0,
+/// section 2.6.1), so request threads each running a generation with threads = 1 do not
+/// oversubscribe the cores, and neither affects the others. Without OpenMP it does nothing.
+class scoped_threads {
+public:
+    explicit scoped_threads(int threads) noexcept {
+#if defined(_OPENMP)
+        if (threads > 0) {
+            m_previous = omp_get_max_threads();
+            omp_set_num_threads(threads);
+        }
+#else
+        (void)threads;
+#endif
+    }
+    ~scoped_threads() {
+#if defined(_OPENMP)
+        if (m_previous > 0) omp_set_num_threads(m_previous);
+#endif
+    }
+    scoped_threads(const scoped_threads&) = delete;
+    scoped_threads& operator=(const scoped_threads&) = delete;
+
+private:
+    [[maybe_unused]] int m_previous = 0; // unused without OpenMP
+};
+
 /// Runs body(i) for i < items, spread over the OpenMP team (dynamic schedule) when `parallel`,
 /// else in a plain loop on the calling thread (no OpenMP call at all: small products stay cheap).
 template <class Body>

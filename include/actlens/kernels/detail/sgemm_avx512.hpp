@@ -108,42 +108,6 @@ inline void micro_dispatch(std::size_t rows, std::size_t k, const float* a, std:
     }
 }
 
-// One row: y[cols] (=|+=) x[K] B[K, 48] (+ bias) over a whole panel. Four independent sets of
-// accumulators (k mod 4) hide the FMA latency when the panel is in cache; from memory it is
-// bandwidth-bound either way.
-inline void gemv_panel(std::size_t k, const float* x, const float* b, float* y, std::size_t cols,
-                       bool overwrite, const float* bias) noexcept {
-    __m512 acc[4][3];
-    for (auto& set : acc)
-        set[0] = set[1] = set[2] = _mm512_setzero_ps();
-    std::size_t p = 0;
-    for (; p + 4 <= k; p += 4, b += 4 * nr) {
-#pragma GCC unroll 4
-        for (int u = 0; u < 4; ++u) {
-            const __m512 xv = _mm512_set1_ps(x[p + std::size_t(u)]);
-            const float* bu = b + std::size_t(u) * nr;
-            acc[u][0] = _mm512_fmadd_ps(xv, _mm512_load_ps(bu), acc[u][0]);
-            acc[u][1] = _mm512_fmadd_ps(xv, _mm512_load_ps(bu + 16), acc[u][1]);
-            acc[u][2] = _mm512_fmadd_ps(xv, _mm512_load_ps(bu + 32), acc[u][2]);
-        }
-    }
-    for (; p < k; ++p, b += nr) {
-        const __m512 xv = _mm512_set1_ps(x[p]);
-        acc[0][0] = _mm512_fmadd_ps(xv, _mm512_load_ps(b), acc[0][0]);
-        acc[0][1] = _mm512_fmadd_ps(xv, _mm512_load_ps(b + 16), acc[0][1]);
-        acc[0][2] = _mm512_fmadd_ps(xv, _mm512_load_ps(b + 32), acc[0][2]);
-    }
-    for (int j = 0; j < 3; ++j) {
-        const __mmask16 m = column_mask(cols, std::size_t(j));
-        if (!m) break;
-        __m512 v =
-            _mm512_add_ps(_mm512_add_ps(acc[0][j], acc[1][j]), _mm512_add_ps(acc[2][j], acc[3][j]));
-        if (!overwrite) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(m, y + 16 * j));
-        if (bias) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(m, bias + 16 * j));
-        _mm512_mask_storeu_ps(y + 16 * j, m, v);
-    }
-}
-
 // In-register 16 x 16 transpose: stage i swaps bit i of the row index with bit i of the column
 // index (rows r and r + 2^i exchange the lanes whose column has that bit set or clear). Two-source
 // permutes only: GCC 12's unpack/shuffle intrinsics warn (-Wmaybe-uninitialized, GCC bug 105593).
@@ -292,6 +256,57 @@ struct problem {
 // Panel p (48 output columns, [in][48]) of a packed problem.
 inline const float* panel(const problem& g, std::size_t p) noexcept { return g.packed + p * g.in * nr; }
 
+// One row over NP panels from panel p0: y (=|+=) x B (+ bias), summed in exactly micro_kernel's
+// order for a row (one FMA chain per column over each K block of kc, the blocks then added in
+// turn), so that a row's result does not depend on how many rows share the product: a serving
+// batch of decode rows must match each row's run alone (README "Serving"). NP panels at a time
+// keep 3 NP independent chains in flight to hide the FMA latency.
+template <int NP>
+inline void gemv_panels(const problem& g, std::size_t p0) noexcept {
+    for (std::size_t k0 = 0; k0 < g.in; k0 += kc) {
+        const std::size_t kl = std::min(kc, g.in - k0);
+        const bool first = k0 == 0, overwrite = first && !g.accumulate;
+        __m512 acc[NP][3];
+        const float* b[NP];
+#pragma GCC unroll 4
+        for (int u = 0; u < NP; ++u) {
+            acc[u][0] = acc[u][1] = acc[u][2] = _mm512_setzero_ps();
+            b[u] = panel(g, p0 + std::size_t(u)) + k0 * nr;
+        }
+        for (std::size_t p = 0; p < kl; ++p) {
+            const __m512 xv = _mm512_set1_ps(g.x[k0 + p]);
+#pragma GCC unroll 4
+            for (int u = 0; u < NP; ++u) {
+                const float* bu = b[u] + p * nr;
+                acc[u][0] = _mm512_fmadd_ps(xv, _mm512_load_ps(bu), acc[u][0]);
+                acc[u][1] = _mm512_fmadd_ps(xv, _mm512_load_ps(bu + 16), acc[u][1]);
+                acc[u][2] = _mm512_fmadd_ps(xv, _mm512_load_ps(bu + 32), acc[u][2]);
+            }
+        }
+        for (int u = 0; u < NP; ++u) {
+            const std::size_t col0 = (p0 + std::size_t(u)) * nr, cols = std::min(nr, g.out - col0);
+            float* y = g.y + col0;
+            const float* bias = first && g.bias ? g.bias + col0 : nullptr;
+            for (int j = 0; j < 3; ++j) {
+                const __mmask16 m = column_mask(cols, std::size_t(j));
+                __m512 v = acc[u][j];
+                if (!overwrite) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(m, y + 16 * j));
+                if (bias) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(m, bias + 16 * j));
+                _mm512_mask_storeu_ps(y + 16 * j, m, v);
+            }
+        }
+    }
+}
+
+// One row, panels [p0, p1): four at a time, then the rest.
+inline void gemv(const problem& g, std::size_t p0, std::size_t p1) noexcept {
+    std::size_t p = p0;
+    for (; p + 4 <= p1; p += 4)
+        gemv_panels<4>(g, p);
+    for (; p < p1; ++p)
+        gemv_panels<1>(g, p);
+}
+
 // Columns [panel0 * 48, panel1 * 48) and rows [row0, row0 + row_count) of the product.
 inline void compute_block(const problem& g, std::size_t row0, std::size_t row_count,
                           std::size_t panel0, std::size_t panel1) noexcept {
@@ -360,11 +375,7 @@ inline void run_item(const problem& g, const plan& p, std::size_t item) noexcept
     const std::size_t rb = item / p.panel_items, pi = item % p.panel_items;
     const std::size_t p0 = pi * p.per_item, p1 = std::min(p.panels, p0 + p.per_item);
     if (g.rows == 1 && g.packed) {
-        for (std::size_t q = p0; q < p1; ++q) {
-            const std::size_t col0 = q * nr;
-            gemv_panel(g.in, g.x, panel(g, q), g.y + col0, std::min(nr, g.out - col0),
-                       !g.accumulate, g.bias ? g.bias + col0 : nullptr);
-        }
+        gemv(g, p0, p1);
     } else {
         const std::size_t r0 = rb * mc;
         compute_block(g, r0, std::min(mc, g.rows - r0), p0, p1);
