@@ -11,6 +11,7 @@
 
 #include <cmath>
 #include <cstdio>
+#include <filesystem>
 #include <limits>
 #include <string>
 #include <vector>
@@ -63,7 +64,7 @@ TEST_CASE("to_control_vector: steers like add_steering, also after save and load
     const tensor<float> expected = logits_with(m, tokens, steered);
     const tensor<float> plain = m.forward(tokens);
 
-    const std::string path = std::string(std::tmpnam(nullptr)) + ".gguf";
+    const std::string path = (std::filesystem::temp_directory_path() / "actlens_test_to_control_vector.gguf").string();
     save_control_vector(path, to_control_vector(v, alpha));
     const control_vector loaded = load_control_vector(path);
     std::remove(path.c_str());
