@@ -223,6 +223,19 @@ TEST_CASE("cli: capture, snmf and neurons equal the library's results", "[cli]")
     CHECK(same_bits(io::load_npy<float>(path_of("neurons.npy")), d.probabilities));
 }
 
+TEST_CASE("cli: --help works for the tool and every command", "[cli]") {
+    const run_result overview = run("--help");
+    CHECK(overview.code == 0);
+    for (const char* command : {"info", "generate", "patch", "attribute", "steer", "capture", "snmf", "neurons"}) {
+        INFO(command);
+        CHECK(overview.out.find(std::string("  ") + command + " ") != std::string::npos);
+        const run_result help = run(std::string(command) + " --help");
+        CHECK(help.code == 0);
+        CHECK(help.out.find(std::string("usage: actlens ") + command) != std::string::npos);
+        CHECK(help.out.find("--help") != std::string::npos);
+    }
+}
+
 TEST_CASE("cli: bad arguments give one line with the error id and exit code 2", "[cli]") {
     struct bad {
         std::string arguments, id, text;
