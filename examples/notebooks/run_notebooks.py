@@ -2,6 +2,7 @@
 """Runs the C++ notebooks of examples/notebooks in clang-repl and renders them to HTML.
 
     run_notebooks.py OUTPUT_DIR [NOTEBOOK.ipynb ...] [--clang-repl PATH] [--timeout SECONDS] [--no-html]
+    run_notebooks.py OUTPUT_DIR --self-test
 
 The notebooks are written for xeus-cling / xeus-cpp (kernel xcpp17). Neither is packaged for
 Debian 12, but clang-repl (Debian clang-tools-19) is the incremental interpreter xeus-cpp is built
@@ -111,6 +112,11 @@ void display(const T& value) {
 LIBRARY_DIRS = ["/usr/lib/x86_64-linux-gnu", "/lib/x86_64-linux-gnu", "/usr/lib64", "/usr/lib", "/usr/local/lib"]
 
 
+def is_elf(path):
+    with open(path, "rb") as f:
+        return f.read(4) == b"\x7fELF"
+
+
 def find_library(name, notebook_dir):
     """The file a `#pragma cling load` names: a path, or libNAME.so in the system folders."""
     if os.sep in name:
@@ -122,7 +128,13 @@ def find_library(name, notebook_dir):
     for folder in LIBRARY_DIRS:
         for candidate in (name, base, base + ".so"):
             path = os.path.join(folder, candidate)
-            if os.path.isfile(path):
+            if os.path.isfile(path) and is_elf(path):
+                return path
+        # libNAME.so may be a linker script (libm.so, libc.so); the versioned file is the library.
+        versioned = sorted(f for f in os.listdir(folder) if f.startswith(base + ".so.")) if os.path.isdir(folder) else []
+        for candidate in versioned:
+            path = os.path.join(folder, candidate)
+            if os.path.isfile(path) and is_elf(path):
                 return path
     raise RuntimeError(f'#pragma cling load("{name}"): no {base}.so in {", ".join(LIBRARY_DIRS)}')
 
@@ -274,6 +286,43 @@ def run_notebook(path, out_dir, clang_repl, timeout, extra_flags, html):
     return seconds, problems
 
 
+def self_test(out_dir, clang_repl, timeout):
+    """Checks the runner on three small notebooks: one that must pass (a library loaded with %lib and
+    a global with a destructor: the teardown trap), one with a compiler error in its third cell,
+    one that crashes in its third cell. Returns the number of failed checks."""
+    def notebook(*cells):
+        nb = nbformat.v4.new_notebook()
+        nb.cells = [nbformat.v4.new_code_cell(c) for c in cells]
+        return nb
+
+    cases = {
+        "good": (notebook('#pragma cling load("libm")\n#include <cmath>\n#include <cstdio>\n#include <vector>',
+                          'std::vector<int> kept_alive{1, 2, 3};\nstd::printf("sum %d\\n", kept_alive[0] + kept_alive[2]);',
+                          'std::sqrt(2.25)'), None),
+        "error": (notebook("#include <cstdio>", 'std::printf("ran\\n");', "int broken = not_declared;", "1"),
+                  "cell 3: error"),
+        "crash": (notebook("#include <cstdio>", 'std::printf("ran\\n");', "int* nowhere = nullptr;\nint crash = *nowhere;"),
+                  "cell 3: the session stopped"),
+    }
+    failed = 0
+    os.makedirs(out_dir, exist_ok=True)
+    for name, (nb, expected) in cases.items():
+        path = os.path.join(out_dir, name + ".ipynb")
+        nbformat.write(nb, path)
+        _, problems = run_notebook(path, out_dir, clang_repl, timeout, [], False)
+        executed = nbformat.read(os.path.join(out_dir, name + ".ipynb"), as_version=4)
+        if expected is None:
+            outputs = [o for c in executed.cells for o in c.outputs]
+            ok = (not problems and any("sum 4" in o.get("text", "") for o in outputs)
+                  and any(o.get("data", {}).get("text/plain") == "1.5" for o in outputs))
+        else:
+            ok = any(p.startswith(expected) for p in problems) and \
+                 any("ran" in o.get("text", "") for o in executed.cells[1].outputs)
+        print(f"self-test {name}: {'ok' if ok else 'FAILED'}" + (f" ({'; '.join(problems)})" if not ok else ""))
+        failed += not ok
+    return failed
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("output_dir")
@@ -282,12 +331,16 @@ def main():
     parser.add_argument("--timeout", type=float, default=600, help="seconds per notebook (default 600)")
     parser.add_argument("--flag", action="append", default=[], help="an extra compiler flag, e.g. --flag=-O1")
     parser.add_argument("--no-html", action="store_true", help="skip the nbconvert step")
+    parser.add_argument("--self-test", action="store_true",
+                        help="check that the runner passes a good notebook and fails on an error and a crash")
     args = parser.parse_args()
 
     clang_repl = shutil.which(args.clang_repl)
     if clang_repl is None:
         print(f"run_notebooks: skipped: {args.clang_repl} is not installed (Debian: clang-tools-19)")
         return SKIP
+    if args.self_test:
+        return 1 if self_test(os.path.abspath(args.output_dir), clang_repl, args.timeout) else 0
     notebooks = args.notebooks or sorted(
         os.path.join(HERE, f) for f in os.listdir(HERE) if f.endswith(".ipynb"))
     os.makedirs(args.output_dir, exist_ok=True)
