@@ -45,7 +45,8 @@ TEST_CASE("vector overloads: patching, AtP, IG and AtP* on token vectors equal t
         CHECK(same_bits(integrated_gradients(m, clean, corrupted, metric, t, relp).scores,
                         integrated_gradients(m, clean_view, corrupted_view, metric, t, relp).scores));
     }
-    const atp_star_result a = atp_star(m, clean, corrupted, metric), b = atp_star(m, clean_view, corrupted_view, metric);
+    const atp_star_result a = atp_star(m, clean, corrupted, metric);
+    const atp_star_result b = atp_star(m, clean_view, corrupted_view, metric);
     CHECK(same_bits(a.scores, b.scores));
     CHECK(same_bits(a.query, b.query));
     // The overload did patch something: not every score is the unpatched metric.

@@ -131,7 +131,9 @@ def find_library(name, notebook_dir):
             if os.path.isfile(path) and is_elf(path):
                 return path
         # libNAME.so may be a linker script (libm.so, libc.so); the versioned file is the library.
-        versioned = sorted(f for f in os.listdir(folder) if f.startswith(base + ".so.")) if os.path.isdir(folder) else []
+        if not os.path.isdir(folder):
+            continue
+        versioned = sorted(f for f in os.listdir(folder) if f.startswith(base + ".so."))
         for candidate in versioned:
             path = os.path.join(folder, candidate)
             if os.path.isfile(path) and is_elf(path):
@@ -243,7 +245,8 @@ def run_notebook(path, out_dir, clang_repl, timeout, extra_flags, html):
         f.write(session)
     # libstdc++ 12 marks get_temporary_buffer (used by std::stable_sort) deprecated, which clang reports at
     # every use in a header: noise in every cell output, so it is silenced.
-    command = [clang_repl, "-Xcc", "-std=c++17", "-Xcc", "-Wno-deprecated-declarations"] + [a for d in includes for a in ("-Xcc", "-I" + d)]
+    command = [clang_repl, "-Xcc", "-std=c++17", "-Xcc", "-Wno-deprecated-declarations"]
+    command += [a for d in includes for a in ("-Xcc", "-I" + d)]
     for flag in extra_flags:
         command += ["-Xcc", flag]
     start = time.monotonic()
@@ -297,11 +300,13 @@ def self_test(out_dir, clang_repl, timeout):
 
     cases = {
         "good": (notebook('#pragma cling load("libm")\n#include <cmath>\n#include <cstdio>\n#include <vector>',
-                          'std::vector<int> kept_alive{1, 2, 3};\nstd::printf("sum %d\\n", kept_alive[0] + kept_alive[2]);',
+                          'std::vector<int> kept_alive{1, 2, 3};\n'
+                          'std::printf("sum %d\\n", kept_alive[0] + kept_alive[2]);',
                           'std::sqrt(2.25)'), None),
         "error": (notebook("#include <cstdio>", 'std::printf("ran\\n");', "int broken = not_declared;", "1"),
                   "cell 3: error"),
-        "crash": (notebook("#include <cstdio>", 'std::printf("ran\\n");', "int* nowhere = nullptr;\nint crash = *nowhere;"),
+        "crash": (notebook("#include <cstdio>", 'std::printf("ran\\n");',
+                           "int* nowhere = nullptr;\nint crash = *nowhere;"),
                   "cell 3: the session stopped"),
     }
     failed = 0
