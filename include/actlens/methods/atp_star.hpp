@@ -362,4 +362,12 @@ atp_star_result atp_star(const basic_transformer<T>& model, tensor_view<const st
     return atp_star(model, clean, corrupted, metric, options, buffers);
 }
 
+/// atp_star on one clean and one corrupted prompt given as token vectors.
+template <class T, class Metric>
+atp_star_result atp_star(const basic_transformer<T>& model, const std::vector<std::int32_t>& clean,
+                         const std::vector<std::int32_t>& corrupted, const Metric& metric,
+                         const atp_star_options& options = {}) {
+    return atp_star(model, prompt_view(clean), prompt_view(corrupted), metric, options);
+}
+
 } // namespace actlens

@@ -197,6 +197,14 @@ patching_result attribution_patch(const basic_transformer<T>& model, tensor_view
     return attribution_patch(model, clean, corrupted, metric, target, options, scratch);
 }
 
+/// attribution_patch on one clean and one corrupted prompt given as token vectors.
+template <class T, class Metric>
+patching_result attribution_patch(const basic_transformer<T>& model, const std::vector<std::int32_t>& clean,
+                                  const std::vector<std::int32_t>& corrupted, const Metric& metric, patch_target target,
+                                  const attribution_options& options = {}) {
+    return attribution_patch(model, prompt_view(clean), prompt_view(corrupted), metric, target, options);
+}
+
 /// Integrated Gradients with the patch as the end point: for each layer, the whole site (every
 /// position and unit) is interpolated from the base run's value to the patch run's, the model is
 /// rerun from that layer's cached residual (logits only where the metric reads), and the gradients
@@ -266,6 +274,14 @@ patching_result integrated_gradients(const basic_transformer<T>& model, tensor_v
                                      patch_target target, const attribution_options& options = {}) {
     attribution_workspace<T> scratch;
     return integrated_gradients(model, clean, corrupted, metric, target, options, scratch);
+}
+
+/// integrated_gradients on one clean and one corrupted prompt given as token vectors.
+template <class T, class Metric>
+patching_result integrated_gradients(const basic_transformer<T>& model, const std::vector<std::int32_t>& clean,
+                                     const std::vector<std::int32_t>& corrupted, const Metric& metric,
+                                     patch_target target, const attribution_options& options = {}) {
+    return integrated_gradients(model, prompt_view(clean), prompt_view(corrupted), metric, target, options);
 }
 
 } // namespace actlens

@@ -70,6 +70,16 @@ inline control_vector load_control_vector(const std::string& path);
 inline void add_control_vector_hooks(hook_set<float>& hooks, const control_vector& cv, float strength = 1.0f,
                                      std::size_t first_block = 0, std::size_t last_block = SIZE_MAX);
 
+/// The control vector that adds what `add_steering(hooks, v, {alpha})` adds, at every position:
+/// `alpha * v.direction` (rounded as add_steering rounds it) at the block whose output v's point
+/// is. blocks.l.hook_resid_post is block l's output; blocks.l.hook_resid_pre is block l-1's, so a
+/// vector measured there goes to block l - 1. save_control_vector then writes it as direction.N
+/// for llama.cpp (which cannot hold block 0). Throws actlens::error arg.101 for another site, for
+/// hook_resid_pre of layer 0 (the embedding, no block's output) or an empty direction, and
+/// arg.104 for a non-finite alpha or direction entry.
+template <class T>
+control_vector to_control_vector(const steering_vector<T>& v, double alpha = 1.0, std::string model_hint = "llama");
+
 // ---------------------------------------------------------------------------------------------
 // Implementation
 // ---------------------------------------------------------------------------------------------
@@ -179,6 +189,34 @@ inline void add_control_vector_hooks(hook_set<float>& hooks, const control_vecto
         std::copy(direction.begin(), direction.end(), v.direction.data());
         add_steering(hooks, v, all_positions);
     }
+}
+
+template <class T>
+control_vector to_control_vector(const steering_vector<T>& v, double alpha, std::string model_hint) {
+    if (!std::isfinite(alpha)) fail(errc::non_finite, "to_control_vector: alpha is {}", alpha);
+    if (v.direction.size() == 0) fail(errc::invalid_argument, "to_control_vector: the direction at '{}' is empty",
+                                      v.point.name());
+    if (v.point.site != site::resid_post && v.point.site != site::resid_pre)
+        fail(errc::invalid_argument,
+             "to_control_vector: '{}' is not a block output; a control vector is added at "
+             "blocks.l.hook_resid_post (or blocks.l+1.hook_resid_pre)",
+             v.point.name());
+    const int block = v.point.site == site::resid_post ? v.point.layer : v.point.layer - 1;
+    if (block < 0)
+        fail(errc::invalid_argument, "to_control_vector: '{}' is the embedding, the output of no block",
+             v.point.name());
+    control_vector cv;
+    cv.model_hint = std::move(model_hint);
+    std::vector<float>& out = cv.directions[std::size_t(block)];
+    out.resize(v.direction.size());
+    // add_steering adds T(alpha) * direction[k]; the same product, so that strength 1 matches it.
+    const T scaled = T(alpha);
+    for (std::size_t k = 0; k < out.size(); ++k) {
+        out[k] = float(scaled * v.direction.data()[k]);
+        if (!std::isfinite(out[k]))
+            fail(errc::non_finite, "to_control_vector: entry {} of alpha * direction is {}", k, out[k]);
+    }
+    return cv;
 }
 
 } // namespace actlens

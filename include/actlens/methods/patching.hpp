@@ -266,6 +266,28 @@ patching_result activation_patch_reference(const basic_transformer<T>& model, te
                                            tensor_view<const std::int32_t> corrupted, const Metric& metric,
                                            patch_target target, const patching_options& options = {});
 
+/// One prompt's tokens as a [1, T] view: what the std::vector overloads of the patching and
+/// attribution methods pass on. The view borrows `tokens`.
+inline tensor_view<const std::int32_t> prompt_view(const std::vector<std::int32_t>& tokens) {
+    return {tokens.data(), {1, tokens.size()}};
+}
+
+/// activation_patch on one clean and one corrupted prompt given as token vectors.
+template <class T, class Metric>
+patching_result activation_patch(const basic_transformer<T>& model, const std::vector<std::int32_t>& clean,
+                                 const std::vector<std::int32_t>& corrupted, const Metric& metric, patch_target target,
+                                 const patching_options& options = {}) {
+    return activation_patch(model, prompt_view(clean), prompt_view(corrupted), metric, target, options);
+}
+
+/// activation_patch_reference on one clean and one corrupted prompt given as token vectors.
+template <class T, class Metric>
+patching_result activation_patch_reference(const basic_transformer<T>& model, const std::vector<std::int32_t>& clean,
+                                           const std::vector<std::int32_t>& corrupted, const Metric& metric,
+                                           patch_target target, const patching_options& options = {}) {
+    return activation_patch_reference(model, prompt_view(clean), prompt_view(corrupted), metric, target, options);
+}
+
 namespace detail {
 
 template <class T>
