@@ -3,6 +3,7 @@
 
 #include <actlens/analysis/null_models.hpp>
 #include <actlens/analysis/significance.hpp>
+#include <actlens/core/rng.hpp>
 #include <actlens/methods/attribution.hpp>
 #include <actlens/methods/metrics.hpp>
 #include <actlens/model/random_weights.hpp>
@@ -78,6 +79,39 @@ TEST_CASE("null_test: permutation p-values, effect sizes and the alternatives", 
     require_error([&] { null_test(observed, {{1.0, 2.0}}); }, errc::shape_mismatch, "null run 0");
     require_error([&] { null_test({std::nan("")}, {{1.0}}); }, errc::non_finite, "observed[0]");
     require_error([&] { null_test(observed, {}); }, errc::invalid_argument);
+}
+
+TEST_CASE("null_test: under a true null the permutation p-values are uniform (Kolmogorov-Smirnov)", "[analysis][null]") {
+    // Observed and null scores drawn from one distribution: p = (1 + #{null >= observed}) / (K + 1) is
+    // then uniform on {1/(K+1), ..., 1}. Its empirical CDF over 3000 seeds must stay within the KS band
+    // (1.63 / sqrt(n): 1% level) of that discrete uniform at every support point.
+    const std::size_t K = 19, seeds = 3000;
+    std::vector<double> ps;
+    for (std::uint64_t seed = 1; seed <= seeds; ++seed) {
+        rng gen(seed * 7919);
+        const std::vector<double> observed{gen.normal()};
+        std::vector<std::vector<double>> nulls;
+        for (std::size_t k = 0; k < K; ++k) nulls.push_back({gen.normal()});
+        ps.push_back(null_test(observed, nulls, null_alternative::greater).p_value[0]);
+    }
+    std::sort(ps.begin(), ps.end());
+    double worst = 0.0;
+    for (std::size_t j = 1; j <= K + 1; ++j) {
+        const double level = double(j) / double(K + 1);
+        const double below = double(std::upper_bound(ps.begin(), ps.end(), level + 1e-12) - ps.begin()) / double(seeds);
+        worst = std::max(worst, std::fabs(below - level));
+    }
+    CHECK(worst < 1.63 / std::sqrt(double(seeds)));
+    // And a real effect is not uniform: the same draws with the observed score shifted by 3.
+    std::size_t smallest = 0;
+    for (std::uint64_t seed = 1; seed <= 200; ++seed) {
+        rng gen(seed * 7919);
+        const std::vector<double> observed{gen.normal() + 3.0};
+        std::vector<std::vector<double>> nulls;
+        for (std::size_t k = 0; k < K; ++k) nulls.push_back({gen.normal()});
+        smallest += null_test(observed, nulls, null_alternative::greater).p_value[0] <= 0.05 + 1e-12;
+    }
+    CHECK(smallest > 150);
 }
 
 TEST_CASE("bootstrap_mean_interval: brackets the mean, shrinks with agreement, and is seeded", "[analysis][null]") {

@@ -41,6 +41,34 @@ TEST_CASE("sobol_total_indices: the analytic indices of f = m0 + 2 m1 + m0 m2", 
     require_error([] { sobol_total_indices(1, [](const std::vector<double>&) { return std::nan(""); }); }, errc::non_finite);
 }
 
+TEST_CASE("sobol_total_indices: the Ishigami function and a linear model, analytically", "[analysis][sobol]") {
+    // Ishigami (Ishigami & Homma 1990): f = sin x1 + a sin^2 x2 + b x3^4 sin x1, x uniform on [-pi, pi]^3.
+    // V = a^2/8 + b pi^4/5 + b^2 pi^8/18 + 1/2, V1 = (1 + b pi^4/5)^2 / 2, V2 = a^2/8, V13 = 8 b^2 pi^8/225;
+    // S_T1 = (V1 + V13)/V, S_T2 = V2/V, S_T3 = V13/V.
+    const double a = 7.0, b = 0.1, pi = 3.14159265358979323846;
+    auto ishigami = [&](const std::vector<double>& m) {
+        const double x1 = -pi + 2 * pi * m[0], x2 = -pi + 2 * pi * m[1], x3 = -pi + 2 * pi * m[2];
+        return std::sin(x1) + a * std::sin(x2) * std::sin(x2) + b * std::pow(x3, 4) * std::sin(x1);
+    };
+    const double pi4 = std::pow(pi, 4), pi8 = std::pow(pi, 8);
+    const double V = a * a / 8 + b * pi4 / 5 + b * b * pi8 / 18 + 0.5, V1 = 0.5 * std::pow(1 + b * pi4 / 5, 2),
+                 V2 = a * a / 8, V13 = 8 * b * b * pi8 / 225;
+    sobol_options o;
+    o.samples = 16384;
+    o.resamples = 0;
+    const sobol_result r = sobol_total_indices(3, ishigami, o);
+    CHECK(r.variance == Approx(V).epsilon(0.03));
+    CHECK(r.total[0] == Approx((V1 + V13) / V).margin(0.02));
+    CHECK(r.total[1] == Approx(V2 / V).margin(0.02));
+    CHECK(r.total[2] == Approx(V13 / V).margin(0.02));
+    // A linear model: S_Ti = w_i^2 / sum w^2 (equal input variances, no interaction).
+    const std::vector<double> w{3.0, -1.0, 0.5, 2.0};
+    const sobol_result lin =
+        sobol_total_indices(4, [&](const std::vector<double>& m) { return w[0] * m[0] + w[1] * m[1] + w[2] * m[2] + w[3] * m[3]; }, o);
+    const double ww = 9.0 + 1.0 + 0.25 + 4.0;
+    for (std::size_t i = 0; i < 4; ++i) CHECK(lin.total[i] == Approx(w[i] * w[i] / ww).margin(0.015));
+}
+
 TEST_CASE("concept_importance: on the planted induction model, the key's concept carries the output", "[analysis][sobol]") {
     const planted_options po;
     const auto planted = planted_induction<double>(po);
