@@ -1,5 +1,7 @@
 // A deliberately plain forward pass, written from the published equations of GPT-2 and Llama with scalar loops in
-// long double, sharing no code with the library's kernels. Tests compare the library against it.
+// long double, sharing no code with the library's kernels. Tests compare the library against it. Family
+// options: RoPE frequencies divided by rope_freq_divisors (Llama 3.1's scaling), and Qwen3's RMSNorm of
+// each q and k head before RoPE.
 #pragma once
 
 #include <actlens/model/transformer.hpp>
@@ -50,13 +52,27 @@ matrix norm(const actlens::model_config& c, const matrix& x, const actlens::tens
     return y;
 }
 
+// RMS-normalises each head of a [T][heads*dh] matrix in place, with gain g [dh].
+template <class T>
+void head_norm(const actlens::model_config& c, matrix& x, std::size_t heads, const actlens::tensor_view<const T>& g) {
+    const std::size_t dh = c.d_head;
+    for (auto& row : x)
+        for (std::size_t h = 0; h < heads; ++h) {
+            real sq = 0;
+            for (std::size_t e = 0; e < dh; ++e) sq += row[h * dh + e] * row[h * dh + e];
+            const real scale = 1 / std::sqrt(sq / real(dh) + real(c.norm_eps));
+            for (std::size_t e = 0; e < dh; ++e) row[h * dh + e] *= scale * w(g, e);
+        }
+}
+
 // Rotates head vectors of a [T][heads*dh] matrix in place.
 inline void rope(const actlens::model_config& c, matrix& x, std::size_t heads) {
     const std::size_t dh = c.d_head, half = dh / 2;
     for (std::size_t t = 0; t < x.size(); ++t)
         for (std::size_t h = 0; h < heads; ++h)
             for (std::size_t j = 0; j < half; ++j) {
-                const real angle = real(t) * std::pow(real(c.rope_theta), -real(2 * j) / real(dh));
+                const real divisor = c.rope_freq_divisors.empty() ? 1 : real(c.rope_freq_divisors[j]);
+                const real angle = real(t) * std::pow(real(c.rope_theta), -real(2 * j) / real(dh)) / divisor;
                 const bool adj = c.rope == actlens::kernels::rope_style::adjacent;
                 const std::size_t a = h * dh + (adj ? 2 * j : j), b = h * dh + (adj ? 2 * j + 1 : j + half);
                 const real u = x[t][a], v = x[t][b];
@@ -79,6 +95,10 @@ matrix forward(const actlens::basic_transformer<T>& model, const std::vector<std
     for (const auto& L : W.layers) {
         const matrix a = norm(c, x, L.ln1_weight, L.ln1_bias);
         matrix q = linear(a, L.w_q, L.b_q), k = linear(a, L.w_k, L.b_k), v = linear(a, L.w_v, L.b_v);
+        if (c.qk_norm) {
+            head_norm(c, q, c.n_heads, L.q_norm);
+            head_norm(c, k, c.n_kv_heads, L.k_norm);
+        }
         if (c.position == actlens::position_kind::rotary) {
             rope(c, q, c.n_heads);
             rope(c, k, c.n_kv_heads);

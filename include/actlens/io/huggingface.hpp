@@ -12,7 +12,11 @@
 //   llama, mistral       RMSNorm, RoPE on half-split pairs (HF's rotate_half: the q/k weights need
 //                        no permutation), SwiGLU (gate_proj, up_proj, down_proj), grouped-query
 //                        attention; attention_bias adds q/k/v/o biases.
-//   qwen2                Llama's row with q/k/v biases (SmolLM and TinyLlama are "llama").
+//   qwen2                Llama's row with q/k/v biases (Qwen2 and Qwen2.5; SmolLM and TinyLlama are
+//                        "llama"); tied or untied (lm_head.weight) unembedding.
+//   qwen3                Llama's row with a per-head RMSNorm of q and of k before RoPE
+//                        (self_attn.q_norm / k_norm, [head_dim]); head_dim defaults to 128.
+// Every Llama-like family takes rope_scaling of rope_type "default", "linear" or "llama3" (Llama 3.1+).
 // F32 tensors that need no transpose are used in place in the memory-mapped files; F16, BF16
 // and F64 tensors are converted to float.
 //
@@ -21,7 +25,8 @@
 //   missing io.204  config.json or the index is not valid JSON, or the index is malformed io.206 an
 //   unsupported model_type / architecture (named), or a tensor dtype that is not a float model.401
 //   a config.json field missing, mistyped or out of range; an unsupported option
-//           (rope_scaling, another activation function, mlp_bias, ...); tensors missing (one
+//           (rope_scaling other than default / linear / llama3, another activation function,
+//           mlp_bias, ...); tensors missing (one
 //           error listing all of them); a tensor whose shape disagrees with config.json
 // plus whatever safetensors_file reports about a damaged shard.
 #pragma once
@@ -59,7 +64,7 @@ namespace actlens::io {
 /// What config.json says, as actlens runs it.
 struct huggingface_config {
     model_config config;      ///< family row, sizes and options
-    std::string model_type;   ///< "gpt2", "llama", "mistral" or "qwen2"
+    std::string model_type;   ///< "gpt2", "llama", "mistral", "qwen2" or "qwen3"
     bool o_proj_bias = false; ///< Llama/Mistral attention_bias: o_proj has a bias too
 };
 
@@ -114,7 +119,9 @@ inline std::string error_text(const error& e) {
 /// Typed, range-checked reads of config.json fields; every error names the file and the field.
 class config_fields {
 public:
-    config_fields(const nlohmann::json& j, const std::string& path) : m_json(j), m_path(path) {}
+    /// `prefix` names the object the fields are in ("rope_scaling.") in messages.
+    config_fields(const nlohmann::json& j, const std::string& path, std::string prefix = "")
+        : m_json(j), m_path(path), m_prefix(std::move(prefix)) {}
 
     /// True when the field is present and not null.
     bool has(const char* key) const {
@@ -122,7 +129,7 @@ public:
         return it != m_json.end() && !it->is_null();
     }
     const nlohmann::json& get(const char* key) const {
-        if (!has(key)) fail(errc::bad_config, "'{}': field '{}' is missing", m_path, key);
+        if (!has(key)) fail(errc::bad_config, "'{}': field '{}{}' is missing", m_path, m_prefix, key);
         return *m_json.find(key);
     }
     /// A positive integer no larger than 2^31 (sizes; products of two stay far from overflow).
@@ -132,27 +139,32 @@ public:
         if (!v.is_number_unsigned() || v.get<std::uint64_t>() == 0 ||
             v.get<std::uint64_t>() > (std::uint64_t(1) << 31))
             fail(errc::bad_config,
-                 "'{}': field '{}' must be a positive integer (at most 2^31), got {}", m_path, key,
+                 "'{}': field '{}{}' must be a positive integer (at most 2^31), got {}", m_path, m_prefix, key,
                  json_excerpt(v));
         return static_cast<std::size_t>(v.get<std::uint64_t>());
     }
     std::size_t count(const char* key, std::size_t fallback) const {
         return has(key) ? count(key) : fallback;
     }
+    /// A positive finite number that must be present.
+    double positive(const char* key) const {
+        get(key);
+        return positive(key, 0.0);
+    }
     /// A positive finite number.
     double positive(const char* key, double fallback) const {
         if (!has(key)) return fallback;
         const nlohmann::json& v = get(key);
         if (!v.is_number() || !(v.get<double>() > 0.0) || !std::isfinite(v.get<double>()))
-            fail(errc::bad_config, "'{}': field '{}' must be a positive number, got {}", m_path,
-                 key, json_excerpt(v));
+            fail(errc::bad_config, "'{}': field '{}{}' must be a positive number, got {}", m_path,
+                 m_prefix, key, json_excerpt(v));
         return v.get<double>();
     }
     bool flag(const char* key, bool fallback) const {
         if (!has(key)) return fallback;
         const nlohmann::json& v = get(key);
         if (!v.is_boolean())
-            fail(errc::bad_config, "'{}': field '{}' must be true or false, got {}", m_path, key,
+            fail(errc::bad_config, "'{}': field '{}{}' must be true or false, got {}", m_path, m_prefix, key,
                  json_excerpt(v));
         return v.get<bool>();
     }
@@ -160,7 +172,7 @@ public:
         if (!has(key)) return fallback;
         const nlohmann::json& v = get(key);
         if (!v.is_string())
-            fail(errc::bad_config, "'{}': field '{}' must be a string, got {}", m_path, key,
+            fail(errc::bad_config, "'{}': field '{}{}' must be a string, got {}", m_path, m_prefix, key,
                  json_excerpt(v));
         return v.get<std::string>();
     }
@@ -168,6 +180,7 @@ public:
 private:
     const nlohmann::json& m_json;
     const std::string& m_path;
+    std::string m_prefix;
 };
 
 /// The `architectures` field for a message: its first entries, each cut by json_excerpt.
@@ -194,18 +207,52 @@ inline std::string huggingface_model_type(const nlohmann::json& j, const std::st
                 {"GPT2Model", "gpt2"},
                 {"LlamaForCausalLM", "llama"},
                 {"MistralForCausalLM", "mistral"},
-                {"Qwen2ForCausalLM", "qwen2"}};
+                {"Qwen2ForCausalLM", "qwen2"},
+                {"Qwen3ForCausalLM", "qwen3"}};
             const std::string arch = (*it)[0].get<std::string>();
             for (const auto& [name, row] : known)
                 if (arch == name) type = row;
         }
     }
-    if (type != "gpt2" && type != "llama" && type != "mistral" && type != "qwen2")
+    if (type != "gpt2" && type != "llama" && type != "mistral" && type != "qwen2" && type != "qwen3")
         fail(errc::unsupported_format,
              "'{}': model_type '{}' (architectures {}) is not supported; actlens reads gpt2, "
-             "llama, mistral and qwen2 checkpoints",
+             "llama, mistral, qwen2 and qwen3 checkpoints",
              path, text_excerpt(type), architecture_list(j));
     return type;
+}
+
+/// The RoPE frequency divisors (model_config::rope_freq_divisors) of config.json's rope_scaling, for
+/// a model whose d_head and rope_theta `c` already holds. rope_type (or the older "type") "default"
+/// or an absent/null rope_scaling is plain RoPE; "linear" divides every frequency by `factor` (position
+/// interpolation); "llama3" is Llama 3.1's per-frequency scaling. Others (dynamic NTK, YaRN, LongRoPE)
+/// change the attention scale or depend on the sequence length, and are refused by name.
+inline std::vector<double> rope_scaling_divisors(const nlohmann::json& j, const std::string& path,
+                                                 const model_config& c) {
+    const config_fields top(j, path);
+    if (!top.has("rope_scaling")) return {};
+    const nlohmann::json& scaling = j.at("rope_scaling");
+    if (!scaling.is_object())
+        fail(errc::bad_config, "'{}': field 'rope_scaling' must be an object or null, got {}", path,
+             json_excerpt(scaling));
+    const config_fields f(scaling, path, "rope_scaling.");
+    const char* type_key = f.has("rope_type") ? "rope_type" : "type";
+    const std::string type = f.text(type_key, "default");
+    if (type == "default") return {};
+    if (type == "linear") return std::vector<double>(c.d_head / 2, f.positive("factor"));
+    if (type == "llama3") {
+        const double factor = f.positive("factor");
+        const double low = f.positive("low_freq_factor"), high = f.positive("high_freq_factor");
+        if (!(high > low))
+            fail(errc::bad_config,
+                 "'{}': rope_scaling.high_freq_factor ({}) must be larger than rope_scaling.low_freq_factor ({})", path,
+                 high, low);
+        return llama3_rope_divisors(c.d_head, c.rope_theta, factor, low, high,
+                                    double(f.count("original_max_position_embeddings")));
+    }
+    fail(errc::bad_config,
+         "'{}': rope_scaling.{} '{}' is not supported; actlens runs 'default', 'linear' and 'llama3' RoPE", path,
+         type_key, text_excerpt(type));
 }
 
 } // namespace detail
@@ -243,7 +290,9 @@ inline huggingface_config read_huggingface_config(const std::string& config_path
                  config_path);
     } else {
         const std::size_t d = f.count("hidden_size"), heads = f.count("num_attention_heads");
-        if (!f.has("head_dim") && d % heads != 0)
+        // Qwen3Config's head_dim defaults to 128; the others' to hidden_size / num_attention_heads.
+        const bool qwen3 = out.model_type == "qwen3";
+        if (!qwen3 && !f.has("head_dim") && d % heads != 0)
             fail(errc::bad_config,
                  "'{}': hidden_size = {} is not a multiple of num_attention_heads = {}",
                  config_path, d, heads);
@@ -256,18 +305,12 @@ inline huggingface_config read_huggingface_config(const std::string& config_path
             f.count("intermediate_size"), f.count("vocab_size"),
             f.count("max_position_embeddings", default_positions), kernels::rope_style::half_split);
         c.family = out.model_type;
-        c.d_head = f.count("head_dim", d / heads);
+        c.d_head = f.count("head_dim", qwen3 ? 128 : d / heads);
+        c.qk_norm = qwen3;
         c.norm_eps = f.positive("rms_norm_eps", 1e-6);
         c.rope_theta = f.positive("rope_theta", 10000.0);
         c.tied_embeddings = f.flag("tie_word_embeddings", false);
-        if (f.has("rope_scaling")) {
-            // Named by its kind ({"type": "linear", ...}, or "rope_type" in newer configs) when it has one.
-            const nlohmann::json& scaling = j.at("rope_scaling");
-            std::string kind = detail::json_excerpt(scaling);
-            for (const char* key : {"type", "rope_type"})
-                if (scaling.is_object() && scaling.contains(key)) kind = "of type " + detail::json_excerpt(scaling.at(key));
-            fail(errc::bad_config, "'{}': rope_scaling {} is not supported (plain RoPE only)", config_path, kind);
-        }
+        c.rope_freq_divisors = detail::rope_scaling_divisors(j, config_path, c);
         const std::string act = f.text("hidden_act", "silu");
         if (act != "silu")
             fail(errc::bad_config,
@@ -533,6 +576,10 @@ inline model_weights<float> load_llama_weights(const huggingface_config& hc,
         b.expect(h + "self_attn.k_proj.weight", {kvw, d});
         b.expect(h + "self_attn.v_proj.weight", {kvw, d});
         b.expect(h + "self_attn.o_proj.weight", {d, qw});
+        if (c.qk_norm) {
+            b.expect(h + "self_attn.q_norm.weight", {c.d_head});
+            b.expect(h + "self_attn.k_norm.weight", {c.d_head});
+        }
         if (c.qkv_bias) {
             b.expect(h + "self_attn.q_proj.bias", {qw});
             b.expect(h + "self_attn.k_proj.bias", {kvw});
@@ -562,6 +609,10 @@ inline model_weights<float> load_llama_weights(const huggingface_config& hc,
         lw.w_k = b.plain(h + "self_attn.k_proj.weight");
         lw.w_v = b.plain(h + "self_attn.v_proj.weight");
         lw.w_o = b.plain(h + "self_attn.o_proj.weight");
+        if (c.qk_norm) {
+            lw.q_norm = b.plain(h + "self_attn.q_norm.weight");
+            lw.k_norm = b.plain(h + "self_attn.k_norm.weight");
+        }
         if (c.qkv_bias) {
             lw.b_q = b.plain(h + "self_attn.q_proj.bias");
             lw.b_k = b.plain(h + "self_attn.k_proj.bias");

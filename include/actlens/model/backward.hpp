@@ -73,6 +73,8 @@ std::vector<hook_point> tape_points(const basic_transformer<T>& model, int down_
                        site::attn_v, site::attn_pattern, site::resid_mid, site::mlp_pre, site::mlp_post})
             out.push_back({s, l});
         if (c.mlp == mlp_kind::swiglu) out.push_back({site::mlp_pre_linear, l});
+        if (c.qk_norm) // the inputs of the per-head norms
+            for (site s : {site::attn_q, site::attn_k}) out.push_back({s, l});
         if (l + 1 == static_cast<int>(c.n_layers)) out.push_back({site::resid_post, l});
     }
     std::sort(out.begin(), out.end());
@@ -339,9 +341,27 @@ private:
             cover_rope(c, m_rope, S);
             kernels::rope_backward(m_d_q.data(), N, H, qw, S, 0, m_rope, c.rope);
             kernels::rope_backward(m_d_k.data(), N, Hkv, kvw, S, 0, m_rope, c.rope);
+            if (c.qk_norm) {
+                const layer_weights<T>& w = W.layers[static_cast<std::size_t>(l)];
+                head_norm_backward(tape({site::attn_q, l}).data(), w.q_norm, H, m_d_q.data());
+                head_norm_backward(tape({site::attn_k, l}).data(), w.k_norm, Hkv, m_d_k.data());
+            }
         }
         record({site::attn_q, l}, m_d_q.data(), {B, S, H, dh});
         record({site::attn_k, l}, m_d_k.data(), {B, S, Hkv, dh});
+    }
+
+    // Qwen3's per-head RMSNorm (model/family.hpp: position_heads) at input x [N, n_heads, d_h], in place
+    // on the gradient d. RelP and AttnLRP hold its scale constant, the LN-rule as for every other norm.
+    void head_norm_backward(const T* x, const tensor_view<const T>& weight, std::size_t n_heads, T* d) {
+        const std::size_t rows = N * n_heads, dh = c.d_head;
+        m_scratch.reshape_uninitialized({rows, dh});
+        m_rstd.reshape_uninitialized({rows});
+        kernels::rms_norm(x, rows, dh, static_cast<const T*>(nullptr), T(c.norm_eps), m_scratch.data(), m_rstd.data());
+        if (m_opt.rule == rule::gradient)
+            kernels::rms_norm_backward(x, rows, dh, weight.data(), m_rstd.data(), d, d);
+        else
+            kernels::rms_norm_backward_const_scale(x, rows, dh, weight.data(), m_rstd.data(), d, d);
     }
 
     const model_config& c;

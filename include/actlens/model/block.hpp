@@ -7,7 +7,7 @@
 //
 //   std::size_t rows()                                  rows through ln1 and the key/value projections
 //   void project_qkv(w, pw, block_buffers<T>&)          queries, keys and values of those rows
-//   void rotate(block_buffers<T>&)                      RoPE, each row at its position
+//   void rotate(w, block_buffers<T>&)                   q/k norm and RoPE (position_heads), each row at its position
 //   void attend(int layer, block_buffers<T>&, Sites&)   attention: z from q, k, v and earlier keys
 //   std::size_t narrow(block_buffers<T>&)               rows past attention (may repoint x and a)
 //
@@ -96,7 +96,7 @@ void block_body(const model_config& c, const layer_weights<T>& w, const packed_l
     sites(site::attn_k, layer, b.k);
     sites(site::attn_v, layer, b.v);
     if (c.position == position_kind::rotary) {
-        layout.rotate(b);
+        layout.rotate(w, b);
         sites(site::attn_rot_q, layer, b.q);
         sites(site::attn_rot_k, layer, b.k);
     }

@@ -7,9 +7,11 @@
 #include <actlens/error.hpp>
 #include <actlens/kernels/rope.hpp>
 
+#include <cmath>
 #include <cstddef>
 #include <string>
 #include <utility>
+#include <vector>
 
 namespace actlens {
 
@@ -34,8 +36,13 @@ struct model_config {
     position_kind position = position_kind::rotary;
     kernels::rope_style rope = kernels::rope_style::adjacent;
     double rope_theta = 10000.0;
+    /// RoPE scaling as per-pair divisors of the frequencies theta^(-2j/d_h), j < d_h/2 (empty: none).
+    /// Llama 3's rope_scaling, linear position interpolation and GGUF's rope_freqs tensor all take
+    /// this form (model/family.hpp: llama3_rope_divisors).
+    std::vector<double> rope_freq_divisors;
     mlp_kind mlp = mlp_kind::swiglu;
     bool qkv_bias = false;      ///< biases on q, k, v (GPT-2, Qwen2)
+    bool qk_norm = false;       ///< RMSNorm over each head of q and of k before RoPE (Qwen3)
     bool out_bias = false;      ///< biases on the attention output and MLP projections (GPT-2)
     bool tied_embeddings = true;
 
@@ -60,9 +67,20 @@ struct model_config {
                  n_kv_heads);
         if (position == position_kind::rotary && d_head % 2 != 0)
             fail(errc::bad_config, "model config: rotary embeddings need an even d_head, got {}", d_head);
+        if (qk_norm && position != position_kind::rotary)
+            fail(errc::bad_config, "model config: qk_norm needs rotary positions");
         if (!(norm_eps > 0.0)) fail(errc::bad_config, "model config: norm_eps must be positive, got {}", norm_eps);
         if (position == position_kind::rotary && !(rope_theta > 1.0))
             fail(errc::bad_config, "model config: rope_theta must be > 1, got {}", rope_theta);
+        if (!rope_freq_divisors.empty()) {
+            if (position != position_kind::rotary || rope_freq_divisors.size() != d_head / 2)
+                fail(errc::bad_config, "model config: rope_freq_divisors has {} entries, expected d_head / 2 = {}",
+                     rope_freq_divisors.size(), position == position_kind::rotary ? d_head / 2 : 0);
+            for (std::size_t j = 0; j < rope_freq_divisors.size(); ++j)
+                if (!(rope_freq_divisors[j] > 0.0) || !std::isfinite(rope_freq_divisors[j]))
+                    fail(errc::bad_config, "model config: rope_freq_divisors[{}] = {} must be a positive number", j,
+                         rope_freq_divisors[j]);
+        }
         // Bound the sizes so that later products of widths cannot overflow (2^24 covers every real model).
         const std::size_t limit = std::size_t(1) << 24;
         for (auto [v, name] : {std::pair{d_model, "d_model"}, {d_mlp, "d_mlp"}, {vocab_size, "vocab_size"},
