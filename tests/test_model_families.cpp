@@ -1,10 +1,11 @@
 // Tests of the model families that are options of the one transformer (model/config.hpp): Llama 3.1's
-// RoPE scaling (llama3 and linear), Qwen2.5 (q/k/v biases, untied) and Qwen3 (per-head q/k RMSNorm),
+// RoPE scaling (llama3 and linear), Qwen2.5 (q/k/v biases, untied), Qwen3 (per-head q/k RMSNorm) and
+// GPT-NeoX / Pythia (parallel residual, partial rotary, exact GELU; Hugging Face form only),
 // loaded from Hugging Face directories and from GGUF files, against the float64 PyTorch forward of
 // tests/fixtures/families/make_family_fixtures.py (written from the published equations).
 //
 // The fast patching plan, the backward's finite differences, KV-cache generation and the ragged
-// forward run on these families through tiny::all() (tests/tiny_models.hpp: llama3, qwen3) in
+// forward run on these families through tiny::all() (tests/tiny_models.hpp: llama3, qwen3, pythia) in
 // their own test files; here: parity with the reference, GGUF = HF, KV-cache decoding = the full
 // forward of the loaded checkpoints, and bad input.
 //
@@ -204,6 +205,44 @@ TEST_CASE("families: Qwen3 (per-head q/k RMSNorm) matches the PyTorch reference,
     const tensor<std::int32_t> tokens =
         reference_tokens(io::safetensors_file(families_dir + "/qwen3_tiny_reference.safetensors"));
     CHECK(max_abs_diff(gguf.forward(tokens.view()), hf.forward(tokens.view())) < 1e-5);
+}
+
+TEST_CASE("families: GPT-NeoX / Pythia (parallel residual, partial rotary, exact GELU) matches the PyTorch reference",
+          "[model][families][huggingface]") {
+    const transformer hf = io::load_huggingface(families_dir + "/pythia_tiny");
+    const model_config& c = hf.config();
+    CHECK(c.parallel_residual);
+    CHECK(c.rotary_dims == 4);
+    CHECK(c.d_head == 8);
+    CHECK(c.mlp == mlp_kind::gelu_erf);
+    CHECK(c.norm == norm_kind::layer_norm);
+    CHECK_FALSE(c.tied_embeddings);
+    CHECK(check_against_reference(hf, "pythia_tiny_reference.safetensors") == hook_points_but_scores(hf));
+    check_kv_cache_decoding(hf);
+    // A parallel residual has no hook_resid_mid: asking for it is an error naming why.
+    CHECK_THAT(error_of([&] { hf.run_with_cache(std::vector<std::int32_t>{1, 2}, "blocks.0.hook_resid_mid"); }),
+               Contains("[actlens.model.402]"));
+    hook_set<float> hooks;
+    hooks.add(hook_point{site::resid_mid, 0}, [](tensor_view<float>, const hook_context&) {});
+    run_options<float> o;
+    o.hooks = &hooks;
+    CHECK_THAT(error_of([&] { hf.forward(std::vector<std::int32_t>{1, 2}, o); }),
+               Contains("[actlens.model.402]") && Contains("blocks.0.hook_resid_mid") && Contains("parallel residual"));
+
+    const fs::path dir = temp_copy("pythia_tiny", "bad_pythia");
+    std::ifstream in(dir / "config.json");
+    const std::string good((std::istreambuf_iterator<char>(in)), {});
+    auto with = [&](const std::string& from, const std::string& to) {
+        std::ofstream(dir / "config.json") << good;
+        edit(dir / "config.json", from, to);
+        return error_of([&] { io::load_huggingface(dir.string()); });
+    };
+    CHECK_THAT(with("\"rotary_pct\": 0.5", "\"rotary_pct\": 0.1"),
+               Contains("[actlens.model.401]") && Contains("config.json") && Contains("rotary_pct = 0.1 rotates 0"));
+    CHECK_THAT(with("\"hidden_act\": \"gelu\"", "\"hidden_act\": \"relu\""),
+               Contains("config.json") && Contains("hidden_act 'relu'"));
+    CHECK_THAT(with("\"num_attention_heads\": 4", "\"num_attention_heads\": 5"),
+               Contains("hidden_size = 32 is not a multiple of num_attention_heads = 5"));
 }
 
 TEST_CASE("families: bad rope_scaling, head counts and missing q/k norms name the file and field",

@@ -50,6 +50,19 @@ inline actlens::model_config qwen3() {
     return c;
 }
 
+/// GPT-NeoX (Pythia): LayerNorm, RoPE on half of each head, exact GELU, biases, parallel residual, untied.
+inline actlens::model_config pythia() {
+    auto c = actlens::model_config::gpt2(2, 24, 4, 50, 32);
+    c.family = "gpt_neox";
+    c.position = actlens::position_kind::rotary;
+    c.rope = actlens::kernels::rope_style::half_split;
+    c.rotary_dims = 2; // of d_head 6
+    c.mlp = actlens::mlp_kind::gelu_erf;
+    c.parallel_residual = true;
+    c.tied_embeddings = false;
+    return c;
+}
+
 struct named_config {
     std::string name;
     actlens::model_config config;
@@ -57,7 +70,7 @@ struct named_config {
 
 inline std::vector<named_config> all() {
     return {{"gpt2", gpt2()},           {"llama", llama()}, {"llama_variant", llama_variant()},
-            {"llama3", llama3()}, {"qwen3", qwen3()}};
+            {"llama3", llama3()}, {"qwen3", qwen3()},           {"pythia", pythia()}};
 }
 
 /// A clean and a corrupted batch of two rows each (the patching and attribution tests' inputs).

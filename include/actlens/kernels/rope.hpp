@@ -59,14 +59,15 @@ private:
     tensor<T> m_cos, m_sin;
 };
 
-/// Rotates, in place, `n_heads` heads of width 2*table.half() in each of `rows` rows (row stride `ld`).
-/// Row r is at position pos0 + r % seq_len (rows are [batch, seq] flattened). sign = -1 applies the
-/// inverse rotation (the backward pass). Positions must be below table.max_positions().
+/// Rotates, in place, the first 2*table.half() dimensions of `n_heads` heads of width `head_dim` (0:
+/// 2*table.half(); wider heads are partial rotary, GPT-NeoX) in each of `rows` rows (row stride
+/// `ld`). Row r is at position pos0 + r % seq_len (rows are [batch, seq] flattened). sign = -1
+/// applies the inverse rotation (the backward pass). Positions must be below table.max_positions().
 template <class T>
 void rope(T* x, std::size_t rows, std::size_t n_heads, std::size_t ld, std::size_t seq_len, std::size_t pos0,
-          const rope_table<T>& table, rope_style style, T sign = T(1)) noexcept {
+          const rope_table<T>& table, rope_style style, T sign = T(1), std::size_t head_dim = 0) noexcept {
     const std::size_t half = table.half();
-    const std::size_t head_dim = 2 * half;
+    if (head_dim == 0) head_dim = 2 * half;
     for (std::size_t r = 0; r < rows; ++r) {
         const std::size_t pos = pos0 + r % seq_len;
         const T* c = table.cos(pos);
@@ -92,8 +93,8 @@ void rope(T* x, std::size_t rows, std::size_t n_heads, std::size_t ld, std::size
 template <class T>
 void rope_backward(T* dx, std::size_t rows, std::size_t n_heads, std::size_t ld,
                    std::size_t seq_len, std::size_t pos0, const rope_table<T>& table,
-                   rope_style style) noexcept {
-    rope(dx, rows, n_heads, ld, seq_len, pos0, table, style, T(-1));
+                   rope_style style, std::size_t head_dim = 0) noexcept {
+    rope(dx, rows, n_heads, ld, seq_len, pos0, table, style, T(-1), head_dim);
 }
 
 } // namespace actlens::kernels

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <actlens/core/tensor.hpp>
+#include <actlens/kernels/activations.hpp>
 #include <actlens/kernels/norms.hpp>
 #include <actlens/kernels/rope.hpp>
 #include <actlens/model/config.hpp>
@@ -16,6 +17,15 @@
 #include <vector>
 
 namespace actlens {
+
+/// The MLP's elementwise activation of `n` pre-activations (GELU models; SwiGLU is kernels::swiglu).
+template <class T>
+void activate(const model_config& c, const T* in, T* out, std::size_t n) {
+    if (c.mlp == mlp_kind::gelu_erf)
+        kernels::gelu_erf(in, out, n);
+    else
+        kernels::gelu_tanh(in, out, n);
+}
 
 /// The model's norm of `rows` rows of d_model: LayerNorm (weight and bias) or RMSNorm (weight).
 /// `in` may equal `out`.
@@ -59,13 +69,14 @@ template <class T>
 void position_heads(const model_config& c, const tensor_view<const T>& head_norm, T* x, std::size_t rows,
                     std::size_t n_heads, std::size_t seq_len, std::size_t pos0, const kernels::rope_table<T>& table) {
     if (c.qk_norm) kernels::rms_norm(x, rows * n_heads, c.d_head, head_norm.data(), T(c.norm_eps), x);
-    kernels::rope(x, rows, n_heads, n_heads * c.d_head, seq_len, pos0, table, c.rope);
+    kernels::rope(x, rows, n_heads, n_heads * c.d_head, seq_len, pos0, table, c.rope, T(1), c.d_head);
 }
 
-/// The RoPE frequencies of the model: theta^(-2j/d_h) over its rope_freq_divisors.
+/// The RoPE frequencies of the model: theta^(-2j/r) over its rope_freq_divisors, for the r = c.rotary()
+/// dimensions it rotates.
 template <class T>
 std::vector<T> rope_frequencies(const model_config& c) {
-    return kernels::rope_frequencies(c.d_head, T(c.rope_theta), c.rope_freq_divisors);
+    return kernels::rope_frequencies(c.rotary(), T(c.rope_theta), c.rope_freq_divisors);
 }
 
 /// Makes `table` cover positions [0, positions) of the model's rotary embedding (rotary models only).

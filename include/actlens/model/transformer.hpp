@@ -88,6 +88,7 @@ public:
                 if ((st == site::attn_rot_q || st == site::attn_rot_k) && m_config.position != position_kind::rotary)
                     continue;
                 if (st == site::mlp_pre_linear && m_config.mlp != mlp_kind::swiglu) continue;
+                if (st == site::resid_mid && m_config.parallel_residual) continue;
                 out.push_back({st, l});
             }
         out.push_back({site::ln_final_normalized, -1});
