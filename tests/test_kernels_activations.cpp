@@ -75,6 +75,20 @@ double max_abs(const std::vector<double>& v) {
     return m;
 }
 
+/// An elementwise kernel against its long double formula on random inputs in [lo, hi] of every length.
+template <class T, class Kernel>
+void check_forward_random(Kernel kernel, long double (*ref)(long double), T lo, T hi) {
+    std::mt19937 rng(Catch::rngSeed());
+    INFO("seed " << Catch::rngSeed());
+    for (std::size_t n : lengths) {
+        INFO("n " << n);
+        const auto u = uniform<T>(rng, n, lo, hi);
+        std::vector<T> y(n);
+        kernel(u.data(), y.data(), n);
+        check_forward(u, y, ref);
+    }
+}
+
 /// The backward kernel of an elementwise activation against dy times central differences of its
 /// forward kernel, on inputs in [-6, 6] of every length.
 template <class Forward, class Backward>
@@ -98,15 +112,7 @@ void check_backward_fd(Forward forward, Backward backward) {
 
 TEMPLATE_TEST_CASE("gelu_tanh: matches the formula with std::tanh", "[kernels]", float, double) {
     using T = TestType;
-    std::mt19937 rng(Catch::rngSeed());
-    INFO("seed " << Catch::rngSeed());
-    for (std::size_t n : lengths) {
-        INFO("n " << n);
-        const auto u = uniform<T>(rng, n, -8, 8);
-        std::vector<T> y(n);
-        k::gelu_tanh(u.data(), y.data(), n);
-        check_forward(u, y, gelu_reference);
-    }
+    check_forward_random<T>([](const T* a, T* b, std::size_t n) { k::gelu_tanh(a, b, n); }, gelu_reference, -8, 8);
     // Known values: gelu(0) = 0, gelu(-x) = gelu(x) - x, large arguments saturate.
     std::vector<T> u{T(0), T(1), T(-1), T(20), T(-20)}, y(5);
     k::gelu_tanh(u.data(), y.data(), 5);
@@ -119,15 +125,7 @@ TEMPLATE_TEST_CASE("gelu_tanh: matches the formula with std::tanh", "[kernels]",
 
 TEMPLATE_TEST_CASE("gelu_erf: matches the formula with std::erf", "[kernels]", float, double) {
     using T = TestType;
-    std::mt19937 rng(Catch::rngSeed());
-    INFO("seed " << Catch::rngSeed());
-    for (std::size_t n : lengths) {
-        INFO("n " << n);
-        const auto u = uniform<T>(rng, n, -8, 8);
-        std::vector<T> y(n);
-        k::gelu_erf(u.data(), y.data(), n);
-        check_forward(u, y, gelu_erf_reference);
-    }
+    check_forward_random<T>([](const T* a, T* b, std::size_t n) { k::gelu_erf(a, b, n); }, gelu_erf_reference, -8, 8);
     // gelu(1) = Phi(1) = 0.841344746..., distinct from the tanh form's 0.841192 at 1e-4.
     std::vector<T> u{T(0), T(1)}, y(2);
     k::gelu_erf(u.data(), y.data(), 2);
@@ -137,15 +135,7 @@ TEMPLATE_TEST_CASE("gelu_erf: matches the formula with std::erf", "[kernels]", f
 
 TEMPLATE_TEST_CASE("silu: matches u * sigmoid(u)", "[kernels]", float, double) {
     using T = TestType;
-    std::mt19937 rng(Catch::rngSeed());
-    INFO("seed " << Catch::rngSeed());
-    for (std::size_t n : lengths) {
-        INFO("n " << n);
-        const auto u = uniform<T>(rng, n, -12, 12);
-        std::vector<T> y(n);
-        k::silu(u.data(), y.data(), n);
-        check_forward(u, y, silu_reference);
-    }
+    check_forward_random<T>([](const T* a, T* b, std::size_t n) { k::silu(a, b, n); }, silu_reference, -12, 12);
     // Far tails: no NaN from exp overflow.
     std::vector<T> u{T(-200), T(200)}, y(2);
     k::silu(u.data(), y.data(), 2);

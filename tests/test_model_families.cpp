@@ -170,7 +170,8 @@ TEST_CASE("families: Llama 3.1 rope_scaling (llama3, linear) matches the PyTorch
     // ... and as GGUF's rope.scaling.type "linear" (without the rope_freqs tensor).
     const transformer lin_gguf = load_model(rewritten_gguf(
         "llama3_tiny.gguf",
-        {{"llama.rope.scaling.type", io::gguf_value::string("linear")}, {"llama.rope.scaling.factor", io::gguf_value::f32(4.0f)}},
+        {{"llama.rope.scaling.type", io::gguf_value::string("linear")},
+         {"llama.rope.scaling.factor", io::gguf_value::f32(4.0f)}},
         "rope_freqs.weight"));
     CHECK(max_abs_diff(lin_gguf.forward(tokens.view()), lin.forward(tokens.view())) < 1e-5);
 }
@@ -297,7 +298,8 @@ TEST_CASE("families: bad rope_scaling, head counts and missing q/k norms name th
     // GGUF: a scaling type llama.cpp has but actlens does not run, a missing q/k norm, inconsistent
     // head counts (a rope_freqs tensor of the wrong size: tests/test_io_gguf.cpp).
     CHECK_THAT(error_of([&] {
-                   load_model(rewritten_gguf("llama3_tiny.gguf", {{"llama.rope.scaling.type", io::gguf_value::string("yarn")}}));
+                   load_model(rewritten_gguf("llama3_tiny.gguf",
+                                             {{"llama.rope.scaling.type", io::gguf_value::string("yarn")}}));
                }),
                Contains("[actlens.io.206]") && Contains("llama.rope.scaling.type = 'yarn'") && Contains(".gguf"));
     CHECK_THAT(error_of([&] {
@@ -305,7 +307,8 @@ TEST_CASE("families: bad rope_scaling, head counts and missing q/k norms name th
                }),
                Contains("[actlens.model.401]") && Contains("blk.1.attn_k_norm.weight") && Contains("missing"));
     CHECK_THAT(error_of([&] {
-                   load_model(rewritten_gguf("qwen3_tiny.gguf", {{"qwen3.attention.head_count_kv", io::gguf_value::u32(3)}}));
+                   load_model(rewritten_gguf("qwen3_tiny.gguf",
+                                             {{"qwen3.attention.head_count_kv", io::gguf_value::u32(3)}}));
                }),
                Contains("[actlens.model.401]") && Contains(".gguf") && Contains("n_kv_heads (3)"));
 }

@@ -36,7 +36,8 @@ template <class T>
 void gelu_erf(const T* in, T* out, std::size_t n) noexcept {
     using std::erf;
     using xsimd::erf;
-    detail::simd_transform(in, out, n, [](auto u) { return T(0.5) * u * (T(1) + erf(u * detail::one_over_sqrt_2<T>)); });
+    detail::simd_transform(in, out, n,
+                           [](auto u) { return T(0.5) * u * (T(1) + erf(u * detail::one_over_sqrt_2<T>)); });
 }
 
 /// SiLU: u * sigmoid(u).
