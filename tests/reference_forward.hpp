@@ -1,5 +1,8 @@
 // A deliberately plain forward pass, written from the published equations of GPT-2 and Llama with scalar loops in
-// long double, sharing no code with the library's kernels. Tests compare the library against it.
+// long double, sharing no code with the library's kernels. Tests compare the library against it. Family
+// options: RoPE frequencies divided by rope_freq_divisors (Llama 3.1's scaling), Qwen3's RMSNorm of
+// each q and k head before RoPE, and GPT-NeoX's partial rotary (the first r dimensions of a head, with
+// frequencies theta^(-2j/r)), exact GELU and parallel residual x + attn(ln1(x)) + mlp(ln2(x)).
 #pragma once
 
 #include <actlens/model/transformer.hpp>
@@ -50,13 +53,27 @@ matrix norm(const actlens::model_config& c, const matrix& x, const actlens::tens
     return y;
 }
 
+// RMS-normalises each head of a [T][heads*dh] matrix in place, with gain g [dh].
+template <class T>
+void head_norm(const actlens::model_config& c, matrix& x, std::size_t heads, const actlens::tensor_view<const T>& g) {
+    const std::size_t dh = c.d_head;
+    for (auto& row : x)
+        for (std::size_t h = 0; h < heads; ++h) {
+            real sq = 0;
+            for (std::size_t e = 0; e < dh; ++e) sq += row[h * dh + e] * row[h * dh + e];
+            const real scale = 1 / std::sqrt(sq / real(dh) + real(c.norm_eps));
+            for (std::size_t e = 0; e < dh; ++e) row[h * dh + e] *= scale * w(g, e);
+        }
+}
+
 // Rotates head vectors of a [T][heads*dh] matrix in place.
 inline void rope(const actlens::model_config& c, matrix& x, std::size_t heads) {
-    const std::size_t dh = c.d_head, half = dh / 2;
+    const std::size_t dh = c.d_head, r = c.rotary_dims ? c.rotary_dims : dh, half = r / 2;
     for (std::size_t t = 0; t < x.size(); ++t)
         for (std::size_t h = 0; h < heads; ++h)
             for (std::size_t j = 0; j < half; ++j) {
-                const real angle = real(t) * std::pow(real(c.rope_theta), -real(2 * j) / real(dh));
+                const real divisor = c.rope_freq_divisors.empty() ? 1 : real(c.rope_freq_divisors[j]);
+                const real angle = real(t) * std::pow(real(c.rope_theta), -real(2 * j) / real(r)) / divisor;
                 const bool adj = c.rope == actlens::kernels::rope_style::adjacent;
                 const std::size_t a = h * dh + (adj ? 2 * j : j), b = h * dh + (adj ? 2 * j + 1 : j + half);
                 const real u = x[t][a], v = x[t][b];
@@ -79,6 +96,10 @@ matrix forward(const actlens::basic_transformer<T>& model, const std::vector<std
     for (const auto& L : W.layers) {
         const matrix a = norm(c, x, L.ln1_weight, L.ln1_bias);
         matrix q = linear(a, L.w_q, L.b_q), k = linear(a, L.w_k, L.b_k), v = linear(a, L.w_v, L.b_v);
+        if (c.qk_norm) {
+            head_norm(c, q, c.n_heads, L.q_norm);
+            head_norm(c, k, c.n_kv_heads, L.k_norm);
+        }
         if (c.position == actlens::position_kind::rotary) {
             rope(c, q, c.n_heads);
             rope(c, k, c.n_kv_heads);
@@ -101,15 +122,19 @@ matrix forward(const actlens::basic_transformer<T>& model, const std::vector<std
             }
         }
         const matrix attn = linear(z, L.w_o, L.b_o);
+        const matrix resid_pre = x;
         for (std::size_t t = 0; t < n; ++t)
             for (std::size_t i = 0; i < d; ++i) x[t][i] += attn[t][i];
-        const matrix m = norm(c, x, L.ln2_weight, L.ln2_bias);
+        const matrix m = norm(c, c.parallel_residual ? resid_pre : x, L.ln2_weight, L.ln2_bias);
         matrix hidden = linear(m, L.w_in, L.b_in);
         if (c.mlp == actlens::mlp_kind::swiglu) {
             const matrix gate = linear(m, L.w_gate, actlens::tensor_view<const T>());
             for (std::size_t t = 0; t < n; ++t)
                 for (std::size_t i = 0; i < c.d_mlp; ++i)
                     hidden[t][i] *= gate[t][i] / (1 + std::exp(-gate[t][i]));
+        } else if (c.mlp == actlens::mlp_kind::gelu_erf) {
+            for (auto& row : hidden)
+                for (real& u : row) u = 0.5L * u * (1 + std::erf(u / std::sqrt(2.0L)));
         } else {
             for (auto& row : hidden)
                 for (real& u : row)

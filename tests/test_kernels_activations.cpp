@@ -1,4 +1,4 @@
-// Tests of actlens/kernels/activations.hpp: GELU (tanh form), SiLU, SwiGLU; forward against the
+// Tests of actlens/kernels/activations.hpp: GELU (tanh and exact erf forms), SiLU, SwiGLU; forward against the
 // formulas evaluated with the standard library in long double, backward against central finite
 // differences in double.
 #include "kernel_checks.hpp"
@@ -27,6 +27,7 @@ long double gelu_reference(long double u) {
     const long double k = std::sqrt(2.0L / 3.14159265358979323846264338327950288L);
     return 0.5L * u * (1.0L + std::tanh(k * (u + 0.044715L * u * u * u)));
 }
+long double gelu_erf_reference(long double u) { return 0.5L * u * (1.0L + std::erf(u / std::sqrt(2.0L))); }
 long double silu_reference(long double u) { return u / (1.0L + std::exp(-u)); }
 
 // Forward tolerance: |y - ref| <= tol * (1 + |u|). The vectorised tanh/exp are accurate to a few
@@ -74,19 +75,44 @@ double max_abs(const std::vector<double>& v) {
     return m;
 }
 
-} // namespace
-
-TEMPLATE_TEST_CASE("gelu_tanh: matches the formula with std::tanh", "[kernels]", float, double) {
-    using T = TestType;
+/// An elementwise kernel against its long double formula on random inputs in [lo, hi] of every length.
+template <class T, class Kernel>
+void check_forward_random(Kernel kernel, long double (*ref)(long double), T lo, T hi) {
     std::mt19937 rng(Catch::rngSeed());
     INFO("seed " << Catch::rngSeed());
     for (std::size_t n : lengths) {
         INFO("n " << n);
-        const auto u = uniform<T>(rng, n, -8, 8);
+        const auto u = uniform<T>(rng, n, lo, hi);
         std::vector<T> y(n);
-        k::gelu_tanh(u.data(), y.data(), n);
-        check_forward(u, y, gelu_reference);
+        kernel(u.data(), y.data(), n);
+        check_forward(u, y, ref);
     }
+}
+
+/// The backward kernel of an elementwise activation against dy times central differences of its
+/// forward kernel, on inputs in [-6, 6] of every length.
+template <class Forward, class Backward>
+void check_backward_fd(Forward forward, Backward backward) {
+    std::mt19937 rng(Catch::rngSeed());
+    INFO("seed " << Catch::rngSeed());
+    auto f = [&](double u) { return apply1(forward, u); };
+    for (std::size_t n : lengths) {
+        INFO("n " << n);
+        const auto u = uniform<double>(rng, n, -6, 6), dy = uniform<double>(rng, n, -1, 1);
+        std::vector<double> du(n), expect(n);
+        backward(u.data(), dy.data(), du.data(), n);
+        for (std::size_t i = 0; i < n; ++i)
+            expect[i] = dy[i] * fd(f, u[i]);
+        for (std::size_t i = 0; i < n; ++i)
+            CHECK(std::abs(du[i] - expect[i]) <= fd_tol * std::max(1.0, max_abs(expect)));
+    }
+}
+
+} // namespace
+
+TEMPLATE_TEST_CASE("gelu_tanh: matches the formula with std::tanh", "[kernels]", float, double) {
+    using T = TestType;
+    check_forward_random<T>([](const T* a, T* b, std::size_t n) { k::gelu_tanh(a, b, n); }, gelu_reference, -8, 8);
     // Known values: gelu(0) = 0, gelu(-x) = gelu(x) - x, large arguments saturate.
     std::vector<T> u{T(0), T(1), T(-1), T(20), T(-20)}, y(5);
     k::gelu_tanh(u.data(), y.data(), 5);
@@ -97,17 +123,19 @@ TEMPLATE_TEST_CASE("gelu_tanh: matches the formula with std::tanh", "[kernels]",
     CHECK(std::abs(y[4]) <= T(1e-6));
 }
 
+TEMPLATE_TEST_CASE("gelu_erf: matches the formula with std::erf", "[kernels]", float, double) {
+    using T = TestType;
+    check_forward_random<T>([](const T* a, T* b, std::size_t n) { k::gelu_erf(a, b, n); }, gelu_erf_reference, -8, 8);
+    // gelu(1) = Phi(1) = 0.841344746..., distinct from the tanh form's 0.841192 at 1e-4.
+    std::vector<T> u{T(0), T(1)}, y(2);
+    k::gelu_erf(u.data(), y.data(), 2);
+    CHECK(y[0] == T(0));
+    CHECK(std::abs(y[1] - T(0.8413447460685429)) <= T(1e-6));
+}
+
 TEMPLATE_TEST_CASE("silu: matches u * sigmoid(u)", "[kernels]", float, double) {
     using T = TestType;
-    std::mt19937 rng(Catch::rngSeed());
-    INFO("seed " << Catch::rngSeed());
-    for (std::size_t n : lengths) {
-        INFO("n " << n);
-        const auto u = uniform<T>(rng, n, -12, 12);
-        std::vector<T> y(n);
-        k::silu(u.data(), y.data(), n);
-        check_forward(u, y, silu_reference);
-    }
+    check_forward_random<T>([](const T* a, T* b, std::size_t n) { k::silu(a, b, n); }, silu_reference, -12, 12);
     // Far tails: no NaN from exp overflow.
     std::vector<T> u{T(-200), T(200)}, y(2);
     k::silu(u.data(), y.data(), 2);
@@ -129,43 +157,28 @@ TEMPLATE_TEST_CASE("swiglu: is silu(gate) * up", "[kernels]", float, double) {
 }
 
 TEST_CASE("gelu_tanh_backward: matches central finite differences in double", "[kernels]") {
-    std::mt19937 rng(Catch::rngSeed());
-    INFO("seed " << Catch::rngSeed());
-    auto f = [](double u) {
-        return apply1([](const double* a, double* b, std::size_t n) { k::gelu_tanh(a, b, n); }, u);
-    };
-    for (std::size_t n : lengths) {
-        INFO("n " << n);
-        const auto u = uniform<double>(rng, n, -6, 6), dy = uniform<double>(rng, n, -1, 1);
-        std::vector<double> du(n), expect(n);
-        k::gelu_tanh_backward(u.data(), dy.data(), du.data(), n);
-        for (std::size_t i = 0; i < n; ++i)
-            expect[i] = dy[i] * fd(f, u[i]);
-        for (std::size_t i = 0; i < n; ++i)
-            CHECK(std::abs(du[i] - expect[i]) <= fd_tol * std::max(1.0, max_abs(expect)));
-    }
+    check_backward_fd([](const double* a, double* b, std::size_t n) { k::gelu_tanh(a, b, n); },
+                      [](const double* u, const double* dy, double* du, std::size_t n) {
+                          k::gelu_tanh_backward(u, dy, du, n);
+                      });
     // gelu'(0) = 0.5 exactly.
     double u0 = 0, one = 1, d0 = 0;
     k::gelu_tanh_backward(&u0, &one, &d0, 1);
     CHECK(d0 == 0.5);
 }
 
+TEST_CASE("gelu_erf_backward: matches central finite differences in double", "[kernels]") {
+    check_backward_fd([](const double* a, double* b, std::size_t n) { k::gelu_erf(a, b, n); },
+                      [](const double* u, const double* dy, double* du, std::size_t n) {
+                          k::gelu_erf_backward(u, dy, du, n);
+                      });
+}
+
 TEST_CASE("silu_backward: matches central finite differences in double", "[kernels]") {
-    std::mt19937 rng(Catch::rngSeed());
-    INFO("seed " << Catch::rngSeed());
-    auto f = [](double u) {
-        return apply1([](const double* a, double* b, std::size_t n) { k::silu(a, b, n); }, u);
-    };
-    for (std::size_t n : lengths) {
-        INFO("n " << n);
-        const auto u = uniform<double>(rng, n, -6, 6), dy = uniform<double>(rng, n, -1, 1);
-        std::vector<double> du(n), expect(n);
-        k::silu_backward(u.data(), dy.data(), du.data(), n);
-        for (std::size_t i = 0; i < n; ++i)
-            expect[i] = dy[i] * fd(f, u[i]);
-        for (std::size_t i = 0; i < n; ++i)
-            CHECK(std::abs(du[i] - expect[i]) <= fd_tol * std::max(1.0, max_abs(expect)));
-    }
+    check_backward_fd([](const double* a, double* b, std::size_t n) { k::silu(a, b, n); },
+                      [](const double* u, const double* dy, double* du, std::size_t n) {
+                          k::silu_backward(u, dy, du, n);
+                      });
 }
 
 TEST_CASE("swiglu_backward: matches central finite differences in double", "[kernels]") {

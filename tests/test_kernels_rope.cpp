@@ -201,3 +201,29 @@ TEMPLATE_TEST_CASE("rope: sign -1 is the exact adjoint and the inverse, for both
             CHECK(std::abs(y[i] - x[i]) <= tol);
     }
 }
+
+TEMPLATE_TEST_CASE("rope: partial rotary rotates the first dimensions of wider heads, as a narrow head would",
+                   "[kernels]", float, double) {
+    // GPT-NeoX rotates the first r of each head's d_h dimensions (rotary_pct) with frequencies
+    // theta^(-2j/r): the same numbers as heads of width r, and the other d_h - r stay as they are.
+    using T = TestType;
+    std::mt19937 rng(Catch::rngSeed());
+    INFO("seed " << Catch::rngSeed());
+    const std::size_t r = 4, head_dim = 10, n_heads = 3, rows = 6, seq_len = 3, ld = n_heads * head_dim;
+    k::rope_table<T> table(8, r, T(10000));
+    for (auto style : styles) {
+        INFO("style " << int(style));
+        const auto x = uniform<T>(rng, rows * ld, -1, 1);
+        auto wide = x;
+        k::rope(wide.data(), rows, n_heads, ld, seq_len, std::size_t(2), table, style, T(1), head_dim);
+        std::vector<T> narrow(rows * n_heads * r);
+        for (std::size_t i = 0; i < rows * n_heads; ++i)
+            std::copy(x.begin() + long(i * head_dim), x.begin() + long(i * head_dim + r), narrow.begin() + long(i * r));
+        k::rope(narrow.data(), rows, n_heads, n_heads * r, seq_len, std::size_t(2), table, style);
+        for (std::size_t i = 0; i < rows * n_heads; ++i)
+            for (std::size_t e = 0; e < head_dim; ++e)
+                CHECK(wide[i * head_dim + e] == (e < r ? narrow[i * r + e] : x[i * head_dim + e]));
+        k::rope_backward(wide.data(), rows, n_heads, ld, seq_len, std::size_t(2), table, style, head_dim);
+        for (std::size_t i = 0; i < x.size(); ++i) CHECK(std::abs(wide[i] - x[i]) <= T(1e-6));
+    }
+}

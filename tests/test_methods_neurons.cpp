@@ -148,7 +148,9 @@ TEST_CASE("neuron clamps: the hook sets or scales the neuron at every position",
                     CHECK(up_cache[post](0, t, 6) == Approx(g / (1 + std::exp(-g)) * 0.75).margin(1e-5));
                 } else {
                     const double x = 0.75;
-                    const double gelu = 0.5 * x * (1 + std::tanh(0.7978845608028654 * (x + 0.044715 * x * x * x)));
+                    const double gelu = c.mlp == mlp_kind::gelu_erf
+                                            ? 0.5 * x * (1 + std::erf(x / std::sqrt(2.0)))
+                                            : 0.5 * x * (1 + std::tanh(0.7978845608028654 * (x + 0.044715 * x * x * x)));
                     CHECK(up_cache[post](0, t, 6) == Approx(gelu).margin(1e-5));
                 }
             }

@@ -27,6 +27,7 @@ TEST_CASE("activation_patch: the fast plan equals the brute-force loop for every
                                 patch_target::attn_out, patch_target::mlp_out, patch_target::head,
                                 patch_target::head_by_position, patch_target::neuron})
                 for (auto direction : {patch_direction::denoising, patch_direction::noising}) {
+                    if (target == patch_target::resid_mid && config.parallel_residual) continue; // no such site
                     patching_options o;
                     o.direction = direction;
                     o.rows_per_forward = 20; // several waves, each mixing layers

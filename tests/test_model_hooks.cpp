@@ -33,9 +33,9 @@ TEST_CASE("hook_point: every name of both families parses and prints back the sa
             CHECK(hook_point::parse(name).name() == name);
         }
         // Outside the blocks: embed (+ pos_embed) and ln_final. Per block: 15 sites, plus rot_q and
-        // rot_k with rotary positions, plus pre_linear with SwiGLU.
+        // rot_k with rotary positions, plus pre_linear with SwiGLU, less resid_mid with a parallel residual.
         const std::size_t per_block = 15 + (config.position == position_kind::rotary ? 2 : 0) +
-                                      (config.mlp == mlp_kind::swiglu ? 1 : 0);
+                                      (config.mlp == mlp_kind::swiglu ? 1 : 0) - (config.parallel_residual ? 1 : 0);
         CHECK(points.size() == (config.position == position_kind::learned ? 2 : 1) + 1 + config.n_layers * per_block);
     }
     CHECK(hook_point::parse("blocks.11.attn.hook_pattern") == hook_point{site::attn_pattern, 11});
@@ -159,8 +159,13 @@ TEST_CASE("hooks: a hook that writes the last MLP output changes exactly the log
             o.hooks = &hooks;
             auto [patched, patched_cache] = m.run_with_cache(toks, "*", o);
             // Upstream of the hook nothing moves, to the bit.
-            const auto& mid0 = clean_cache.at(hook_point{site::resid_mid, last});
-            const auto& mid1 = patched_cache.at(hook_point{site::resid_mid, last});
+            // The residual the last MLP output joins: resid_mid, or resid_pre + attn_out with a parallel
+            // residual (which has no resid_mid).
+            const bool parallel = config.parallel_residual;
+            const site before_mlp = parallel ? site::resid_pre : site::resid_mid;
+            const auto& mid0 = clean_cache.at(hook_point{before_mlp, last});
+            const auto& mid1 = patched_cache.at(hook_point{before_mlp, last});
+            const auto& attn0 = clean_cache.at(hook_point{site::attn_out, last});
             CHECK(std::memcmp(mid0.data(), mid1.data(), mid0.size() * sizeof(double)) == 0);
             // The cache keeps what the hook left.
             CHECK(patched_cache.at(hook_point{site::mlp_out, last})(0, p, 1) == patch[1]);
@@ -173,7 +178,7 @@ TEST_CASE("hooks: a hook that writes the last MLP output changes exactly the log
             std::vector<double> x(config.d_model);
             double mean = 0, sq = 0;
             for (std::size_t i = 0; i < x.size(); ++i) {
-                x[i] = mid0(0, p, i) + patch[i];
+                x[i] = mid0(0, p, i) + (parallel ? attn0(0, p, i) : 0.0) + patch[i];
                 mean += x[i] / double(x.size());
             }
             if (config.norm == norm_kind::rms_norm) mean = 0;

@@ -1,6 +1,7 @@
 // Tiny random-weight models of both families, shared by the model tests.
 #pragma once
 
+#include <actlens/model/family.hpp>
 #include <actlens/model/random_weights.hpp>
 
 #include <cstdint>
@@ -29,12 +30,48 @@ inline actlens::model_config llama_variant() {
     return c;
 }
 
+/// Llama 3.1's RoPE scaling ("llama3" rope_scaling) on llama(): an original context of 16 puts the
+/// first frequency pair in the blended band and slows the others by the factor 8.
+inline actlens::model_config llama3() {
+    auto c = llama();
+    c.family = "llama3";
+    c.rope_freq_divisors = actlens::llama3_rope_divisors(c.d_head, c.rope_theta, 8.0, 1.0, 4.0, 16.0);
+    return c;
+}
+
+/// Qwen3: per-head RMSNorm of q and k before RoPE, head_dim 16 != d / H, tied embeddings.
+inline actlens::model_config qwen3() {
+    auto c = actlens::model_config::llama(2, 32, 4, 2, 40, 60, 32);
+    c.family = "qwen3";
+    c.d_head = 16;
+    c.qk_norm = true;
+    c.rope_theta = 1e6;
+    c.tied_embeddings = true;
+    return c;
+}
+
+/// GPT-NeoX (Pythia): LayerNorm, RoPE on half of each head, exact GELU, biases, parallel residual, untied.
+inline actlens::model_config pythia() {
+    auto c = actlens::model_config::gpt2(2, 24, 4, 50, 32);
+    c.family = "gpt_neox";
+    c.position = actlens::position_kind::rotary;
+    c.rope = actlens::kernels::rope_style::half_split;
+    c.rotary_dims = 2; // of d_head 6
+    c.mlp = actlens::mlp_kind::gelu_erf;
+    c.parallel_residual = true;
+    c.tied_embeddings = false;
+    return c;
+}
+
 struct named_config {
     std::string name;
     actlens::model_config config;
 };
 
-inline std::vector<named_config> all() { return {{"gpt2", gpt2()}, {"llama", llama()}, {"llama_variant", llama_variant()}}; }
+inline std::vector<named_config> all() {
+    return {{"gpt2", gpt2()},           {"llama", llama()}, {"llama_variant", llama_variant()},
+            {"llama3", llama3()}, {"qwen3", qwen3()},           {"pythia", pythia()}};
+}
 
 /// A clean and a corrupted batch of two rows each (the patching and attribution tests' inputs).
 struct run_pair {

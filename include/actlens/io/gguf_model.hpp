@@ -1,30 +1,36 @@
-// actlens/io/gguf_model.hpp: llama-architecture models from GGUF files (llama.cpp's format).
+// actlens/io/gguf_model.hpp: llama-like models from GGUF files (llama.cpp's format).
 //
-// A file with general.architecture = "llama" (Llama 1/2/3, TinyLlama, SmolLM, Mistral 7B and the
-// llama2.c stories models converted by llama.cpp) becomes a transformer:
-//   hyperparameters  llama.block_count, llama.embedding_length, llama.feed_forward_length,
-//                    llama.attention.head_count, llama.attention.head_count_kv (default: head
-//                    count), llama.attention.layer_norm_rms_epsilon, llama.context_length,
-//                    llama.rope.freq_base (default 10000); optional llama.attention.key_length /
-//                    value_length (the head size) and llama.rope.dimension_count (must be the whole
-//                    head: partial rotary is not supported)
+// general.architecture names the family; its hyperparameters are keys prefixed with that name
+// ("{arch}.block_count", ...):
+//   llama   Llama 1/2/3, TinyLlama, SmolLM, Mistral 7B and llama2.c models converted by llama.cpp.
+//           Its q/k rows are in the interleaved RoPE order (pairs (2j, 2j+1), llama.cpp's "normal"
+//           rope; its HF converter permutes HF's half-split rows into it): rope_style::adjacent.
+//   qwen2   Qwen2 / Qwen2.5: q/k/v biases; RoPE on half-split pairs (llama.cpp's "neox" rope, rows
+//           unpermuted).
+//   qwen3   Qwen3: as qwen2 without biases, with blk.{i}.attn_q_norm / attn_k_norm.weight [head]
+//           (per-head RMSNorm of q and k before RoPE).
+//   hyperparameters  block_count, embedding_length, feed_forward_length, attention.head_count,
+//                    attention.head_count_kv (default: head count), attention.layer_norm_rms_epsilon,
+//                    context_length, rope.freq_base (default 10000); optional attention.key_length /
+//                    value_length (the head size) and rope.dimension_count (must be the whole head:
+//                    partial rotary is not supported); rope.scaling.type "none" or "linear" (with
+//                    rope.scaling.factor)
 //   tensors          token_embd.weight, blk.{i}.attn_norm / attn_q / attn_k / attn_v / attn_output /
 //                    ffn_norm / ffn_gate / ffn_up / ffn_down .weight, output_norm.weight, and
 //                    output.weight (absent: the unembedding is tied to the embedding); optional
-//                    blk.{i}.attn_q/attn_k/attn_v.bias (all three) and attn_output.bias
-// llama.cpp's llama GGUFs hold q/k rows in the interleaved RoPE order (pairs (2j, 2j+1), its
-// "normal" rope; its HF converter permutes HF's half-split rows into it), so the model runs with
-// rope_style::adjacent and no permutation.
+//                    blk.{i}.attn_q/attn_k/attn_v.bias (all three) and attn_output.bias;
+//                    rope_freqs.weight [head/2]: per-frequency RoPE divisors (llama.cpp writes Llama
+//                    3.1's rope_scaling this way; model_config::rope_freq_divisors)
 //
 // F32 tensors are used in place from the mapped file; F16, BF16, F64 and Q8_0 tensors are
 // converted to float (the model computes in f32; Q8_0 weights are dequantised once at load).
 //
 // Errors (actlens::error), each naming the file and the key or tensor: io.206 for another
-// architecture, mixture-of-experts (llama.expert_count > 0), RoPE scaling (llama.rope.scaling.type
-// other than "none", or a rope_freqs tensor), partial rotary, a tensor type that does not convert,
-// or tensors the model would not use; model.401 for a missing or out-of-range hyperparameter, and
-// missing tensors (one error listing all of them) or tensors whose shape disagrees with the
-// hyperparameters; plus whatever gguf_file reports about the container.
+// architecture, mixture-of-experts ({arch}.expert_count > 0), a rope.scaling.type other than "none"
+// and "linear", partial rotary, a tensor type that does not convert, or tensors the model would not
+// use; model.401 for a missing or out-of-range hyperparameter, and missing tensors (one error
+// listing all of them) or tensors whose shape disagrees with the hyperparameters; plus whatever
+// gguf_file reports about the container.
 #pragma once
 
 #include <actlens/core/tensor.hpp>
@@ -49,11 +55,11 @@ namespace actlens::io {
 // Declarations
 // ---------------------------------------------------------------------------------------------
 
-/// The model config a llama GGUF's metadata and tensor shapes describe. Throws as the top of this
-/// header says.
-inline model_config gguf_llama_config(const gguf_file& file);
+/// The model config a llama, qwen2 or qwen3 GGUF's metadata and tensor shapes describe. Throws as the
+/// top of this header says.
+inline model_config gguf_model_config(const gguf_file& file);
 
-/// Loads a llama-architecture GGUF file. Thread-safe (touches no shared state).
+/// Loads a llama, qwen2 or qwen3 GGUF file. Thread-safe (touches no shared state).
 inline transformer load_gguf(const std::string& path);
 
 // ---------------------------------------------------------------------------------------------
@@ -83,45 +89,66 @@ inline double gguf_positive(const gguf_file& f, const std::string& key, double f
     return v;
 }
 
+/// RoPE frequency divisors (model_config::rope_freq_divisors) from {arch}.rope.scaling.type "linear"
+/// (every frequency over rope.scaling.factor, as llama.cpp's freq_scale = 1 / factor) and the
+/// rope_freqs.weight tensor (per-frequency divisors, ggml_rope_ext's freq_factors); both multiply.
+inline std::vector<double> gguf_rope_divisors(const gguf_file& f, const std::string& p, std::size_t head) {
+    std::vector<double> divisors;
+    const std::string scaling = f.get_string(p + "rope.scaling.type", "none");
+    if (scaling == "linear") {
+        divisors.assign(head / 2, gguf_positive(f, p + "rope.scaling.factor", 1.0, true));
+    } else if (scaling != "none") {
+        fail(errc::unsupported_format,
+             "'{}': {}rope.scaling.type = '{}' is not supported; actlens runs 'none' and 'linear' (and "
+             "rope_freqs.weight)",
+             f.path(), p, scaling);
+    }
+    const gguf_tensor_info* t = f.find_tensor("rope_freqs.weight");
+    if (!t) return divisors;
+    if (t->ne != std::vector<std::uint64_t>{head / 2})
+        fail(errc::bad_config, "'{}': tensor 'rope_freqs.weight' has ne {}, expected [{}] (head size / 2)", f.path(),
+             t->ne_string(), head / 2);
+    tensor<float> storage;
+    const tensor_view<const float> factors = f.float_view("rope_freqs.weight", storage);
+    if (divisors.empty()) divisors.assign(head / 2, 1.0);
+    for (std::size_t j = 0; j < head / 2; ++j) divisors[j] *= factors.data()[j];
+    return divisors;
+}
+
 } // namespace detail
 
-inline model_config gguf_llama_config(const gguf_file& f) {
+inline model_config gguf_model_config(const gguf_file& f) {
     const std::string arch = f.get_string("general.architecture", "");
-    if (arch != "llama")
+    if (arch != "llama" && arch != "qwen2" && arch != "qwen3")
         fail(errc::unsupported_format,
-             "'{}': general.architecture is '{}'; actlens reads GGUF models of architecture 'llama'",
+             "'{}': general.architecture is '{}'; actlens reads GGUF models of architecture 'llama', 'qwen2' and "
+             "'qwen3'",
              f.path(), arch.empty() ? std::string("(missing)") : arch);
-    if (f.get_uint("llama.expert_count", 0) > 0)
-        fail(errc::unsupported_format, "'{}': llama.expert_count = {}: mixture-of-experts models are not supported",
-             f.path(), f.get_uint("llama.expert_count"));
-    const std::string scaling = f.get_string("llama.rope.scaling.type", "none");
-    if (scaling != "none")
-        fail(errc::unsupported_format, "'{}': llama.rope.scaling.type = '{}' is not supported", f.path(), scaling);
-    if (f.find_tensor("rope_freqs.weight"))
-        fail(errc::unsupported_format,
-             "'{}': tensor 'rope_freqs.weight' (per-frequency RoPE scaling, Llama 3.1) is not supported", f.path());
+    const std::string p = arch + ".";
+    if (f.get_uint(p + "expert_count", 0) > 0)
+        fail(errc::unsupported_format, "'{}': {}expert_count = {}: mixture-of-experts models are not supported",
+             f.path(), p, f.get_uint(p + "expert_count"));
 
-    const std::size_t L = detail::gguf_count(f, "llama.block_count");
-    const std::size_t d = detail::gguf_count(f, "llama.embedding_length");
-    const std::size_t ff = detail::gguf_count(f, "llama.feed_forward_length");
-    const std::size_t heads = detail::gguf_count(f, "llama.attention.head_count");
+    const std::size_t L = detail::gguf_count(f, p + "block_count");
+    const std::size_t d = detail::gguf_count(f, p + "embedding_length");
+    const std::size_t ff = detail::gguf_count(f, p + "feed_forward_length");
+    const std::size_t heads = detail::gguf_count(f, p + "attention.head_count");
     const std::size_t kv_heads =
-        f.contains("llama.attention.head_count_kv") ? detail::gguf_count(f, "llama.attention.head_count_kv") : heads;
-    const std::size_t ctx = detail::gguf_count(f, "llama.context_length");
-    if (d % heads != 0 && !f.contains("llama.attention.key_length"))
-        fail(errc::bad_config, "'{}': llama.embedding_length = {} is not a multiple of llama.attention.head_count = {}",
-             f.path(), d, heads);
+        f.contains(p + "attention.head_count_kv") ? detail::gguf_count(f, p + "attention.head_count_kv") : heads;
+    const std::size_t ctx = detail::gguf_count(f, p + "context_length");
+    if (d % heads != 0 && !f.contains(p + "attention.key_length"))
+        fail(errc::bad_config, "'{}': {}embedding_length = {} is not a multiple of {}attention.head_count = {}",
+             f.path(), p, d, p, heads);
     std::size_t head = d / heads;
-    if (f.contains("llama.attention.key_length")) head = detail::gguf_count(f, "llama.attention.key_length");
-    if (f.contains("llama.attention.value_length") &&
-        detail::gguf_count(f, "llama.attention.value_length") != head)
-        fail(errc::unsupported_format, "'{}': llama.attention.value_length = {} differs from the key length {}",
-             f.path(), f.get_uint("llama.attention.value_length"), head);
-    if (f.contains("llama.rope.dimension_count") && detail::gguf_count(f, "llama.rope.dimension_count") != head)
+    if (f.contains(p + "attention.key_length")) head = detail::gguf_count(f, p + "attention.key_length");
+    if (f.contains(p + "attention.value_length") && detail::gguf_count(f, p + "attention.value_length") != head)
+        fail(errc::unsupported_format, "'{}': {}attention.value_length = {} differs from the key length {}",
+             f.path(), p, f.get_uint(p + "attention.value_length"), head);
+    if (f.contains(p + "rope.dimension_count") && detail::gguf_count(f, p + "rope.dimension_count") != head)
         fail(errc::unsupported_format,
-             "'{}': llama.rope.dimension_count = {} rotates part of the head (size {}); partial rotary is not "
+             "'{}': {}rope.dimension_count = {} rotates part of the head (size {}); partial rotary is not "
              "supported",
-             f.path(), f.get_uint("llama.rope.dimension_count"), head);
+             f.path(), p, f.get_uint(p + "rope.dimension_count"), head);
 
     const gguf_tensor_info* embedding = f.find_tensor("token_embd.weight");
     if (!embedding) fail(errc::bad_config, "'{}': tensor 'token_embd.weight' is missing", f.path());
@@ -129,17 +156,22 @@ inline model_config gguf_llama_config(const gguf_file& f) {
         fail(errc::bad_config, "'{}': tensor 'token_embd.weight' has ne {}, expected [{}, vocab]", f.path(),
              embedding->ne_string(), d);
     std::size_t vocab = static_cast<std::size_t>(std::min<std::uint64_t>(embedding->ne[1], std::uint64_t(1) << 32));
-    if (f.contains("llama.vocab_size") && detail::gguf_count(f, "llama.vocab_size") != vocab)
-        fail(errc::bad_config, "'{}': llama.vocab_size = {} but token_embd.weight has {} rows", f.path(),
-             f.get_uint("llama.vocab_size"), vocab);
+    if (f.contains(p + "vocab_size") && detail::gguf_count(f, p + "vocab_size") != vocab)
+        fail(errc::bad_config, "'{}': {}vocab_size = {} but token_embd.weight has {} rows", f.path(), p,
+             f.get_uint(p + "vocab_size"), vocab);
 
-    model_config c = model_config::llama(L, d, heads, kv_heads, ff, vocab, ctx, kernels::rope_style::adjacent);
+    // llama.cpp runs qwen2/qwen3 with its "neox" rope: HF's half-split pairs, rows unpermuted.
+    const kernels::rope_style style = arch == "llama" ? kernels::rope_style::adjacent : kernels::rope_style::half_split;
+    model_config c = model_config::llama(L, d, heads, kv_heads, ff, vocab, ctx, style);
+    c.family = arch;
     c.d_head = head;
-    c.norm_eps = detail::gguf_positive(f, "llama.attention.layer_norm_rms_epsilon", 1e-5, true);
-    c.rope_theta = detail::gguf_positive(f, "llama.rope.freq_base", 10000.0, false);
+    c.norm_eps = detail::gguf_positive(f, p + "attention.layer_norm_rms_epsilon", 1e-5, true);
+    c.rope_theta = detail::gguf_positive(f, p + "rope.freq_base", 10000.0, false);
+    c.rope_freq_divisors = detail::gguf_rope_divisors(f, p, head);
     c.tied_embeddings = f.find_tensor("output.weight") == nullptr;
     c.qkv_bias = f.find_tensor("blk.0.attn_q.bias") != nullptr;
     c.out_bias = f.find_tensor("blk.0.attn_output.bias") != nullptr;
+    c.qk_norm = arch == "qwen3";
     try {
         c.validate();
     } catch (const error& e) {
@@ -152,7 +184,7 @@ inline model_config gguf_llama_config(const gguf_file& f) {
 
 inline transformer load_gguf(const std::string& path) {
     const gguf_file f(path);
-    const model_config c = gguf_llama_config(f);
+    const model_config c = gguf_model_config(f);
     const std::size_t d = c.d_model, ff = c.d_mlp, L = c.n_layers, V = c.vocab_size;
     const std::size_t qw = c.n_heads * c.d_head, kvw = c.n_kv_heads * c.d_head;
 
@@ -166,6 +198,10 @@ inline transformer load_gguf(const std::string& path) {
         expected.push_back({b + "attn_k.weight", {d, kvw}});
         expected.push_back({b + "attn_v.weight", {d, kvw}});
         expected.push_back({b + "attn_output.weight", {qw, d}});
+        if (c.qk_norm) {
+            expected.push_back({b + "attn_q_norm.weight", {c.d_head}});
+            expected.push_back({b + "attn_k_norm.weight", {c.d_head}});
+        }
         if (c.qkv_bias) {
             expected.push_back({b + "attn_q.bias", {qw}});
             expected.push_back({b + "attn_k.bias", {kvw}});
@@ -179,6 +215,7 @@ inline transformer load_gguf(const std::string& path) {
     }
     expected.push_back({"output_norm.weight", {d}});
     if (!c.tied_embeddings) expected.push_back({"output.weight", {d, V}});
+    if (f.find_tensor("rope_freqs.weight")) expected.push_back({"rope_freqs.weight", {c.d_head / 2}});
 
     std::vector<std::string> missing;
     std::set<std::string> used;
@@ -208,7 +245,7 @@ inline transformer load_gguf(const std::string& path) {
     for (const gguf_tensor_info& t : f.tensors())
         if (!used.count(t.name)) unused += (unused.empty() ? "" : ", ") + t.name;
     if (!unused.empty())
-        fail(errc::unsupported_format, "'{}': tensors that a llama model does not use: {}", path, unused);
+        fail(errc::unsupported_format, "'{}': tensors that a {} model does not use: {}", path, c.family, unused);
 
     model_weights<float> w;
     bool in_place = false;
@@ -235,6 +272,10 @@ inline transformer load_gguf(const std::string& path) {
         lw.w_k = load(b + "attn_k.weight");
         lw.w_v = load(b + "attn_v.weight");
         lw.w_o = load(b + "attn_output.weight");
+        if (c.qk_norm) {
+            lw.q_norm = load(b + "attn_q_norm.weight");
+            lw.k_norm = load(b + "attn_k_norm.weight");
+        }
         if (c.qkv_bias) {
             lw.b_q = load(b + "attn_q.bias");
             lw.b_k = load(b + "attn_k.bias");

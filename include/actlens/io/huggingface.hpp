@@ -12,7 +12,15 @@
 //   llama, mistral       RMSNorm, RoPE on half-split pairs (HF's rotate_half: the q/k weights need
 //                        no permutation), SwiGLU (gate_proj, up_proj, down_proj), grouped-query
 //                        attention; attention_bias adds q/k/v/o biases.
-//   qwen2                Llama's row with q/k/v biases (SmolLM and TinyLlama are "llama").
+//   qwen2                Llama's row with q/k/v biases (Qwen2 and Qwen2.5; SmolLM and TinyLlama are
+//                        "llama"); tied or untied (lm_head.weight) unembedding.
+//   qwen3                Llama's row with a per-head RMSNorm of q and of k before RoPE
+//                        (self_attn.q_norm / k_norm, [head_dim]); head_dim defaults to 128.
+//   gpt_neox             GPT-NeoX / Pythia: LayerNorm with biases, RoPE on the first rotary_pct of each
+//                        head (half-split pairs), exact GELU (hidden_act "gelu"), biases everywhere,
+//                        use_parallel_residual, untied embed_out. The fused query_key_value rows are
+//                        per head [q | k | v] and are split into owned q, k, v copies.
+// Every Llama-like family takes rope_scaling of rope_type "default", "linear" or "llama3" (Llama 3.1+).
 // F32 tensors that need no transpose are used in place in the memory-mapped files; F16, BF16
 // and F64 tensors are converted to float.
 //
@@ -21,7 +29,8 @@
 //   missing io.204  config.json or the index is not valid JSON, or the index is malformed io.206 an
 //   unsupported model_type / architecture (named), or a tensor dtype that is not a float model.401
 //   a config.json field missing, mistyped or out of range; an unsupported option
-//           (rope_scaling, another activation function, mlp_bias, ...); tensors missing (one
+//           (rope_scaling other than default / linear / llama3, another activation function,
+//           mlp_bias, ...); tensors missing (one
 //           error listing all of them); a tensor whose shape disagrees with config.json
 // plus whatever safetensors_file reports about a damaged shard.
 #pragma once
@@ -59,7 +68,7 @@ namespace actlens::io {
 /// What config.json says, as actlens runs it.
 struct huggingface_config {
     model_config config;      ///< family row, sizes and options
-    std::string model_type;   ///< "gpt2", "llama", "mistral" or "qwen2"
+    std::string model_type;   ///< "gpt2", "llama", "mistral", "qwen2", "qwen3" or "gpt_neox"
     bool o_proj_bias = false; ///< Llama/Mistral attention_bias: o_proj has a bias too
 };
 
@@ -114,7 +123,9 @@ inline std::string error_text(const error& e) {
 /// Typed, range-checked reads of config.json fields; every error names the file and the field.
 class config_fields {
 public:
-    config_fields(const nlohmann::json& j, const std::string& path) : m_json(j), m_path(path) {}
+    /// `prefix` names the object the fields are in ("rope_scaling.") in messages.
+    config_fields(const nlohmann::json& j, const std::string& path, std::string prefix = "")
+        : m_json(j), m_path(path), m_prefix(std::move(prefix)) {}
 
     /// True when the field is present and not null.
     bool has(const char* key) const {
@@ -122,7 +133,7 @@ public:
         return it != m_json.end() && !it->is_null();
     }
     const nlohmann::json& get(const char* key) const {
-        if (!has(key)) fail(errc::bad_config, "'{}': field '{}' is missing", m_path, key);
+        if (!has(key)) fail(errc::bad_config, "'{}': field '{}{}' is missing", m_path, m_prefix, key);
         return *m_json.find(key);
     }
     /// A positive integer no larger than 2^31 (sizes; products of two stay far from overflow).
@@ -132,27 +143,32 @@ public:
         if (!v.is_number_unsigned() || v.get<std::uint64_t>() == 0 ||
             v.get<std::uint64_t>() > (std::uint64_t(1) << 31))
             fail(errc::bad_config,
-                 "'{}': field '{}' must be a positive integer (at most 2^31), got {}", m_path, key,
+                 "'{}': field '{}{}' must be a positive integer (at most 2^31), got {}", m_path, m_prefix, key,
                  json_excerpt(v));
         return static_cast<std::size_t>(v.get<std::uint64_t>());
     }
     std::size_t count(const char* key, std::size_t fallback) const {
         return has(key) ? count(key) : fallback;
     }
+    /// A positive finite number that must be present.
+    double positive(const char* key) const {
+        get(key);
+        return positive(key, 0.0);
+    }
     /// A positive finite number.
     double positive(const char* key, double fallback) const {
         if (!has(key)) return fallback;
         const nlohmann::json& v = get(key);
         if (!v.is_number() || !(v.get<double>() > 0.0) || !std::isfinite(v.get<double>()))
-            fail(errc::bad_config, "'{}': field '{}' must be a positive number, got {}", m_path,
-                 key, json_excerpt(v));
+            fail(errc::bad_config, "'{}': field '{}{}' must be a positive number, got {}", m_path,
+                 m_prefix, key, json_excerpt(v));
         return v.get<double>();
     }
     bool flag(const char* key, bool fallback) const {
         if (!has(key)) return fallback;
         const nlohmann::json& v = get(key);
         if (!v.is_boolean())
-            fail(errc::bad_config, "'{}': field '{}' must be true or false, got {}", m_path, key,
+            fail(errc::bad_config, "'{}': field '{}{}' must be true or false, got {}", m_path, m_prefix, key,
                  json_excerpt(v));
         return v.get<bool>();
     }
@@ -160,7 +176,7 @@ public:
         if (!has(key)) return fallback;
         const nlohmann::json& v = get(key);
         if (!v.is_string())
-            fail(errc::bad_config, "'{}': field '{}' must be a string, got {}", m_path, key,
+            fail(errc::bad_config, "'{}': field '{}{}' must be a string, got {}", m_path, m_prefix, key,
                  json_excerpt(v));
         return v.get<std::string>();
     }
@@ -168,6 +184,7 @@ public:
 private:
     const nlohmann::json& m_json;
     const std::string& m_path;
+    std::string m_prefix;
 };
 
 /// The `architectures` field for a message: its first entries, each cut by json_excerpt.
@@ -194,18 +211,54 @@ inline std::string huggingface_model_type(const nlohmann::json& j, const std::st
                 {"GPT2Model", "gpt2"},
                 {"LlamaForCausalLM", "llama"},
                 {"MistralForCausalLM", "mistral"},
-                {"Qwen2ForCausalLM", "qwen2"}};
+                {"Qwen2ForCausalLM", "qwen2"},
+                {"Qwen3ForCausalLM", "qwen3"},
+                {"GPTNeoXForCausalLM", "gpt_neox"}};
             const std::string arch = (*it)[0].get<std::string>();
             for (const auto& [name, row] : known)
                 if (arch == name) type = row;
         }
     }
-    if (type != "gpt2" && type != "llama" && type != "mistral" && type != "qwen2")
+    if (type != "gpt2" && type != "llama" && type != "mistral" && type != "qwen2" && type != "qwen3" &&
+        type != "gpt_neox")
         fail(errc::unsupported_format,
              "'{}': model_type '{}' (architectures {}) is not supported; actlens reads gpt2, "
-             "llama, mistral and qwen2 checkpoints",
+             "llama, mistral, qwen2, qwen3 and gpt_neox checkpoints",
              path, text_excerpt(type), architecture_list(j));
     return type;
+}
+
+/// The RoPE frequency divisors (model_config::rope_freq_divisors) of config.json's rope_scaling, for
+/// a model whose rotary dimensions and rope_theta `c` already holds. rope_type (or the older "type") "default"
+/// or an absent/null rope_scaling is plain RoPE; "linear" divides every frequency by `factor` (position
+/// interpolation); "llama3" is Llama 3.1's per-frequency scaling. Others (dynamic NTK, YaRN, LongRoPE)
+/// change the attention scale or depend on the sequence length, and are refused by name.
+inline std::vector<double> rope_scaling_divisors(const nlohmann::json& j, const std::string& path,
+                                                 const model_config& c) {
+    const config_fields top(j, path);
+    if (!top.has("rope_scaling")) return {};
+    const nlohmann::json& scaling = j.at("rope_scaling");
+    if (!scaling.is_object())
+        fail(errc::bad_config, "'{}': field 'rope_scaling' must be an object or null, got {}", path,
+             json_excerpt(scaling));
+    const config_fields f(scaling, path, "rope_scaling.");
+    const char* type_key = f.has("rope_type") ? "rope_type" : "type";
+    const std::string type = f.text(type_key, "default");
+    if (type == "default") return {};
+    if (type == "linear") return std::vector<double>(c.rotary() / 2, f.positive("factor"));
+    if (type == "llama3") {
+        const double factor = f.positive("factor");
+        const double low = f.positive("low_freq_factor"), high = f.positive("high_freq_factor");
+        if (!(high > low))
+            fail(errc::bad_config,
+                 "'{}': rope_scaling.high_freq_factor ({}) must be larger than rope_scaling.low_freq_factor ({})", path,
+                 high, low);
+        return llama3_rope_divisors(c.rotary(), c.rope_theta, factor, low, high,
+                                    double(f.count("original_max_position_embeddings")));
+    }
+    fail(errc::bad_config,
+         "'{}': rope_scaling.{} '{}' is not supported; actlens runs 'default', 'linear' and 'llama3' RoPE", path,
+         type_key, text_excerpt(type));
 }
 
 } // namespace detail
@@ -241,9 +294,44 @@ inline huggingface_config read_huggingface_config(const std::string& config_path
         if (f.flag("scale_attn_by_inverse_layer_idx", false))
             fail(errc::bad_config, "'{}': scale_attn_by_inverse_layer_idx = true is not supported",
                  config_path);
+    } else if (out.model_type == "gpt_neox") {
+        // Defaults are those of transformers' GPTNeoXConfig.
+        const std::size_t d = f.count("hidden_size"), heads = f.count("num_attention_heads");
+        if (d % heads != 0)
+            fail(errc::bad_config, "'{}': hidden_size = {} is not a multiple of num_attention_heads = {}",
+                 config_path, d, heads);
+        c = model_config::gpt2(f.count("num_hidden_layers"), d, heads, f.count("vocab_size"),
+                               f.count("max_position_embeddings", 2048));
+        c.family = "gpt_neox";
+        c.d_mlp = f.count("intermediate_size", 4 * d);
+        c.norm_eps = f.positive("layer_norm_eps", 1e-5);
+        c.position = position_kind::rotary;
+        c.rope = kernels::rope_style::half_split;
+        c.rope_theta = f.positive("rotary_emb_base", f.positive("rope_theta", 10000.0));
+        const double pct = f.positive("rotary_pct", 0.25);
+        if (pct > 1.0) fail(errc::bad_config, "'{}': field 'rotary_pct' = {} must be at most 1", config_path, pct);
+        c.rotary_dims = static_cast<std::size_t>(double(c.d_head) * pct); // as GPTNeoX: int(head_size * rotary_pct)
+        if (c.rotary_dims == 0 || c.rotary_dims % 2 != 0)
+            fail(errc::bad_config, "'{}': rotary_pct = {} rotates {} of the {} dimensions of a head; it must be a "
+                 "positive even number", config_path, pct, c.rotary_dims, c.d_head);
+        c.parallel_residual = f.flag("use_parallel_residual", true);
+        c.tied_embeddings = f.flag("tie_word_embeddings", false);
+        const std::string act = f.text("hidden_act", "gelu");
+        if (act == "gelu")
+            c.mlp = mlp_kind::gelu_erf;
+        else if (act == "gelu_new" || act == "gelu_pytorch_tanh")
+            c.mlp = mlp_kind::gelu_tanh;
+        else
+            fail(errc::bad_config, "'{}': hidden_act '{}' is not supported; gpt_neox models run gelu or gelu_new",
+                 config_path, detail::text_excerpt(act));
+        if (!f.flag("attention_bias", true))
+            fail(errc::bad_config, "'{}': attention_bias = false is not supported", config_path);
+        c.rope_freq_divisors = detail::rope_scaling_divisors(j, config_path, c);
     } else {
         const std::size_t d = f.count("hidden_size"), heads = f.count("num_attention_heads");
-        if (!f.has("head_dim") && d % heads != 0)
+        // Qwen3Config's head_dim defaults to 128; the others' to hidden_size / num_attention_heads.
+        const bool qwen3 = out.model_type == "qwen3";
+        if (!qwen3 && !f.has("head_dim") && d % heads != 0)
             fail(errc::bad_config,
                  "'{}': hidden_size = {} is not a multiple of num_attention_heads = {}",
                  config_path, d, heads);
@@ -256,18 +344,12 @@ inline huggingface_config read_huggingface_config(const std::string& config_path
             f.count("intermediate_size"), f.count("vocab_size"),
             f.count("max_position_embeddings", default_positions), kernels::rope_style::half_split);
         c.family = out.model_type;
-        c.d_head = f.count("head_dim", d / heads);
+        c.d_head = f.count("head_dim", qwen3 ? 128 : d / heads);
+        c.qk_norm = qwen3;
         c.norm_eps = f.positive("rms_norm_eps", 1e-6);
         c.rope_theta = f.positive("rope_theta", 10000.0);
         c.tied_embeddings = f.flag("tie_word_embeddings", false);
-        if (f.has("rope_scaling")) {
-            // Named by its kind ({"type": "linear", ...}, or "rope_type" in newer configs) when it has one.
-            const nlohmann::json& scaling = j.at("rope_scaling");
-            std::string kind = detail::json_excerpt(scaling);
-            for (const char* key : {"type", "rope_type"})
-                if (scaling.is_object() && scaling.contains(key)) kind = "of type " + detail::json_excerpt(scaling.at(key));
-            fail(errc::bad_config, "'{}': rope_scaling {} is not supported (plain RoPE only)", config_path, kind);
-        }
+        c.rope_freq_divisors = detail::rope_scaling_divisors(j, config_path, c);
         const std::string act = f.text("hidden_act", "silu");
         if (act != "silu")
             fail(errc::bad_config,
@@ -452,6 +534,18 @@ inline tensor_view<const float> rows_of(const tensor_view<const float>& m, std::
     return tensor_view<const float>(m.data() + begin * m.extent(1), {count, m.extent(1)});
 }
 
+/// q, k and v of a layer whose projections are one [3 width, d] matrix (rows q, then k, then v) and
+/// one [3 width] bias: views of their row ranges.
+inline void set_qkv_rows(layer_weights<float>& lw, const tensor_view<const float>& qkv,
+                         const tensor_view<const float>& qkv_bias, std::size_t width) {
+    lw.w_q = rows_of(qkv, 0, width);
+    lw.w_k = rows_of(qkv, width, width);
+    lw.w_v = rows_of(qkv, 2 * width, width);
+    lw.b_q = rows_of(qkv_bias, 0, width);
+    lw.b_k = rows_of(qkv_bias, width, width);
+    lw.b_v = rows_of(qkv_bias, 2 * width, width);
+}
+
 inline model_weights<float> load_gpt2_weights(const huggingface_config& hc,
                                               const huggingface_tensors& source,
                                               const std::string& dir) {
@@ -495,12 +589,7 @@ inline model_weights<float> load_gpt2_weights(const huggingface_config& hc,
         // outputs.
         const tensor_view<const float> qkv = b.transposed(h + "attn.c_attn.weight");
         const tensor_view<const float> qkv_bias = b.plain(h + "attn.c_attn.bias");
-        lw.w_q = rows_of(qkv, 0, d);
-        lw.w_k = rows_of(qkv, d, d);
-        lw.w_v = rows_of(qkv, 2 * d, d);
-        lw.b_q = rows_of(qkv_bias, 0, d);
-        lw.b_k = rows_of(qkv_bias, d, d);
-        lw.b_v = rows_of(qkv_bias, 2 * d, d);
+        set_qkv_rows(lw, qkv, qkv_bias, d);
         lw.w_o = b.transposed(h + "attn.c_proj.weight");
         lw.b_o = b.plain(h + "attn.c_proj.bias");
         lw.ln2_weight = b.plain(h + "ln_2.weight");
@@ -533,6 +622,10 @@ inline model_weights<float> load_llama_weights(const huggingface_config& hc,
         b.expect(h + "self_attn.k_proj.weight", {kvw, d});
         b.expect(h + "self_attn.v_proj.weight", {kvw, d});
         b.expect(h + "self_attn.o_proj.weight", {d, qw});
+        if (c.qk_norm) {
+            b.expect(h + "self_attn.q_norm.weight", {c.d_head});
+            b.expect(h + "self_attn.k_norm.weight", {c.d_head});
+        }
         if (c.qkv_bias) {
             b.expect(h + "self_attn.q_proj.bias", {qw});
             b.expect(h + "self_attn.k_proj.bias", {kvw});
@@ -562,6 +655,10 @@ inline model_weights<float> load_llama_weights(const huggingface_config& hc,
         lw.w_k = b.plain(h + "self_attn.k_proj.weight");
         lw.w_v = b.plain(h + "self_attn.v_proj.weight");
         lw.w_o = b.plain(h + "self_attn.o_proj.weight");
+        if (c.qk_norm) {
+            lw.q_norm = b.plain(h + "self_attn.q_norm.weight");
+            lw.k_norm = b.plain(h + "self_attn.k_norm.weight");
+        }
         if (c.qkv_bias) {
             lw.b_q = b.plain(h + "self_attn.q_proj.bias");
             lw.b_k = b.plain(h + "self_attn.k_proj.bias");
@@ -583,6 +680,74 @@ inline model_weights<float> load_llama_weights(const huggingface_config& hc,
     return w;
 }
 
+/// GPT-NeoX's fused query_key_value (rows per head: d_h of q, of k, of v; bias alike) as one owned
+/// [3 d, d] matrix whose rows are all of q, then k, then v, so that w_q/w_k/w_v are row ranges.
+inline tensor_view<const float> neox_split_qkv(const tensor_view<const float>& fused, std::size_t heads,
+                                               std::size_t dh, model_weights<float>& w) {
+    const std::size_t cols = fused.rank() == 2 ? fused.extent(1) : 1, d = heads * dh;
+    tensor<float> out(fused.shape());
+    for (std::size_t h = 0; h < heads; ++h)
+        for (std::size_t part = 0; part < 3; ++part)
+            std::copy(fused.data() + (h * 3 + part) * dh * cols, fused.data() + (h * 3 + part + 1) * dh * cols,
+                      out.data() + (part * d + h * dh) * cols);
+    return w.own(std::move(out));
+}
+
+inline model_weights<float> load_neox_weights(const huggingface_config& hc, const huggingface_tensors& source,
+                                              const std::string& dir) {
+    const model_config& c = hc.config;
+    const std::size_t d = c.d_model, f = c.d_mlp, L = c.n_layers;
+    model_weights<float> w;
+    huggingface_builder b(source, w);
+    b.expect("gpt_neox.embed_in.weight", {c.vocab_size, d});
+    for (std::size_t l = 0; l < L; ++l) {
+        const std::string h = "gpt_neox.layers." + std::to_string(l) + ".";
+        for (const char* ln : {"input_layernorm", "post_attention_layernorm"}) {
+            b.expect(h + ln + ".weight", {d});
+            b.expect(h + ln + ".bias", {d});
+        }
+        b.expect(h + "attention.query_key_value.weight", {3 * d, d});
+        b.expect(h + "attention.query_key_value.bias", {3 * d});
+        b.expect(h + "attention.dense.weight", {d, d});
+        b.expect(h + "attention.dense.bias", {d});
+        b.expect(h + "mlp.dense_h_to_4h.weight", {f, d});
+        b.expect(h + "mlp.dense_h_to_4h.bias", {f});
+        b.expect(h + "mlp.dense_4h_to_h.weight", {d, f});
+        b.expect(h + "mlp.dense_4h_to_h.bias", {d});
+    }
+    b.expect("gpt_neox.final_layer_norm.weight", {d});
+    b.expect("gpt_neox.final_layer_norm.bias", {d});
+    if (!c.tied_embeddings) b.expect("embed_out.weight", {c.vocab_size, d});
+    b.check(dir);
+
+    w.token_embedding = b.plain("gpt_neox.embed_in.weight");
+    w.layers.resize(L);
+    for (std::size_t l = 0; l < L; ++l) {
+        const std::string h = "gpt_neox.layers." + std::to_string(l) + ".";
+        layer_weights<float>& lw = w.layers[l];
+        lw.ln1_weight = b.plain(h + "input_layernorm.weight");
+        lw.ln1_bias = b.plain(h + "input_layernorm.bias");
+        const tensor_view<const float> qkv =
+            neox_split_qkv(b.plain(h + "attention.query_key_value.weight"), c.n_heads, c.d_head, w);
+        const tensor_view<const float> qkv_bias =
+            neox_split_qkv(b.plain(h + "attention.query_key_value.bias"), c.n_heads, c.d_head, w);
+        set_qkv_rows(lw, qkv, qkv_bias, d);
+        lw.w_o = b.plain(h + "attention.dense.weight");
+        lw.b_o = b.plain(h + "attention.dense.bias");
+        lw.ln2_weight = b.plain(h + "post_attention_layernorm.weight");
+        lw.ln2_bias = b.plain(h + "post_attention_layernorm.bias");
+        lw.w_in = b.plain(h + "mlp.dense_h_to_4h.weight");
+        lw.b_in = b.plain(h + "mlp.dense_h_to_4h.bias");
+        lw.w_out = b.plain(h + "mlp.dense_4h_to_h.weight");
+        lw.b_out = b.plain(h + "mlp.dense_4h_to_h.bias");
+    }
+    w.final_norm_weight = b.plain("gpt_neox.final_layer_norm.weight");
+    w.final_norm_bias = b.plain("gpt_neox.final_layer_norm.bias");
+    w.unembedding = c.tied_embeddings ? w.token_embedding : b.plain("embed_out.weight");
+    b.finish();
+    return w;
+}
+
 } // namespace detail
 
 inline transformer load_huggingface(const std::string& path) {
@@ -597,9 +762,9 @@ inline transformer load_huggingface(const std::string& path) {
              dir.string());
     const huggingface_config hc = read_huggingface_config(config_path.string());
     const detail::huggingface_tensors source(dir);
-    model_weights<float> w = hc.model_type == "gpt2"
-                                 ? detail::load_gpt2_weights(hc, source, dir.string())
-                                 : detail::load_llama_weights(hc, source, dir.string());
+    model_weights<float> w = hc.model_type == "gpt2"       ? detail::load_gpt2_weights(hc, source, dir.string())
+                             : hc.model_type == "gpt_neox" ? detail::load_neox_weights(hc, source, dir.string())
+                                                           : detail::load_llama_weights(hc, source, dir.string());
     return transformer(hc.config, std::move(w));
 }
 

@@ -14,6 +14,10 @@ template <class T>
 inline constexpr T sqrt_2_over_pi = T(0.79788456080286535587989211986876);
 template <class T>
 inline constexpr T gelu_cubic = T(0.044715);
+template <class T>
+inline constexpr T one_over_sqrt_2 = T(0.70710678118654752440084436210485);
+template <class T>
+inline constexpr T one_over_sqrt_2pi = T(0.39894228040143267793994605993438);
 } // namespace detail
 
 /// GELU, tanh form (GPT-2's "gelu_new"): 0.5 u (1 + tanh(sqrt(2/pi) (u + 0.044715 u^3))).
@@ -25,6 +29,15 @@ void gelu_tanh(const T* in, T* out, std::size_t n) noexcept {
         const auto inner = detail::sqrt_2_over_pi<T> * (u + detail::gelu_cubic<T> * u * u * u);
         return T(0.5) * u * (T(1) + tanh(inner));
     });
+}
+
+/// GELU, exact form (GPT-NeoX's and BERT's "gelu"): 0.5 u (1 + erf(u / sqrt 2)).
+template <class T>
+void gelu_erf(const T* in, T* out, std::size_t n) noexcept {
+    using std::erf;
+    using xsimd::erf;
+    detail::simd_transform(in, out, n,
+                           [](auto u) { return T(0.5) * u * (T(1) + erf(u * detail::one_over_sqrt_2<T>)); });
 }
 
 /// SiLU: u * sigmoid(u).
@@ -60,6 +73,19 @@ void gelu_tanh_backward(const T* u, const T* dy, T* du, std::size_t n) noexcept 
         const auto t = tanh(detail::sqrt_2_over_pi<T> * (x + detail::gelu_cubic<T> * x2 * x));
         const auto dinner = detail::sqrt_2_over_pi<T> * (T(1) + T(3) * detail::gelu_cubic<T> * x2);
         return g * (T(0.5) * (T(1) + t) + T(0.5) * x * (T(1) - t * t) * dinner);
+    });
+}
+
+/// Gradient of `gelu_erf`: du = dy * (Phi(u) + u phi(u)), Phi the standard normal CDF, phi its density.
+template <class T>
+void gelu_erf_backward(const T* u, const T* dy, T* du, std::size_t n) noexcept {
+    using std::erf;
+    using std::exp;
+    using xsimd::erf;
+    using xsimd::exp;
+    detail::simd_transform2(u, dy, du, n, [](auto x, auto g) {
+        const auto cdf = T(0.5) * (T(1) + erf(x * detail::one_over_sqrt_2<T>));
+        return g * (cdf + x * detail::one_over_sqrt_2pi<T> * exp(T(-0.5) * x * x));
     });
 }
 

@@ -70,9 +70,12 @@ std::vector<hook_point> tape_points(const basic_transformer<T>& model, int down_
     for (int l = down_to_layer; l < static_cast<int>(c.n_layers); ++l) {
         const bool rotary = c.position == position_kind::rotary;
         for (site s : {site::resid_pre, rotary ? site::attn_rot_q : site::attn_q, rotary ? site::attn_rot_k : site::attn_k,
-                       site::attn_v, site::attn_pattern, site::resid_mid, site::mlp_pre, site::mlp_post})
+                       site::attn_v, site::attn_pattern, site::mlp_pre, site::mlp_post})
             out.push_back({s, l});
+        if (!c.parallel_residual) out.push_back({site::resid_mid, l}); // ln2's input (else resid_pre)
         if (c.mlp == mlp_kind::swiglu) out.push_back({site::mlp_pre_linear, l});
+        if (c.qk_norm) // the inputs of the per-head norms
+            for (site s : {site::attn_q, site::attn_k}) out.push_back({s, l});
         if (l + 1 == static_cast<int>(c.n_layers)) out.push_back({site::resid_post, l});
     }
     std::sort(out.begin(), out.end());
@@ -207,6 +210,11 @@ private:
         T* dx = m_dx.data();
         record({site::resid_post, l}, dx, resid);
         record({site::mlp_out, l}, dx, resid);
+        // A parallel residual's attention output receives resid_post's gradient, not resid_mid's.
+        if (c.parallel_residual) {
+            m_d_resid.reshape_uninitialized({N, d});
+            std::copy(dx, dx + N * d, m_d_resid.data());
+        }
 
         // MLP.
         m_d_post.reshape_uninitialized({N, f});
@@ -242,7 +250,10 @@ private:
             input_grad(m_d_lin.data(), w.w_in, bw ? &bw->w_in : nullptr, m_d_ln.data(), true);
         } else {
             if (m_opt.rule == rule::gradient) {
-                kernels::gelu_tanh_backward(pre, m_d_post.data(), m_d_pre.data(), n_f);
+                if (c.mlp == mlp_kind::gelu_erf)
+                    kernels::gelu_erf_backward(pre, m_d_post.data(), m_d_pre.data(), n_f);
+                else
+                    kernels::gelu_tanh_backward(pre, m_d_post.data(), m_d_pre.data(), n_f);
             } else {
                 const T* dp = m_d_post.data();
                 T* du = m_d_pre.data();
@@ -252,16 +263,22 @@ private:
             input_grad(m_d_pre.data(), w.w_in, bw ? &bw->w_in : nullptr, m_d_ln.data());
         }
         record({site::ln2_normalized, l}, m_d_ln.data(), resid);
-        norm_backward(tape({site::resid_mid, l}).data(), w.ln2_weight, m_d_ln.data(), dx, true);
-        record({site::resid_mid, l}, dx, resid);
-        record({site::attn_out, l}, dx, resid);
+        const T* d_attn_out = dx;
+        if (c.parallel_residual) {
+            norm_backward(tape({site::resid_pre, l}).data(), w.ln2_weight, m_d_ln.data(), dx, true);
+            d_attn_out = m_d_resid.data();
+        } else {
+            norm_backward(tape({site::resid_mid, l}).data(), w.ln2_weight, m_d_ln.data(), dx, true);
+            record({site::resid_mid, l}, dx, resid);
+        }
+        record({site::attn_out, l}, d_attn_out, resid);
 
         // Attention.
         m_d_z.reshape_uninitialized({N, qw});
         if (is_cut(m_opt.cut_attention, l))
             std::fill(m_d_z.data(), m_d_z.data() + N * qw, T(0));
         else
-            input_grad(dx, w.w_o, bw ? &bw->w_o : nullptr, m_d_z.data());
+            input_grad(d_attn_out, w.w_o, bw ? &bw->w_o : nullptr, m_d_z.data());
         record({site::attn_z, l}, m_d_z.data(), {B, S, H, dh});
         attention_backward(l);
         m_d_ln.reshape_uninitialized({N, d});
@@ -337,11 +354,29 @@ private:
             record({site::attn_rot_q, l}, m_d_q.data(), {B, S, H, dh});
             record({site::attn_rot_k, l}, m_d_k.data(), {B, S, Hkv, dh});
             cover_rope(c, m_rope, S);
-            kernels::rope_backward(m_d_q.data(), N, H, qw, S, 0, m_rope, c.rope);
-            kernels::rope_backward(m_d_k.data(), N, Hkv, kvw, S, 0, m_rope, c.rope);
+            kernels::rope_backward(m_d_q.data(), N, H, qw, S, 0, m_rope, c.rope, dh);
+            kernels::rope_backward(m_d_k.data(), N, Hkv, kvw, S, 0, m_rope, c.rope, dh);
+            if (c.qk_norm) {
+                const layer_weights<T>& w = W.layers[static_cast<std::size_t>(l)];
+                head_norm_backward(tape({site::attn_q, l}).data(), w.q_norm, H, m_d_q.data());
+                head_norm_backward(tape({site::attn_k, l}).data(), w.k_norm, Hkv, m_d_k.data());
+            }
         }
         record({site::attn_q, l}, m_d_q.data(), {B, S, H, dh});
         record({site::attn_k, l}, m_d_k.data(), {B, S, Hkv, dh});
+    }
+
+    // Qwen3's per-head RMSNorm (model/family.hpp: position_heads) at input x [N, n_heads, d_h], in place
+    // on the gradient d. RelP and AttnLRP hold its scale constant, the LN-rule as for every other norm.
+    void head_norm_backward(const T* x, const tensor_view<const T>& weight, std::size_t n_heads, T* d) {
+        const std::size_t rows = N * n_heads, dh = c.d_head;
+        m_scratch.reshape_uninitialized({rows, dh});
+        m_rstd.reshape_uninitialized({rows});
+        kernels::rms_norm(x, rows, dh, static_cast<const T*>(nullptr), T(c.norm_eps), m_scratch.data(), m_rstd.data());
+        if (m_opt.rule == rule::gradient)
+            kernels::rms_norm_backward(x, rows, dh, weight.data(), m_rstd.data(), d, d);
+        else
+            kernels::rms_norm_backward_const_scale(x, rows, dh, weight.data(), m_rstd.data(), d, d);
     }
 
     const model_config& c;
@@ -353,7 +388,7 @@ private:
     T m_eps{};
     std::size_t B = 0, S = 0, N = 0;
     activation_cache<T> m_out;
-    tensor<T> m_dx, m_d_post, m_d_pre, m_d_lin, m_d_ln, m_d_z, m_d_q, m_d_k, m_d_v, m_d_pattern, m_d_scores;
+    tensor<T> m_dx, m_d_resid, m_d_post, m_d_pre, m_d_lin, m_d_ln, m_d_z, m_d_q, m_d_k, m_d_v, m_d_pattern, m_d_scores;
     tensor<T> m_mean, m_rstd, m_scratch;
     kernels::rope_table<T> m_rope; // the rotary angles of the taped positions
 };

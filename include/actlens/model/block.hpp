@@ -7,7 +7,7 @@
 //
 //   std::size_t rows()                                  rows through ln1 and the key/value projections
 //   void project_qkv(w, pw, block_buffers<T>&)          queries, keys and values of those rows
-//   void rotate(block_buffers<T>&)                      RoPE, each row at its position
+//   void rotate(w, block_buffers<T>&)                   q/k norm and RoPE (position_heads), each row at its position
 //   void attend(int layer, block_buffers<T>&, Sites&)   attention: z from q, k, v and earlier keys
 //   std::size_t narrow(block_buffers<T>&)               rows past attention (may repoint x and a)
 //
@@ -96,7 +96,7 @@ void block_body(const model_config& c, const layer_weights<T>& w, const packed_l
     sites(site::attn_k, layer, b.k);
     sites(site::attn_v, layer, b.v);
     if (c.position == position_kind::rotary) {
-        layout.rotate(b);
+        layout.rotate(w, b);
         sites(site::attn_rot_q, layer, b.q);
         sites(site::attn_rot_k, layer, b.k);
     }
@@ -106,8 +106,13 @@ void block_body(const model_config& c, const layer_weights<T>& w, const packed_l
     const std::size_t n = layout.narrow(b);
     kernels::linear(b.z, n, pw.w_o, w.b_o.data(), b.out);
     sites(site::attn_out, layer, b.out);
-    detail::add_into(b.x, b.out, n * d);
-    sites(site::resid_mid, layer, b.x);
+    // A parallel residual (GPT-NeoX) normalises the block's input for the MLP too, and adds the
+    // attention output only once the MLP no longer needs that input: x + attn_out + mlp_out.
+    const bool parallel = c.parallel_residual;
+    if (!parallel) {
+        detail::add_into(b.x, b.out, n * d);
+        sites(site::resid_mid, layer, b.x);
+    }
 
     normalize(c, w.ln2_weight, w.ln2_bias, b.x, n, b.a);
     sites(site::ln2_normalized, layer, b.a);
@@ -124,10 +129,10 @@ void block_body(const model_config& c, const layer_weights<T>& w, const packed_l
     } else {
         kernels::linear(b.a, n, pw.w_in, w.b_in.data(), act);
         sites(site::mlp_pre, layer, act);
-        kernels::detail::for_chunks(
-            n * dm, [&](std::size_t i, std::size_t m) { kernels::gelu_tanh(act + i, act + i, m); });
+        kernels::detail::for_chunks(n * dm, [&](std::size_t i, std::size_t m) { activate(c, act + i, act + i, m); });
     }
     sites(site::mlp_post, layer, act);
+    if (parallel) detail::add_into(b.x, b.out, n * d);
     kernels::linear(act, n, pw.w_out, w.b_out.data(), b.out);
     sites(site::mlp_out, layer, b.out);
     detail::add_into(b.x, b.out, n * d);

@@ -1,21 +1,28 @@
 // actlens/model/config.hpp: the shape and family options of a transformer.
 //
 // One transformer with a row of options per family, not a class per model: GPT-2 is LayerNorm +
-// learned positions + GELU + biases + tied unembedding; Llama is RMSNorm + RoPE + SwiGLU + GQA.
+// learned positions + GELU + biases + tied unembedding; Llama is RMSNorm + RoPE + SwiGLU + GQA;
+// GPT-NeoX (Pythia) is LayerNorm + partial RoPE + exact GELU + biases + a parallel residual.
 #pragma once
 
 #include <actlens/error.hpp>
 #include <actlens/kernels/rope.hpp>
 
+#include <cmath>
 #include <cstddef>
 #include <string>
 #include <utility>
+#include <vector>
 
 namespace actlens {
 
 enum class norm_kind { layer_norm, rms_norm };
 enum class position_kind { learned, rotary };
-enum class mlp_kind { gelu_tanh, swiglu };
+enum class mlp_kind {
+    gelu_tanh, ///< GELU's tanh approximation (GPT-2's "gelu_new")
+    swiglu,    ///< silu(gate) * up (Llama)
+    gelu_erf   ///< exact GELU, 0.5 u (1 + erf(u / sqrt 2)) (GPT-NeoX's "gelu")
+};
 
 /// Everything that fixes a transformer's computation apart from its weights.
 struct model_config {
@@ -33,11 +40,23 @@ struct model_config {
     double norm_eps = 1e-5;
     position_kind position = position_kind::rotary;
     kernels::rope_style rope = kernels::rope_style::adjacent;
+    std::size_t rotary_dims = 0; ///< leading dimensions of each head that RoPE rotates; 0: all (GPT-NeoX rotary_pct)
     double rope_theta = 10000.0;
+    /// RoPE scaling as per-pair divisors of the frequencies theta^(-2j/d_h), j < d_h/2 (empty: none).
+    /// Llama 3's rope_scaling, linear position interpolation and GGUF's rope_freqs tensor all take
+    /// this form (model/family.hpp: llama3_rope_divisors).
+    std::vector<double> rope_freq_divisors;
     mlp_kind mlp = mlp_kind::swiglu;
     bool qkv_bias = false;      ///< biases on q, k, v (GPT-2, Qwen2)
+    bool qk_norm = false;       ///< RMSNorm over each head of q and of k before RoPE (Qwen3)
     bool out_bias = false;      ///< biases on the attention output and MLP projections (GPT-2)
     bool tied_embeddings = true;
+    /// Attention and MLP both read the block's input and add into it, x + attn(ln1(x)) + mlp(ln2(x))
+    /// (GPT-NeoX's use_parallel_residual): there is no hook_resid_mid.
+    bool parallel_residual = false;
+
+    /// The dimensions of each head that RoPE rotates.
+    std::size_t rotary() const noexcept { return rotary_dims ? rotary_dims : d_head; }
 
     /// Query heads per key/value head.
     std::size_t group_size() const noexcept { return n_kv_heads ? n_heads / n_kv_heads : 0; }
@@ -58,11 +77,26 @@ struct model_config {
         if (n_heads % n_kv_heads != 0)
             fail(errc::bad_config, "model config: n_heads ({}) is not a multiple of n_kv_heads ({})", n_heads,
                  n_kv_heads);
-        if (position == position_kind::rotary && d_head % 2 != 0)
-            fail(errc::bad_config, "model config: rotary embeddings need an even d_head, got {}", d_head);
+        if (position == position_kind::rotary && rotary() % 2 != 0)
+            fail(errc::bad_config, "model config: rotary embeddings need an even number of rotated dimensions, got {}",
+                 rotary());
+        if (rotary_dims > d_head)
+            fail(errc::bad_config, "model config: rotary_dims ({}) exceeds d_head ({})", rotary_dims, d_head);
+        if (qk_norm && position != position_kind::rotary)
+            fail(errc::bad_config, "model config: qk_norm needs rotary positions");
         if (!(norm_eps > 0.0)) fail(errc::bad_config, "model config: norm_eps must be positive, got {}", norm_eps);
         if (position == position_kind::rotary && !(rope_theta > 1.0))
             fail(errc::bad_config, "model config: rope_theta must be > 1, got {}", rope_theta);
+        if (!rope_freq_divisors.empty()) {
+            if (position != position_kind::rotary || rope_freq_divisors.size() != rotary() / 2)
+                fail(errc::bad_config,
+                     "model config: rope_freq_divisors has {} entries, expected one per rotated pair ({})",
+                     rope_freq_divisors.size(), position == position_kind::rotary ? rotary() / 2 : 0);
+            for (std::size_t j = 0; j < rope_freq_divisors.size(); ++j)
+                if (!(rope_freq_divisors[j] > 0.0) || !std::isfinite(rope_freq_divisors[j]))
+                    fail(errc::bad_config, "model config: rope_freq_divisors[{}] = {} must be a positive number", j,
+                         rope_freq_divisors[j]);
+        }
         // Bound the sizes so that later products of widths cannot overflow (2^24 covers every real model).
         const std::size_t limit = std::size_t(1) << 24;
         for (auto [v, name] : {std::pair{d_model, "d_model"}, {d_mlp, "d_mlp"}, {vocab_size, "vocab_size"},

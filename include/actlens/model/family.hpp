@@ -5,14 +5,27 @@
 #pragma once
 
 #include <actlens/core/tensor.hpp>
+#include <actlens/kernels/activations.hpp>
 #include <actlens/kernels/norms.hpp>
 #include <actlens/kernels/rope.hpp>
 #include <actlens/model/config.hpp>
 
 #include <algorithm>
+#include <cmath>
 #include <cstddef>
+#include <utility>
+#include <vector>
 
 namespace actlens {
+
+/// The MLP's elementwise activation of `n` pre-activations (GELU models; SwiGLU is kernels::swiglu).
+template <class T>
+void activate(const model_config& c, const T* in, T* out, std::size_t n) {
+    if (c.mlp == mlp_kind::gelu_erf)
+        kernels::gelu_erf(in, out, n);
+    else
+        kernels::gelu_tanh(in, out, n);
+}
 
 /// The model's norm of `rows` rows of d_model: LayerNorm (weight and bias) or RMSNorm (weight).
 /// `in` may equal `out`.
@@ -49,6 +62,23 @@ void normalize_backward(const model_config& c, const tensor_view<const T>& weigh
     }
 }
 
+/// Puts `rows` rows of `n_heads` query or key heads (row stride n_heads d_h) at their positions
+/// pos0 + r % seq_len: Qwen3's per-head RMSNorm with gain `head_norm` first when the model has
+/// qk_norm, then RoPE. Every row layout calls this, so hook_rot_q/k hold the normed, rotated heads.
+template <class T>
+void position_heads(const model_config& c, const tensor_view<const T>& head_norm, T* x, std::size_t rows,
+                    std::size_t n_heads, std::size_t seq_len, std::size_t pos0, const kernels::rope_table<T>& table) {
+    if (c.qk_norm) kernels::rms_norm(x, rows * n_heads, c.d_head, head_norm.data(), T(c.norm_eps), x);
+    kernels::rope(x, rows, n_heads, n_heads * c.d_head, seq_len, pos0, table, c.rope, T(1), c.d_head);
+}
+
+/// The RoPE frequencies of the model: theta^(-2j/r) over its rope_freq_divisors, for the r = c.rotary()
+/// dimensions it rotates.
+template <class T>
+std::vector<T> rope_frequencies(const model_config& c) {
+    return kernels::rope_frequencies(c.rotary(), T(c.rope_theta), c.rope_freq_divisors);
+}
+
 /// Makes `table` cover positions [0, positions) of the model's rotary embedding (rotary models only).
 /// The table grows with the positions a run uses, not with the context length a file declares (a
 /// tiny file may claim 2^24 positions), at least doubling so that generation token by token fills
@@ -57,10 +87,36 @@ void normalize_backward(const model_config& c, const tensor_view<const T>& weigh
 template <class T>
 void cover_rope(const model_config& c, kernels::rope_table<T>& table, std::size_t positions) {
     if (c.position != position_kind::rotary) return;
-    const bool same = table.half() * 2 == c.d_head && table.theta() == T(c.rope_theta);
+    std::vector<T> freq = rope_frequencies<T>(c);
+    const bool same = table.frequencies() == freq;
     if (same && table.max_positions() >= positions) return;
     const std::size_t doubled = same ? std::min(2 * table.max_positions(), c.max_seq_len) : 0;
-    table = kernels::rope_table<T>(std::max(positions, doubled), c.d_head, T(c.rope_theta));
+    table = kernels::rope_table<T>(std::max(positions, doubled), std::move(freq));
+}
+
+/// Llama 3's RoPE scaling ("llama3" rope_scaling; Meta's llama-models, apply_scaling) as divisors of
+/// the frequencies of a head of `d_head` (config.hpp: rope_freq_divisors). A pair whose wavelength
+/// 2 pi / f is shorter than original_context / high_freq_factor keeps its frequency; one longer than
+/// original_context / low_freq_factor is slowed by `factor`; in between, the new frequency blends the
+/// two: (1 - s) f / factor + s f with s = (original_context / wavelength - low) / (high - low).
+inline std::vector<double> llama3_rope_divisors(std::size_t d_head, double theta, double factor,
+                                                double low_freq_factor, double high_freq_factor,
+                                                double original_context) {
+    const double pi = 3.14159265358979323846;
+    std::vector<double> divisors(d_head / 2);
+    for (std::size_t j = 0; j < divisors.size(); ++j) {
+        const double freq = 1.0 / std::pow(theta, double(2 * j) / double(d_head));
+        const double wavelength = 2 * pi / freq;
+        if (wavelength < original_context / high_freq_factor) {
+            divisors[j] = 1.0;
+        } else if (wavelength > original_context / low_freq_factor) {
+            divisors[j] = factor;
+        } else {
+            const double s = (original_context / wavelength - low_freq_factor) / (high_freq_factor - low_freq_factor);
+            divisors[j] = 1.0 / ((1 - s) / factor + s);
+        }
+    }
+    return divisors;
 }
 
 } // namespace actlens

@@ -242,7 +242,7 @@ public:
     }
 
     // Each run's rows at positions start..; rows copied from the base run are rotated already.
-    void rotate(block_buffers<T>& b) const {
+    void rotate(const layer_weights<T>& w, block_buffers<T>& b) const {
         const std::size_t H = m_c.n_heads, qw = H * m_c.d_head, kvw = m_c.n_kv_heads * m_c.d_head;
         const std::size_t* first_row = m_ws.first_row.data();
         const kernels::rope_table<T>& table = m_ws.rope;
@@ -250,11 +250,11 @@ public:
             const std::size_t i = std::size_t(item);
             const ragged_run& r = m_runs[i];
             const std::size_t n = reuses(i) ? 1 : r.length;
-            kernels::rope(b.k + first_row[i] * kvw, n, m_c.n_kv_heads, kvw, n, r.start, table, m_c.rope);
+            position_heads(m_c, w.k_norm, b.k + first_row[i] * kvw, n, m_c.n_kv_heads, n, r.start, table);
             if (m_last_only)
-                kernels::rope(b.q + i * qw, 1, H, qw, 1, r.start + r.length - 1, table, m_c.rope);
+                position_heads(m_c, w.q_norm, b.q + i * qw, 1, H, 1, r.start + r.length - 1, table);
             else
-                kernels::rope(b.q + first_row[i] * qw, n, H, qw, n, r.start, table, m_c.rope);
+                position_heads(m_c, w.q_norm, b.q + first_row[i] * qw, n, H, n, r.start, table);
         });
     }
 

@@ -37,6 +37,10 @@ model_weights<T> make_random_weights(const model_config& c, std::uint64_t seed, 
         l.w_q = make({qw, d}, s);
         l.w_k = make({kvw, d}, s);
         l.w_v = make({kvw, d}, s);
+        if (c.qk_norm) {
+            l.q_norm = make({c.d_head}, 0.1, 1.0);
+            l.k_norm = make({c.d_head}, 0.1, 1.0);
+        }
         if (c.qkv_bias) {
             l.b_q = make({qw}, 0.1);
             l.b_k = make({kvw}, 0.1);

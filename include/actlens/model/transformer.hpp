@@ -88,6 +88,7 @@ public:
                 if ((st == site::attn_rot_q || st == site::attn_rot_k) && m_config.position != position_kind::rotary)
                     continue;
                 if (st == site::mlp_pre_linear && m_config.mlp != mlp_kind::swiglu) continue;
+                if (st == site::resid_mid && m_config.parallel_residual) continue;
                 out.push_back({st, l});
             }
         out.push_back({site::ln_final_normalized, -1});
@@ -323,11 +324,11 @@ private:
             kernels::linear_group(qkv, 3);
         }
 
-        void rotate(block_buffers<T>& b) const {
+        void rotate(const layer_weights<T>& w, block_buffers<T>& b) const {
             const model_config& c = m_model.m_config;
-            const std::size_t n = rows(), dh = c.d_head;
-            kernels::rope(b.q, n, c.n_heads, c.n_heads * dh, m_positions, m_past, m_ws.rope, c.rope);
-            kernels::rope(b.k, n, c.n_kv_heads, c.n_kv_heads * dh, m_positions, m_past, m_ws.rope, c.rope);
+            const std::size_t n = rows();
+            position_heads(c, w.q_norm, b.q, n, c.n_heads, m_positions, m_past, m_ws.rope);
+            position_heads(c, w.k_norm, b.k, n, c.n_kv_heads, m_positions, m_past, m_ws.rope);
         }
 
         // Scores, causal softmax and the value mix of every (row, head). Keys and values are read from

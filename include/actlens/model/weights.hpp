@@ -23,6 +23,7 @@ struct layer_weights {
     tensor_view<const T> w_q, b_q;             ///< [H d_h, d], [H d_h]
     tensor_view<const T> w_k, b_k;             ///< [H_kv d_h, d], [H_kv d_h]
     tensor_view<const T> w_v, b_v;             ///< [H_kv d_h, d], [H_kv d_h]
+    tensor_view<const T> q_norm, k_norm;       ///< [d_h]  per-head RMSNorm gains of q and k (qk_norm)
     tensor_view<const T> w_o, b_o;             ///< [d, H d_h], [d]
     tensor_view<const T> ln2_weight, ln2_bias; ///< [d]
     tensor_view<const T> w_gate;               ///< [d_mlp, d]  SwiGLU gate (Llama gate_proj, llama2.c w1)
@@ -81,6 +82,8 @@ struct model_weights {
             check_optional(w.b_q, c.qkv_bias, qw, p + "b_q");
             check_optional(w.b_k, c.qkv_bias, kvw, p + "b_k");
             check_optional(w.b_v, c.qkv_bias, kvw, p + "b_v");
+            check_optional(w.q_norm, c.qk_norm, c.d_head, p + "q_norm");
+            check_optional(w.k_norm, c.qk_norm, c.d_head, p + "k_norm");
             check(w.w_o, {d, qw}, p + "w_o");
             check_optional(w.b_o, c.out_bias, d, p + "b_o");
             check(w.ln2_weight, {d}, p + "ln2_weight");

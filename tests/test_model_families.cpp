@@ -1,0 +1,314 @@
+// Tests of the model families that are options of the one transformer (model/config.hpp): Llama 3.1's
+// RoPE scaling (llama3 and linear), Qwen2.5 (q/k/v biases, untied), Qwen3 (per-head q/k RMSNorm) and
+// GPT-NeoX / Pythia (parallel residual, partial rotary, exact GELU; Hugging Face form only),
+// loaded from Hugging Face directories and from GGUF files, against the float64 PyTorch forward of
+// tests/fixtures/families/make_family_fixtures.py (written from the published equations).
+//
+// The fast patching plan, the backward's finite differences, KV-cache generation and the ragged
+// forward run on these families through tiny::all() (tests/tiny_models.hpp: llama3, qwen3, pythia) in
+// their own test files; here: parity with the reference, GGUF = HF, KV-cache decoding = the full
+// forward of the loaded checkpoints, and bad input.
+//
+// Tolerance: 1e-4 max abs against the float64 reference (as tests/test_io_huggingface.cpp); GGUF
+// and HF forms of one model agree to 1e-5 (the same f32 weights; GGUF stores eps and rope_freqs in
+// f32).
+#include "test_helpers.hpp"
+
+#include <actlens/io/gguf.hpp>
+#include <actlens/io/gguf_model.hpp>
+#include <actlens/io/huggingface.hpp>
+#include <actlens/io/safetensors.hpp>
+#include <actlens/model/load.hpp>
+
+#include <catch2/catch.hpp>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <string>
+#include <vector>
+
+using namespace actlens;
+namespace fs = std::filesystem;
+using Catch::Contains;
+
+namespace {
+
+const std::string families_dir = ACTLENS_FIXTURE_DIR "/families";
+
+double max_abs_diff(const tensor_view<const float>& a, const tensor_view<const float>& b) {
+    REQUIRE(a.shape() == b.shape());
+    double worst = 0;
+    for (std::size_t i = 0; i < a.size(); ++i)
+        worst = std::max(worst, std::fabs(double(a.data()[i]) - double(b.data()[i])));
+    return worst;
+}
+
+tensor<std::int32_t> reference_tokens(const io::safetensors_file& ref) {
+    const io::safetensors_tensor_info& t = ref.info("tokens");
+    REQUIRE(t.shape == std::vector<std::size_t>{2, 7});
+    tensor<std::int32_t> tokens({2, 7});
+    std::memcpy(tokens.data(), ref.data(t), t.bytes());
+    return tokens;
+}
+
+/// Runs `model` on the reference tokens: the logits and every activation the reference recorded must
+/// match. Returns the number of hook points compared.
+std::size_t check_against_reference(const transformer& model, const std::string& reference_name) {
+    INFO(reference_name);
+    const io::safetensors_file ref(families_dir + "/" + reference_name);
+    const tensor<std::int32_t> tokens = reference_tokens(ref);
+    const auto [logits, cache] = model.run_with_cache(tokens.view(), "*");
+    CHECK(max_abs_diff(logits, ref.to_float("logits")) < 1e-4);
+    std::size_t hooks = 0;
+    for (const io::safetensors_tensor_info& t : ref.tensors()) {
+        if (t.name == "tokens" || t.name == "logits") continue;
+        INFO("hook " << t.name);
+        REQUIRE(cache.contains(t.name));
+        CHECK(max_abs_diff(cache.at(t.name), ref.to_float(t.name)) < 1e-4);
+        ++hooks;
+    }
+    return hooks;
+}
+
+/// Every hook point of the model but attn.hook_attn_scores (masked with -inf; the pattern covers it).
+std::size_t hook_points_but_scores(const transformer& model) {
+    const auto points = model.hook_points();
+    return std::size_t(std::count_if(points.begin(), points.end(),
+                                     [](const hook_point& p) { return p.site != site::attn_scores; }));
+}
+
+/// Token by token through a KV cache: the logits of each step equal the full forward's row.
+void check_kv_cache_decoding(const transformer& model) {
+    const std::vector<std::int32_t> tokens{5, 17, 3, 42, 63, 0, 28, 9};
+    const tensor<float> full = model.forward(tokens);
+    workspace<float> ws;
+    auto cache = model.make_kv_cache(1, tokens.size());
+    run_options<float> o;
+    o.cache = &cache;
+    double worst = 0;
+    const std::size_t V = model.config().vocab_size;
+    for (std::size_t t = 0; t < tokens.size(); ++t) {
+        const tensor_view<const float> step = model.forward(ws, tensor_view<const std::int32_t>(&tokens[t], {1, 1}), o);
+        for (std::size_t v = 0; v < V; ++v) worst = std::max(worst, std::fabs(double(step.data()[v]) - full(0, t, v)));
+    }
+    CHECK(worst < 1e-5);
+}
+
+fs::path temp_copy(const std::string& fixture, const std::string& name) {
+    const fs::path dir = fs::temp_directory_path() / "actlens_test_families" / name;
+    fs::remove_all(dir);
+    fs::create_directories(dir);
+    for (const auto& entry : fs::directory_iterator(families_dir + "/" + fixture))
+        fs::copy_file(entry.path(), dir / entry.path().filename());
+    return dir;
+}
+
+/// Replaces the first occurrence of `from` in the file by `to` (which must occur).
+void edit(const fs::path& path, const std::string& from, const std::string& to) {
+    std::ifstream in(path);
+    std::string text((std::istreambuf_iterator<char>(in)), {});
+    const std::size_t at = text.find(from);
+    REQUIRE(at != std::string::npos);
+    text.replace(at, from.size(), to);
+    std::ofstream(path) << text;
+}
+
+/// The fixture GGUF `name` rewritten with metadata `set` (added or replaced) and without tensor `drop`.
+std::string rewritten_gguf(const std::string& name, const std::map<std::string, io::gguf_value>& set,
+                           const std::string& drop = "") {
+    const io::gguf_file f(families_dir + "/" + name);
+    io::gguf_writer w;
+    for (const auto& [key, value] : f.metadata())
+        if (!set.count(key)) w.set(key, value);
+    for (const auto& [key, value] : set) w.set(key, value);
+    for (const io::gguf_tensor_info& t : f.tensors())
+        if (t.name != drop) w.add_tensor(t.name, f.to_float(t.name).view());
+    const fs::path dir = fs::temp_directory_path() / "actlens_test_families";
+    fs::create_directories(dir);
+    const std::string path = (dir / ("rewritten_" + name)).string();
+    w.write(path);
+    return path;
+}
+
+} // namespace
+
+TEST_CASE("families: Llama 3.1 rope_scaling (llama3, linear) matches the PyTorch reference, from HF and GGUF",
+          "[model][families][huggingface][gguf]") {
+    const transformer hf = io::load_huggingface(families_dir + "/llama3_tiny");
+    const model_config& c = hf.config();
+    REQUIRE(c.rope_freq_divisors.size() == c.d_head / 2);
+    // Original context 64, factor 8, low 1, high 4: pair 0 (wavelength 6.3) keeps its frequency, pair 1
+    // (32.6) is blended, pairs 2.. (>= 169) are slowed 8 times.
+    CHECK(c.rope_freq_divisors[0] == 1.0);
+    CHECK(c.rope_freq_divisors[1] > 1.0);
+    CHECK(c.rope_freq_divisors[1] < 8.0);
+    CHECK(c.rope_freq_divisors[2] == 8.0);
+    CHECK(check_against_reference(hf, "llama3_tiny_reference.safetensors") == hook_points_but_scores(hf));
+    check_kv_cache_decoding(hf);
+
+    // llama.cpp's form: q/k rows permuted to adjacent pairs, the scaling as rope_freqs.weight.
+    const transformer gguf = load_model(families_dir + "/llama3_tiny.gguf");
+    CHECK(gguf.config().rope == kernels::rope_style::adjacent);
+    for (std::size_t j = 0; j < c.d_head / 2; ++j)
+        CHECK(gguf.config().rope_freq_divisors[j] == Approx(c.rope_freq_divisors[j]).epsilon(1e-6));
+    const tensor<std::int32_t> tokens =
+        reference_tokens(io::safetensors_file(families_dir + "/llama3_tiny_reference.safetensors"));
+    CHECK(max_abs_diff(gguf.forward(tokens.view()), hf.forward(tokens.view())) < 1e-5);
+
+    // The same weights with linear scaling (position interpolation by 4).
+    const fs::path linear = temp_copy("llama3_tiny", "linear");
+    edit(linear / "config.json", "\"rope_type\": \"llama3\"", "\"rope_type\": \"linear\"");
+    edit(linear / "config.json", "\"factor\": 8.0", "\"factor\": 4.0");
+    const transformer lin = io::load_huggingface(linear.string());
+    CHECK(lin.config().rope_freq_divisors == std::vector<double>(c.d_head / 2, 4.0));
+    CHECK(check_against_reference(lin, "llama_linear_reference.safetensors") == hook_points_but_scores(lin));
+    // ... and as GGUF's rope.scaling.type "linear" (without the rope_freqs tensor).
+    const transformer lin_gguf = load_model(rewritten_gguf(
+        "llama3_tiny.gguf",
+        {{"llama.rope.scaling.type", io::gguf_value::string("linear")},
+         {"llama.rope.scaling.factor", io::gguf_value::f32(4.0f)}},
+        "rope_freqs.weight"));
+    CHECK(max_abs_diff(lin_gguf.forward(tokens.view()), lin.forward(tokens.view())) < 1e-5);
+}
+
+TEST_CASE("families: Qwen2.5 (q/k/v biases, untied) matches the PyTorch reference, from HF and GGUF",
+          "[model][families][huggingface][gguf]") {
+    const transformer hf = io::load_huggingface(families_dir + "/qwen2_5_tiny");
+    CHECK(hf.config().qkv_bias);
+    CHECK_FALSE(hf.config().tied_embeddings);
+    CHECK(hf.weights().unembedding.data() != hf.weights().token_embedding.data());
+    CHECK(check_against_reference(hf, "qwen2_5_tiny_reference.safetensors") == hook_points_but_scores(hf));
+    check_kv_cache_decoding(hf);
+    const transformer gguf = load_model(families_dir + "/qwen2_5_tiny.gguf");
+    CHECK(gguf.config().family == "qwen2");
+    CHECK(gguf.config().rope == kernels::rope_style::half_split);
+    const tensor<std::int32_t> tokens =
+        reference_tokens(io::safetensors_file(families_dir + "/qwen2_5_tiny_reference.safetensors"));
+    CHECK(max_abs_diff(gguf.forward(tokens.view()), hf.forward(tokens.view())) < 1e-5);
+}
+
+TEST_CASE("families: Qwen3 (per-head q/k RMSNorm) matches the PyTorch reference, from HF and GGUF",
+          "[model][families][huggingface][gguf]") {
+    const transformer hf = io::load_huggingface(families_dir + "/qwen3_tiny");
+    CHECK(hf.config().qk_norm);
+    CHECK_FALSE(hf.config().qkv_bias);
+    CHECK(hf.config().d_head == 16); // head_dim, not hidden_size / heads = 8
+    CHECK(hf.config().tied_embeddings);
+    CHECK(check_against_reference(hf, "qwen3_tiny_reference.safetensors") == hook_points_but_scores(hf));
+    check_kv_cache_decoding(hf);
+    const transformer gguf = load_model(families_dir + "/qwen3_tiny.gguf");
+    CHECK(gguf.config().qk_norm);
+    const tensor<std::int32_t> tokens =
+        reference_tokens(io::safetensors_file(families_dir + "/qwen3_tiny_reference.safetensors"));
+    CHECK(max_abs_diff(gguf.forward(tokens.view()), hf.forward(tokens.view())) < 1e-5);
+}
+
+TEST_CASE("families: GPT-NeoX / Pythia (parallel residual, partial rotary, exact GELU) matches the PyTorch reference",
+          "[model][families][huggingface]") {
+    const transformer hf = io::load_huggingface(families_dir + "/pythia_tiny");
+    const model_config& c = hf.config();
+    CHECK(c.parallel_residual);
+    CHECK(c.rotary_dims == 4);
+    CHECK(c.d_head == 8);
+    CHECK(c.mlp == mlp_kind::gelu_erf);
+    CHECK(c.norm == norm_kind::layer_norm);
+    CHECK_FALSE(c.tied_embeddings);
+    CHECK(check_against_reference(hf, "pythia_tiny_reference.safetensors") == hook_points_but_scores(hf));
+    check_kv_cache_decoding(hf);
+    // A parallel residual has no hook_resid_mid: asking for it is an error naming why.
+    CHECK_THAT(error_of([&] { hf.run_with_cache(std::vector<std::int32_t>{1, 2}, "blocks.0.hook_resid_mid"); }),
+               Contains("[actlens.model.402]"));
+    hook_set<float> hooks;
+    hooks.add(hook_point{site::resid_mid, 0}, [](tensor_view<float>, const hook_context&) {});
+    run_options<float> o;
+    o.hooks = &hooks;
+    CHECK_THAT(error_of([&] { hf.forward(std::vector<std::int32_t>{1, 2}, o); }),
+               Contains("[actlens.model.402]") && Contains("blocks.0.hook_resid_mid") && Contains("parallel residual"));
+
+    const fs::path dir = temp_copy("pythia_tiny", "bad_pythia");
+    std::ifstream in(dir / "config.json");
+    const std::string good((std::istreambuf_iterator<char>(in)), {});
+    auto with = [&](const std::string& from, const std::string& to) {
+        std::ofstream(dir / "config.json") << good;
+        edit(dir / "config.json", from, to);
+        return error_of([&] { io::load_huggingface(dir.string()); });
+    };
+    CHECK_THAT(with("\"rotary_pct\": 0.5", "\"rotary_pct\": 0.1"),
+               Contains("[actlens.model.401]") && Contains("config.json") && Contains("rotary_pct = 0.1 rotates 0"));
+    CHECK_THAT(with("\"hidden_act\": \"gelu\"", "\"hidden_act\": \"relu\""),
+               Contains("config.json") && Contains("hidden_act 'relu'"));
+    CHECK_THAT(with("\"num_attention_heads\": 4", "\"num_attention_heads\": 5"),
+               Contains("hidden_size = 32 is not a multiple of num_attention_heads = 5"));
+}
+
+TEST_CASE("families: bad rope_scaling, head counts and missing q/k norms name the file and field",
+          "[model][families][huggingface][gguf][errors]") {
+    const fs::path dir = temp_copy("llama3_tiny", "bad_config");
+    const fs::path config = dir / "config.json";
+    std::ifstream in(config);
+    const std::string good((std::istreambuf_iterator<char>(in)), {});
+    auto with = [&](const std::string& from, const std::string& to) {
+        std::ofstream(config) << good;
+        edit(config, from, to);
+        return error_of([&] { io::load_huggingface(dir.string()); });
+    };
+    for (const char* type : {"yarn", "dynamic", "longrope", "su"}) {
+        INFO(type);
+        CHECK_THAT(with("\"rope_type\": \"llama3\"", std::string("\"rope_type\": \"") + type + "\""),
+                   Contains("[actlens.model.401]") && Contains("config.json") && Contains("rope_scaling.rope_type") &&
+                       Contains(std::string("'") + type + "'") && Contains("not supported"));
+    }
+    // The older spelling "type" is named as such.
+    CHECK_THAT(with("\"rope_type\": \"llama3\"", "\"type\": \"yarn\""), Contains("rope_scaling.type 'yarn'"));
+    CHECK_THAT(with("\"factor\": 8.0,", ""), Contains("config.json") && Contains("'rope_scaling.factor' is missing"));
+    CHECK_THAT(with("\"original_max_position_embeddings\": 64", "\"original_max_position_embeddings\": -1"),
+               Contains("'rope_scaling.original_max_position_embeddings' must be a positive integer"));
+    CHECK_THAT(with("\"high_freq_factor\": 4.0", "\"high_freq_factor\": 0.5"),
+               Contains("rope_scaling.high_freq_factor (0.5) must be larger than rope_scaling.low_freq_factor (1)"));
+    CHECK_THAT(with("\"rope_scaling\": {", "\"rope_scaling\": \"llama3\", \"unused\": {"),
+               Contains("field 'rope_scaling' must be an object or null, got \"llama3\""));
+    CHECK_THAT(with("\"num_key_value_heads\": 2", "\"num_key_value_heads\": 3"),
+               Contains("[actlens.model.401]") && Contains("config.json") && Contains("n_kv_heads (3)"));
+    // A plain rope_scaling "default" is plain RoPE.
+    std::ofstream(config) << good;
+    edit(config, "\"rope_type\": \"llama3\"", "\"rope_type\": \"default\"");
+    CHECK(io::load_huggingface(dir.string()).config().rope_freq_divisors.empty());
+
+    // Qwen3 without its q_norm weights.
+    const fs::path qwen3 = temp_copy("qwen3_tiny", "no_q_norm");
+    {
+        std::map<std::string, tensor<float>> kept;
+        const io::safetensors_file f((qwen3 / "model.safetensors").string());
+        for (const auto& t : f.tensors())
+            if (t.name != "model.layers.1.self_attn.q_norm.weight") kept.emplace(t.name, f.to_float(t.name));
+        std::map<std::string, tensor_view<const float>> views;
+        for (const auto& [name, t] : kept) views.emplace(name, t.view());
+        io::save_safetensors((qwen3 / "rewritten.safetensors").string(), views);
+    }
+    fs::rename(qwen3 / "rewritten.safetensors", qwen3 / "model.safetensors");
+    CHECK_THAT(error_of([&] { io::load_huggingface(qwen3.string()); }),
+               Contains("[actlens.model.401]") && Contains("model.layers.1.self_attn.q_norm.weight") &&
+                   Contains("missing"));
+
+    // GGUF: a scaling type llama.cpp has but actlens does not run, a missing q/k norm, inconsistent
+    // head counts (a rope_freqs tensor of the wrong size: tests/test_io_gguf.cpp).
+    CHECK_THAT(error_of([&] {
+                   load_model(rewritten_gguf("llama3_tiny.gguf",
+                                             {{"llama.rope.scaling.type", io::gguf_value::string("yarn")}}));
+               }),
+               Contains("[actlens.io.206]") && Contains("llama.rope.scaling.type = 'yarn'") && Contains(".gguf"));
+    CHECK_THAT(error_of([&] {
+                   load_model(rewritten_gguf("qwen3_tiny.gguf", {}, "blk.1.attn_k_norm.weight"));
+               }),
+               Contains("[actlens.model.401]") && Contains("blk.1.attn_k_norm.weight") && Contains("missing"));
+    CHECK_THAT(error_of([&] {
+                   load_model(rewritten_gguf("qwen3_tiny.gguf",
+                                             {{"qwen3.attention.head_count_kv", io::gguf_value::u32(3)}}));
+               }),
+               Contains("[actlens.model.401]") && Contains(".gguf") && Contains("n_kv_heads (3)"));
+}
