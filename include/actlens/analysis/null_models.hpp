@@ -70,6 +70,7 @@ void for_each_weight(model_weights<T>& w, Fn&& fn) {
         const std::string p = "layers." + std::to_string(l) + ".";
         for (auto [name, view] : {std::pair{"ln1_weight", &x.ln1_weight}, {"ln1_bias", &x.ln1_bias}, {"w_q", &x.w_q},
                                   {"b_q", &x.b_q}, {"w_k", &x.w_k}, {"b_k", &x.b_k}, {"w_v", &x.w_v}, {"b_v", &x.b_v},
+                                  {"q_norm", &x.q_norm}, {"k_norm", &x.k_norm},
                                   {"w_o", &x.w_o}, {"b_o", &x.b_o}, {"ln2_weight", &x.ln2_weight},
                                   {"ln2_bias", &x.ln2_bias}, {"w_gate", &x.w_gate}, {"w_in", &x.w_in},
                                   {"b_in", &x.b_in}, {"w_out", &x.w_out}, {"b_out", &x.b_out}})

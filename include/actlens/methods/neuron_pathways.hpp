@@ -107,7 +107,8 @@ std::vector<neuron_pathway> neuron_pathways(const basic_transformer<T>& model, t
         const layer_weights<T>& wv = model.weights().layers[std::size_t(v.layer)];
         const tensor_view<const T>& reader = c.mlp == mlp_kind::swiglu ? wv.w_gate : wv.w_in;
         // v's read of the residual at the last position: W_in[v, j] g_j / rms (RMSNorm) or / std (LayerNorm).
-        const tensor<T>& x = tape.at(hook_point{site::resid_mid, v.layer});
+        // ln2 reads resid_mid, or resid_pre with a parallel residual (GPT-NeoX).
+        const tensor<T>& x = tape.at(hook_point{c.parallel_residual ? site::resid_pre : site::resid_mid, v.layer});
         double mean = 0.0, sq = 0.0;
         for (std::size_t j = 0; j < d; ++j) mean += double(x(0, last, j)) / double(d);
         const double center = c.norm == norm_kind::layer_norm ? mean : 0.0;
