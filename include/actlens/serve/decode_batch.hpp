@@ -180,12 +180,12 @@ private:
             kernels::linear_group(qkv, 3);
         }
 
-        void rotate(block_buffers<T>& b) const {
+        void rotate(const layer_weights<T>& w, block_buffers<T>& b) const {
             const std::size_t qw = m_c.n_heads * m_c.d_head, kvw = m_c.n_kv_heads * m_c.d_head;
             for (std::size_t r = 0; r < m_count; ++r) {
                 const std::size_t past = m_rows[r].cache->length();
-                kernels::rope(b.q + r * qw, 1, m_c.n_heads, qw, 1, past, m_batch.m_rope, m_c.rope);
-                kernels::rope(b.k + r * kvw, 1, m_c.n_kv_heads, kvw, 1, past, m_batch.m_rope, m_c.rope);
+                position_heads(m_c, w.q_norm, b.q + r * qw, 1, m_c.n_heads, 1, past, m_batch.m_rope);
+                position_heads(m_c, w.k_norm, b.k + r * kvw, 1, m_c.n_kv_heads, 1, past, m_batch.m_rope);
             }
         }
 
@@ -319,8 +319,7 @@ private:
                 kernels::detail::for_chunks(
                     dm, [&](std::size_t i, std::size_t m) { kernels::swiglu(gate + i, up + i, out + i, m); });
             else
-                kernels::detail::for_chunks(
-                    dm, [&](std::size_t i, std::size_t m) { kernels::gelu_tanh(gate + i, out + i, m); });
+                kernels::detail::for_chunks(dm, [&](std::size_t i, std::size_t m) { activate(c, gate + i, out + i, m); });
         }
     }
 
