@@ -42,6 +42,25 @@ struct block_buffers {
     T* out = nullptr;     ///< [rows, d]        attention or MLP output before it joins the residual
     T* mlp = nullptr;     ///< [rows, d_mlp]    pre-activation (the gate for SwiGLU), activated in place
     T* mlp_lin = nullptr; ///< [rows, d_mlp]    SwiGLU's up projection
+
+    /// The buffers of a layout whose storage holds these tensors (of any type with data()). z is
+    /// written over q: an attention item writes the block of z whose queries it has read, so every
+    /// layout saves that buffer.
+    template <class Tensor>
+    static block_buffers over(Tensor& x, Tensor& a, Tensor& q, Tensor& k, Tensor& v, Tensor& out, Tensor& mlp,
+                              Tensor& mlp_lin) {
+        block_buffers b;
+        b.x = x.data();
+        b.a = a.data();
+        b.q = q.data();
+        b.k = k.data();
+        b.v = v.data();
+        b.z = b.q;
+        b.out = out.data();
+        b.mlp = mlp.data();
+        b.mlp_lin = mlp_lin.data();
+        return b;
+    }
 };
 
 /// The keys and values a block of query rows attends to, as two parts sharing the row stride `ld`:

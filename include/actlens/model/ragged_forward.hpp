@@ -165,17 +165,7 @@ public:
     std::size_t rows() const { return m_ws.first_row[m_active]; }
 
     block_buffers<T> buffers() const {
-        block_buffers<T> b;
-        b.x = m_ws.resid.data();
-        b.a = m_ws.normed.data();
-        b.q = m_ws.q.data();
-        b.k = m_ws.k.data();
-        b.v = m_ws.v.data();
-        b.z = b.q; // an attention item writes the block of z whose queries it has read
-        b.out = m_ws.out.data();
-        b.mlp = m_ws.mlp.data();
-        b.mlp_lin = m_ws.mlp_lin.data();
-        return b;
+        return block_buffers<T>::over(m_ws.resid, m_ws.normed, m_ws.q, m_ws.k, m_ws.v, m_ws.out, m_ws.mlp, m_ws.mlp_lin);
     }
 
     // Runs with reuse_base_qkv that join at this block take their rows after the first from the base

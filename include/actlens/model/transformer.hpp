@@ -303,17 +303,8 @@ private:
         std::size_t narrow(block_buffers<T>&) const { return rows(); }
 
         block_buffers<T> buffers() const {
-            block_buffers<T> b;
-            b.x = m_ws.resid.data();
-            b.a = m_ws.normed.data();
-            b.q = m_ws.q.data();
-            b.k = m_ws.k.data();
-            b.v = m_ws.v.data();
-            b.z = b.q; // an attention item writes the block of z whose queries it has read
-            b.out = m_ws.block_out.data();
-            b.mlp = m_ws.mlp_pre.data();
-            b.mlp_lin = m_ws.mlp_lin.data();
-            return b;
+            return block_buffers<T>::over(m_ws.resid, m_ws.normed, m_ws.q, m_ws.k, m_ws.v, m_ws.block_out, m_ws.mlp_pre,
+                                          m_ws.mlp_lin);
         }
 
         void project_qkv(const layer_weights<T>& w, const packed_layer<T>& pw, block_buffers<T>& b) const {

@@ -159,17 +159,8 @@ private:
         std::size_t rows() const { return m_count; }
         std::size_t narrow(block_buffers<T>&) const { return m_count; }
         block_buffers<T> buffers() const {
-            block_buffers<T> b;
-            b.x = m_batch.m_resid.data();
-            b.a = m_batch.m_normed.data();
-            b.q = m_batch.m_q.data();
-            b.k = m_batch.m_k.data();
-            b.v = m_batch.m_v.data();
-            b.z = b.q; // a (row, head) item writes the z of the queries it has read, as forward() does
-            b.out = m_batch.m_out.data();
-            b.mlp = m_batch.m_mlp.data();
-            b.mlp_lin = m_batch.m_mlp_lin.data();
-            return b;
+            return block_buffers<T>::over(m_batch.m_resid, m_batch.m_normed, m_batch.m_q, m_batch.m_k, m_batch.m_v,
+                                          m_batch.m_out, m_batch.m_mlp, m_batch.m_mlp_lin);
         }
 
         // One weight read for all rows: the throughput of batching.
