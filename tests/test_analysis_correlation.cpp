@@ -6,6 +6,7 @@
 // n <= 120 terms of magnitude <= 1 add at most ~n * 2^-53 ~ 1e-14 relative error, so 1e-12 is a
 // safe tolerance that would still catch any wrong tie handling (which moves values by >= 1e-3).
 #include "test_helpers.hpp"
+#include "paths.hpp"
 
 #include <actlens/analysis/correlation.hpp>
 
@@ -33,7 +34,7 @@ double parse_value(const std::string& token) {
 }
 
 std::vector<golden_case> read_golden() {
-    std::ifstream in(ACTLENS_FIXTURE_DIR "/analysis/correlation_golden.txt");
+    std::ifstream in(actlens::test_paths::fixture("analysis/correlation_golden.txt"));
     REQUIRE(in.good());
     std::vector<golden_case> cases;
     std::string line;

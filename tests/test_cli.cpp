@@ -1,8 +1,8 @@
 // Tests of the actlens command-line tool (examples/cli): every subcommand runs on the bundled
 // stories260K model and its .npy / GGUF / JSON outputs must equal, bit for bit, what the library
 // calls the tool stands for return in this process; bad arguments give one line with the error id
-// and exit code 2. The tool's path comes from examples/CMakeLists.txt (ACTLENS_CLI, defined for this
-// file only); without the examples the tests say so and pass.
+// and exit code 2. examples/CMakeLists.txt defines ACTLENS_CLI_BUILT for this file when it builds the
+// tool, whose path comes from tests/paths.hpp; without the examples the tests say so and pass.
 #include <actlens/io/npy.hpp>
 #include <actlens/methods/atp_star.hpp>
 #include <actlens/methods/attribution.hpp>
@@ -16,6 +16,8 @@
 #include <actlens/model/generate.hpp>
 #include <actlens/model/load.hpp>
 #include <actlens/tokenizer/llama2c.hpp>
+
+#include "paths.hpp"
 
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
@@ -33,11 +35,11 @@
 using namespace actlens;
 namespace fs = std::filesystem;
 
-#if defined(ACTLENS_CLI)
+#if defined(ACTLENS_CLI_BUILT)
 
 namespace {
 
-const std::string model_file = ACTLENS_MODEL_DIR "/stories260K.bin";
+const std::string model_file = actlens::test_paths::model("stories260K.bin");
 const char* const clean_text = "Sue had a big red ball. One day, S";
 const char* const corrupted_text = "Sara had a big red ball. One day, S";
 
@@ -62,7 +64,7 @@ fs::path scratch_dir() {
 // Runs the tool with `arguments` (already quoted for the shell).
 run_result run(const std::string& arguments) {
     const fs::path dir = scratch_dir();
-    const std::string command = std::string("'") + ACTLENS_CLI + "' " + arguments + " > '" +
+    const std::string command = "'" + actlens::test_paths::cli() + "' " + arguments + " > '" +
                                 (dir / "stdout.txt").string() + "' 2> '" + (dir / "stderr.txt").string() + "'";
     const int status = std::system(command.c_str());
     run_result r;
@@ -82,7 +84,7 @@ bool same_bits(const tensor<T>& a, const tensor<T>& b) {
 
 struct fixture {
     transformer model = load_model(model_file);
-    llama2c_tokenizer tok = llama2c_tokenizer::load(ACTLENS_MODEL_DIR "/tok512.bin", model.config().vocab_size);
+    llama2c_tokenizer tok = llama2c_tokenizer::load(actlens::test_paths::model("tok512.bin"), model.config().vocab_size);
     std::vector<std::int32_t> clean = tok.encode(clean_text, true), corrupted = tok.encode(corrupted_text, true);
     logit_difference metric{{*tok.find_piece("u")}, {*tok.find_piece("a")}};
     tensor_view<const std::int32_t> clean_view() const { return {clean.data(), {1, clean.size()}}; }
@@ -265,7 +267,7 @@ TEST_CASE("cli: bad arguments give one line with the error id and exit code 2", 
 #else
 
 TEST_CASE("cli: skipped (the examples, and with them the tool, are not built)", "[cli]") {
-    WARN("ACTLENS_CLI is not defined: build with ACTLENS_BUILD_EXAMPLES=ON to test the actlens tool");
+    WARN("the actlens tool is not built: build with ACTLENS_BUILD_EXAMPLES=ON to test the actlens tool");
 }
 
 #endif

@@ -4,6 +4,7 @@
 // tests/fixtures/gguf/make_gguf_fixtures.py), hand-assembled bytes for Q8_0 blocks and hostile
 // headers, and the llama2.c stories260K model, whose logits the GGUF models must reproduce.
 #include "test_helpers.hpp"
+#include "paths.hpp"
 
 #include <actlens/core/dtype.hpp>
 #include <actlens/io/gguf.hpp>
@@ -29,8 +30,8 @@ namespace fs = std::filesystem;
 
 namespace {
 
-const std::string gguf_fixtures = ACTLENS_FIXTURE_DIR "/gguf";
-const std::string llama2c_model = ACTLENS_MODEL_DIR "/stories260K.bin";
+const std::string gguf_fixtures = actlens::test_paths::fixture("gguf");
+const std::string llama2c_model = actlens::test_paths::model("stories260K.bin");
 
 fs::path temp_dir() {
     const fs::path dir = fs::temp_directory_path() / "actlens_test_gguf";
@@ -733,7 +734,7 @@ TEST_CASE("control vectors: hooks add strength * direction at blocks.l.hook_resi
 TEST_CASE("gguf: the embedded llama vocabulary encodes as llama2.c's tokenizer.bin does", "[gguf][tokenizer]") {
     // The fixture's vocabulary is tok512.bin in sentencepiece form ("\u2581" for spaces, "<s>").
     const tokenizer from_gguf = load_tokenizer(gguf_fixtures + "/stories260K_q8_0.gguf", 512);
-    const llama2c_tokenizer reference = llama2c_tokenizer::load(ACTLENS_MODEL_DIR "/tok512.bin", 512);
+    const llama2c_tokenizer reference = llama2c_tokenizer::load(actlens::test_paths::model("tok512.bin"), 512);
     REQUIRE(from_gguf.as_llama2c());
     CHECK(from_gguf.vocab_size() == 512);
     CHECK(from_gguf.as_llama2c()->piece(259) == " t");

@@ -8,6 +8,7 @@
 // summation-order differences while any layout or formula error (a transposed or permuted weight,
 // a wrong RoPE pairing, a missing bias) shows up at 1e-2 or more.
 #include "test_helpers.hpp"
+#include "paths.hpp"
 
 #include <actlens/core/dtype.hpp>
 #include <actlens/io/huggingface.hpp>
@@ -32,7 +33,7 @@ using Catch::Contains;
 
 namespace {
 
-const std::string hf_dir = ACTLENS_FIXTURE_DIR "/hf";
+const std::string hf_dir = actlens::test_paths::fixture("hf");
 
 double max_abs_diff(tensor_view<const float> a, tensor_view<const float> b) {
     double worst = 0;

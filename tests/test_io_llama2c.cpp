@@ -2,6 +2,8 @@
 #include <actlens/model/generate.hpp>
 #include <actlens/model/load.hpp>
 
+#include "paths.hpp"
+
 #include <catch2/catch.hpp>
 
 #include <cstdint>
@@ -17,7 +19,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
-const std::string model_path = ACTLENS_MODEL_DIR "/stories260K.bin";
+const std::string model_path = actlens::test_paths::model("stories260K.bin");
 
 std::vector<char> read_all(const std::string& path) {
     std::ifstream in(path, std::ios::binary);
@@ -69,7 +71,7 @@ TEST_CASE("llama2c: greedy decoding from BOS reproduces the reference story toke
     const transformer m = load_model(model_path);
     // 256 ids from an independent PyTorch implementation (tests/fixtures/make_stories260k_greedy.py).
     std::vector<std::int32_t> expect;
-    std::ifstream in(ACTLENS_FIXTURE_DIR "/stories260k_greedy.txt");
+    std::ifstream in(actlens::test_paths::fixture("stories260k_greedy.txt"));
     for (std::int32_t id; in >> id;) expect.push_back(id);
     REQUIRE(expect.size() == 256);
     // The README's first twelve ids, independently of the fixture.

@@ -1,5 +1,7 @@
 // Tests of actlens/io/npy.hpp: round trips, strided views, the fixtures NumPy wrote
 // (tests/fixtures/make_npy_fixtures.py), byte-identical output to np.save, and hostile files.
+#include "paths.hpp"
+
 #include <catch2/catch.hpp>
 
 #include <actlens/io/npy.hpp>
@@ -26,7 +28,7 @@ using actlens::tensor_view;
 namespace io = actlens::io;
 
 std::string fixture(const std::string& name) {
-    return std::string(ACTLENS_FIXTURE_DIR) + "/" + name;
+    return actlens::test_paths::fixture_dir() + "/" + name;
 }
 
 /// A scratch directory for this process, removed with everything in it at the end of a test.

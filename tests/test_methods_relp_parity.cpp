@@ -14,6 +14,8 @@
 #include <actlens/methods/metrics.hpp>
 #include <actlens/model/load.hpp>
 
+#include "paths.hpp"
+
 #include <catch2/catch.hpp>
 
 #include <algorithm>
@@ -27,8 +29,8 @@ using namespace actlens;
 
 namespace {
 
-const std::string relp_dir = ACTLENS_FIXTURE_DIR "/relp";
-const std::string hf_dir = ACTLENS_FIXTURE_DIR "/hf";
+const std::string relp_dir = actlens::test_paths::fixture("relp");
+const std::string hf_dir = actlens::test_paths::fixture("hf");
 
 std::vector<std::int32_t> read_i32(const io::safetensors_file& f, const std::string& name) {
     const io::safetensors_tensor_info& t = f.info(name);

@@ -2,6 +2,7 @@
 // run_with_cache, hooks checked by capturing the activation they leave, k-means and probes on
 // planted data.
 #include "tiny_models.hpp"
+#include "paths.hpp"
 
 #include <actlens/methods/gact.hpp>
 #include <actlens/methods/metrics.hpp>
@@ -168,7 +169,7 @@ TEST_CASE("steering: PCA axis is deterministic and equals the covariance's top e
 }
 
 TEST_CASE("steering: PCA vector is bitwise identical with 1 and 2 threads (stories260K)", "[steering][threads]") {
-    const transformer m = load_model(ACTLENS_MODEL_DIR "/stories260K.bin");
+    const transformer m = load_model(actlens::test_paths::model("stories260K.bin"));
     prompts_t pos, neg;
     for (std::uint32_t i = 0; i < 8; ++i) {
         pos.push_back(tiny::tokens(6 + i % 3, 512, i + 1));

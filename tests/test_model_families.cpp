@@ -13,6 +13,7 @@
 // and HF forms of one model agree to 1e-5 (the same f32 weights; GGUF stores eps and rope_freqs in
 // f32).
 #include "test_helpers.hpp"
+#include "paths.hpp"
 
 #include <actlens/io/gguf.hpp>
 #include <actlens/io/gguf_model.hpp>
@@ -38,7 +39,7 @@ using Catch::Contains;
 
 namespace {
 
-const std::string families_dir = ACTLENS_FIXTURE_DIR "/families";
+const std::string families_dir = actlens::test_paths::fixture("families");
 
 double max_abs_diff(const tensor_view<const float>& a, const tensor_view<const float>& b) {
     REQUIRE(a.shape() == b.shape());

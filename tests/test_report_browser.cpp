@@ -2,7 +2,7 @@
 // rendered by headless Chromium, and checked in what the browser made of it: the DOM it parsed
 // (--dump-dom) holds every heatmap cell with its value and the labels as text, no element came out
 // of a hostile label, and the screenshot (--screenshot) shows the heatmap's colours. The PNG is
-// decoded by a short Python script (standard library zlib), so the test needs no image library.
+// decoded by tests/png_colours.py (standard library zlib), so the test needs no image library.
 //
 // Chromium is found as $ACTLENS_CHROMIUM, chromium, chromium-browser or google-chrome; without one
 // (or without python3 for the PNG) the test passes with a warning that says "skipped". Every
@@ -11,6 +11,7 @@
 #include <actlens/report/html.hpp>
 #include <actlens/report/svg.hpp>
 
+#include "paths.hpp"
 #include "test_report_helpers.hpp"
 
 #include <catch2/catch.hpp>
@@ -71,47 +72,6 @@ struct temp_folder {
         fs::remove_all(path, ec);
     }
 };
-
-// Decodes an 8-bit RGB or RGBA PNG (no interlace) with zlib and prints the number of distinct
-// colours, then "yes"/"no" for each colour given as rrggbb on the command line.
-constexpr const char* png_colours_py = R"PY(
-import struct, sys, zlib
-data = open(sys.argv[1], 'rb').read()
-assert data[:8] == b'\x89PNG\r\n\x1a\n', 'not a PNG'
-pos, idat = 8, b''
-while pos < len(data):
-    length, kind = struct.unpack('>I4s', data[pos:pos + 8])
-    body = data[pos + 8:pos + 8 + length]
-    if kind == b'IHDR':
-        width, height, depth, ctype, _, _, interlace = struct.unpack('>IIBBBBB', body)
-    elif kind == b'IDAT':
-        idat += body
-    pos += 12 + length
-assert depth == 8 and ctype in (2, 6) and interlace == 0, 'unsupported PNG layout'
-bpp = 3 if ctype == 2 else 4
-raw, stride = zlib.decompress(idat), width * bpp
-prev, colours, i = bytearray(stride), set(), 0
-for y in range(height):
-    f, line = raw[i], bytearray(raw[i + 1:i + 1 + stride])
-    i += 1 + stride
-    for x in range(stride):
-        a = line[x - bpp] if x >= bpp else 0
-        b = prev[x]
-        c = prev[x - bpp] if x >= bpp else 0
-        if f == 1: line[x] = (line[x] + a) & 255
-        elif f == 2: line[x] = (line[x] + b) & 255
-        elif f == 3: line[x] = (line[x] + (a + b) // 2) & 255
-        elif f == 4:
-            p = a + b - c
-            pa, pb, pc = abs(p - a), abs(p - b), abs(p - c)
-            line[x] = (line[x] + (a if pa <= pb and pa <= pc else b if pb <= pc else c)) & 255
-    for x in range(0, stride, bpp):
-        colours.add(bytes(line[x:x + 3]))
-    prev = line
-print(len(colours))
-for want in sys.argv[2:]:
-    print('yes' if bytes.fromhex(want) in colours else 'no')
-)PY";
 
 // The report the browser renders: a 4 x 6 signed map with a NaN cell and a hostile column label,
 // and a token strip.
@@ -179,9 +139,8 @@ TEST_CASE("report browser (skipped without chromium): headless Chromium renders 
         WARN("PNG check skipped: python3 not found");
         return;
     }
-    write_text(tmp.path / "png_colours.py", png_colours_py);
     const fs::path counts = tmp.path / "colours.txt";
-    REQUIRE(run_shell("python3 '" + (tmp.path / "png_colours.py").string() + "' '" + png.string() + "' " +
+    REQUIRE(run_shell("python3 '" + test_paths::source_dir() + "/tests/png_colours.py' '" + png.string() + "' " +
                       color_scale::positive.hex().substr(1) + " " + color_scale::negative.hex().substr(1) + " " +
                       nan_color.hex().substr(1) + " > '" + counts.string() + "'") == 0);
     std::istringstream lines(read_text(counts));

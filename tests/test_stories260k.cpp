@@ -4,6 +4,8 @@
 #include <actlens/model/load.hpp>
 #include <actlens/tokenizer/llama2c.hpp>
 
+#include "paths.hpp"
+
 #include <catch2/catch.hpp>
 
 #include <string>
@@ -19,8 +21,8 @@ std::string greedy(const transformer& m, const llama2c_tokenizer& tok, const std
 } // namespace
 
 TEST_CASE("stories260K: greedy stories match the model's README", "[llama2c][e2e]") {
-    const transformer m = load_model(ACTLENS_MODEL_DIR "/stories260K.bin");
-    const auto tok = llama2c_tokenizer::load(ACTLENS_MODEL_DIR "/tok512.bin", m.config().vocab_size);
+    const transformer m = load_model(actlens::test_paths::model("stories260K.bin"));
+    const auto tok = llama2c_tokenizer::load(actlens::test_paths::model("tok512.bin"), m.config().vocab_size);
 
     // From BOS alone.
     generate_options<float> o;

@@ -3,6 +3,8 @@
 // other, a naive reference of encoder.py's merge loop, hostile files, threads and random text.
 #include <actlens/tokenizer/bpe.hpp>
 
+#include "paths.hpp"
+
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
 
@@ -29,7 +31,7 @@ using json = nlohmann::json;
 
 namespace {
 
-const std::string fixture_dir = ACTLENS_FIXTURE_DIR "/gpt2_bpe";
+const std::string fixture_dir = actlens::test_paths::fixture("gpt2_bpe");
 const std::string small_dir = fixture_dir + "/small";
 
 std::string read_file(const std::string& path) {

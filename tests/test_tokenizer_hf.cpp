@@ -12,6 +12,7 @@
 #include <actlens/tokenizer/load.hpp>
 
 #include "test_helpers.hpp"
+#include "paths.hpp"
 
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
@@ -28,7 +29,7 @@ using namespace actlens;
 
 namespace {
 
-const std::string fixture_dir = ACTLENS_FIXTURE_DIR "/tokenizers";
+const std::string fixture_dir = actlens::test_paths::fixture("tokenizers");
 
 std::vector<std::string> read_lines(const std::string& path) {
     std::ifstream in(path);

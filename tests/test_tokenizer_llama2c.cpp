@@ -2,6 +2,8 @@
 // reference encoder, a small synthetic vocabulary for tie-breaking, and hostile files.
 #include <actlens/tokenizer/llama2c.hpp>
 
+#include "paths.hpp"
+
 #include <catch2/catch.hpp>
 
 #include <cstdint>
@@ -25,7 +27,7 @@ using ids_t = std::vector<std::int32_t>;
 
 namespace {
 
-const std::string tok512_path = ACTLENS_MODEL_DIR "/tok512.bin";
+const std::string tok512_path = actlens::test_paths::model("tok512.bin");
 
 // The first greedy ids of stories260K after BOS, from the model's README.
 const ids_t known_greedy_ids = {1, 403, 407, 261, 378, 432, 383, 286, 261, 376, 298, 315, 421};

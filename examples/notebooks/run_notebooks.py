@@ -34,11 +34,15 @@ notebooks copy instead; and a displayed expression that builds temporaries can f
 A notebook fails when a cell's stderr holds a compiler error, when the session crashes or times
 out. The executed copy (outputs filled in) is written to OUTPUT_DIR/NAME.ipynb and rendered with
 `jupyter nbconvert --to html` to OUTPUT_DIR/NAME.html; the committed notebooks stay without outputs.
+Each rendered page is then opened in headless Chromium (when installed; else the check says
+"skipped"): the DOM the browser parsed must hold every heatmap cell of the notebook's outputs with its
+row, column and value, and the page's screenshot (OUTPUT_DIR/NAME.png) must not be blank.
 The time each notebook took is printed. Exit code: 0 when all ran, 1 when one failed, 77 (CTest's
 skip code) when clang-repl is not installed.
 """
 
 import argparse
+import collections
 import json
 import os
 import re
@@ -57,6 +61,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 CELL_END = "@@actlens-notebook-cell-end {}@@"
 DISPLAY = "@@actlens-notebook-display@@"
 SKIP = 77
+# A heatmap cell as actlens/report/svg.hpp writes it.
+HEATMAP_CELL = re.compile(r'data-row="(\d+)" data-col="(\d+)" data-value="([^"]*)"')
 
 PRAGMA = re.compile(r'^\s*#\s*pragma\s+cling\s+(add_include_path|load)\s*\(\s*"([^"]*)"\s*\)\s*$')
 ERROR = re.compile(r"(^|\s)(fatal )?error:", re.MULTILINE)
@@ -234,7 +240,7 @@ def outputs_of(stdout, stderr):
     return outputs
 
 
-def run_notebook(path, out_dir, clang_repl, timeout, extra_flags, html):
+def run_notebook(path, out_dir, clang_repl, timeout, extra_flags, html, chromium=None):
     name = os.path.splitext(os.path.basename(path))[0]
     notebook_dir = os.path.dirname(os.path.abspath(path))
     work_dir = os.path.join(out_dir, name + "_cells")
@@ -286,7 +292,46 @@ def run_notebook(path, out_dir, clang_repl, timeout, extra_flags, html):
     if html:
         subprocess.run(["jupyter-nbconvert", "--to", "html", "--log-level", "WARN", "--output-dir", out_dir, executed],
                        check=True)
+        if chromium:
+            problems += browser_problems(os.path.join(out_dir, name + ".html"), nb, chromium)
     return seconds, problems
+
+
+def find_chromium():
+    for name in [os.environ.get("ACTLENS_CHROMIUM", ""), "chromium", "chromium-browser", "google-chrome"]:
+        if name and shutil.which(name):
+            return shutil.which(name)
+    return None
+
+
+def browser_problems(html_path, executed, chromium):
+    """What headless Chromium made of a rendered notebook: the problems found (empty when none)."""
+    wanted = collections.Counter()
+    for cell in executed.cells:
+        for output in cell.get("outputs", []):
+            html = output.get("data", {}).get("text/html", "")
+            wanted.update(HEATMAP_CELL.findall("".join(html) if isinstance(html, list) else html))
+    browser = ["timeout", "60", chromium, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars"]
+    url = "file://" + os.path.abspath(html_path)
+    dom = subprocess.run(browser + ["--dump-dom", url], capture_output=True, text=True, errors="replace")
+    if dom.returncode != 0:
+        return [f"chromium --dump-dom failed with exit code {dom.returncode}"]
+    problems = []
+    parsed = collections.Counter(HEATMAP_CELL.findall(dom.stdout))
+    missing = wanted - parsed
+    if missing:
+        problems.append(f"{sum(missing.values())} of {sum(wanted.values())} heatmap cells are not in the browser's DOM, "
+                        f"e.g. row/col/value {next(iter(missing))}")
+    png = os.path.splitext(html_path)[0] + ".png"
+    shot = subprocess.run(browser + ["--window-size=900,1200", "--screenshot=" + png, url], capture_output=True)
+    if shot.returncode != 0 or not os.path.exists(png):
+        return problems + [f"chromium --screenshot failed with exit code {shot.returncode}"]
+    sys.path.insert(0, os.path.join(HERE, "..", "..", "tests"))
+    import png_colours  # tests/png_colours.py, shared with the report's browser test
+    distinct = len(png_colours.colours(png))
+    if distinct <= 50:  # a blank page has 1 colour; rendered code and text give hundreds
+        problems.append(f"the screenshot {png} looks blank ({distinct} distinct colours)")
+    return problems
 
 
 def self_test(out_dir, clang_repl, timeout):
@@ -335,7 +380,8 @@ def main():
     parser.add_argument("--clang-repl", default=os.environ.get("CLANG_REPL", "clang-repl-19"))
     parser.add_argument("--timeout", type=float, default=600, help="seconds per notebook (default 600)")
     parser.add_argument("--flag", action="append", default=[], help="an extra compiler flag, e.g. --flag=-O1")
-    parser.add_argument("--no-html", action="store_true", help="skip the nbconvert step")
+    parser.add_argument("--no-html", action="store_true", help="skip the nbconvert and browser steps")
+    parser.add_argument("--no-browser", action="store_true", help="skip the headless Chromium check")
     parser.add_argument("--self-test", action="store_true",
                         help="check that the runner passes a good notebook and fails on an error and a crash")
     args = parser.parse_args()
@@ -349,11 +395,15 @@ def main():
     notebooks = args.notebooks or sorted(
         os.path.join(HERE, f) for f in os.listdir(HERE) if f.endswith(".ipynb"))
     os.makedirs(args.output_dir, exist_ok=True)
+    chromium = None if args.no_html or args.no_browser else find_chromium()
+    if not args.no_html and not args.no_browser and chromium is None:
+        print("run_notebooks: browser check skipped: chromium not found (set ACTLENS_CHROMIUM or install Debian's "
+              "chromium)")
     failed = 0
     total = 0.0
     for path in notebooks:
         seconds, problems = run_notebook(path, os.path.abspath(args.output_dir), clang_repl, args.timeout, args.flag,
-                                         not args.no_html)
+                                         not args.no_html, chromium)
         total += seconds
         status = "ok" if not problems else "FAILED"
         print(f"{os.path.basename(path)}: {status} in {seconds:.1f} s", flush=True)

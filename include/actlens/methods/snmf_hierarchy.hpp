@@ -50,7 +50,9 @@ struct hierarchy_factors {
 };
 
 /// Mean squared error of A ≈ G₁ H₂ ⋯ H_L F_L and its gradients (same shapes as the factors).
-inline double hierarchy_loss_and_gradients(const hierarchy_matrix& a, const hierarchy_factors& x,
+/// A template only so that its matrix products are instantiated where it is called, not in every TU.
+template <int = 0>
+double hierarchy_loss_and_gradients(const hierarchy_matrix& a, const hierarchy_factors& x,
                                            hierarchy_factors& grad) {
     const std::size_t L = x.h.size();
     // left[ℓ] = G₁ H₂ ⋯ H_{ℓ+1} (left[0] = G₁); right[ℓ] = H_{ℓ+2} ⋯ H_L F_L (right[L] = F_L).
