@@ -17,6 +17,7 @@
 
 #include <actlens/io/gguf.hpp>
 #include <actlens/io/gguf_model.hpp>
+#include <actlens/io/gguf_save.hpp>
 #include <actlens/io/huggingface.hpp>
 #include <actlens/io/llama2c.hpp>
 #include <actlens/io/mapped_file.hpp>

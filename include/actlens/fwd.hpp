@@ -55,6 +55,7 @@ class bpe_tokenizer;
 namespace io {
 class gguf_file;
 class gguf_writer;
+struct gguf_save_options;
 class safetensors_file;
 } // namespace io
 

@@ -36,6 +36,7 @@
 #include <actlens/io/mapped_file.hpp>
 
 #include <algorithm>
+#include <cmath>
 #include <cerrno>
 #include <cstddef>
 #include <cstdint>
@@ -309,9 +310,10 @@ public:
     /// Adds a metadata entry; throws arg.101 for an empty or duplicate key, or "general.alignment"
     /// (set by the constructor).
     gguf_writer& set(const std::string& key, gguf_value value);
-    /// Adds a tensor of type F32, F16 or BF16 (rounded to nearest even) with the view's shape (ne is
-    /// the shape reversed). Throws arg.101 for another type, an empty or duplicate name, or an
-    /// empty view.
+    /// Adds a tensor of type F32, F16 or BF16 (rounded to nearest even), or Q8_0 (blocks of 32 along
+    /// the last axis, quantised as llama.cpp's reference quantize_row_q8_0 does), with the view's shape
+    /// (ne is the shape reversed). Throws arg.101 for another type, an empty or duplicate name, an
+    /// empty view, or Q8_0 rows whose length is not a multiple of 32.
     gguf_writer& add_tensor(const std::string& name, tensor_view<const float> values,
                             ggml_type type = ggml_type::f32);
     /// Writes the file (under a temporary name, then renamed); throws io.201 when it cannot.
@@ -1017,9 +1019,9 @@ inline gguf_writer& gguf_writer::set(const std::string& key, gguf_value value) {
 
 inline gguf_writer& gguf_writer::add_tensor(const std::string& name, tensor_view<const float> values,
                                             ggml_type type) {
-    if (type != ggml_type::f32 && type != ggml_type::f16 && type != ggml_type::bf16)
+    if (type != ggml_type::f32 && type != ggml_type::f16 && type != ggml_type::bf16 && type != ggml_type::q8_0)
         fail(errc::invalid_argument,
-             "gguf_writer::add_tensor('{}'): type {} is not one of F32, F16, BF16", name,
+             "gguf_writer::add_tensor('{}'): type {} is not one of F32, F16, BF16, Q8_0", name,
              ggml_traits(type).name ? ggml_traits(type).name : "?");
     if (name.empty() || name.size() > gguf_max_name)
         fail(errc::invalid_argument, "gguf_writer::add_tensor: name of length {} (must be 1 to {})",
@@ -1029,6 +1031,10 @@ inline gguf_writer& gguf_writer::add_tensor(const std::string& name, tensor_view
             fail(errc::invalid_argument, "gguf_writer::add_tensor: tensor '{}' is added twice", name);
     if (values.rank() < 1 || values.data() == nullptr || values.size() == 0)
         fail(errc::invalid_argument, "gguf_writer::add_tensor('{}'): the view is empty", name);
+    if (type == ggml_type::q8_0 && values.extent(values.rank() - 1) % 32 != 0)
+        fail(errc::invalid_argument,
+             "gguf_writer::add_tensor('{}'): Q8_0 quantises blocks of 32 along rows, but the rows have length {}",
+             name, values.extent(values.rank() - 1));
     pending_tensor t;
     t.name = name;
     t.type = type;
@@ -1040,8 +1046,29 @@ inline gguf_writer& gguf_writer::add_tensor(const std::string& name, tensor_view
         src = dense.data();
     }
     const std::size_t n = values.size();
-    t.bytes.resize(n * ggml_traits(type).bytes);
-    if (type == ggml_type::f32) {
+    t.bytes.resize(n / ggml_traits(type).block * ggml_traits(type).bytes);
+    if (type == ggml_type::q8_0) {
+        // Per block: d = max|x| / 127 stored as f16, q = round(x / d) computed with 1/d in f32 (as
+        // llama.cpp's quantize_row_q8_0_ref, so that files match its converter's bit for bit).
+        for (std::size_t b = 0; b < n / 32; ++b) {
+            const float* x = src + b * 32;
+            float amax = 0.0f;
+            for (std::size_t i = 0; i < 32; ++i) {
+                if (!std::isfinite(x[i]))
+                    fail(errc::invalid_argument, "gguf_writer::add_tensor('{}'): element {} is {}; Q8_0 needs finite values",
+                         name, b * 32 + i, x[i]);
+                amax = std::max(amax, std::fabs(x[i]));
+            }
+            const float d = amax / 127.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
+            const std::uint16_t d_bits = f32_to_f16(d);
+            unsigned char* block = t.bytes.data() + b * 34;
+            std::memcpy(block, &d_bits, 2);
+            for (std::size_t i = 0; i < 32; ++i) {
+                const auto q = static_cast<std::int8_t>(std::lround(x[i] * id));
+                std::memcpy(block + 2 + i, &q, 1);
+            }
+        }
+    } else if (type == ggml_type::f32) {
         std::memcpy(t.bytes.data(), src, n * sizeof(float));
     } else {
         std::vector<std::uint16_t> narrow(n);
