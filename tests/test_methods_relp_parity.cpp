@@ -2,7 +2,10 @@
 // rule::attnlrp and rule::gradient (AtP) against an independent PyTorch implementation of the same
 // rules by forward-graph surgery (tests/fixtures/relp/make_relp_fixture.py), on the tiny Hugging
 // Face GPT-2 (LayerNorm, GELU) and Llama (RMSNorm, SwiGLU, grouped-query attention) checkpoints of
-// tests/fixtures/hf. Batch of 3 clean/corrupted pairs, logit difference averaged over the batch.
+// tests/fixtures/hf and the families' checkpoints of tests/fixtures/families (Llama 3.1 RoPE scaling,
+// Qwen2.5 q/k/v biases, Qwen3 q/k norms under the LN-rule, GPT-NeoX / Pythia's parallel residual,
+// partial rotary and exact GELU under the identity rule). Batch of 3 clean/corrupted pairs, logit
+// difference averaged over the batch.
 //
 // Tolerance: the reference is float64. actlens in float32 must agree within 1e-4 max abs (scores
 // are O(1); float32 rounding through two blocks and a backward stays near 1e-6). The same weights
@@ -31,6 +34,7 @@ namespace {
 
 const std::string relp_dir = actlens::test_paths::fixture("relp");
 const std::string hf_dir = actlens::test_paths::fixture("hf");
+const std::string families_dir = actlens::test_paths::fixture("families");
 
 std::vector<std::int32_t> read_i32(const io::safetensors_file& f, const std::string& name) {
     const io::safetensors_tensor_info& t = f.info(name);
@@ -81,6 +85,8 @@ basic_transformer<double> in_double(const transformer& model) {
         d.b_k = convert(l.b_k);
         d.w_v = convert(l.w_v);
         d.b_v = convert(l.b_v);
+        d.q_norm = convert(l.q_norm);
+        d.k_norm = convert(l.k_norm);
         d.w_o = convert(l.w_o);
         d.b_o = convert(l.b_o);
         d.ln2_weight = convert(l.ln2_weight);
@@ -170,9 +176,9 @@ double check_parity(const basic_transformer<T>& model, const fixture& fx, double
     return worst;
 }
 
-void check_model(const std::string& name) {
+void check_model(const std::string& name, const std::string& folder = hf_dir) {
     const fixture fx(name);
-    const transformer model = load_model(hf_dir + "/" + name);
+    const transformer model = load_model(folder + "/" + name);
     INFO(name);
     // The forward behind the scores: the metric on both runs.
     CHECK(fx.metric.value(model.forward(fx.clean_view())) == Approx(read_f64(fx.file, "metric_clean")(0)).margin(1e-4));
@@ -186,7 +192,8 @@ void check_model(const std::string& name) {
 } // namespace
 
 TEST_CASE("RelP parity fixture: the rules change the scores by far more than the tolerance", "[relp_parity]") {
-    for (const std::string name : {"gpt2_tiny", "llama_tiny"}) {
+    for (const std::string name :
+         {"gpt2_tiny", "llama_tiny", "llama3_tiny", "qwen2_5_tiny", "qwen3_tiny", "pythia_tiny"}) {
         INFO(name);
         const fixture fx(name);
         for (const target& t : targets) {
@@ -206,6 +213,17 @@ TEST_CASE("RelP parity: tiny GPT-2 (LayerNorm, GELU) matches the PyTorch referen
 
 TEST_CASE("RelP parity: tiny Llama (RMSNorm, SwiGLU, GQA) matches the PyTorch reference", "[relp_parity]") {
     check_model("llama_tiny");
+}
+
+TEST_CASE("RelP parity: Llama 3.1 RoPE scaling, Qwen2.5 biases and Qwen3 q/k norms match the PyTorch reference",
+          "[relp_parity][families]") {
+    for (const char* name : {"llama3_tiny", "qwen2_5_tiny", "qwen3_tiny"}) check_model(name, families_dir);
+}
+
+TEST_CASE("RelP parity: GPT-NeoX / Pythia (parallel residual, partial rotary, exact GELU) matches the PyTorch "
+          "reference",
+          "[relp_parity][families]") {
+    check_model("pythia_tiny", families_dir);
 }
 
 TEST_CASE("RelP parity: the double-precision check resolves the identity rule's stabiliser", "[relp_parity]") {
