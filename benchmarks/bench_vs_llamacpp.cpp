@@ -1,0 +1,132 @@
+// actlens's half of benchmarks/run_vs_llamacpp.sh (issue 11's side-by-side with llama.cpp).
+//
+//   bench_vs_llamacpp write DIR [--layers 16] [--d 2048] [--heads 32] [--kv-heads 8] [--d-mlp 8192] [--seed 1]
+//       A random Llama-shaped model (1B-sized by default: 0.97 B parameters, tied embeddings over the
+//       bundled 512-token vocabulary, which llama.cpp needs to load the file) written with save_gguf as
+//       DIR/model-f16.gguf and DIR/model-q8_0.gguf.
+//   bench_vs_llamacpp run MODEL.gguf --prompt T --decode N --threads K [--seed S]
+//       Loads the file, runs a prompt of T random tokens and decodes N more greedily with the KV cache,
+//       and prints one line:
+//       RESULT runtime=actlens load_s=... prompt_tok_s=... decode_tok_s=... rss_mb=... peak_rss_mb=...
+//       (rss after load; peak over the whole run, from /proc/self/status).
+#include <actlens/io/gguf_save.hpp>
+#include <actlens/model/generate.hpp>
+#include <actlens/model/load.hpp>
+#include <actlens/model/random_weights.hpp>
+#include <actlens/tokenizer/llama2c.hpp>
+
+#include "bench_timing.hpp"
+
+#include <fmt/core.h>
+
+#include <cstdint>
+#include <cstdio>
+#include <fstream>
+#include <string>
+#include <vector>
+
+namespace {
+
+/// A field of /proc/self/status in MB (VmRSS: now, VmHWM: peak).
+double status_mb(const std::string& field) {
+    std::ifstream in("/proc/self/status");
+    std::string line;
+    while (std::getline(in, line))
+        if (line.compare(0, field.size() + 1, field + ":") == 0) return std::stod(line.substr(field.size() + 1)) / 1024.0;
+    return -1.0;
+}
+
+int write_models(int argc, char** argv) {
+    const std::string dir = argv[2];
+    std::size_t layers = 16, d = 2048, heads = 32, kv_heads = 8, d_mlp = 8192;
+    std::uint64_t seed = 1;
+    for (int i = 3; i < argc; ++i) {
+        const std::string a = argv[i];
+        auto value = [&] { return std::stoull(bench::option_value(argc, argv, i)); };
+        if (a == "--layers") layers = value();
+        else if (a == "--d") d = value();
+        else if (a == "--heads") heads = value();
+        else if (a == "--kv-heads") kv_heads = value();
+        else if (a == "--d-mlp") d_mlp = value();
+        else if (a == "--seed") seed = value();
+        else {
+            fmt::print(stderr, "unknown option {}\n", a);
+            return 2;
+        }
+    }
+    const actlens::llama2c_tokenizer vocab = actlens::llama2c_tokenizer::load(ACTLENS_MODEL_DIR "/tok512.bin", 512);
+    // llama2.c's layout (adjacent-pair RoPE, tied embeddings), so the rows go to the file unpermuted.
+    actlens::model_config c =
+        actlens::model_config::llama(layers, d, heads, kv_heads, d_mlp, 512, 4096, actlens::kernels::rope_style::adjacent);
+    c.tied_embeddings = true;
+    const auto t0 = bench::clock_type::now();
+    const actlens::transformer model = actlens::make_random_transformer(c, seed);
+    fmt::print("random weights: {:.1f} s\n", bench::ms_since(t0) / 1000);
+    for (const auto& [type, name] : {std::pair{actlens::io::ggml_type::f16, "model-f16.gguf"},
+                                     std::pair{actlens::io::ggml_type::q8_0, "model-q8_0.gguf"}}) {
+        actlens::io::gguf_save_options o;
+        o.dtype = type;
+        o.vocabulary = &vocab;
+        o.name = "random-llama";
+        const auto t1 = bench::clock_type::now();
+        actlens::io::save_gguf(model, dir + "/" + name, o);
+        fmt::print("{}: {:.1f} s\n", name, bench::ms_since(t1) / 1000);
+    }
+    return 0;
+}
+
+int run_model(int argc, char** argv) {
+    const std::string path = argv[2];
+    std::size_t prompt_length = 64, decode = 32;
+    int threads = 1;
+    std::uint64_t seed = 7;
+    for (int i = 3; i < argc; ++i) {
+        const std::string a = argv[i];
+        if (a == "--prompt") prompt_length = std::stoull(bench::option_value(argc, argv, i));
+        else if (a == "--decode") decode = std::stoull(bench::option_value(argc, argv, i));
+        else if (a == "--threads") threads = std::stoi(bench::option_value(argc, argv, i));
+        else if (a == "--seed") seed = std::stoull(bench::option_value(argc, argv, i));
+        else {
+            fmt::print(stderr, "unknown option {}\n", a);
+            return 2;
+        }
+    }
+    const auto t0 = bench::clock_type::now();
+    const actlens::transformer model = actlens::load_model(path);
+    const double load_s = bench::ms_since(t0) / 1000;
+    const double rss_mb = status_mb("VmRSS");
+    std::vector<std::int32_t> prompt(prompt_length);
+    // The same ids as llamacpp_bench.mjs: 3 + (7919 i + 104729 seed) mod (V - 3).
+    for (std::size_t i = 0; i < prompt_length; ++i)
+        prompt[i] = std::int32_t(3 + (7919 * i + 104729 * seed) % (model.config().vocab_size - 3));
+    actlens::generate_options<float> o;
+    o.max_new_tokens = decode;
+    o.threads = threads;
+    // The first token comes after the prompt's forward; the others are one decode step each.
+    bench::clock_type::time_point first{}, last{};
+    std::size_t count = 0;
+    o.on_token = [&](std::size_t, std::int32_t) {
+        last = bench::clock_type::now();
+        if (count++ == 0) first = last;
+        return true;
+    };
+    const auto t1 = bench::clock_type::now();
+    actlens::generate(model, prompt, o);
+    const double prompt_s = std::chrono::duration<double>(first - t1).count();
+    const double decode_s = std::chrono::duration<double>(last - first).count();
+    fmt::print("RESULT runtime=actlens load_s={:.3f} prompt_tok_s={:.2f} decode_tok_s={:.2f} rss_mb={:.0f} "
+               "peak_rss_mb={:.0f}\n",
+               load_s, double(prompt_length) / prompt_s, double(count - 1) / decode_s, rss_mb, status_mb("VmHWM"));
+    return 0;
+}
+
+} // namespace
+
+int main(int argc, char** argv) {
+    const std::string mode = argc > 2 ? argv[1] : "";
+    if (mode == "write") return write_models(argc, argv);
+    if (mode == "run") return run_model(argc, argv);
+    fmt::print(stderr, "usage: bench_vs_llamacpp write DIR [options] | run MODEL.gguf [--prompt T] [--decode N] "
+                       "[--threads K]\n");
+    return 2;
+}

@@ -1,0 +1,100 @@
+#!/usr/bin/env bash
+# actlens side by side with llama.cpp on the same GGUF files (issue 11's benchmark):
+#
+#   benchmarks/run_vs_llamacpp.sh [BENCH] [--quick]
+#
+# BENCH is build/benchmarks/bench_vs_llamacpp (default). The script
+#   1. writes a random 1B-shaped Llama (d 2048, 16 layers, 32 heads over 8 KV heads, d_mlp 8192, tied
+#      embeddings over the bundled 512-token vocabulary) as F16 and Q8_0 GGUFs with actlens's save_gguf,
+#      into $ACTLENS_BENCH_DIR (default ~/.cache/actlens-bench/llama1b), once;
+#   2. installs node-llama-cpp@3.21.1 (llama.cpp's prebuilt CPU binaries) into ~/.cache/actlens-llamacpp
+#      when it is missing;
+#   3. for each file, thread count (1, 2) and prompt length (64, 256): loads the file, evaluates the
+#      prompt and decodes 32 tokens greedily, actlens then llama.cpp (interleaved, so that the load of a
+#      shared machine hits both), each in a fresh process;
+#   4. prints a table with both sides and the ratios the issue sets goals for: resident memory over
+#      the file size (goal <= 1.15), load time over llama.cpp's (<= 2), prompt tokens/s over llama.cpp's
+#      (>= 2) and decode tokens/s over llama.cpp's (>= 1.2).
+# --quick: a 4-layer, d 512 model and only 1 thread, for a check of the script itself.
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+root="$(cd "$here/.." && pwd)"
+bench="$root/build/benchmarks/bench_vs_llamacpp"
+quick=0
+for a in "$@"; do
+    case "$a" in
+    --quick) quick=1 ;;
+    -h | --help) sed -n '2,19p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) bench="$a" ;;
+    esac
+done
+if [ ! -x "$bench" ]; then
+    echo "error: $bench is not built (cmake --build build --target bench_vs_llamacpp)" >&2
+    exit 2
+fi
+command -v node >/dev/null || { echo "error: node is not installed (Debian: nodejs npm)" >&2; exit 2; }
+
+modules="$HOME/.cache/actlens-llamacpp/node_modules"
+if [ ! -d "$modules/node-llama-cpp" ]; then
+    echo "installing node-llama-cpp@3.21.1 into ~/.cache/actlens-llamacpp"
+    mkdir -p "$HOME/.cache/actlens-llamacpp"
+    (cd "$HOME/.cache/actlens-llamacpp" && npm init -y >/dev/null && npm install --no-audit --no-fund node-llama-cpp@3.21.1)
+fi
+
+if ((quick)); then
+    dir="${ACTLENS_BENCH_DIR:-$HOME/.cache/actlens-bench/llama-quick}"
+    shape=(--layers 4 --d 512 --heads 8 --kv-heads 2 --d-mlp 2048)
+    thread_counts=(1)
+else
+    dir="${ACTLENS_BENCH_DIR:-$HOME/.cache/actlens-bench/llama1b}"
+    shape=()
+    thread_counts=(1 2)
+fi
+mkdir -p "$dir"
+if [ ! -f "$dir/model-q8_0.gguf" ]; then
+    echo "writing the models into $dir"
+    "$bench" write "$dir" "${shape[@]}"
+fi
+
+results="$(mktemp)"
+trap 'rm -f "$results"' EXIT
+echo "# $(date -u '+%Y-%m-%d %H:%M:%S UTC') | $(nproc) CPUs | $(uptime | sed 's/.*load average/load average/')"
+for file in model-f16.gguf model-q8_0.gguf; do
+    for threads in "${thread_counts[@]}"; do
+        for prompt in 64 256; do
+            for side in actlens llama.cpp; do
+                if [ "$side" = actlens ]; then
+                    line="$("$bench" run "$dir/$file" --prompt "$prompt" --decode 32 --threads "$threads" | grep '^RESULT')"
+                else
+                    line="$(node "$here/llamacpp_bench.mjs" "$modules" "$dir/$file" "$prompt" 32 "$threads" 512 | grep '^RESULT')"
+                fi
+                echo "$file threads=$threads T=$prompt $line" | tee -a "$results"
+            done
+        done
+    done
+done
+
+echo
+printf '%-16s %3s %4s | %8s %8s %5s | %9s %9s %5s | %8s %8s %5s | %8s %8s %6s\n' file thr T \
+    "load s" "lcpp s" ratio "prompt/s" "lcpp" ratio "decode/s" "lcpp" ratio "rss MB" "lcpp MB" "/file"
+# Pairs of lines (actlens, llama.cpp) with the same file, threads and T.
+awk -v dir="$dir" '
+function field(line, key,   i, n, parts, kv) {
+    n = split(line, parts, " ")
+    for (i = 1; i <= n; ++i) { split(parts[i], kv, "="); if (kv[1] == key) return kv[2] }
+    return ""
+}
+{
+    if (field($0, "runtime") == "actlens") { a = $0; next }
+    file = $1; thr = field(a, "threads"); t = field(a, "T")
+    cmd = "stat -c %s " dir "/" file; cmd | getline bytes; close(cmd)
+    printf "%-16s %3s %4s | %8.2f %8.2f %5.2f | %9.1f %9.1f %5.2f | %8.2f %8.2f %5.2f | %8.0f %8.0f %6.2f\n",
+        file, thr, t,
+        field(a, "load_s"), field($0, "load_s"), field(a, "load_s") / field($0, "load_s"),
+        field(a, "prompt_tok_s"), field($0, "prompt_tok_s"), field(a, "prompt_tok_s") / field($0, "prompt_tok_s"),
+        field(a, "decode_tok_s"), field($0, "decode_tok_s"), field(a, "decode_tok_s") / field($0, "decode_tok_s"),
+        field(a, "peak_rss_mb"), field($0, "peak_rss_mb"), field(a, "peak_rss_mb") * 1048576 / bytes
+}' "$results"
+echo
+echo "goals (issue 11): actlens peak rss / file <= 1.15; load ratio <= 2; prompt ratio >= 2; decode ratio >= 1.2"
