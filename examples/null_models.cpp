@@ -12,11 +12,15 @@
 // 3. Sanity check: a function-preserving permutation of heads gives the same model, so AtP's scores
 //    of the permuted model are the original's, permuted.
 // 4. CRAFT-style concept importance: Sobol indices of three directions before layer 1.
+// 5. CRAFT's recursion: a planted parent neuron decomposed into its two sub-concepts one layer down,
+//    with their importance for the parent and for the output; with and without SNMF's sparsity.
 // (Part 5 of examples/name_mover.cpp runs the null tests on stories260K's name-completion task.)
 #include <actlens/analysis/null_models.hpp>
 #include <actlens/analysis/planted.hpp>
+#include <actlens/analysis/planted_concepts.hpp>
 #include <actlens/methods/attribution.hpp>
 #include <actlens/methods/concept_importance.hpp>
+#include <actlens/methods/concept_recursion.hpp>
 #include <actlens/methods/metrics.hpp>
 #include <actlens/methods/patching.hpp>
 
@@ -130,6 +134,42 @@ void concept_importance_on_planted() {
     fmt::print("({} forward passes)\n", r.evaluations);
 }
 
+void concept_recursion_on_planted() {
+    fmt::print("\n== 5. Sub-concepts of a planted parent neuron (L1 neuron 0 = 3 x sub-concept 0 + 1 x sub-concept 1) ==\n");
+    const planted_concepts_options o;
+    const planted_concepts<double> planted = planted_concept_model<double>(o);
+    const std::size_t rows = 4;
+    const std::vector<std::int32_t> prompts = planted_concept_prompts(o, rows, 1);
+    tensor<double> parent({1, planted.model.config().d_mlp});
+    parent(0, planted.parent_neuron) = 1.0;
+    // The parent token's logit at the last position, which holds a token of S_1 in every row.
+    const logit_difference metric{std::vector<std::int32_t>(rows, planted.parent_token),
+                                  std::vector<std::int32_t>(rows, std::int32_t(o.vocab - 1))};
+    fmt::print("{:<13} {:>8} {:>9} {:>9} {:>24} {:>24}\n", "SNMF", "feature", "cos v_0", "cos v_1",
+               "S_T for the parent", "S_T for the metric");
+    for (const bool sparse : {true, false}) {
+        concept_recursion_options ro;
+        ro.threshold = 0.5;
+        ro.snmf.sparse = sparse;
+        ro.snmf.sparsity = 0.5;
+        ro.snmf.max_iter = 5000;
+        ro.snmf.patience = 500;
+        ro.sobol.samples = 1024;
+        const concept_recursion_result r = concept_recursion(
+            planted.model, tensor_view<const std::int32_t>(prompts.data(), {rows, o.positions}),
+            parent_concept<double>{"blocks.1.mlp.hook_post", tensor_view<const double>(parent.view()), 0},
+            "blocks.0.mlp.hook_post", metric, ro);
+        const auto cos = sub_concept_cosines(planted, tensor_view<const float>(r.fit.features.view()));
+        for (std::size_t k = 0; k < ro.rank; ++k)
+            fmt::print("{:<13} {:>8} {:>9.3f} {:>9.3f} {:>7.3f} [{:.3f}, {:.3f}] {:>7.3f} [{:.3f}, {:.3f}]\n",
+                       sparse ? "sparsity 0.5" : "not sparse", k, cos[k][0], cos[k][1], r.for_parent.total[k],
+                       r.for_parent.low[k], r.for_parent.high[k], r.for_metric.total[k], r.for_metric.low[k],
+                       r.for_metric.high[k]);
+        if (sparse) fmt::print("({} of {} tokens selected; {} forward passes for both indices)\n", r.selected.size(),
+                               r.parent_activation.size(), r.for_parent.evaluations + 1);
+    }
+}
+
 } // namespace
 
 int main() {
@@ -138,6 +178,7 @@ int main() {
         null_tests_on_planted();
         permutation_sanity();
         concept_importance_on_planted();
+        concept_recursion_on_planted();
     } catch (const actlens::error& e) {
         std::fprintf(stderr, "null_models: %s\n", e.what());
         return 1;

@@ -51,6 +51,7 @@
 #include <actlens/analysis/correlation.hpp>
 #include <actlens/analysis/null_models.hpp>
 #include <actlens/analysis/planted.hpp>
+#include <actlens/analysis/planted_concepts.hpp>
 #include <actlens/analysis/sobol.hpp>
 #include <actlens/analysis/significance.hpp>
 
@@ -58,6 +59,7 @@
 #include <actlens/methods/attribution.hpp>
 #include <actlens/methods/capture.hpp>
 #include <actlens/methods/concept_importance.hpp>
+#include <actlens/methods/concept_recursion.hpp>
 #include <actlens/methods/control_vector.hpp>
 #include <actlens/methods/feature_calibration.hpp>
 #include <actlens/methods/gact.hpp>
