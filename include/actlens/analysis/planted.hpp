@@ -168,6 +168,48 @@ struct planted_recall_options {
     std::uint64_t seed = 0;
 };
 
+namespace detail {
+
+/// The shape of the two-layer MLP circuits (planted_recall, planted_concept_model): RMSNorm, learned
+/// positions (all zero), GELU MLPs and one 4-wide attention head whose weights are zero, so that only
+/// the MLPs and the residual stream carry the mechanism.
+inline model_config planted_mlp_config(std::size_t d, std::size_t d_mlp, std::size_t vocab, std::size_t positions) {
+    model_config c;
+    c.family = "planted";
+    c.n_layers = 2;
+    c.d_model = d;
+    c.n_heads = c.n_kv_heads = 1;
+    c.d_head = 4;
+    c.d_mlp = d_mlp;
+    c.vocab_size = vocab;
+    c.max_seq_len = positions;
+    c.norm = norm_kind::rms_norm;
+    c.norm_eps = 1e-12;
+    c.position = position_kind::learned;
+    c.mlp = mlp_kind::gelu_tanh;
+    c.tied_embeddings = false;
+    return c;
+}
+
+/// One layer of those circuits: both norms with the gain `gain`, the silent attention head, and the
+/// MLP (w_in [d_mlp, d], w_out [d, d_mlp]); the tensors go into `w`'s storage.
+template <class T>
+layer_weights<T> planted_mlp_layer(model_weights<T>& w, const tensor<T>& gain, tensor<T>&& w_in, tensor<T>&& w_out) {
+    const std::size_t d = gain.size();
+    layer_weights<T> l;
+    l.ln1_weight = w.own(tensor<T>::copy_of(gain.view()));
+    l.ln2_weight = w.own(tensor<T>::copy_of(gain.view()));
+    l.w_q = w.own(tensor<T>({4, d}));
+    l.w_k = w.own(tensor<T>({4, d}));
+    l.w_v = w.own(tensor<T>({4, d}));
+    l.w_o = w.own(tensor<T>({d, 4}));
+    l.w_in = w.own(std::move(w_in));
+    l.w_out = w.own(std::move(w_out));
+    return l;
+}
+
+} // namespace detail
+
 inline std::int32_t recall_answer(const planted_recall_options& o, std::int32_t token) {
     return std::int32_t((std::size_t(token) % o.subjects + 1) % o.vocab);
 }
@@ -179,20 +221,7 @@ basic_transformer<T> planted_recall(const planted_recall_options& o = {}) {
              o.subjects);
     const std::size_t V = o.vocab, M = o.subjects, A = 0, R = V, O = V + M, C = 2 * V + M, d = C + o.noise_width;
     const std::size_t d_mlp = V + o.distractors;
-    model_config c;
-    c.family = "planted";
-    c.n_layers = 2;
-    c.d_model = d;
-    c.n_heads = c.n_kv_heads = 1;
-    c.d_head = 4;
-    c.d_mlp = d_mlp;
-    c.vocab_size = V;
-    c.max_seq_len = o.positions;
-    c.norm = norm_kind::rms_norm;
-    c.norm_eps = 1e-12;
-    c.position = position_kind::learned;
-    c.mlp = mlp_kind::gelu_tanh;
-    c.tied_embeddings = false;
+    const model_config c = detail::planted_mlp_config(d, d_mlp, V, o.positions);
     rng gen(o.seed);
     model_weights<T> w;
     tensor<T> embed({V, d}), pos({o.positions, d}), unembed({V, d}), final_gain({d}), gain({d});
@@ -207,13 +236,6 @@ basic_transformer<T> planted_recall(const planted_recall_options& o = {}) {
     w.unembedding = w.own(std::move(unembed));
     w.final_norm_weight = w.own(std::move(final_gain));
     for (int layer = 0; layer < 2; ++layer) {
-        layer_weights<T> l;
-        l.ln1_weight = w.own(tensor<T>::copy_of(gain.view()));
-        l.ln2_weight = w.own(tensor<T>::copy_of(gain.view()));
-        l.w_q = w.own(tensor<T>({4, d}));
-        l.w_k = w.own(tensor<T>({4, d}));
-        l.w_v = w.own(tensor<T>({4, d}));
-        l.w_o = w.own(tensor<T>({d, 4}));
         tensor<T> w_in({d_mlp, d}), w_out({d, d_mlp});
         const std::size_t real = layer == 0 ? V : M;
         for (std::size_t n = 0; n < real; ++n) {
@@ -229,9 +251,7 @@ basic_transformer<T> planted_recall(const planted_recall_options& o = {}) {
             for (std::size_t j = A; j < A + V; ++j) w_in(n, j) = T(gen.normal());
             for (std::size_t j = C; j < d; ++j) w_out(j, n) = T(0.5 * gen.normal());
         }
-        l.w_in = w.own(std::move(w_in));
-        l.w_out = w.own(std::move(w_out));
-        w.layers.push_back(l);
+        w.layers.push_back(detail::planted_mlp_layer(w, gain, std::move(w_in), std::move(w_out)));
     }
     return basic_transformer<T>(c, std::move(w));
 }

@@ -20,6 +20,7 @@
 // read_0 > read_1.
 #pragma once
 
+#include <actlens/analysis/planted.hpp>
 #include <actlens/core/rng.hpp>
 #include <actlens/core/tensor.hpp>
 #include <actlens/error.hpp>
@@ -68,20 +69,7 @@ planted_concepts<T> planted_concept_model(const planted_concepts_options& o = {}
              o.set_size, o.group, o.positions, o.vocab);
     const std::size_t V = o.vocab, A = 0, U = V, P = V + 2, C = V + 3, d = C + o.noise_width;
     const std::size_t d_mlp = 2 * o.group + o.distractors;
-    model_config c;
-    c.family = "planted";
-    c.n_layers = 2;
-    c.d_model = d;
-    c.n_heads = c.n_kv_heads = 1;
-    c.d_head = 4;
-    c.d_mlp = d_mlp;
-    c.vocab_size = V;
-    c.max_seq_len = o.positions;
-    c.norm = norm_kind::rms_norm;
-    c.norm_eps = 1e-12;
-    c.position = position_kind::learned;
-    c.mlp = mlp_kind::gelu_tanh;
-    c.tied_embeddings = false;
+    const model_config c = detail::planted_mlp_config(d, d_mlp, V, o.positions);
 
     const std::size_t parent_neuron = 0;
     const std::int32_t parent_token = 0;
@@ -119,13 +107,6 @@ planted_concepts<T> planted_concept_model(const planted_concepts_options& o = {}
         for (std::size_t j = C; j < d; ++j) w_out(j, n) = T(o.distractor_scale * gen.normal());
     };
     for (int layer = 0; layer < 2; ++layer) {
-        layer_weights<T> l;
-        l.ln1_weight = w.own(tensor<T>::copy_of(gain.view()));
-        l.ln2_weight = w.own(tensor<T>::copy_of(gain.view()));
-        l.w_q = w.own(tensor<T>({4, d}));
-        l.w_k = w.own(tensor<T>({4, d}));
-        l.w_v = w.own(tensor<T>({4, d}));
-        l.w_o = w.own(tensor<T>({d, 4}));
         tensor<T> w_in({d_mlp, d}), w_out({d, d_mlp});
         if (layer == 0) {
             for (std::size_t v = 0; v < V; ++v) {
@@ -143,9 +124,7 @@ planted_concepts<T> planted_concept_model(const planted_concepts_options& o = {}
             w_out(P, parent_neuron) = T(1);
             for (std::size_t n = 1; n < d_mlp; ++n) distractor(w_in, w_out, n);
         }
-        l.w_in = w.own(std::move(w_in));
-        l.w_out = w.own(std::move(w_out));
-        w.layers.push_back(l);
+        w.layers.push_back(detail::planted_mlp_layer(w, gain, std::move(w_in), std::move(w_out)));
     }
     return planted_concepts<T>{basic_transformer<T>(c, std::move(w)), std::move(sub_concepts), std::move(token_set),
                                parent_neuron, parent_token, o};
