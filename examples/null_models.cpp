@@ -1,6 +1,6 @@
 // actlens example: attribution methods where the answer is known, and findings tested against nulls.
 //
-//   null_models
+//   null_models [MODEL_DIR]      (default: the bundled stories260K, for part 6)
 //
 // 1. A planted induction circuit (analysis/planted.hpp): two heads built by hand among random
 //    distractors. For three attention sharpnesses, each method's head scores are scored against the
@@ -14,7 +14,9 @@
 // 4. CRAFT-style concept importance: Sobol indices of three directions before layer 1.
 // 5. CRAFT's recursion: a planted parent neuron decomposed into its two sub-concepts one layer down,
 //    with their importance for the parent and for the output; with and without SNMF's sparsity.
-// (Part 5 of examples/name_mover.cpp runs the null tests on stories260K's name-completion task.)
+// 6. On stories260K's name-completion task (examples/name_task.hpp, also part 5 of name_mover): the
+//    heads' patching, AtP and RelP effects against 19 null models of two kinds, with permutation
+//    p-values, the Gaussian tail of z, and the heads declared at FDR 0.1.
 #include <actlens/analysis/null_models.hpp>
 #include <actlens/analysis/planted.hpp>
 #include <actlens/analysis/planted_concepts.hpp>
@@ -23,11 +25,16 @@
 #include <actlens/methods/concept_recursion.hpp>
 #include <actlens/methods/metrics.hpp>
 #include <actlens/methods/patching.hpp>
+#include <actlens/model/load.hpp>
+#include <actlens/tokenizer/llama2c.hpp>
+
+#include "name_task.hpp"
 
 #include <fmt/core.h>
 
 #include <cmath>
 #include <cstdio>
+#include <string>
 #include <vector>
 
 namespace {
@@ -170,15 +177,22 @@ void concept_recursion_on_planted() {
     }
 }
 
+void name_task_against_nulls(const std::string& model_dir) {
+    const transformer model = load_model(model_dir + "/stories260K.bin");
+    const llama2c_tokenizer tok = llama2c_tokenizer::load(model_dir + "/tok512.bin", model.config().vocab_size);
+    name_task::null_model_study(model, name_task::make_name_task(tok), "Part 6, stories260K's name task");
+}
+
 } // namespace
 
-int main() {
+int main(int argc, char** argv) {
     try {
         recovery_table();
         null_tests_on_planted();
         permutation_sanity();
         concept_importance_on_planted();
         concept_recursion_on_planted();
+        name_task_against_nulls(argc > 1 ? argv[1] : ACTLENS_MODEL_DIR);
     } catch (const actlens::error& e) {
         std::fprintf(stderr, "null_models: %s\n", e.what());
         return 1;
