@@ -2,7 +2,9 @@
 // rule::attnlrp and rule::gradient (AtP) against an independent PyTorch implementation of the same
 // rules by forward-graph surgery (tests/fixtures/relp/make_relp_fixture.py), on the tiny Hugging
 // Face GPT-2 (LayerNorm, GELU) and Llama (RMSNorm, SwiGLU, grouped-query attention) checkpoints of
-// tests/fixtures/hf. Batch of 3 clean/corrupted pairs, logit difference averaged over the batch.
+// tests/fixtures/hf and the Gemma 2 one of tests/fixtures/families (post norms by the LN-rule, GeGLU,
+// both soft caps by the identity rule, a sliding window). Batch of 3 clean/corrupted pairs, logit
+// difference averaged over the batch.
 //
 // Tolerance: the reference is float64. actlens in float32 must agree within 1e-4 max abs (scores
 // are O(1); float32 rounding through two blocks and a backward stays near 1e-6). The same weights
@@ -29,6 +31,7 @@ namespace {
 
 const std::string relp_dir = ACTLENS_FIXTURE_DIR "/relp";
 const std::string hf_dir = ACTLENS_FIXTURE_DIR "/hf";
+const std::string families_dir = ACTLENS_FIXTURE_DIR "/families";
 
 std::vector<std::int32_t> read_i32(const io::safetensors_file& f, const std::string& name) {
     const io::safetensors_tensor_info& t = f.info(name);
@@ -81,6 +84,8 @@ basic_transformer<double> in_double(const transformer& model) {
         d.b_v = convert(l.b_v);
         d.w_o = convert(l.w_o);
         d.b_o = convert(l.b_o);
+        d.ln1_post_weight = convert(l.ln1_post_weight);
+        d.ln2_post_weight = convert(l.ln2_post_weight);
         d.ln2_weight = convert(l.ln2_weight);
         d.ln2_bias = convert(l.ln2_bias);
         d.w_gate = convert(l.w_gate);
@@ -168,9 +173,9 @@ double check_parity(const basic_transformer<T>& model, const fixture& fx, double
     return worst;
 }
 
-void check_model(const std::string& name) {
+void check_model(const std::string& name, const std::string& dir = hf_dir) {
     const fixture fx(name);
-    const transformer model = load_model(hf_dir + "/" + name);
+    const transformer model = load_model(dir + "/" + name);
     INFO(name);
     // The forward behind the scores: the metric on both runs.
     CHECK(fx.metric.value(model.forward(fx.clean_view())) == Approx(read_f64(fx.file, "metric_clean")(0)).margin(1e-4));
@@ -184,7 +189,7 @@ void check_model(const std::string& name) {
 } // namespace
 
 TEST_CASE("RelP parity fixture: the rules change the scores by far more than the tolerance", "[relp_parity]") {
-    for (const std::string name : {"gpt2_tiny", "llama_tiny"}) {
+    for (const std::string name : {"gpt2_tiny", "llama_tiny", "gemma2_tiny"}) {
         INFO(name);
         const fixture fx(name);
         for (const target& t : targets) {
@@ -204,6 +209,11 @@ TEST_CASE("RelP parity: tiny GPT-2 (LayerNorm, GELU) matches the PyTorch referen
 
 TEST_CASE("RelP parity: tiny Llama (RMSNorm, SwiGLU, GQA) matches the PyTorch reference", "[relp_parity]") {
     check_model("llama_tiny");
+}
+
+TEST_CASE("RelP parity: tiny Gemma 2 (post norms, GeGLU, soft caps, sliding window) matches the PyTorch reference",
+          "[relp_parity]") {
+    check_model("gemma2_tiny", families_dir);
 }
 
 TEST_CASE("RelP parity: the double-precision check resolves the identity rule's stabiliser", "[relp_parity]") {

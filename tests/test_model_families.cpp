@@ -1,11 +1,12 @@
 // Tests of the model families that are options of the one transformer (model/config.hpp): Llama 3.1's
 // RoPE scaling (llama3 and linear), Qwen2.5 (q/k/v biases, untied), Qwen3 (per-head q/k RMSNorm) and
-// GPT-NeoX / Pythia (parallel residual, partial rotary, exact GELU; Hugging Face form only),
+// GPT-NeoX / Pythia (parallel residual, partial rotary, exact GELU) and
+// Gemma 2 (scaled embeddings, post norms, GeGLU, query_pre_attn_scalar, soft caps, sliding window),
 // loaded from Hugging Face directories and from GGUF files, against the float64 PyTorch forward of
 // tests/fixtures/families/make_family_fixtures.py (written from the published equations).
 //
 // The fast patching plan, the backward's finite differences, KV-cache generation and the ragged
-// forward run on these families through tiny::all() (tests/tiny_models.hpp: llama3, qwen3, pythia) in
+// forward run on these families through tiny::all() (tests/tiny_models.hpp: llama3, qwen3, pythia, gemma2) in
 // their own test files; here: parity with the reference, GGUF = HF, KV-cache decoding = the full
 // forward of the loaded checkpoints, and bad input.
 //
@@ -13,6 +14,7 @@
 // and HF forms of one model agree to 1e-5 (the same f32 weights; GGUF stores eps and rope_freqs in
 // f32).
 #include "test_helpers.hpp"
+#include "tiny_models.hpp"
 
 #include <actlens/io/gguf.hpp>
 #include <actlens/io/gguf_model.hpp>
@@ -208,8 +210,9 @@ TEST_CASE("families: Qwen3 (per-head q/k RMSNorm) matches the PyTorch reference,
     CHECK(max_abs_diff(gguf.forward(tokens.view()), hf.forward(tokens.view())) < 1e-5);
 }
 
-TEST_CASE("families: GPT-NeoX / Pythia (parallel residual, partial rotary, exact GELU) matches the PyTorch reference",
-          "[model][families][huggingface]") {
+TEST_CASE("families: GPT-NeoX / Pythia (parallel residual, partial rotary, exact GELU) matches the PyTorch reference, "
+          "from HF and GGUF",
+          "[model][families][huggingface][gguf]") {
     const transformer hf = io::load_huggingface(families_dir + "/pythia_tiny");
     const model_config& c = hf.config();
     CHECK(c.parallel_residual);
@@ -220,6 +223,27 @@ TEST_CASE("families: GPT-NeoX / Pythia (parallel residual, partial rotary, exact
     CHECK_FALSE(c.tied_embeddings);
     CHECK(check_against_reference(hf, "pythia_tiny_reference.safetensors") == hook_points_but_scores(hf));
     check_kv_cache_decoding(hf);
+    // llama.cpp's form: architecture gptneox, q/k/v rows regrouped into all q, all k, all v.
+    const transformer gguf = load_model(families_dir + "/pythia_tiny.gguf");
+    CHECK(gguf.config().family == "gptneox");
+    CHECK(gguf.config().rotary_dims == 4);
+    CHECK(gguf.config().parallel_residual);
+    CHECK(gguf.config().mlp == mlp_kind::gelu_erf);
+    const tensor<std::int32_t> tokens =
+        reference_tokens(io::safetensors_file(families_dir + "/pythia_tiny_reference.safetensors"));
+    CHECK(max_abs_diff(gguf.forward(tokens.view()), hf.forward(tokens.view())) < 1e-5);
+    // Without the parallel residual the GGUF runs the sequential block (and so differs from HF's).
+    const transformer sequential = load_model(
+        rewritten_gguf("pythia_tiny.gguf", {{"gptneox.use_parallel_residual", io::gguf_value::boolean(false)}}));
+    CHECK_FALSE(sequential.config().parallel_residual);
+    CHECK(max_abs_diff(sequential.forward(tokens.view()), hf.forward(tokens.view())) > 1e-3);
+    CHECK_THAT(error_of([&] {
+                   load_model(rewritten_gguf("pythia_tiny.gguf",
+                                             {{"gptneox.rope.dimension_count", io::gguf_value::u32(3)}}));
+               }),
+               Contains("[actlens.model.401]") && Contains("gptneox.rope.dimension_count = 3"));
+    CHECK_THAT(error_of([&] { load_model(rewritten_gguf("pythia_tiny.gguf", {}, "blk.0.attn_qkv.bias")); }),
+               Contains("blk.0.attn_qkv.bias") && Contains("missing"));
     // A parallel residual has no hook_resid_mid: asking for it is an error naming why.
     CHECK_THAT(error_of([&] { hf.run_with_cache(std::vector<std::int32_t>{1, 2}, "blocks.0.hook_resid_mid"); }),
                Contains("[actlens.model.402]"));
@@ -244,6 +268,91 @@ TEST_CASE("families: GPT-NeoX / Pythia (parallel residual, partial rotary, exact
                Contains("config.json") && Contains("hidden_act 'relu'"));
     CHECK_THAT(with("\"num_attention_heads\": 4", "\"num_attention_heads\": 5"),
                Contains("hidden_size = 32 is not a multiple of num_attention_heads = 5"));
+}
+
+TEST_CASE("families: Gemma 2 (post norms, GeGLU, soft caps, sliding window) matches the PyTorch reference, from HF "
+          "and GGUF",
+          "[model][families][huggingface][gguf]") {
+    const transformer hf = io::load_huggingface(families_dir + "/gemma2_tiny");
+    const model_config& c = hf.config();
+    CHECK(c.family == "gemma2");
+    CHECK(c.mlp == mlp_kind::geglu);
+    CHECK((c.post_norms && c.scale_embeddings && c.tied_embeddings));
+    CHECK(c.d_head == 16);
+    CHECK(c.query_pre_attn_scalar == 24.0);
+    CHECK(c.attn_logit_softcap == 1.5);
+    CHECK(c.final_logit_softcap == 3.0);
+    CHECK(c.sliding_window == 4);
+    CHECK(c.window(0) == 4);
+    CHECK(c.window(1) == 0);
+    // The reference covers both post norms (ln1_post, ln2_post) and a window shorter than its 7 tokens.
+    CHECK(check_against_reference(hf, "gemma2_tiny_reference.safetensors") == hook_points_but_scores(hf));
+    // 8 tokens through the cache: past the window of layer 0.
+    check_kv_cache_decoding(hf);
+    // Soft capping bounds the logits by the cap.
+    const tensor<std::int32_t> tokens =
+        reference_tokens(io::safetensors_file(families_dir + "/gemma2_tiny_reference.safetensors"));
+    const tensor<float> logits = hf.forward(tokens.view());
+    CHECK(*std::max_element(logits.begin(), logits.end(), [](float a, float b) { return std::fabs(a) < std::fabs(b); })
+          < 3.0f);
+
+    // llama.cpp's form: the same tensors, norm gains with the 1 added, caps and window as metadata.
+    const transformer gguf = load_model(families_dir + "/gemma2_tiny.gguf");
+    CHECK(gguf.config().family == "gemma2");
+    CHECK(gguf.config().sliding_window == 4);
+    CHECK(gguf.config().query_pre_attn_scalar == 16.0); // llama.cpp's rule: the head size (below 46 layers)
+    // GGUF does not store query_pre_attn_scalar: with HF's set to the head size the two agree.
+    const fs::path same_scale = temp_copy("gemma2_tiny", "gemma2_head_scale");
+    edit(same_scale / "config.json", "\"query_pre_attn_scalar\": 24", "\"query_pre_attn_scalar\": 16");
+    CHECK(max_abs_diff(gguf.forward(tokens.view()), io::load_huggingface(same_scale.string()).forward(tokens.view())) <
+          1e-5);
+}
+
+TEST_CASE("families: bad Gemma 2 soft caps, windows and layer types name the file and field",
+          "[model][families][huggingface][gguf][errors]") {
+    const fs::path dir = temp_copy("gemma2_tiny", "bad_gemma2");
+    std::ifstream in(dir / "config.json");
+    const std::string good((std::istreambuf_iterator<char>(in)), {});
+    auto with = [&](const std::string& from, const std::string& to) {
+        std::ofstream(dir / "config.json") << good;
+        edit(dir / "config.json", from, to);
+        return error_of([&] { io::load_huggingface(dir.string()); });
+    };
+    CHECK_THAT(with("\"sliding_window\": 4", "\"sliding_window\": 0"),
+               Contains("[actlens.model.401]") && Contains("config.json") && Contains("'sliding_window'"));
+    CHECK_THAT(with("\"attn_logit_softcapping\": 1.5", "\"attn_logit_softcapping\": -1"),
+               Contains("[actlens.model.401]") && Contains("'attn_logit_softcapping' must be a positive number"));
+    CHECK_THAT(with("\"final_logit_softcapping\": 3.0", "\"final_logit_softcapping\": 0"),
+               Contains("'final_logit_softcapping' must be a positive number"));
+    CHECK_THAT(with("\"query_pre_attn_scalar\": 24", "\"query_pre_attn_scalar\": 0"),
+               Contains("'query_pre_attn_scalar' must be a positive number"));
+    CHECK_THAT(with("\"hidden_activation\": \"gelu_pytorch_tanh\"", "\"hidden_activation\": \"silu\""),
+               Contains("hidden_activation 'silu' is not supported"));
+    CHECK_THAT(with("\"sliding_window\": 4", "\"sliding_window\": 4, \"layer_types\": [\"full_attention\", "
+                                              "\"sliding_attention\"]"),
+               Contains("layer_types[0] is \"full_attention\"") && Contains("layer 0 is 'sliding_attention'"));
+    // A null cap turns it off, as Gemma2Config allows.
+    std::ofstream(dir / "config.json") << good;
+    edit(dir / "config.json", "\"final_logit_softcapping\": 3.0", "\"final_logit_softcapping\": null");
+    CHECK(io::load_huggingface(dir.string()).config().final_logit_softcap == 0.0);
+
+    CHECK_THAT(error_of([&] {
+                   load_model(rewritten_gguf("gemma2_tiny.gguf",
+                                             {{"gemma2.attention.sliding_window", io::gguf_value::u32(0)}}));
+               }),
+               Contains("[actlens.model.401]") && Contains(".gguf") && Contains("gemma2.attention.sliding_window"));
+    CHECK_THAT(error_of([&] {
+                   load_model(rewritten_gguf("gemma2_tiny.gguf",
+                                             {{"gemma2.attn_logit_softcapping", io::gguf_value::f32(-2.0f)}}));
+               }),
+               Contains("[actlens.model.401]") && Contains("'gemma2.attn_logit_softcapping' = -2"));
+    CHECK_THAT(error_of([&] { load_model(rewritten_gguf("gemma2_tiny.gguf", {}, "blk.1.post_ffw_norm.weight")); }),
+               Contains("[actlens.model.401]") && Contains("blk.1.post_ffw_norm.weight") && Contains("missing"));
+
+    // The config itself refuses what no loader would make.
+    model_config bad = tiny::gemma2();
+    bad.attn_logit_softcap = -1;
+    CHECK_THAT(error_of([&] { bad.validate(); }), Contains("attn_logit_softcap must be a positive number"));
 }
 
 TEST_CASE("families: bad rope_scaling, head counts and missing q/k norms name the file and field",
