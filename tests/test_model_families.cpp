@@ -120,6 +120,30 @@ void edit(const fs::path& path, const std::string& from, const std::string& to) 
     std::ofstream(path) << text;
 }
 
+/// A copy of a fixture checkpoint whose config.json is rewritten from the original text with one
+/// replacement at a time.
+class edited_checkpoint {
+public:
+    edited_checkpoint(const std::string& fixture, const std::string& name) : m_dir(temp_copy(fixture, name)) {
+        std::ifstream in(m_dir / "config.json");
+        m_good.assign((std::istreambuf_iterator<char>(in)), {});
+    }
+    /// The checkpoint loaded with `from` replaced by `to` in config.json.
+    transformer load_with(const std::string& from, const std::string& to) const {
+        std::ofstream(m_dir / "config.json") << m_good;
+        edit(m_dir / "config.json", from, to);
+        return io::load_huggingface(m_dir.string());
+    }
+    /// The error message of load_with.
+    std::string error_with(const std::string& from, const std::string& to) const {
+        return error_of([&] { load_with(from, to); });
+    }
+
+private:
+    fs::path m_dir;
+    std::string m_good;
+};
+
 /// The fixture GGUF `name` rewritten with metadata `set` (added or replaced) and without tensor `drop`.
 std::string rewritten_gguf(const std::string& name, const std::map<std::string, io::gguf_value>& set,
                            const std::string& drop = "") {
@@ -254,14 +278,8 @@ TEST_CASE("families: GPT-NeoX / Pythia (parallel residual, partial rotary, exact
     CHECK_THAT(error_of([&] { hf.forward(std::vector<std::int32_t>{1, 2}, o); }),
                Contains("[actlens.model.402]") && Contains("blocks.0.hook_resid_mid") && Contains("parallel residual"));
 
-    const fs::path dir = temp_copy("pythia_tiny", "bad_pythia");
-    std::ifstream in(dir / "config.json");
-    const std::string good((std::istreambuf_iterator<char>(in)), {});
-    auto with = [&](const std::string& from, const std::string& to) {
-        std::ofstream(dir / "config.json") << good;
-        edit(dir / "config.json", from, to);
-        return error_of([&] { io::load_huggingface(dir.string()); });
-    };
+    const edited_checkpoint bad("pythia_tiny", "bad_pythia");
+    auto with = [&](const std::string& from, const std::string& to) { return bad.error_with(from, to); };
     CHECK_THAT(with("\"rotary_pct\": 0.5", "\"rotary_pct\": 0.1"),
                Contains("[actlens.model.401]") && Contains("config.json") && Contains("rotary_pct = 0.1 rotates 0"));
     CHECK_THAT(with("\"hidden_act\": \"gelu\"", "\"hidden_act\": \"relu\""),
@@ -302,22 +320,15 @@ TEST_CASE("families: Gemma 2 (post norms, GeGLU, soft caps, sliding window) matc
     CHECK(gguf.config().sliding_window == 4);
     CHECK(gguf.config().query_pre_attn_scalar == 16.0); // llama.cpp's rule: the head size (below 46 layers)
     // GGUF does not store query_pre_attn_scalar: with HF's set to the head size the two agree.
-    const fs::path same_scale = temp_copy("gemma2_tiny", "gemma2_head_scale");
-    edit(same_scale / "config.json", "\"query_pre_attn_scalar\": 24", "\"query_pre_attn_scalar\": 16");
-    CHECK(max_abs_diff(gguf.forward(tokens.view()), io::load_huggingface(same_scale.string()).forward(tokens.view())) <
-          1e-5);
+    const transformer same_scale = edited_checkpoint("gemma2_tiny", "gemma2_head_scale")
+                                       .load_with("\"query_pre_attn_scalar\": 24", "\"query_pre_attn_scalar\": 16");
+    CHECK(max_abs_diff(gguf.forward(tokens.view()), same_scale.forward(tokens.view())) < 1e-5);
 }
 
 TEST_CASE("families: bad Gemma 2 soft caps, windows and layer types name the file and field",
           "[model][families][huggingface][gguf][errors]") {
-    const fs::path dir = temp_copy("gemma2_tiny", "bad_gemma2");
-    std::ifstream in(dir / "config.json");
-    const std::string good((std::istreambuf_iterator<char>(in)), {});
-    auto with = [&](const std::string& from, const std::string& to) {
-        std::ofstream(dir / "config.json") << good;
-        edit(dir / "config.json", from, to);
-        return error_of([&] { io::load_huggingface(dir.string()); });
-    };
+    const edited_checkpoint bad("gemma2_tiny", "bad_gemma2");
+    auto with = [&](const std::string& from, const std::string& to) { return bad.error_with(from, to); };
     CHECK_THAT(with("\"sliding_window\": 4", "\"sliding_window\": 0"),
                Contains("[actlens.model.401]") && Contains("config.json") && Contains("'sliding_window'"));
     CHECK_THAT(with("\"attn_logit_softcapping\": 1.5", "\"attn_logit_softcapping\": -1"),
@@ -332,9 +343,9 @@ TEST_CASE("families: bad Gemma 2 soft caps, windows and layer types name the fil
                                               "\"sliding_attention\"]"),
                Contains("layer_types[0] is \"full_attention\"") && Contains("layer 0 is 'sliding_attention'"));
     // A null cap turns it off, as Gemma2Config allows.
-    std::ofstream(dir / "config.json") << good;
-    edit(dir / "config.json", "\"final_logit_softcapping\": 3.0", "\"final_logit_softcapping\": null");
-    CHECK(io::load_huggingface(dir.string()).config().final_logit_softcap == 0.0);
+    CHECK(bad.load_with("\"final_logit_softcapping\": 3.0", "\"final_logit_softcapping\": null")
+              .config()
+              .final_logit_softcap == 0.0);
 
     CHECK_THAT(error_of([&] {
                    load_model(rewritten_gguf("gemma2_tiny.gguf",
@@ -350,22 +361,15 @@ TEST_CASE("families: bad Gemma 2 soft caps, windows and layer types name the fil
                Contains("[actlens.model.401]") && Contains("blk.1.post_ffw_norm.weight") && Contains("missing"));
 
     // The config itself refuses what no loader would make.
-    model_config bad = tiny::gemma2();
-    bad.attn_logit_softcap = -1;
-    CHECK_THAT(error_of([&] { bad.validate(); }), Contains("attn_logit_softcap must be a positive number"));
+    model_config negative_cap = tiny::gemma2();
+    negative_cap.attn_logit_softcap = -1;
+    CHECK_THAT(error_of([&] { negative_cap.validate(); }), Contains("attn_logit_softcap must be a positive number"));
 }
 
 TEST_CASE("families: bad rope_scaling, head counts and missing q/k norms name the file and field",
           "[model][families][huggingface][gguf][errors]") {
-    const fs::path dir = temp_copy("llama3_tiny", "bad_config");
-    const fs::path config = dir / "config.json";
-    std::ifstream in(config);
-    const std::string good((std::istreambuf_iterator<char>(in)), {});
-    auto with = [&](const std::string& from, const std::string& to) {
-        std::ofstream(config) << good;
-        edit(config, from, to);
-        return error_of([&] { io::load_huggingface(dir.string()); });
-    };
+    const edited_checkpoint bad("llama3_tiny", "bad_config");
+    auto with = [&](const std::string& from, const std::string& to) { return bad.error_with(from, to); };
     for (const char* type : {"yarn", "dynamic", "longrope", "su"}) {
         INFO(type);
         CHECK_THAT(with("\"rope_type\": \"llama3\"", std::string("\"rope_type\": \"") + type + "\""),
@@ -384,9 +388,7 @@ TEST_CASE("families: bad rope_scaling, head counts and missing q/k norms name th
     CHECK_THAT(with("\"num_key_value_heads\": 2", "\"num_key_value_heads\": 3"),
                Contains("[actlens.model.401]") && Contains("config.json") && Contains("n_kv_heads (3)"));
     // A plain rope_scaling "default" is plain RoPE.
-    std::ofstream(config) << good;
-    edit(config, "\"rope_type\": \"llama3\"", "\"rope_type\": \"default\"");
-    CHECK(io::load_huggingface(dir.string()).config().rope_freq_divisors.empty());
+    CHECK(bad.load_with("\"rope_type\": \"llama3\"", "\"rope_type\": \"default\"").config().rope_freq_divisors.empty());
 
     // Qwen3 without its q_norm weights.
     const fs::path qwen3 = temp_copy("qwen3_tiny", "no_q_norm");

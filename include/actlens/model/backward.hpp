@@ -112,7 +112,7 @@ inline double identity_epsilon(const backward_options& o) noexcept {
 
 /// Through a soft cap y = cap tanh(x / cap), in place on the gradient d at its outputs `capped`:
 /// the exact derivative 1 - (y / cap)^2, or under RelP and AttnLRP the identity rule y / x (Achtibat
-/// et al. 2024, "AttnLRP", section 3.3: elementwise non-linearities pass relevance on unchanged), with
+/// et al. 2024, "AttnLRP": an elementwise non-linearity passes relevance on unchanged), with
 /// x = cap atanh(y / cap) recovered from the output.
 template <class T>
 void soft_cap_backward(const T* capped, T cap, std::size_t n, T* d, const backward_options& o) {
