@@ -2,7 +2,9 @@
 // long double, sharing no code with the library's kernels. Tests compare the library against it. Family
 // options: RoPE frequencies divided by rope_freq_divisors (Llama 3.1's scaling), Qwen3's RMSNorm of
 // each q and k head before RoPE, and GPT-NeoX's partial rotary (the first r dimensions of a head, with
-// frequencies theta^(-2j/r)), exact GELU and parallel residual x + attn(ln1(x)) + mlp(ln2(x)).
+// frequencies theta^(-2j/r)), exact GELU and parallel residual x + attn(ln1(x)) + mlp(ln2(x)); Gemma 2's
+// sqrt(d) embedding scale, norms after attention and MLP, GeGLU, query_pre_attn_scalar, soft caps
+// cap tanh(x / cap) on scores and logits, and a sliding window on the even layers.
 #pragma once
 
 #include <actlens/model/transformer.hpp>
@@ -82,6 +84,24 @@ inline void rope(const actlens::model_config& c, matrix& x, std::size_t heads) {
             }
 }
 
+// Gemma 2's post norm (an RMSNorm with gain g and no bias) of a sublayer output, in place.
+template <class T>
+void post_norm(const actlens::model_config& c, matrix& x, const actlens::tensor_view<const T>& g) {
+    for (auto& row : x) {
+        real sq = 0;
+        for (real v : row) sq += v * v;
+        const real scale = 1 / std::sqrt(sq / real(row.size()) + real(c.norm_eps));
+        for (std::size_t i = 0; i < row.size(); ++i) row[i] *= scale * w(g, i);
+    }
+}
+
+inline real soft_cap(real x, double cap) { return cap > 0 ? real(cap) * std::tanh(x / real(cap)) : x; }
+
+inline real gelu_tanh(real u) {
+    const real k = std::sqrt(2 / 3.14159265358979323846264338327950288L);
+    return 0.5L * u * (1 + std::tanh(k * (u + 0.044715L * u * u * u)));
+}
+
 /// Logits [T][V] of one sequence.
 template <class T>
 matrix forward(const actlens::basic_transformer<T>& model, const std::vector<std::int32_t>& tokens) {
@@ -91,9 +111,13 @@ matrix forward(const actlens::basic_transformer<T>& model, const std::vector<std
     matrix x(n, std::vector<real>(d));
     for (std::size_t t = 0; t < n; ++t)
         for (std::size_t i = 0; i < d; ++i)
-            x[t][i] = w(W.token_embedding, std::size_t(tokens[t]), i) +
+            x[t][i] = w(W.token_embedding, std::size_t(tokens[t]), i) *
+                          (c.scale_embeddings ? real(T(std::sqrt(double(d)))) : 1) +
                       (c.position == actlens::position_kind::learned ? w(W.position_embedding, t, i) : 0);
-    for (const auto& L : W.layers) {
+    const real scale = 1 / std::sqrt(real(c.query_pre_attn_scalar > 0 ? c.query_pre_attn_scalar : double(dh)));
+    for (std::size_t layer = 0; layer < W.layers.size(); ++layer) {
+        const auto& L = W.layers[layer];
+        const std::size_t window = layer % 2 == 0 ? c.sliding_window : 0;
         const matrix a = norm(c, x, L.ln1_weight, L.ln1_bias);
         matrix q = linear(a, L.w_q, L.b_q), k = linear(a, L.w_k, L.b_k), v = linear(a, L.w_v, L.b_v);
         if (c.qk_norm) {
@@ -108,44 +132,53 @@ matrix forward(const actlens::basic_transformer<T>& model, const std::vector<std
         for (std::size_t h = 0; h < c.n_heads; ++h) {
             const std::size_t g = h / (c.n_heads / c.n_kv_heads);
             for (std::size_t i = 0; i < n; ++i) {
-                std::vector<real> p(i + 1);
+                // Query i sees keys j <= i, and within a window only those with i - j < window.
+                const std::size_t first = window && i + 1 > window ? i + 1 - window : 0;
+                std::vector<real> p(i + 1, 0);
                 real max = -1e300L, total = 0;
-                for (std::size_t j = 0; j <= i; ++j) {
+                for (std::size_t j = first; j <= i; ++j) {
                     real s = 0;
                     for (std::size_t e = 0; e < dh; ++e) s += q[i][h * dh + e] * k[j][g * dh + e];
-                    p[j] = s / std::sqrt(real(dh));
+                    p[j] = soft_cap(s * scale, c.attn_logit_softcap);
                     max = std::max(max, p[j]);
                 }
-                for (real& pj : p) total += (pj = std::exp(pj - max));
-                for (std::size_t j = 0; j <= i; ++j)
+                for (std::size_t j = first; j <= i; ++j) total += (p[j] = std::exp(p[j] - max));
+                for (std::size_t j = first; j <= i; ++j)
                     for (std::size_t e = 0; e < dh; ++e) z[i][h * dh + e] += p[j] / total * v[j][g * dh + e];
             }
         }
-        const matrix attn = linear(z, L.w_o, L.b_o);
+        matrix attn = linear(z, L.w_o, L.b_o);
+        if (c.post_norms) post_norm(c, attn, L.ln1_post_weight);
         const matrix resid_pre = x;
         for (std::size_t t = 0; t < n; ++t)
             for (std::size_t i = 0; i < d; ++i) x[t][i] += attn[t][i];
         const matrix m = norm(c, c.parallel_residual ? resid_pre : x, L.ln2_weight, L.ln2_bias);
         matrix hidden = linear(m, L.w_in, L.b_in);
-        if (c.mlp == actlens::mlp_kind::swiglu) {
+        if (c.mlp == actlens::mlp_kind::swiglu || c.mlp == actlens::mlp_kind::geglu) {
             const matrix gate = linear(m, L.w_gate, actlens::tensor_view<const T>());
+            const bool swiglu = c.mlp == actlens::mlp_kind::swiglu;
             for (std::size_t t = 0; t < n; ++t)
-                for (std::size_t i = 0; i < c.d_mlp; ++i)
-                    hidden[t][i] *= gate[t][i] / (1 + std::exp(-gate[t][i]));
+                for (std::size_t i = 0; i < c.d_mlp; ++i) {
+                    const real u = gate[t][i];
+                    hidden[t][i] *= swiglu ? u / (1 + std::exp(-u)) : gelu_tanh(u);
+                }
         } else if (c.mlp == actlens::mlp_kind::gelu_erf) {
             for (auto& row : hidden)
                 for (real& u : row) u = 0.5L * u * (1 + std::erf(u / std::sqrt(2.0L)));
         } else {
             for (auto& row : hidden)
-                for (real& u : row)
-                    u = 0.5L * u * (1 + std::tanh(std::sqrt(2 / 3.14159265358979323846264338327950288L) *
-                                                  (u + 0.044715L * u * u * u)));
+                for (real& u : row) u = gelu_tanh(u);
         }
-        const matrix out = linear(hidden, L.w_out, L.b_out);
+        matrix out = linear(hidden, L.w_out, L.b_out);
+        if (c.post_norms) post_norm(c, out, L.ln2_post_weight);
         for (std::size_t t = 0; t < n; ++t)
             for (std::size_t i = 0; i < d; ++i) x[t][i] += out[t][i];
     }
-    return linear(norm(c, x, W.final_norm_weight, W.final_norm_bias), W.unembedding, actlens::tensor_view<const T>());
+    matrix logits = linear(norm(c, x, W.final_norm_weight, W.final_norm_bias), W.unembedding,
+                           actlens::tensor_view<const T>());
+    for (auto& row : logits)
+        for (real& v : row) v = soft_cap(v, c.final_logit_softcap);
+    return logits;
 }
 
 } // namespace reference

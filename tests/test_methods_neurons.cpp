@@ -35,6 +35,9 @@ std::vector<double> brute_force_logits(const transformer& m, int layer, std::siz
     std::vector<double> logits(c.vocab_size, 0.0);
     for (std::size_t v = 0; v < c.vocab_size; ++v)
         for (std::size_t e = 0; e < c.d_model; ++e) logits[v] += double(w.unembedding(v, e)) * x[e];
+    // The model's unembedding includes its final soft cap (Gemma 2).
+    if (const double cap = c.final_logit_softcap; cap > 0)
+        for (double& l : logits) l = cap * std::tanh(l / cap);
     return logits;
 }
 
@@ -46,7 +49,7 @@ TEST_CASE("decode_neurons: blockwise top-k equals a brute-force full-logit compu
             const model_config& c = named.config;
             const auto m = make_random_transformer<float>(c, 17);
             std::vector<neuron_side> sides{neuron_side::write, neuron_side::read_up};
-            if (c.mlp == mlp_kind::swiglu) sides.push_back(neuron_side::read_gate);
+            if (c.gated_mlp()) sides.push_back(neuron_side::read_gate);
             for (neuron_side side : sides)
                 for (vocab_norm norm : {vocab_norm::raw, vocab_norm::normed}) {
                     neuron_decode_options o;
@@ -114,7 +117,7 @@ TEST_CASE("neuron clamps: the hook sets or scales the neuron at every position",
             const auto m = make_random_transformer<float>(c, 9);
             const auto tokens = tiny::tokens(7, c.vocab_size, 4);
             const std::string post = "blocks.1.mlp.hook_post";
-            const std::string up = c.mlp == mlp_kind::swiglu ? "blocks.1.mlp.hook_pre_linear" : "blocks.1.mlp.hook_pre";
+            const std::string up = c.gated_mlp() ? "blocks.1.mlp.hook_pre_linear" : "blocks.1.mlp.hook_pre";
             const auto [clean_logits, clean] = m.run_with_cache(tokens, "blocks.1.mlp.*");
 
             hook_set<float> clamp;
@@ -143,15 +146,17 @@ TEST_CASE("neuron clamps: the hook sets or scales the neuron at every position",
             const auto [up_logits, up_cache] = m.run_with_cache(tokens, "blocks.1.mlp.*", run);
             for (std::size_t t = 0; t < tokens.size(); ++t) {
                 CHECK(up_cache[up](0, t, 6) == 0.75f);
-                if (c.mlp == mlp_kind::swiglu) {
+                auto gelu = [&](double x) {
+                    return c.mlp == mlp_kind::gelu_erf
+                               ? 0.5 * x * (1 + std::erf(x / std::sqrt(2.0)))
+                               : 0.5 * x * (1 + std::tanh(0.7978845608028654 * (x + 0.044715 * x * x * x)));
+                };
+                if (c.gated_mlp()) { // silu(gate) * up (SwiGLU) or gelu_tanh(gate) * up (GeGLU)
                     const double g = clean["blocks.1.mlp.hook_pre"](0, t, 6);
-                    CHECK(up_cache[post](0, t, 6) == Approx(g / (1 + std::exp(-g)) * 0.75).margin(1e-5));
+                    const double act = c.mlp == mlp_kind::swiglu ? g / (1 + std::exp(-g)) : gelu(g);
+                    CHECK(up_cache[post](0, t, 6) == Approx(act * 0.75).margin(1e-5));
                 } else {
-                    const double x = 0.75;
-                    const double gelu = c.mlp == mlp_kind::gelu_erf
-                                            ? 0.5 * x * (1 + std::erf(x / std::sqrt(2.0)))
-                                            : 0.5 * x * (1 + std::tanh(0.7978845608028654 * (x + 0.044715 * x * x * x)));
-                    CHECK(up_cache[post](0, t, 6) == Approx(gelu).margin(1e-5));
+                    CHECK(up_cache[post](0, t, 6) == Approx(gelu(0.75)).margin(1e-5));
                 }
             }
         }

@@ -4,7 +4,8 @@
 // Face GPT-2 (LayerNorm, GELU) and Llama (RMSNorm, SwiGLU, grouped-query attention) checkpoints of
 // tests/fixtures/hf and the families' checkpoints of tests/fixtures/families (Llama 3.1 RoPE scaling,
 // Qwen2.5 q/k/v biases, Qwen3 q/k norms under the LN-rule, GPT-NeoX / Pythia's parallel residual,
-// partial rotary and exact GELU under the identity rule). Batch of 3 clean/corrupted pairs, logit
+// partial rotary and exact GELU under the identity rule; Gemma 2's post norms by the LN-rule, GeGLU,
+// both soft caps by the identity rule, a sliding window). Batch of 3 clean/corrupted pairs, logit
 // difference averaged over the batch.
 //
 // Tolerance: the reference is float64. actlens in float32 must agree within 1e-4 max abs (scores
@@ -89,6 +90,8 @@ basic_transformer<double> in_double(const transformer& model) {
         d.k_norm = convert(l.k_norm);
         d.w_o = convert(l.w_o);
         d.b_o = convert(l.b_o);
+        d.ln1_post_weight = convert(l.ln1_post_weight);
+        d.ln2_post_weight = convert(l.ln2_post_weight);
         d.ln2_weight = convert(l.ln2_weight);
         d.ln2_bias = convert(l.ln2_bias);
         d.w_gate = convert(l.w_gate);
@@ -193,7 +196,7 @@ void check_model(const std::string& name, const std::string& folder = hf_dir) {
 
 TEST_CASE("RelP parity fixture: the rules change the scores by far more than the tolerance", "[relp_parity]") {
     for (const std::string name :
-         {"gpt2_tiny", "llama_tiny", "llama3_tiny", "qwen2_5_tiny", "qwen3_tiny", "pythia_tiny"}) {
+         {"gpt2_tiny", "llama_tiny", "llama3_tiny", "qwen2_5_tiny", "qwen3_tiny", "pythia_tiny", "gemma2_tiny"}) {
         INFO(name);
         const fixture fx(name);
         for (const target& t : targets) {
@@ -224,6 +227,11 @@ TEST_CASE("RelP parity: GPT-NeoX / Pythia (parallel residual, partial rotary, ex
           "reference",
           "[relp_parity][families]") {
     check_model("pythia_tiny", families_dir);
+}
+
+TEST_CASE("RelP parity: tiny Gemma 2 (post norms, GeGLU, soft caps, sliding window) matches the PyTorch reference",
+          "[relp_parity]") {
+    check_model("gemma2_tiny", families_dir);
 }
 
 TEST_CASE("RelP parity: the double-precision check resolves the identity rule's stabiliser", "[relp_parity]") {

@@ -1,11 +1,12 @@
 // Tests of the model families that are options of the one transformer (model/config.hpp): Llama 3.1's
 // RoPE scaling (llama3 and linear), Qwen2.5 (q/k/v biases, untied), Qwen3 (per-head q/k RMSNorm) and
-// GPT-NeoX / Pythia (parallel residual, partial rotary, exact GELU; Hugging Face form only),
+// GPT-NeoX / Pythia (parallel residual, partial rotary, exact GELU) and
+// Gemma 2 (scaled embeddings, post norms, GeGLU, query_pre_attn_scalar, soft caps, sliding window),
 // loaded from Hugging Face directories and from GGUF files, against the float64 PyTorch forward of
 // tests/fixtures/families/make_family_fixtures.py (written from the published equations).
 //
 // The fast patching plan, the backward's finite differences, KV-cache generation and the ragged
-// forward run on these families through tiny::all() (tests/tiny_models.hpp: llama3, qwen3, pythia) in
+// forward run on these families through tiny::all() (tests/tiny_models.hpp: llama3, qwen3, pythia, gemma2) in
 // their own test files; here: parity with the reference, GGUF = HF, KV-cache decoding = the full
 // forward of the loaded checkpoints, and bad input.
 //
@@ -14,6 +15,7 @@
 // f32).
 #include "test_helpers.hpp"
 #include "paths.hpp"
+#include "tiny_models.hpp"
 
 #include <actlens/io/gguf.hpp>
 #include <actlens/io/gguf_model.hpp>
@@ -119,6 +121,30 @@ void edit(const fs::path& path, const std::string& from, const std::string& to) 
     std::ofstream(path) << text;
 }
 
+/// A copy of a fixture checkpoint whose config.json is rewritten from the original text with one
+/// replacement at a time.
+class edited_checkpoint {
+public:
+    edited_checkpoint(const std::string& fixture, const std::string& name) : m_dir(temp_copy(fixture, name)) {
+        std::ifstream in(m_dir / "config.json");
+        m_good.assign((std::istreambuf_iterator<char>(in)), {});
+    }
+    /// The checkpoint loaded with `from` replaced by `to` in config.json.
+    transformer load_with(const std::string& from, const std::string& to) const {
+        std::ofstream(m_dir / "config.json") << m_good;
+        edit(m_dir / "config.json", from, to);
+        return io::load_huggingface(m_dir.string());
+    }
+    /// The error message of load_with.
+    std::string error_with(const std::string& from, const std::string& to) const {
+        return error_of([&] { load_with(from, to); });
+    }
+
+private:
+    fs::path m_dir;
+    std::string m_good;
+};
+
 /// The fixture GGUF `name` rewritten with metadata `set` (added or replaced) and without tensor `drop`.
 std::string rewritten_gguf(const std::string& name, const std::map<std::string, io::gguf_value>& set,
                            const std::string& drop = "") {
@@ -209,8 +235,9 @@ TEST_CASE("families: Qwen3 (per-head q/k RMSNorm) matches the PyTorch reference,
     CHECK(max_abs_diff(gguf.forward(tokens.view()), hf.forward(tokens.view())) < 1e-5);
 }
 
-TEST_CASE("families: GPT-NeoX / Pythia (parallel residual, partial rotary, exact GELU) matches the PyTorch reference",
-          "[model][families][huggingface]") {
+TEST_CASE("families: GPT-NeoX / Pythia (parallel residual, partial rotary, exact GELU) matches the PyTorch reference, "
+          "from HF and GGUF",
+          "[model][families][huggingface][gguf]") {
     const transformer hf = io::load_huggingface(families_dir + "/pythia_tiny");
     const model_config& c = hf.config();
     CHECK(c.parallel_residual);
@@ -221,6 +248,27 @@ TEST_CASE("families: GPT-NeoX / Pythia (parallel residual, partial rotary, exact
     CHECK_FALSE(c.tied_embeddings);
     CHECK(check_against_reference(hf, "pythia_tiny_reference.safetensors") == hook_points_but_scores(hf));
     check_kv_cache_decoding(hf);
+    // llama.cpp's form: architecture gptneox, q/k/v rows regrouped into all q, all k, all v.
+    const transformer gguf = load_model(families_dir + "/pythia_tiny.gguf");
+    CHECK(gguf.config().family == "gptneox");
+    CHECK(gguf.config().rotary_dims == 4);
+    CHECK(gguf.config().parallel_residual);
+    CHECK(gguf.config().mlp == mlp_kind::gelu_erf);
+    const tensor<std::int32_t> tokens =
+        reference_tokens(io::safetensors_file(families_dir + "/pythia_tiny_reference.safetensors"));
+    CHECK(max_abs_diff(gguf.forward(tokens.view()), hf.forward(tokens.view())) < 1e-5);
+    // Without the parallel residual the GGUF runs the sequential block (and so differs from HF's).
+    const transformer sequential = load_model(
+        rewritten_gguf("pythia_tiny.gguf", {{"gptneox.use_parallel_residual", io::gguf_value::boolean(false)}}));
+    CHECK_FALSE(sequential.config().parallel_residual);
+    CHECK(max_abs_diff(sequential.forward(tokens.view()), hf.forward(tokens.view())) > 1e-3);
+    CHECK_THAT(error_of([&] {
+                   load_model(rewritten_gguf("pythia_tiny.gguf",
+                                             {{"gptneox.rope.dimension_count", io::gguf_value::u32(3)}}));
+               }),
+               Contains("[actlens.model.401]") && Contains("gptneox.rope.dimension_count = 3"));
+    CHECK_THAT(error_of([&] { load_model(rewritten_gguf("pythia_tiny.gguf", {}, "blk.0.attn_qkv.bias")); }),
+               Contains("blk.0.attn_qkv.bias") && Contains("missing"));
     // A parallel residual has no hook_resid_mid: asking for it is an error naming why.
     CHECK_THAT(error_of([&] { hf.run_with_cache(std::vector<std::int32_t>{1, 2}, "blocks.0.hook_resid_mid"); }),
                Contains("[actlens.model.402]"));
@@ -231,14 +279,8 @@ TEST_CASE("families: GPT-NeoX / Pythia (parallel residual, partial rotary, exact
     CHECK_THAT(error_of([&] { hf.forward(std::vector<std::int32_t>{1, 2}, o); }),
                Contains("[actlens.model.402]") && Contains("blocks.0.hook_resid_mid") && Contains("parallel residual"));
 
-    const fs::path dir = temp_copy("pythia_tiny", "bad_pythia");
-    std::ifstream in(dir / "config.json");
-    const std::string good((std::istreambuf_iterator<char>(in)), {});
-    auto with = [&](const std::string& from, const std::string& to) {
-        std::ofstream(dir / "config.json") << good;
-        edit(dir / "config.json", from, to);
-        return error_of([&] { io::load_huggingface(dir.string()); });
-    };
+    const edited_checkpoint bad("pythia_tiny", "bad_pythia");
+    auto with = [&](const std::string& from, const std::string& to) { return bad.error_with(from, to); };
     CHECK_THAT(with("\"rotary_pct\": 0.5", "\"rotary_pct\": 0.1"),
                Contains("[actlens.model.401]") && Contains("config.json") && Contains("rotary_pct = 0.1 rotates 0"));
     CHECK_THAT(with("\"hidden_act\": \"gelu\"", "\"hidden_act\": \"relu\""),
@@ -247,17 +289,88 @@ TEST_CASE("families: GPT-NeoX / Pythia (parallel residual, partial rotary, exact
                Contains("hidden_size = 32 is not a multiple of num_attention_heads = 5"));
 }
 
+TEST_CASE("families: Gemma 2 (post norms, GeGLU, soft caps, sliding window) matches the PyTorch reference, from HF "
+          "and GGUF",
+          "[model][families][huggingface][gguf]") {
+    const transformer hf = io::load_huggingface(families_dir + "/gemma2_tiny");
+    const model_config& c = hf.config();
+    CHECK(c.family == "gemma2");
+    CHECK(c.mlp == mlp_kind::geglu);
+    CHECK((c.post_norms && c.scale_embeddings && c.tied_embeddings));
+    CHECK(c.d_head == 16);
+    CHECK(c.query_pre_attn_scalar == 24.0);
+    CHECK(c.attn_logit_softcap == 1.5);
+    CHECK(c.final_logit_softcap == 3.0);
+    CHECK(c.sliding_window == 4);
+    CHECK(c.window(0) == 4);
+    CHECK(c.window(1) == 0);
+    // The reference covers both post norms (ln1_post, ln2_post) and a window shorter than its 7 tokens.
+    CHECK(check_against_reference(hf, "gemma2_tiny_reference.safetensors") == hook_points_but_scores(hf));
+    // 8 tokens through the cache: past the window of layer 0.
+    check_kv_cache_decoding(hf);
+    // Soft capping bounds the logits by the cap.
+    const tensor<std::int32_t> tokens =
+        reference_tokens(io::safetensors_file(families_dir + "/gemma2_tiny_reference.safetensors"));
+    const tensor<float> logits = hf.forward(tokens.view());
+    CHECK(*std::max_element(logits.begin(), logits.end(), [](float a, float b) { return std::fabs(a) < std::fabs(b); })
+          < 3.0f);
+
+    // llama.cpp's form: the same tensors, norm gains with the 1 added, caps and window as metadata.
+    const transformer gguf = load_model(families_dir + "/gemma2_tiny.gguf");
+    CHECK(gguf.config().family == "gemma2");
+    CHECK(gguf.config().sliding_window == 4);
+    CHECK(gguf.config().query_pre_attn_scalar == 16.0); // llama.cpp's rule: the head size (below 46 layers)
+    // GGUF does not store query_pre_attn_scalar: with HF's set to the head size the two agree.
+    const transformer same_scale = edited_checkpoint("gemma2_tiny", "gemma2_head_scale")
+                                       .load_with("\"query_pre_attn_scalar\": 24", "\"query_pre_attn_scalar\": 16");
+    CHECK(max_abs_diff(gguf.forward(tokens.view()), same_scale.forward(tokens.view())) < 1e-5);
+}
+
+TEST_CASE("families: bad Gemma 2 soft caps, windows and layer types name the file and field",
+          "[model][families][huggingface][gguf][errors]") {
+    const edited_checkpoint bad("gemma2_tiny", "bad_gemma2");
+    auto with = [&](const std::string& from, const std::string& to) { return bad.error_with(from, to); };
+    CHECK_THAT(with("\"sliding_window\": 4", "\"sliding_window\": 0"),
+               Contains("[actlens.model.401]") && Contains("config.json") && Contains("'sliding_window'"));
+    CHECK_THAT(with("\"attn_logit_softcapping\": 1.5", "\"attn_logit_softcapping\": -1"),
+               Contains("[actlens.model.401]") && Contains("'attn_logit_softcapping' must be a positive number"));
+    CHECK_THAT(with("\"final_logit_softcapping\": 3.0", "\"final_logit_softcapping\": 0"),
+               Contains("'final_logit_softcapping' must be a positive number"));
+    CHECK_THAT(with("\"query_pre_attn_scalar\": 24", "\"query_pre_attn_scalar\": 0"),
+               Contains("'query_pre_attn_scalar' must be a positive number"));
+    CHECK_THAT(with("\"hidden_activation\": \"gelu_pytorch_tanh\"", "\"hidden_activation\": \"silu\""),
+               Contains("hidden_activation 'silu' is not supported"));
+    CHECK_THAT(with("\"sliding_window\": 4", "\"sliding_window\": 4, \"layer_types\": [\"full_attention\", "
+                                              "\"sliding_attention\"]"),
+               Contains("layer_types[0] is \"full_attention\"") && Contains("layer 0 is 'sliding_attention'"));
+    // A null cap turns it off, as Gemma2Config allows.
+    CHECK(bad.load_with("\"final_logit_softcapping\": 3.0", "\"final_logit_softcapping\": null")
+              .config()
+              .final_logit_softcap == 0.0);
+
+    CHECK_THAT(error_of([&] {
+                   load_model(rewritten_gguf("gemma2_tiny.gguf",
+                                             {{"gemma2.attention.sliding_window", io::gguf_value::u32(0)}}));
+               }),
+               Contains("[actlens.model.401]") && Contains(".gguf") && Contains("gemma2.attention.sliding_window"));
+    CHECK_THAT(error_of([&] {
+                   load_model(rewritten_gguf("gemma2_tiny.gguf",
+                                             {{"gemma2.attn_logit_softcapping", io::gguf_value::f32(-2.0f)}}));
+               }),
+               Contains("[actlens.model.401]") && Contains("'gemma2.attn_logit_softcapping' = -2"));
+    CHECK_THAT(error_of([&] { load_model(rewritten_gguf("gemma2_tiny.gguf", {}, "blk.1.post_ffw_norm.weight")); }),
+               Contains("[actlens.model.401]") && Contains("blk.1.post_ffw_norm.weight") && Contains("missing"));
+
+    // The config itself refuses what no loader would make.
+    model_config negative_cap = tiny::gemma2();
+    negative_cap.attn_logit_softcap = -1;
+    CHECK_THAT(error_of([&] { negative_cap.validate(); }), Contains("attn_logit_softcap must be a positive number"));
+}
+
 TEST_CASE("families: bad rope_scaling, head counts and missing q/k norms name the file and field",
           "[model][families][huggingface][gguf][errors]") {
-    const fs::path dir = temp_copy("llama3_tiny", "bad_config");
-    const fs::path config = dir / "config.json";
-    std::ifstream in(config);
-    const std::string good((std::istreambuf_iterator<char>(in)), {});
-    auto with = [&](const std::string& from, const std::string& to) {
-        std::ofstream(config) << good;
-        edit(config, from, to);
-        return error_of([&] { io::load_huggingface(dir.string()); });
-    };
+    const edited_checkpoint bad("llama3_tiny", "bad_config");
+    auto with = [&](const std::string& from, const std::string& to) { return bad.error_with(from, to); };
     for (const char* type : {"yarn", "dynamic", "longrope", "su"}) {
         INFO(type);
         CHECK_THAT(with("\"rope_type\": \"llama3\"", std::string("\"rope_type\": \"") + type + "\""),
@@ -276,9 +389,7 @@ TEST_CASE("families: bad rope_scaling, head counts and missing q/k norms name th
     CHECK_THAT(with("\"num_key_value_heads\": 2", "\"num_key_value_heads\": 3"),
                Contains("[actlens.model.401]") && Contains("config.json") && Contains("n_kv_heads (3)"));
     // A plain rope_scaling "default" is plain RoPE.
-    std::ofstream(config) << good;
-    edit(config, "\"rope_type\": \"llama3\"", "\"rope_type\": \"default\"");
-    CHECK(io::load_huggingface(dir.string()).config().rope_freq_divisors.empty());
+    CHECK(bad.load_with("\"rope_type\": \"llama3\"", "\"rope_type\": \"default\"").config().rope_freq_divisors.empty());
 
     // Qwen3 without its q_norm weights.
     const fs::path qwen3 = temp_copy("qwen3_tiny", "no_q_norm");

@@ -33,9 +33,11 @@ TEST_CASE("hook_point: every name of both families parses and prints back the sa
             CHECK(hook_point::parse(name).name() == name);
         }
         // Outside the blocks: embed (+ pos_embed) and ln_final. Per block: 15 sites, plus rot_q and
-        // rot_k with rotary positions, plus pre_linear with SwiGLU, less resid_mid with a parallel residual.
+        // rot_k with rotary positions, plus pre_linear with a gated MLP, less resid_mid with a parallel
+        // residual, plus ln1_post and ln2_post with post norms.
         const std::size_t per_block = 15 + (config.position == position_kind::rotary ? 2 : 0) +
-                                      (config.mlp == mlp_kind::swiglu ? 1 : 0) - (config.parallel_residual ? 1 : 0);
+                                      (config.gated_mlp() ? 1 : 0) - (config.parallel_residual ? 1 : 0) +
+                                      (config.post_norms ? 2 : 0);
         CHECK(points.size() == (config.position == position_kind::learned ? 2 : 1) + 1 + config.n_layers * per_block);
     }
     CHECK(hook_point::parse("blocks.11.attn.hook_pattern") == hook_point{site::attn_pattern, 11});
@@ -173,7 +175,7 @@ TEST_CASE("hooks: a hook that writes the last MLP output changes exactly the log
             for (std::size_t t = 0; t < T; ++t)
                 for (std::size_t v = 0; v < config.vocab_size; ++v)
                     if (t != p) REQUIRE(patched(0, t, v) == clean(0, t, v));
-            // Position p by hand: final norm of (resid_mid + patch), then the unembedding.
+            // Position p by hand: final norm of (resid_mid + patch), then the unembedding (and cap).
             const auto& W = m.weights();
             std::vector<double> x(config.d_model);
             double mean = 0, sq = 0;
@@ -190,6 +192,8 @@ TEST_CASE("hooks: a hook that writes the last MLP output changes exactly the log
             for (std::size_t v = 0; v < config.vocab_size; ++v) {
                 double logit = 0;
                 for (std::size_t i = 0; i < x.size(); ++i) logit += x[i] * W.unembedding(v, i);
+                const double cap = config.final_logit_softcap; // Gemma 2 caps the logits
+                if (cap > 0) logit = cap * std::tanh(logit / cap);
                 CHECK(patched(0, p, v) == Approx(logit).margin(1e-11));
             }
             CHECK(patched(0, p, 0) != clean(0, p, 0));
@@ -364,7 +368,7 @@ TEST_CASE("hooks: a hook at a layer or site the model lacks is an error naming i
     // Sites the family does not call.
     require_error([&] { run_with(gpt2, "blocks.0.attn.hook_rot_q"); }, errc::bad_hook_name,
                   "no hook point 'blocks.0.attn.hook_rot_q' (only models with rotary positions have it");
-    require_error([&] { run_with(gpt2, "blocks.4.mlp.hook_pre_linear"); }, errc::bad_hook_name, "only SwiGLU MLPs");
+    require_error([&] { run_with(gpt2, "blocks.4.mlp.hook_pre_linear"); }, errc::bad_hook_name, "only gated MLPs");
     require_error([&] { run_with(llama, "hook_pos_embed"); }, errc::bad_hook_name, "learned positions");
     // The first bad hook in forward order is named, among valid ones; run_with_cache checks the user's hooks.
     hook_set<float> mixed;

@@ -63,6 +63,17 @@ inline actlens::model_config pythia() {
     return c;
 }
 
+/// Gemma 2: scaled embeddings, norms before and after attention and MLP, GeGLU, head_dim 16 != d / H,
+/// query_pre_attn_scalar 24, soft caps small enough to bend (2 on the scores, 5 on the logits), and a
+/// window of 3 positions on layers 0 and 2, shorter than the tests' sequences.
+inline actlens::model_config gemma2() {
+    auto c = actlens::model_config::gemma2(3, 32, 4, 2, /*d_head*/ 16, /*d_mlp*/ 40, 60, 32, /*window*/ 3);
+    c.query_pre_attn_scalar = 24;
+    c.attn_logit_softcap = 2;
+    c.final_logit_softcap = 5;
+    return c;
+}
+
 struct named_config {
     std::string name;
     actlens::model_config config;
@@ -70,7 +81,8 @@ struct named_config {
 
 inline std::vector<named_config> all() {
     return {{"gpt2", gpt2()},           {"llama", llama()}, {"llama_variant", llama_variant()},
-            {"llama3", llama3()}, {"qwen3", qwen3()},           {"pythia", pythia()}};
+            {"llama3", llama3()}, {"qwen3", qwen3()},           {"pythia", pythia()},
+            {"gemma2", gemma2()}};
 }
 
 /// A clean and a corrupted batch of two rows each (the patching and attribution tests' inputs).

@@ -73,7 +73,8 @@ void for_each_weight(model_weights<T>& w, Fn&& fn) {
                                   {"q_norm", &x.q_norm}, {"k_norm", &x.k_norm},
                                   {"w_o", &x.w_o}, {"b_o", &x.b_o}, {"ln2_weight", &x.ln2_weight},
                                   {"ln2_bias", &x.ln2_bias}, {"w_gate", &x.w_gate}, {"w_in", &x.w_in},
-                                  {"b_in", &x.b_in}, {"w_out", &x.w_out}, {"b_out", &x.b_out}})
+                                  {"b_in", &x.b_in}, {"w_out", &x.w_out}, {"b_out", &x.b_out},
+                                  {"ln1_post_weight", &x.ln1_post_weight}, {"ln2_post_weight", &x.ln2_post_weight}})
             fn(p + name, *view);
     }
     fn(std::string("final_norm_weight"), w.final_norm_weight);

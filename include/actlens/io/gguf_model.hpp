@@ -9,6 +9,21 @@
 //           unpermuted).
 //   qwen3   Qwen3: as qwen2 without biases, with blk.{i}.attn_q_norm / attn_k_norm.weight [head]
 //           (per-head RMSNorm of q and k before RoPE).
+//   gemma2  Gemma 2 (llama.cpp's "neox" rope, rows unpermuted; model_config::gemma2): embeddings
+//           times sqrt(embedding_length), GeGLU, tied; norm gains stored with Gemma's 1 already added
+//           (llama.cpp's converter adds it to every *norm.weight), so they load as they are; blk.{i}.
+//           post_attention_norm and post_ffw_norm.weight on the sublayer outputs, ffn_norm before the
+//           MLP; keys gemma2.attn_logit_softcapping and final_logit_softcapping (absent: no capping),
+//           gemma2.attention.sliding_window (required; the even layers use it); the query scale is
+//           llama.cpp's: head size, or embedding_length / head_count for the 46-layer 27B
+//           (query_pre_attn_scalar is not stored).
+//   gptneox GPT-NeoX / Pythia (model_config as the Hugging Face gpt_neox row): LayerNorm with biases
+//           (attention.layer_norm_epsilon), rope.dimension_count of each head rotated (llama.cpp's
+//           "neox" rope: half-split pairs of those dimensions), use_parallel_residual (default true),
+//           biases everywhere, an untied output.weight, and blk.{i}.attn_qkv.weight / .bias [3 d, d]
+//           whose rows are all of q, then k, then v (llama.cpp's converter reorders HF's per-head
+//           [q | k | v] rows this way). The MLP runs the exact GELU of the Hugging Face checkpoints
+//           (GGUF does not record the activation; llama.cpp itself runs ggml_gelu's tanh form).
 //   hyperparameters  block_count, embedding_length, feed_forward_length, attention.head_count,
 //                    attention.head_count_kv (default: head count), attention.layer_norm_rms_epsilon,
 //                    context_length, rope.freq_base (default 10000); optional attention.key_length /
@@ -55,11 +70,11 @@ namespace actlens::io {
 // Declarations
 // ---------------------------------------------------------------------------------------------
 
-/// The model config a llama, qwen2 or qwen3 GGUF's metadata and tensor shapes describe. Throws as the
+/// The model config a llama, qwen2, qwen3, gemma2 or gptneox GGUF's metadata and tensor shapes describe. Throws as the
 /// top of this header says.
 inline model_config gguf_model_config(const gguf_file& file);
 
-/// Loads a llama, qwen2 or qwen3 GGUF file. Thread-safe (touches no shared state).
+/// Loads a llama, qwen2, qwen3, gemma2 or gptneox GGUF file. Thread-safe (touches no shared state).
 inline transformer load_gguf(const std::string& path);
 
 // ---------------------------------------------------------------------------------------------
@@ -119,10 +134,10 @@ inline std::vector<double> gguf_rope_divisors(const gguf_file& f, const std::str
 
 inline model_config gguf_model_config(const gguf_file& f) {
     const std::string arch = f.get_string("general.architecture", "");
-    if (arch != "llama" && arch != "qwen2" && arch != "qwen3")
+    if (arch != "llama" && arch != "qwen2" && arch != "qwen3" && arch != "gemma2" && arch != "gptneox")
         fail(errc::unsupported_format,
-             "'{}': general.architecture is '{}'; actlens reads GGUF models of architecture 'llama', 'qwen2' and "
-             "'qwen3'",
+             "'{}': general.architecture is '{}'; actlens reads GGUF models of architecture 'llama', 'qwen2', "
+             "'qwen3', 'gemma2' and 'gptneox'",
              f.path(), arch.empty() ? std::string("(missing)") : arch);
     const std::string p = arch + ".";
     if (f.get_uint(p + "expert_count", 0) > 0)
@@ -144,7 +159,10 @@ inline model_config gguf_model_config(const gguf_file& f) {
     if (f.contains(p + "attention.value_length") && detail::gguf_count(f, p + "attention.value_length") != head)
         fail(errc::unsupported_format, "'{}': {}attention.value_length = {} differs from the key length {}",
              f.path(), p, f.get_uint(p + "attention.value_length"), head);
-    if (f.contains(p + "rope.dimension_count") && detail::gguf_count(f, p + "rope.dimension_count") != head)
+    const bool neox = arch == "gptneox";
+    const std::string rotary_key = p + "rope.dimension_count";
+    const std::size_t rotary = f.contains(rotary_key) ? detail::gguf_count(f, rotary_key) : head;
+    if (!neox && rotary != head)
         fail(errc::unsupported_format,
              "'{}': {}rope.dimension_count = {} rotates part of the head (size {}); partial rotary is not "
              "supported",
@@ -165,13 +183,38 @@ inline model_config gguf_model_config(const gguf_file& f) {
     model_config c = model_config::llama(L, d, heads, kv_heads, ff, vocab, ctx, style);
     c.family = arch;
     c.d_head = head;
-    c.norm_eps = detail::gguf_positive(f, p + "attention.layer_norm_rms_epsilon", 1e-5, true);
+    c.norm_eps = detail::gguf_positive(
+        f, p + (neox ? "attention.layer_norm_epsilon" : "attention.layer_norm_rms_epsilon"), 1e-5, true);
     c.rope_theta = detail::gguf_positive(f, p + "rope.freq_base", 10000.0, false);
-    c.rope_freq_divisors = detail::gguf_rope_divisors(f, p, head);
+    if (neox) {
+        if (rotary > head || rotary % 2 != 0)
+            fail(errc::bad_config, "'{}': {}rope.dimension_count = {} must be even and at most the head size {}",
+                 f.path(), p, rotary, head);
+        c.rotary_dims = rotary == head ? 0 : rotary;
+        c.norm = norm_kind::layer_norm;
+        c.mlp = mlp_kind::gelu_erf;
+        c.parallel_residual = !f.contains(p + "use_parallel_residual") ||
+                              detail::gguf_typed(f.path(), [&] {
+                                  return f.value(p + "use_parallel_residual").as_bool(p + "use_parallel_residual");
+                              });
+        c.qkv_bias = c.out_bias = true;
+    }
+    c.rope_freq_divisors = detail::gguf_rope_divisors(f, p, c.rotary());
     c.tied_embeddings = f.find_tensor("output.weight") == nullptr;
-    c.qkv_bias = f.find_tensor("blk.0.attn_q.bias") != nullptr;
-    c.out_bias = f.find_tensor("blk.0.attn_output.bias") != nullptr;
+    if (!neox) {
+        c.qkv_bias = f.find_tensor("blk.0.attn_q.bias") != nullptr;
+        c.out_bias = f.find_tensor("blk.0.attn_output.bias") != nullptr;
+    }
     c.qk_norm = arch == "qwen3";
+    if (arch == "gemma2") {
+        c.mlp = mlp_kind::geglu;
+        c.scale_embeddings = true;
+        c.post_norms = true;
+        c.query_pre_attn_scalar = L == 46 ? double(d / heads) : double(head);
+        c.attn_logit_softcap = detail::gguf_positive(f, p + "attn_logit_softcapping", 0.0, false);
+        c.final_logit_softcap = detail::gguf_positive(f, p + "final_logit_softcapping", 0.0, false);
+        c.sliding_window = detail::gguf_count(f, p + "attention.sliding_window");
+    }
     try {
         c.validate();
     } catch (const error& e) {
@@ -191,29 +234,44 @@ inline transformer load_gguf(const std::string& path) {
     // Every expected tensor with its ne (contiguous dimension first), checked before any is read.
     std::vector<std::pair<std::string, std::vector<std::uint64_t>>> expected;
     expected.push_back({"token_embd.weight", {d, V}});
+    const bool neox = c.family == "gptneox", ln = c.norm == norm_kind::layer_norm;
     for (std::size_t l = 0; l < L; ++l) {
         const std::string b = "blk." + std::to_string(l) + ".";
         expected.push_back({b + "attn_norm.weight", {d}});
-        expected.push_back({b + "attn_q.weight", {d, qw}});
-        expected.push_back({b + "attn_k.weight", {d, kvw}});
-        expected.push_back({b + "attn_v.weight", {d, kvw}});
+        if (ln) expected.push_back({b + "attn_norm.bias", {d}});
+        if (neox) {
+            expected.push_back({b + "attn_qkv.weight", {d, qw + 2 * kvw}});
+            expected.push_back({b + "attn_qkv.bias", {qw + 2 * kvw}});
+        } else {
+            expected.push_back({b + "attn_q.weight", {d, qw}});
+            expected.push_back({b + "attn_k.weight", {d, kvw}});
+            expected.push_back({b + "attn_v.weight", {d, kvw}});
+        }
         expected.push_back({b + "attn_output.weight", {qw, d}});
         if (c.qk_norm) {
             expected.push_back({b + "attn_q_norm.weight", {c.d_head}});
             expected.push_back({b + "attn_k_norm.weight", {c.d_head}});
         }
-        if (c.qkv_bias) {
+        if (c.qkv_bias && !neox) {
             expected.push_back({b + "attn_q.bias", {qw}});
             expected.push_back({b + "attn_k.bias", {kvw}});
             expected.push_back({b + "attn_v.bias", {kvw}});
         }
         if (c.out_bias) expected.push_back({b + "attn_output.bias", {d}});
         expected.push_back({b + "ffn_norm.weight", {d}});
-        expected.push_back({b + "ffn_gate.weight", {d, ff}});
+        if (ln) expected.push_back({b + "ffn_norm.bias", {d}});
+        if (c.post_norms)
+            for (const char* norm : {"post_attention_norm", "post_ffw_norm"})
+                expected.push_back({b + norm + ".weight", {d}});
+        if (c.gated_mlp()) expected.push_back({b + "ffn_gate.weight", {d, ff}});
         expected.push_back({b + "ffn_up.weight", {d, ff}});
         expected.push_back({b + "ffn_down.weight", {ff, d}});
+        if (neox)
+            for (auto [name, n] : {std::pair{"ffn_up.bias", ff}, {"ffn_down.bias", d}})
+                expected.push_back({b + name, {n}});
     }
     expected.push_back({"output_norm.weight", {d}});
+    if (ln) expected.push_back({"output_norm.bias", {d}});
     if (!c.tied_embeddings) expected.push_back({"output.weight", {d, V}});
     if (f.find_tensor("rope_freqs.weight")) expected.push_back({"rope_freqs.weight", {c.d_head / 2}});
 
@@ -260,7 +318,13 @@ inline transformer load_gguf(const std::string& path) {
     };
     // A 1-row bias [n] for out_bias' MLP slots, which a llama block does not have.
     tensor_view<const float> zeros;
-    if (c.out_bias) zeros = w.own(tensor<float>({std::max(d, ff)}));
+    if (c.out_bias && !neox) zeros = w.own(tensor<float>({std::max(d, ff)}));
+    // Rows [begin, begin + count) of a fused [rows, cols] matrix (or elements of a bias).
+    auto rows = [](const tensor_view<const float>& m, std::size_t begin, std::size_t count) {
+        const std::size_t cols = m.rank() == 2 ? m.extent(1) : 1;
+        return m.rank() == 2 ? tensor_view<const float>(m.data() + begin * cols, {count, cols})
+                             : tensor_view<const float>(m.data() + begin, {count});
+    };
 
     w.token_embedding = load("token_embd.weight");
     w.layers.resize(L);
@@ -268,30 +332,51 @@ inline transformer load_gguf(const std::string& path) {
         const std::string b = "blk." + std::to_string(l) + ".";
         layer_weights<float>& lw = w.layers[l];
         lw.ln1_weight = load(b + "attn_norm.weight");
-        lw.w_q = load(b + "attn_q.weight");
-        lw.w_k = load(b + "attn_k.weight");
-        lw.w_v = load(b + "attn_v.weight");
+        if (ln) lw.ln1_bias = load(b + "attn_norm.bias");
+        if (neox) {
+            const tensor_view<const float> qkv = load(b + "attn_qkv.weight"), bias = load(b + "attn_qkv.bias");
+            lw.w_q = rows(qkv, 0, qw);
+            lw.w_k = rows(qkv, qw, kvw);
+            lw.w_v = rows(qkv, qw + kvw, kvw);
+            lw.b_q = rows(bias, 0, qw);
+            lw.b_k = rows(bias, qw, kvw);
+            lw.b_v = rows(bias, qw + kvw, kvw);
+        } else {
+            lw.w_q = load(b + "attn_q.weight");
+            lw.w_k = load(b + "attn_k.weight");
+            lw.w_v = load(b + "attn_v.weight");
+        }
         lw.w_o = load(b + "attn_output.weight");
         if (c.qk_norm) {
             lw.q_norm = load(b + "attn_q_norm.weight");
             lw.k_norm = load(b + "attn_k_norm.weight");
         }
-        if (c.qkv_bias) {
+        if (c.qkv_bias && !neox) {
             lw.b_q = load(b + "attn_q.bias");
             lw.b_k = load(b + "attn_k.bias");
             lw.b_v = load(b + "attn_v.bias");
         }
-        if (c.out_bias) {
+        if (neox) {
+            lw.b_o = load(b + "attn_output.bias");
+            lw.b_in = load(b + "ffn_up.bias");
+            lw.b_out = load(b + "ffn_down.bias");
+        } else if (c.out_bias) {
             lw.b_o = load(b + "attn_output.bias");
             lw.b_in = tensor_view<const float>(zeros.data(), {ff});
             lw.b_out = tensor_view<const float>(zeros.data(), {d});
         }
         lw.ln2_weight = load(b + "ffn_norm.weight");
-        lw.w_gate = load(b + "ffn_gate.weight");
+        if (ln) lw.ln2_bias = load(b + "ffn_norm.bias");
+        if (c.post_norms) {
+            lw.ln1_post_weight = load(b + "post_attention_norm.weight");
+            lw.ln2_post_weight = load(b + "post_ffw_norm.weight");
+        }
+        if (c.gated_mlp()) lw.w_gate = load(b + "ffn_gate.weight");
         lw.w_in = load(b + "ffn_up.weight");
         lw.w_out = load(b + "ffn_down.weight");
     }
     w.final_norm_weight = load("output_norm.weight");
+    if (ln) w.final_norm_bias = load("output_norm.bias");
     w.unembedding = c.tied_embeddings ? w.token_embedding : load("output.weight");
     if (in_place) {
         f.prefetch();

@@ -20,6 +20,12 @@
 //                        head (half-split pairs), exact GELU (hidden_act "gelu"), biases everywhere,
 //                        use_parallel_residual, untied embed_out. The fused query_key_value rows are
 //                        per head [q | k | v] and are split into owned q, k, v copies.
+//   gemma2               Gemma 2: Llama's row with embeddings times sqrt(hidden_size), RMSNorm gains
+//                        (1 + w) (owned copies with the 1 added), post_attention_layernorm on the
+//                        attention output and pre_/post_feedforward_layernorm around the MLP, GeGLU
+//                        (hidden_activation gelu_pytorch_tanh), query_pre_attn_scalar, attention and
+//                        final logit soft-capping (null: none), sliding_window on the even layers
+//                        (layer_types, when given, must say so), tied embeddings, head_dim default 256.
 // Every Llama-like family takes rope_scaling of rope_type "default", "linear" or "llama3" (Llama 3.1+).
 // F32 tensors that need no transpose are used in place in the memory-mapped files; F16, BF16
 // and F64 tensors are converted to float.
@@ -68,7 +74,7 @@ namespace actlens::io {
 /// What config.json says, as actlens runs it.
 struct huggingface_config {
     model_config config;      ///< family row, sizes and options
-    std::string model_type;   ///< "gpt2", "llama", "mistral", "qwen2", "qwen3" or "gpt_neox"
+    std::string model_type;   ///< "gpt2", "llama", "mistral", "qwen2", "qwen3", "gpt_neox" or "gemma2"
     bool o_proj_bias = false; ///< Llama/Mistral attention_bias: o_proj has a bias too
 };
 
@@ -213,17 +219,18 @@ inline std::string huggingface_model_type(const nlohmann::json& j, const std::st
                 {"MistralForCausalLM", "mistral"},
                 {"Qwen2ForCausalLM", "qwen2"},
                 {"Qwen3ForCausalLM", "qwen3"},
-                {"GPTNeoXForCausalLM", "gpt_neox"}};
+                {"GPTNeoXForCausalLM", "gpt_neox"},
+                {"Gemma2ForCausalLM", "gemma2"}};
             const std::string arch = (*it)[0].get<std::string>();
             for (const auto& [name, row] : known)
                 if (arch == name) type = row;
         }
     }
     if (type != "gpt2" && type != "llama" && type != "mistral" && type != "qwen2" && type != "qwen3" &&
-        type != "gpt_neox")
+        type != "gpt_neox" && type != "gemma2")
         fail(errc::unsupported_format,
              "'{}': model_type '{}' (architectures {}) is not supported; actlens reads gpt2, "
-             "llama, mistral, qwen2, qwen3 and gpt_neox checkpoints",
+             "llama, mistral, qwen2, qwen3, gpt_neox and gemma2 checkpoints",
              path, text_excerpt(type), architecture_list(j));
     return type;
 }
@@ -259,6 +266,38 @@ inline std::vector<double> rope_scaling_divisors(const nlohmann::json& j, const 
     fail(errc::bad_config,
          "'{}': rope_scaling.{} '{}' is not supported; actlens runs 'default', 'linear' and 'llama3' RoPE", path,
          type_key, text_excerpt(type));
+}
+
+/// Gemma 2's options beyond Llama's row (Gemma2Config's defaults), into `c`.
+inline void read_gemma2_options(const nlohmann::json& j, const std::string& path, model_config& c) {
+    const config_fields f(j, path);
+    c.family = "gemma2";
+    // Gemma2Config reads hidden_activation; checkpoints carry hidden_act beside it.
+    const char* act_key = f.has("hidden_activation") ? "hidden_activation" : "hidden_act";
+    const std::string act = f.text(act_key, "gelu_pytorch_tanh");
+    if (act != "gelu_pytorch_tanh" && act != "gelu_new")
+        fail(errc::bad_config, "'{}': {} '{}' is not supported; gemma2 models run gelu_pytorch_tanh (GeGLU)", path,
+             act_key, text_excerpt(act));
+    c.mlp = mlp_kind::geglu;
+    c.scale_embeddings = true;
+    c.post_norms = true;
+    c.query_pre_attn_scalar = f.positive("query_pre_attn_scalar", 256.0);
+    // A null soft cap turns the capping off (as Gemma2Config allows); a number must be positive.
+    c.attn_logit_softcap = f.positive("attn_logit_softcapping", 0.0);
+    c.final_logit_softcap = f.positive("final_logit_softcapping", 0.0);
+    c.sliding_window = f.count("sliding_window", 4096);
+    // Newer configs spell the alternation out; actlens runs Gemma 2's (model_config::window).
+    const auto types = j.find("layer_types");
+    if (types == j.end() || types->is_null()) return;
+    if (!types->is_array() || types->size() != c.n_layers)
+        fail(errc::bad_config, "'{}': field 'layer_types' must list the {} layers, got {}", path, c.n_layers,
+             json_excerpt(*types));
+    for (std::size_t l = 0; l < c.n_layers; ++l) {
+        const char* want = l % 2 == 0 ? "sliding_attention" : "full_attention";
+        if (!(*types)[l].is_string() || (*types)[l].get<std::string>() != want)
+            fail(errc::bad_config, "'{}': layer_types[{}] is {}; Gemma 2 alternates, layer {} is '{}'", path, l,
+                 json_excerpt((*types)[l]), l, want);
+    }
 }
 
 } // namespace detail
@@ -336,25 +375,30 @@ inline huggingface_config read_huggingface_config(const std::string& config_path
                  "'{}': hidden_size = {} is not a multiple of num_attention_heads = {}",
                  config_path, d, heads);
         // Defaults are those of transformers' LlamaConfig / MistralConfig / Qwen2Config.
+        const bool gemma2 = out.model_type == "gemma2";
         const std::size_t default_positions = out.model_type == "llama"     ? 2048
                                               : out.model_type == "mistral" ? 4096 * 32
+                                              : gemma2                      ? 8192
                                                                             : 32768;
         c = model_config::llama(
             f.count("num_hidden_layers"), d, heads, f.count("num_key_value_heads", heads),
             f.count("intermediate_size"), f.count("vocab_size"),
             f.count("max_position_embeddings", default_positions), kernels::rope_style::half_split);
         c.family = out.model_type;
-        c.d_head = f.count("head_dim", qwen3 ? 128 : d / heads);
+        c.d_head = f.count("head_dim", qwen3 ? 128 : gemma2 ? 256 : d / heads);
         c.qk_norm = qwen3;
         c.norm_eps = f.positive("rms_norm_eps", 1e-6);
         c.rope_theta = f.positive("rope_theta", 10000.0);
-        c.tied_embeddings = f.flag("tie_word_embeddings", false);
+        c.tied_embeddings = f.flag("tie_word_embeddings", gemma2);
         c.rope_freq_divisors = detail::rope_scaling_divisors(j, config_path, c);
-        const std::string act = f.text("hidden_act", "silu");
-        if (act != "silu")
-            fail(errc::bad_config,
-                 "'{}': hidden_act '{}' is not supported; {} models run silu (SwiGLU)", config_path,
-                 detail::text_excerpt(act), out.model_type);
+        if (gemma2) {
+            detail::read_gemma2_options(j, config_path, c);
+        } else {
+            const std::string act = f.text("hidden_act", "silu");
+            if (act != "silu")
+                fail(errc::bad_config, "'{}': hidden_act '{}' is not supported; {} models run silu (SwiGLU)",
+                     config_path, detail::text_excerpt(act), out.model_type);
+        }
         if (f.flag("mlp_bias", false))
             fail(errc::bad_config, "'{}': mlp_bias = true is not supported", config_path);
         if (out.model_type == "qwen2") {
@@ -633,6 +677,9 @@ inline model_weights<float> load_llama_weights(const huggingface_config& hc,
         }
         if (hc.o_proj_bias) b.expect(h + "self_attn.o_proj.bias", {d});
         b.expect(h + "post_attention_layernorm.weight", {d});
+        if (c.post_norms)
+            for (const char* norm : {"pre_feedforward_layernorm", "post_feedforward_layernorm"})
+                b.expect(h + norm + ".weight", {d});
         b.expect(h + "mlp.gate_proj.weight", {f, d});
         b.expect(h + "mlp.up_proj.weight", {f, d});
         b.expect(h + "mlp.down_proj.weight", {d, f});
@@ -645,12 +692,20 @@ inline model_weights<float> load_llama_weights(const huggingface_config& hc,
     // so the MLP's are zeros.
     tensor_view<const float> zeros;
     if (c.out_bias) zeros = w.own(tensor<float>({std::max(d, f)}));
+    // Gemma's norms multiply by (1 + w): their gains are owned copies with the 1 added.
+    auto gain = [&](const std::string& name) {
+        const tensor_view<const float> stored = b.plain(name);
+        if (!c.post_norms) return stored;
+        tensor<float> t(stored.shape());
+        for (std::size_t i = 0; i < t.size(); ++i) t.data()[i] = 1.0f + stored.data()[i];
+        return w.own(std::move(t));
+    };
     w.token_embedding = b.plain("model.embed_tokens.weight");
     w.layers.resize(L);
     for (std::size_t l = 0; l < L; ++l) {
         const std::string h = "model.layers." + std::to_string(l) + ".";
         layer_weights<float>& lw = w.layers[l];
-        lw.ln1_weight = b.plain(h + "input_layernorm.weight");
+        lw.ln1_weight = gain(h + "input_layernorm.weight");
         lw.w_q = b.plain(h + "self_attn.q_proj.weight");
         lw.w_k = b.plain(h + "self_attn.k_proj.weight");
         lw.w_v = b.plain(h + "self_attn.v_proj.weight");
@@ -669,12 +724,18 @@ inline model_weights<float> load_llama_weights(const huggingface_config& hc,
             lw.b_in = rows_of(zeros, 0, f);
             lw.b_out = rows_of(zeros, 0, d);
         }
-        lw.ln2_weight = b.plain(h + "post_attention_layernorm.weight");
+        if (c.post_norms) { // Gemma 2: post_attention_layernorm is on the attention output
+            lw.ln1_post_weight = gain(h + "post_attention_layernorm.weight");
+            lw.ln2_weight = gain(h + "pre_feedforward_layernorm.weight");
+            lw.ln2_post_weight = gain(h + "post_feedforward_layernorm.weight");
+        } else {
+            lw.ln2_weight = b.plain(h + "post_attention_layernorm.weight");
+        }
         lw.w_gate = b.plain(h + "mlp.gate_proj.weight");
         lw.w_in = b.plain(h + "mlp.up_proj.weight");
         lw.w_out = b.plain(h + "mlp.down_proj.weight");
     }
-    w.final_norm_weight = b.plain("model.norm.weight");
+    w.final_norm_weight = gain("model.norm.weight");
     w.unembedding = c.tied_embeddings ? w.token_embedding : b.plain("lm_head.weight");
     b.finish();
     return w;

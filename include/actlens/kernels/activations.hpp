@@ -20,15 +20,21 @@ template <class T>
 inline constexpr T one_over_sqrt_2pi = T(0.39894228040143267793994605993438);
 } // namespace detail
 
+namespace detail {
+/// GELU's tanh form of one value or one SIMD batch of values of type T.
+template <class T, class V>
+V gelu_tanh_of(const V& u) noexcept {
+    using std::tanh;
+    using xsimd::tanh;
+    const V inner = sqrt_2_over_pi<T> * (u + gelu_cubic<T> * u * u * u);
+    return T(0.5) * u * (T(1) + tanh(inner));
+}
+} // namespace detail
+
 /// GELU, tanh form (GPT-2's "gelu_new"): 0.5 u (1 + tanh(sqrt(2/pi) (u + 0.044715 u^3))).
 template <class T>
 void gelu_tanh(const T* in, T* out, std::size_t n) noexcept {
-    using std::tanh;
-    using xsimd::tanh;
-    detail::simd_transform(in, out, n, [](auto u) {
-        const auto inner = detail::sqrt_2_over_pi<T> * (u + detail::gelu_cubic<T> * u * u * u);
-        return T(0.5) * u * (T(1) + tanh(inner));
-    });
+    detail::simd_transform(in, out, n, [](auto u) { return detail::gelu_tanh_of<T>(u); });
 }
 
 /// GELU, exact form (GPT-NeoX's and BERT's "gelu"): 0.5 u (1 + erf(u / sqrt 2)).
@@ -54,6 +60,23 @@ void swiglu(const T* gate, const T* up, T* out, std::size_t n) noexcept {
     using std::exp;
     using xsimd::exp;
     detail::simd_transform2(gate, up, out, n, [](auto g, auto u) { return g / (T(1) + exp(-g)) * u; });
+}
+
+/// GeGLU product with GELU's tanh form: out = gelu_tanh(gate) * up (Gemma's MLP hidden vector;
+/// Shazeer 2020, "GLU Variants Improve Transformer", eq. 5).
+template <class T>
+void geglu(const T* gate, const T* up, T* out, std::size_t n) noexcept {
+    detail::simd_transform2(gate, up, out, n, [](auto g, auto u) { return detail::gelu_tanh_of<T>(g) * u; });
+}
+
+/// Soft capping in place: x = cap * tanh(x / cap), which bounds |x| below cap and is the identity
+/// near 0 (Gemma 2's attention-logit and final-logit capping; Gemma Team 2024, section 2).
+template <class T>
+void soft_cap(T* x, std::size_t n, T cap) noexcept {
+    using std::tanh;
+    using xsimd::tanh;
+    const T inv = T(1) / cap;
+    detail::simd_transform(x, x, n, [cap, inv](auto v) { return cap * tanh(v * inv); });
 }
 
 // ---------------------------------------------------------------------------------------------

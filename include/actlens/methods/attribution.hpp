@@ -54,18 +54,19 @@ struct has_normalized_gradient<Metric, T,
 
 // dM/d(ln_final.hook_normalized) [B, S, d] of the base run, whose logits are [B, S, V] or, when the
 // metric reads the last position only, [B, 1, V]. A metric that knows its gradient at the final norm
-// (logit_difference: two unembedding rows) skips the vocabulary product; otherwise the product runs
-// on the rows the logits hold, and a last-position gradient is placed at position S - 1.
+// (logit_difference: two unembedding rows) skips the vocabulary product unless the model soft-caps its
+// logits (the cap's derivative depends on them); otherwise the product runs on the rows the logits
+// hold, and a last-position gradient is placed at position S - 1. `options` says how the final soft
+// cap, if any, is passed (unembed_backward).
 template <class T, class Metric>
 tensor<T> final_norm_gradient(const basic_transformer<T>& model, tensor_view<const T> logits, const Metric& metric,
-                              std::size_t batch, std::size_t positions) {
-    if constexpr (has_normalized_gradient<Metric, T>::value) {
-        (void)logits;
-        return metric.normalized_gradient(model, batch, positions);
-    } else {
+                              std::size_t batch, std::size_t positions, const backward_options& options = {}) {
+    if constexpr (has_normalized_gradient<Metric, T>::value)
+        if (!(model.config().final_logit_softcap > 0)) return metric.normalized_gradient(model, batch, positions);
+    {
         tensor<T> d_logits(logits.shape());
         metric.logits_gradient(logits, d_logits.view());
-        tensor<T> d_rows = unembed_backward(model, d_logits.view());
+        tensor<T> d_rows = unembed_backward(model, d_logits.view(), logits, options);
         if (logits.extent(1) == positions) return d_rows;
         const std::size_t d = model.config().d_model;
         tensor<T> out({batch, positions, d});
@@ -175,7 +176,8 @@ patching_result attribution_patch(const basic_transformer<T>& model, tensor_view
     o.last_position_only = detail::reads_last_position(metric);
     const tensor_view<const T> base_logits = model.forward(scratch.base_run, base_tokens, o);
     const tensor<T> d_norm =
-        detail::final_norm_gradient(model, base_logits, metric, base_tokens.extent(0), base_tokens.extent(1));
+        detail::final_norm_gradient(model, base_logits, metric, base_tokens.extent(0), base_tokens.extent(1),
+                                    options.backward);
     const activation_cache<T> grads = backward(model, tape, d_norm.view(), points, options.backward);
 
     patching_result result;
@@ -257,7 +259,7 @@ patching_result integrated_gradients(const basic_transformer<T>& model, tensor_v
             o.hooks = &hooks;
             o.last_position_only = detail::reads_last_position(metric);
             const tensor_view<const T> logits = model.forward_from(scratch.base_run, resid.view(), p.layer, o);
-            const tensor<T> d_norm = detail::final_norm_gradient(model, logits, metric, B, S);
+            const tensor<T> d_norm = detail::final_norm_gradient(model, logits, metric, B, S, options.backward);
             const auto grads = backward(model, scratch.tape, d_norm.view(), {p}, options.backward, p.layer);
             const tensor<T>& g = grads.at(p);
             for (std::size_t i = 0; i < g.size(); ++i) mean_grad.data()[i] += g.data()[i] / T(options.ig_steps);

@@ -105,7 +105,7 @@ std::vector<neuron_pathway> neuron_pathways(const basic_transformer<T>& model, t
         neuron_pathway p;
         p.value = v;
         const layer_weights<T>& wv = model.weights().layers[std::size_t(v.layer)];
-        const tensor_view<const T>& reader = c.mlp == mlp_kind::swiglu ? wv.w_gate : wv.w_in;
+        const tensor_view<const T>& reader = c.gated_mlp() ? wv.w_gate : wv.w_in;
         // v's read of the residual at the last position: W_in[v, j] g_j / rms (RMSNorm) or / std (LayerNorm).
         // ln2 reads resid_mid, or resid_pre with a parallel residual (GPT-NeoX).
         const tensor<T>& x = tape.at(hook_point{c.parallel_residual ? site::resid_pre : site::resid_mid, v.layer});

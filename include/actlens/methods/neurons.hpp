@@ -176,7 +176,7 @@ neuron_decoding decode_neurons(const transformer& model, const neuron_decode_opt
     const model_weights<float>& w = model.weights();
     const std::size_t d = c.d_model, V = c.vocab_size, F = c.d_mlp, k = o.top_k;
     detail::check_decode_top_k(k, V, "decode_neurons");
-    if (o.side == neuron_side::read_gate && c.mlp != mlp_kind::swiglu)
+    if (o.side == neuron_side::read_gate && !c.gated_mlp())
         fail(errc::invalid_argument, "decode_neurons: side read_gate needs a gated (SwiGLU) MLP; this model is {}",
              c.family);
     neuron_decoding out;
@@ -258,7 +258,7 @@ hook_point clamp_point(const transformer& model, int layer, std::size_t neuron, 
     if (neuron >= model.config().d_mlp)
         fail(errc::out_of_range, "{}: neuron {} is outside 0..{} (d_mlp)", who, neuron, model.config().d_mlp - 1);
     if (where == clamp_site::post) return {site::mlp_post, layer};
-    return {model.config().mlp == mlp_kind::swiglu ? site::mlp_pre_linear : site::mlp_pre, layer};
+    return {model.config().gated_mlp() ? site::mlp_pre_linear : site::mlp_pre, layer};
 }
 
 /// Applies op to the neuron's value at every (batch row, position) of a [B, T, d_mlp] activation.

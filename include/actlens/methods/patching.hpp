@@ -219,6 +219,7 @@ public:
         kernels::linear(static_cast<const T*>(m_normed.data()), rows, c.d_model,
                         static_cast<const T*>(m_unembedding.data()), m_tokens.size(), static_cast<const T*>(nullptr),
                         m_columns.data());
+        m_model.cap_logits(m_columns.data(), rows, m_tokens.size()); // as unembed() caps its rows
     }
 
     // The [B, 1, V] logits of rows first_row .. first_row + B - 1.

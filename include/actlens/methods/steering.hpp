@@ -123,6 +123,8 @@ inline bool is_residual_site(site s) noexcept {
     case site::attn_out:
     case site::resid_mid:
     case site::ln2_normalized:
+    case site::ln1_post_normalized:
+    case site::ln2_post_normalized:
     case site::mlp_out:
     case site::resid_post:
     case site::ln_final_normalized: return true;

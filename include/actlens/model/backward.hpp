@@ -73,7 +73,8 @@ std::vector<hook_point> tape_points(const basic_transformer<T>& model, int down_
                        site::attn_v, site::attn_pattern, site::mlp_pre, site::mlp_post})
             out.push_back({s, l});
         if (!c.parallel_residual) out.push_back({site::resid_mid, l}); // ln2's input (else resid_pre)
-        if (c.mlp == mlp_kind::swiglu) out.push_back({site::mlp_pre_linear, l});
+        if (c.gated_mlp()) out.push_back({site::mlp_pre_linear, l});
+        if (c.post_norms) out.push_back({site::attn_z, l}); // W_O z is ln1_post's input (mlp_post W_out is ln2_post's)
         if (c.qk_norm) // the inputs of the per-head norms
             for (site s : {site::attn_q, site::attn_k}) out.push_back({s, l});
         if (l + 1 == static_cast<int>(c.n_layers)) out.push_back({site::resid_post, l});
@@ -96,21 +97,6 @@ activation_cache<T> backward(const basic_transformer<T>& model, const activation
                              const std::vector<hook_point>& want,
                              const backward_options& options = {}, int down_to_layer = 0);
 
-/// The gradient at ln_final.hook_normalized [B, T, d] of a metric whose logits gradient is
-/// `d_logits` [B, T, V] (one product with the unembedding).
-template <class T>
-tensor<T> unembed_backward(const basic_transformer<T>& model,
-                           tensor_view<const typename basic_transformer<T>::value_type> d_logits) {
-    const model_config& c = model.config();
-    if (d_logits.rank() != 3 || d_logits.extent(2) != c.vocab_size || !d_logits.is_contiguous())
-        fail(errc::shape_mismatch, "unembed_backward: d_logits has shape {}, expected contiguous [B, T, {}]",
-             d_logits.shape().to_string(), c.vocab_size);
-    tensor<T> out({d_logits.extent(0), d_logits.extent(1), c.d_model});
-    kernels::linear_input_grad(d_logits.data(), d_logits.extent(0) * d_logits.extent(1), c.vocab_size,
-                                   model.weights().unembedding.data(), c.d_model, out.data());
-    return out;
-}
-
 namespace detail {
 
 // f(x) / (x + eps * sign(x)) with sign(0) = 1: the identity rule's coefficient.
@@ -119,19 +105,74 @@ T identity_coefficient(T fx, T x, T eps) noexcept {
     return fx / (x + eps * (x < T(0) ? T(-1) : T(1)));
 }
 
+/// The default stabiliser of the identity rule under `r` (backward_options::identity_epsilon = 0).
+inline double identity_epsilon(const backward_options& o) noexcept {
+    return o.identity_epsilon > 0 ? o.identity_epsilon : (o.rule == rule::attnlrp ? 1e-10 : 1e-6);
+}
+
+/// Through a soft cap y = cap tanh(x / cap), in place on the gradient d at its outputs `capped`:
+/// the exact derivative 1 - (y / cap)^2, or under RelP and AttnLRP the identity rule y / x (Achtibat
+/// et al. 2024, "AttnLRP": an elementwise non-linearity passes relevance on unchanged), with
+/// x = cap atanh(y / cap) recovered from the output.
+template <class T>
+void soft_cap_backward(const T* capped, T cap, std::size_t n, T* d, const backward_options& o) {
+    const T eps = T(identity_epsilon(o));
+    for (std::size_t i = 0; i < n; ++i) {
+        const T y = capped[i] / cap;
+        if (o.rule == rule::gradient)
+            d[i] *= T(1) - y * y;
+        else
+            d[i] *= identity_coefficient(capped[i], cap * std::atanh(y), eps);
+    }
+}
+
+} // namespace detail
+
+/// The gradient at ln_final.hook_normalized [B, T, d] of a metric whose logits gradient is
+/// `d_logits` [B, T, V] (one product with the unembedding). A model with final_logit_softcap needs
+/// the `logits` the forward returned ([B, T, V], capped) to pass the cap, by the exact derivative or,
+/// under options.rule relp / attnlrp, by the identity rule; otherwise they are not read.
+template <class T>
+tensor<T> unembed_backward(const basic_transformer<T>& model,
+                           tensor_view<const typename basic_transformer<T>::value_type> d_logits,
+                           tensor_view<const typename basic_transformer<T>::value_type> logits = {},
+                           const backward_options& options = {}) {
+    const model_config& c = model.config();
+    if (d_logits.rank() != 3 || d_logits.extent(2) != c.vocab_size || !d_logits.is_contiguous())
+        fail(errc::shape_mismatch, "unembed_backward: d_logits has shape {}, expected contiguous [B, T, {}]",
+             d_logits.shape().to_string(), c.vocab_size);
+    const std::size_t rows = d_logits.extent(0) * d_logits.extent(1);
+    tensor<T> capped_grad;
+    const T* d = d_logits.data();
+    if (c.final_logit_softcap > 0) {
+        if (logits.shape() != d_logits.shape() || !logits.is_contiguous())
+            fail(errc::shape_mismatch,
+                 "unembed_backward: a model with final_logit_softcap needs the forward's logits of shape {}, got {}",
+                 d_logits.shape().to_string(), logits.shape().to_string());
+        capped_grad = tensor<T>::copy_of(d_logits);
+        detail::soft_cap_backward(logits.data(), T(c.final_logit_softcap), capped_grad.size(), capped_grad.data(),
+                                  options);
+        d = capped_grad.data();
+    }
+    tensor<T> out({d_logits.extent(0), d_logits.extent(1), c.d_model});
+    kernels::linear_input_grad(d, rows, c.vocab_size, model.weights().unembedding.data(), c.d_model, out.data());
+    return out;
+}
+
+namespace detail {
+
 template <class T>
 class backward_pass {
 public:
     backward_pass(const basic_transformer<T>& model, const activation_cache<T>& tape, const std::vector<hook_point>& want,
                   const backward_options& options, int down_to_layer)
-        : c(model.config()), W(model.weights()), m_tape(tape), m_want(want), m_opt(options),
+        : c(model.config()), W(model.weights()), P(model.packed()), m_tape(tape), m_want(want), m_opt(options),
           m_down_to(down_to_layer) {
         if (down_to_layer < 0 || down_to_layer > static_cast<int>(c.n_layers))
             fail(errc::bad_layer_range, "backward: down_to_layer {} is outside 0..{}", down_to_layer, c.n_layers);
         if (options.weights && !options.weights->empty() && options.weights->model != static_cast<const void*>(&model))
             fail(errc::invalid_argument, "backward: backward_options::weights were made from another model");
-        m_eps = T(options.identity_epsilon > 0 ? options.identity_epsilon
-                                               : (options.rule == rule::attnlrp ? 1e-10 : 1e-6));
+        m_eps = T(identity_epsilon(options));
     }
 
     activation_cache<T> run(tensor_view<const T> d_normalized) {
@@ -217,31 +258,44 @@ private:
         }
 
         // MLP.
+        const T* pre = tape({site::mlp_pre, l}).data();
+        const T* post = tape({site::mlp_post, l}).data();
         m_d_post.reshape_uninitialized({N, f});
         if (is_cut(m_opt.cut_mlp, l))
             std::fill(m_d_post.data(), m_d_post.data() + N * f, T(0)); // zeros all the way down the branch
         else
-            input_grad(dx, w.w_out, bw ? &bw->w_out : nullptr, m_d_post.data());
+            input_grad(post_norm_backward(l, site::ln2_post_normalized, post, P.layers[std::size_t(l)].w_out,
+                                          w.b_out, w.ln2_post_weight, dx),
+                       w.w_out, bw ? &bw->w_out : nullptr, m_d_post.data());
         record({site::mlp_post, l}, m_d_post.data(), mlp);
-        const T* pre = tape({site::mlp_pre, l}).data();
-        const T* post = tape({site::mlp_post, l}).data();
         m_d_pre.reshape_uninitialized({N, f});
         m_d_ln.reshape_uninitialized({N, d});
         const std::size_t n_f = N * f;
-        if (c.mlp == mlp_kind::swiglu) {
+        if (c.gated_mlp()) {
             const T* up = tape({site::mlp_pre_linear, l}).data();
             m_d_lin.reshape_uninitialized({N, f});
-            if (m_opt.rule == rule::gradient) {
-                kernels::swiglu_backward(pre, up, m_d_post.data(), m_d_pre.data(), m_d_lin.data(), n_f);
-            } else {
-                // Half-rule on silu(g) * u, then the identity rule on silu: d_g = (u d/2) silu(g)/g.
-                const T* dp = m_d_post.data();
-                T* dg = m_d_pre.data();
-                T* du = m_d_lin.data();
+            const T* dp = m_d_post.data();
+            T* dg = m_d_pre.data();
+            T* du = m_d_lin.data();
+            if (m_opt.rule == rule::gradient && c.mlp == mlp_kind::swiglu) {
+                kernels::swiglu_backward(pre, up, dp, dg, du, n_f);
+            } else if (m_opt.rule == rule::gradient) { // GeGLU: d_u = d gelu(g), d_g = d u gelu'(g)
+                kernels::gelu_tanh(pre, du, n_f);
                 for (std::size_t i = 0; i < n_f; ++i) {
-                    const T act = pre[i] / (T(1) + std::exp(-pre[i]));
-                    du[i] = act * dp[i] / T(2);
-                    dg[i] = up[i] * dp[i] / T(2) * identity_coefficient(act, pre[i], m_eps);
+                    du[i] *= dp[i];
+                    dg[i] = dp[i] * up[i];
+                }
+                kernels::gelu_tanh_backward(pre, dg, dg, n_f);
+            } else {
+                // Half-rule on act(g) * u, then the identity rule on act: d_g = (u d/2) act(g)/g.
+                T* act = du; // act(g), then d_u over it element by element
+                if (c.mlp == mlp_kind::swiglu)
+                    kernels::silu(pre, act, n_f);
+                else
+                    kernels::gelu_tanh(pre, act, n_f);
+                for (std::size_t i = 0; i < n_f; ++i) {
+                    dg[i] = up[i] * dp[i] / T(2) * identity_coefficient(act[i], pre[i], m_eps);
+                    du[i] = act[i] * dp[i] / T(2);
                 }
             }
             record({site::mlp_pre, l}, m_d_pre.data(), mlp);
@@ -278,7 +332,10 @@ private:
         if (is_cut(m_opt.cut_attention, l))
             std::fill(m_d_z.data(), m_d_z.data() + N * qw, T(0));
         else
-            input_grad(d_attn_out, w.w_o, bw ? &bw->w_o : nullptr, m_d_z.data());
+            input_grad(post_norm_backward(l, site::ln1_post_normalized,
+                                          c.post_norms ? tape({site::attn_z, l}).data() : nullptr,
+                                          P.layers[std::size_t(l)].w_o, w.b_o, w.ln1_post_weight, d_attn_out),
+                       w.w_o, bw ? &bw->w_o : nullptr, m_d_z.data());
         record({site::attn_z, l}, m_d_z.data(), {B, S, H, dh});
         attention_backward(l);
         m_d_ln.reshape_uninitialized({N, d});
@@ -290,6 +347,26 @@ private:
         record({site::resid_pre, l}, dx, resid);
     }
 
+    // Gemma 2's post norm of a sublayer whose output projection `proj` (bias `bias`) reads `in`: from
+    // the gradient d_out at what joins the residual to the gradient at the projection's output (the
+    // norm's input, recomputed). Records ln*_post.hook_normalized's gradient, d_out times the gain.
+    // RelP and AttnLRP hold the norm's scale constant (LN-rule), as for every other norm. Without
+    // post norms, d_out itself.
+    const T* post_norm_backward(int l, site normalized, const T* in, const kernels::packed_weight<T>& proj,
+                                const tensor_view<const T>& bias, const tensor_view<const T>& gain, const T* d_out) {
+        if (!c.post_norms) return d_out;
+        const std::size_t d = c.d_model;
+        m_post_in.reshape_uninitialized({N, d});
+        kernels::linear(in, N, proj, bias.data(), m_post_in.data());
+        m_d_post_in.reshape_uninitialized({N, d});
+        const T* g = gain.data();
+        for (std::size_t r = 0; r < N; ++r)
+            for (std::size_t i = 0; i < d; ++i) m_d_post_in.data()[r * d + i] = d_out[r * d + i] * g[i];
+        record({normalized, l}, m_d_post_in.data(), {B, S, d});
+        norm_backward(m_post_in.data(), gain, d_out, m_d_post_in.data(), false);
+        return m_d_post_in.data();
+    }
+
     void attention_backward(int l) {
         const std::size_t dh = c.d_head, H = c.n_heads, Hkv = c.n_kv_heads, qw = H * dh, kvw = Hkv * dh;
         const std::size_t group = c.group_size();
@@ -298,7 +375,8 @@ private:
         const T* k = tape({rotary ? site::attn_rot_k : site::attn_k, l}).data();
         const T* v = tape({site::attn_v, l}).data();
         const T* pattern = tape({site::attn_pattern, l}).data();
-        const T scale = T(1) / std::sqrt(T(dh));
+        const attention_form<T> form = attention_form<T>::of(c, l);
+        const T scale = form.scale;
         const bool attnlrp = m_opt.rule == rule::attnlrp;
         const bool frozen = m_opt.freeze_attention;
         m_d_q.resize({N, qw});
@@ -340,6 +418,17 @@ private:
             if (attnlrp) // uniform rule on Q K^T
                 for (T& x : m_d_scores) x /= T(2);
             record({site::attn_scores, l}, m_d_scores.data(), {B, H, S, S});
+            if (form.softcap > T(0)) { // through cap tanh(s / cap), from the scores recomputed
+#pragma omp parallel for schedule(dynamic, 1) if (parallel)
+                for (long bh = 0; bh < heads; ++bh) {
+                    const std::size_t b = std::size_t(bh) / H, h = std::size_t(bh) % H;
+                    std::vector<T> capped(block);
+                    kernels::attention_scores(q + b * S * qw + h * dh, qw, k + b * S * kvw + (h / group) * dh, kvw, S,
+                                              S, dh, scale, capped.data(), S);
+                    kernels::soft_cap(capped.data(), block, form.softcap);
+                    soft_cap_backward(capped.data(), form.softcap, block, m_d_scores.data() + bh * block, m_opt);
+                }
+            }
 #pragma omp parallel for schedule(dynamic, 1) if (parallel)
             for (long item = 0; item < items; ++item) {
                 const std::size_t b = static_cast<std::size_t>(item) / Hkv, g = static_cast<std::size_t>(item) % Hkv;
@@ -381,6 +470,7 @@ private:
 
     const model_config& c;
     const model_weights<T>& W;
+    const packed_weights<T>& P;
     const activation_cache<T>& m_tape;
     const std::vector<hook_point>& m_want;
     backward_options m_opt;
@@ -389,7 +479,7 @@ private:
     std::size_t B = 0, S = 0, N = 0;
     activation_cache<T> m_out;
     tensor<T> m_dx, m_d_resid, m_d_post, m_d_pre, m_d_lin, m_d_ln, m_d_z, m_d_q, m_d_k, m_d_v, m_d_pattern, m_d_scores;
-    tensor<T> m_mean, m_rstd, m_scratch;
+    tensor<T> m_mean, m_rstd, m_scratch, m_post_in, m_d_post_in;
     kernels::rope_table<T> m_rope; // the rotary angles of the taped positions
 };
 

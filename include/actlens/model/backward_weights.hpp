@@ -36,7 +36,7 @@ struct backward_weights {
         } else {
             using packed = kernels::packed_weight<T>;
             const model_config& c = m.config();
-            const bool gate = c.mlp == mlp_kind::swiglu;
+            const bool gate = c.gated_mlp();
             auto size = [](const tensor_view<const T>& w) { return packed::packed_size(w.extent(1), w.extent(0)); };
             std::size_t total = 0;
             for (const layer_weights<T>& l : m.weights().layers) total += layer::total_size(l, gate, size);

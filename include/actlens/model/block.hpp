@@ -8,7 +8,8 @@
 //   std::size_t rows()                                  rows through ln1 and the key/value projections
 //   void project_qkv(w, pw, block_buffers<T>&)          queries, keys and values of those rows
 //   void rotate(w, block_buffers<T>&)                   q/k norm and RoPE (position_heads), each row at its position
-//   void attend(int layer, block_buffers<T>&, Sites&)   attention: z from q, k, v and earlier keys
+//   void attend(int layer, block_buffers<T>&, Sites&)   attention: z from q, k, v and earlier keys, scored
+//                                                       by attend_query_block with the layer's attention_form
 //   std::size_t narrow(block_buffers<T>&)               rows past attention (may repoint x and a)
 //
 // Sites is the hook callback: `sites(site, layer, T* data)` at each site in forward order, with
@@ -78,16 +79,26 @@ struct attended_keys {
     std::size_t diagonal = 0;
 };
 
-/// One attention item (a block of query rows of one head) of either row layout: the scores of `rows`
-/// queries (row stride ldq) against `keys`, the causal softmax and the value mix into z (row stride
-/// ldz). `s` is the item's scratch block, [rows, before + own] with row stride lds, left holding the
-/// pattern's visible entries.
+/// The scores of a block of `rows` query rows of one head (row stride ldq) against `keys`, formed as
+/// the layer's `form` says (scale, soft cap, window masked with -infinity) into `s` [rows, before +
+/// own] (row stride lds); entries past the causal diagonal are left as the product wrote them.
+template <class T>
+void score_query_block(const T* q, std::size_t ldq, std::size_t rows, const attended_keys<T>& keys, std::size_t dh,
+                       const attention_form<T>& form, T* s, std::size_t lds) {
+    const std::size_t before = keys.before;
+    if (before > 0) kernels::attention_scores(q, ldq, keys.k_before, keys.ld, rows, before, dh, form.scale, s, lds);
+    kernels::attention_scores(q, ldq, keys.k_own, keys.ld, rows, keys.own, dh, form.scale, s + before, lds);
+    form.finish_scores(s, rows, before + keys.own, lds, keys.diagonal);
+}
+
+/// One attention item (a block of query rows of one head) of every row layout: score_query_block,
+/// the causal softmax and the value mix into z (row stride ldz). `s` is the item's scratch block,
+/// [rows, before + own] with row stride lds, left holding the pattern's visible entries.
 template <class T>
 void attend_query_block(const T* q, std::size_t ldq, std::size_t rows, const attended_keys<T>& keys, std::size_t dh,
-                        T scale, T* s, std::size_t lds, T* z, std::size_t ldz) {
+                        const attention_form<T>& form, T* s, std::size_t lds, T* z, std::size_t ldz) {
     const std::size_t before = keys.before;
-    if (before > 0) kernels::attention_scores(q, ldq, keys.k_before, keys.ld, rows, before, dh, scale, s, lds);
-    kernels::attention_scores(q, ldq, keys.k_own, keys.ld, rows, keys.own, dh, scale, s + before, lds);
+    score_query_block(q, ldq, rows, keys, dh, form, s, lds);
     kernels::softmax_causal(s, rows, before + keys.own, lds, keys.diagonal);
     if (before > 0) kernels::attention_mix(s, lds, keys.v_before, keys.ld, rows, before, dh, z, ldz);
     kernels::attention_mix(s + before, lds, keys.v_own, keys.ld, rows, keys.own, dh, z, ldz, before > 0);
@@ -124,6 +135,11 @@ void block_body(const model_config& c, const layer_weights<T>& w, const packed_l
 
     const std::size_t n = layout.narrow(b);
     kernels::linear(b.z, n, pw.w_o, w.b_o.data(), b.out);
+    if (c.post_norms) {
+        post_normalize(c, b.out, n);
+        sites(site::ln1_post_normalized, layer, b.out);
+        apply_gain(c, w.ln1_post_weight, b.out, n);
+    }
     sites(site::attn_out, layer, b.out);
     // A parallel residual (GPT-NeoX) normalises the block's input for the MLP too, and adds the
     // attention output only once the MLP no longer needs that input: x + attn_out + mlp_out.
@@ -136,7 +152,7 @@ void block_body(const model_config& c, const layer_weights<T>& w, const packed_l
     normalize(c, w.ln2_weight, w.ln2_bias, b.x, n, b.a);
     sites(site::ln2_normalized, layer, b.a);
     T* act = b.mlp; // activated in place: element by element, after the pre-activation's hooks ran
-    if (c.mlp == mlp_kind::swiglu) {
+    if (c.gated_mlp()) {
         const kernels::linear_job<T> gate_up[] = {{b.a, n, &pw.w_gate, nullptr, act},
                                                   {b.a, n, &pw.w_in, w.b_in.data(), b.mlp_lin}};
         kernels::linear_group(gate_up, 2);
@@ -144,7 +160,7 @@ void block_body(const model_config& c, const layer_weights<T>& w, const packed_l
         sites(site::mlp_pre_linear, layer, b.mlp_lin);
         T* lin = b.mlp_lin;
         kernels::detail::for_chunks(
-            n * dm, [&](std::size_t i, std::size_t m) { kernels::swiglu(act + i, lin + i, act + i, m); });
+            n * dm, [&](std::size_t i, std::size_t m) { activate_gated(c, act + i, lin + i, act + i, m); });
     } else {
         kernels::linear(b.a, n, pw.w_in, w.b_in.data(), act);
         sites(site::mlp_pre, layer, act);
@@ -153,6 +169,11 @@ void block_body(const model_config& c, const layer_weights<T>& w, const packed_l
     sites(site::mlp_post, layer, act);
     if (parallel) detail::add_into(b.x, b.out, n * d);
     kernels::linear(act, n, pw.w_out, w.b_out.data(), b.out);
+    if (c.post_norms) {
+        post_normalize(c, b.out, n);
+        sites(site::ln2_post_normalized, layer, b.out);
+        apply_gain(c, w.ln2_post_weight, b.out, n);
+    }
     sites(site::mlp_out, layer, b.out);
     detail::add_into(b.x, b.out, n * d);
     sites(site::resid_post, layer, b.x);

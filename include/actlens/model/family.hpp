@@ -13,6 +13,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstddef>
+#include <limits>
 #include <utility>
 #include <vector>
 
@@ -25,6 +26,75 @@ void activate(const model_config& c, const T* in, T* out, std::size_t n) {
         kernels::gelu_erf(in, out, n);
     else
         kernels::gelu_tanh(in, out, n);
+}
+
+/// The gated MLP's hidden vector out = act(gate) * up: SwiGLU (silu) or GeGLU (tanh GELU).
+template <class T>
+void activate_gated(const model_config& c, const T* gate, const T* up, T* out, std::size_t n) {
+    if (c.mlp == mlp_kind::geglu)
+        kernels::geglu(gate, up, out, n);
+    else
+        kernels::swiglu(gate, up, out, n);
+}
+
+/// Multiplies `rows` token embeddings [rows, d] by sqrt(d_model) when the model scales them (Gemma):
+/// the factor is rounded to T first, as Hugging Face rounds it to the model's dtype.
+template <class T>
+void scale_embeddings(const model_config& c, T* x, std::size_t rows) {
+    if (!c.scale_embeddings) return;
+    const T factor = T(std::sqrt(double(c.d_model)));
+    for (std::size_t i = 0; i < rows * c.d_model; ++i) x[i] *= factor;
+}
+
+/// How one layer forms its attention scores from q k^T: the scale, the soft cap (0: none) and the
+/// sliding window (0: every earlier position).
+template <class T>
+struct attention_form {
+    T scale = T(1);
+    T softcap = T(0);
+    std::size_t window = 0;
+
+    static attention_form of(const model_config& c, int layer) {
+        attention_form f;
+        const double base = c.query_pre_attn_scalar > 0 ? c.query_pre_attn_scalar : double(c.d_head);
+        f.scale = T(1) / std::sqrt(T(base));
+        f.softcap = T(c.attn_logit_softcap);
+        f.window = c.window(layer);
+        return f;
+    }
+
+    /// The first key query row i of a block sees: 0, or the window's start. Keys are numbered by
+    /// position and row i sits at position diagonal + i.
+    std::size_t first_key(std::size_t diagonal, std::size_t i) const noexcept {
+        const std::size_t position = diagonal + i;
+        return window && position + 1 > window ? position + 1 - window : 0;
+    }
+
+    /// After the product: caps the visible scores of `rows` query rows (row stride ld, `cols` keys)
+    /// and writes -infinity before each row's window, so that the causal softmax gives those keys 0
+    /// and hooks see them masked as TransformerLens shows them.
+    void finish_scores(T* s, std::size_t rows, std::size_t cols, std::size_t ld, std::size_t diagonal) const noexcept {
+        for (std::size_t i = 0; i < rows; ++i) {
+            T* row = s + i * ld;
+            const std::size_t visible = std::min(cols, diagonal + i + 1);
+            const std::size_t first = std::min(first_key(diagonal, i), visible);
+            if (softcap > T(0)) kernels::soft_cap(row + first, visible - first, softcap);
+            std::fill(row, row + first, -std::numeric_limits<T>::infinity());
+        }
+    }
+};
+
+/// Gemma 2's post norms (ln1_post, ln2_post) of a sublayer's output x [rows, d], in place, in two
+/// steps so that hook_normalized sits between them as in TransformerLens: x / rms(x), then the gain.
+template <class T>
+void post_normalize(const model_config& c, T* x, std::size_t rows) {
+    kernels::rms_norm(x, rows, c.d_model, static_cast<const T*>(nullptr), T(c.norm_eps), x);
+}
+template <class T>
+void apply_gain(const model_config& c, const tensor_view<const T>& gain, T* x, std::size_t rows) {
+    const T* g = gain.data();
+    for (std::size_t r = 0; r < rows; ++r)
+        for (std::size_t i = 0; i < c.d_model; ++i) x[r * c.d_model + i] *= g[i];
 }
 
 /// The model's norm of `rows` rows of d_model: LayerNorm (weight and bias) or RMSNorm (weight).

@@ -32,12 +32,14 @@ enum class site : std::uint8_t {
     attn_scores,        ///< blocks.l.attn.hook_attn_scores     [B, H, T, T_k]  masked with -inf
     attn_pattern,       ///< blocks.l.attn.hook_pattern         [B, H, T, T_k]
     attn_z,             ///< blocks.l.attn.hook_z               [B, T, H, d_h]
+    ln1_post_normalized,///< blocks.l.ln1_post.hook_normalized  [B, T, d]   post_norms only: before the gain
     attn_out,           ///< blocks.l.hook_attn_out             [B, T, d]
     resid_mid,          ///< blocks.l.hook_resid_mid            [B, T, d]
     ln2_normalized,     ///< blocks.l.ln2.hook_normalized       [B, T, d]
     mlp_pre,            ///< blocks.l.mlp.hook_pre              [B, T, d_mlp]  (gate input for SwiGLU)
     mlp_pre_linear,     ///< blocks.l.mlp.hook_pre_linear       [B, T, d_mlp]  SwiGLU only (up projection)
     mlp_post,           ///< blocks.l.mlp.hook_post             [B, T, d_mlp]  the vector multiplying W_out
+    ln2_post_normalized,///< blocks.l.ln2_post.hook_normalized  [B, T, d]   post_norms only: before the gain
     mlp_out,            ///< blocks.l.hook_mlp_out              [B, T, d]
     resid_post,         ///< blocks.l.hook_resid_post           [B, T, d]
     ln_final_normalized ///< ln_final.hook_normalized           [B, T, d]
@@ -50,8 +52,9 @@ namespace detail {
 inline constexpr std::array<std::string_view, site_count> site_names{{
     "hook_embed", "hook_pos_embed", "hook_resid_pre", "ln1.hook_normalized", "attn.hook_q", "attn.hook_k",
     "attn.hook_v", "attn.hook_rot_q", "attn.hook_rot_k", "attn.hook_attn_scores", "attn.hook_pattern",
-    "attn.hook_z", "hook_attn_out", "hook_resid_mid", "ln2.hook_normalized", "mlp.hook_pre",
-    "mlp.hook_pre_linear", "mlp.hook_post", "hook_mlp_out", "hook_resid_post", "ln_final.hook_normalized",
+    "attn.hook_z", "ln1_post.hook_normalized", "hook_attn_out", "hook_resid_mid", "ln2.hook_normalized",
+    "mlp.hook_pre", "mlp.hook_pre_linear", "mlp.hook_post", "ln2_post.hook_normalized", "hook_mlp_out",
+    "hook_resid_post", "ln_final.hook_normalized",
 }};
 } // namespace detail
 

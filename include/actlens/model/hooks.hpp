@@ -34,8 +34,8 @@ struct hook_layout {
     std::uint32_t sites = 0; ///< bit i set when the model calls site i
 
     /// The layout of a model of this config: pos_embed with learned positions, attn.hook_rot_q and
-    /// attn.hook_rot_k with rotary ones, mlp.hook_pre_linear with SwiGLU, hook_resid_mid without a
-    /// parallel residual; every other site always.
+    /// attn.hook_rot_k with rotary ones, mlp.hook_pre_linear with a gated MLP, hook_resid_mid without a
+    /// parallel residual, ln1_post and ln2_post with post_norms; every other site always.
     static hook_layout of(const model_config& c) noexcept {
         hook_layout out;
         out.n_layers = static_cast<int>(c.n_layers);
@@ -43,8 +43,9 @@ struct hook_layout {
             const auto s = static_cast<site>(i);
             if (s == site::pos_embed && c.position != position_kind::learned) continue;
             if ((s == site::attn_rot_q || s == site::attn_rot_k) && c.position != position_kind::rotary) continue;
-            if (s == site::mlp_pre_linear && c.mlp != mlp_kind::swiglu) continue;
+            if (s == site::mlp_pre_linear && !c.gated_mlp()) continue;
             if (s == site::resid_mid && c.parallel_residual) continue;
+            if ((s == site::ln1_post_normalized || s == site::ln2_post_normalized) && !c.post_norms) continue;
             out.sites |= bit(s);
         }
         return out;
@@ -93,7 +94,9 @@ private:
         case site::pos_embed: return "only models with learned positions have it";
         case site::attn_rot_q:
         case site::attn_rot_k: return "only models with rotary positions have it";
-        case site::mlp_pre_linear: return "only SwiGLU MLPs have it";
+        case site::mlp_pre_linear: return "only gated MLPs (SwiGLU, GeGLU) have it";
+        case site::ln1_post_normalized:
+        case site::ln2_post_normalized: return "only models with norms after attention and MLP (Gemma 2) have it";
         case site::resid_mid: return "a parallel residual (GPT-NeoX) has no residual between attention and MLP";
         default: return "this model does not call it";
         }

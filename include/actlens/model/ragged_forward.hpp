@@ -257,7 +257,7 @@ public:
         const std::size_t group = m_c.group_size(), S = m_S, active = m_active;
         const bool last_only = m_last_only;
         const std::size_t* first_row = m_ws.first_row.data();
-        const T scale = T(1) / std::sqrt(T(dh));
+        const attention_form<T> form = attention_form<T>::of(m_c, layer);
         const T* q = b.q;
         const T* k = b.k;
         const T* v = b.v;
@@ -292,7 +292,7 @@ public:
             keys.own = i0 + nq;
             keys.ld = kvw;
             keys.diagonal = r.start + i0;
-            attend_query_block(q + q_row * qw + h * dh, qw, nq, keys, dh, scale, scores + slot * query_block * S, S,
+            attend_query_block(q + q_row * qw + h * dh, qw, nq, keys, dh, form, scores + slot * query_block * S, S,
                                z + q_row * qw + h * dh, qw);
         });
     }
@@ -386,7 +386,7 @@ tensor_view<const T> ragged_forward(const basic_transformer<T>& model, ragged_wo
     for (tensor<T>* t : {&ws.k, &ws.v})
         t->reshape_uninitialized({R, kvw});
     ws.mlp.reshape_uninitialized({R, dm});
-    if (c.mlp == mlp_kind::swiglu) ws.mlp_lin.reshape_uninitialized({R, dm});
+    if (c.gated_mlp()) ws.mlp_lin.reshape_uninitialized({R, dm});
     if (last_row_only) {
         ws.last_resid.reshape_uninitialized({N, d});
         ws.last_normed.reshape_uninitialized({N, d});

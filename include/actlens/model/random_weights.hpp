@@ -50,11 +50,15 @@ model_weights<T> make_random_weights(const model_config& c, std::uint64_t seed, 
         if (c.out_bias) l.b_o = make({d}, 0.1);
         l.ln2_weight = make({d}, 0.1, 1.0);
         if (ln) l.ln2_bias = make({d}, 0.1);
-        if (c.mlp == mlp_kind::swiglu) l.w_gate = make({c.d_mlp, d}, s);
+        if (c.gated_mlp()) l.w_gate = make({c.d_mlp, d}, s);
         l.w_in = make({c.d_mlp, d}, s);
         if (c.out_bias) l.b_in = make({c.d_mlp}, 0.1);
         l.w_out = make({d, c.d_mlp}, 1.0 / std::sqrt(double(c.d_mlp)));
         if (c.out_bias) l.b_out = make({d}, 0.1);
+        if (c.post_norms) {
+            l.ln1_post_weight = make({d}, 0.1, 1.0);
+            l.ln2_post_weight = make({d}, 0.1, 1.0);
+        }
     }
     w.final_norm_weight = make({d}, 0.1, 1.0);
     if (ln) w.final_norm_bias = make({d}, 0.1);

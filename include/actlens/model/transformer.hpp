@@ -70,30 +70,26 @@ public:
         normalize(m_config, m_weights.final_norm_weight, m_weights.final_norm_bias, in, rows, out);
     }
 
-    /// The logits [rows, V] of `rows` final-normed rows (row stride `ld`, 0 for d_model).
+    /// The logits [rows, V] of `rows` final-normed rows (row stride `ld`, 0 for d_model), soft-capped
+    /// when the model caps them.
     void unembed(const T* normed, std::size_t rows, T* logits, std::size_t ld = 0) const {
         kernels::linear(normed, rows, m_packed.unembedding, static_cast<const T*>(nullptr), logits, false,
                         ld ? ld : m_config.d_model);
+        cap_logits(logits, rows, m_config.vocab_size);
     }
 
-    /// Every hook point this model calls, in forward order.
-    std::vector<hook_point> hook_points() const {
-        std::vector<hook_point> out;
-        out.push_back({site::embed, -1});
-        if (m_config.position == position_kind::learned) out.push_back({site::pos_embed, -1});
-        for (int l = 0; l < static_cast<int>(m_config.n_layers); ++l)
-            for (std::size_t s = static_cast<std::size_t>(site::resid_pre); s <= static_cast<std::size_t>(site::resid_post);
-                 ++s) {
-                const auto st = static_cast<site>(s);
-                if ((st == site::attn_rot_q || st == site::attn_rot_k) && m_config.position != position_kind::rotary)
-                    continue;
-                if (st == site::mlp_pre_linear && m_config.mlp != mlp_kind::swiglu) continue;
-                if (st == site::resid_mid && m_config.parallel_residual) continue;
-                out.push_back({st, l});
-            }
-        out.push_back({site::ln_final_normalized, -1});
-        return out;
+    /// The final soft cap, in place on logits [rows, cols] computed as normed rows times unembedding rows
+    /// (none unless the model has final_logit_softcap): for methods that form chosen logits themselves.
+    /// Row by row, so that a row's logits round the same whatever rows are beside it (the SIMD body
+    /// and tail of the kernel differ in their last bits; serve/decode_batch.hpp relies on this).
+    void cap_logits(T* logits, std::size_t rows, std::size_t cols) const {
+        if (!(m_config.final_logit_softcap > 0)) return;
+        const T cap = T(m_config.final_logit_softcap);
+        for (std::size_t r = 0; r < rows; ++r) kernels::soft_cap(logits + r * cols, cols, cap);
     }
+
+    /// Every hook point this model calls, in forward order (its hook_layout decides which).
+    std::vector<hook_point> hook_points() const { return hook_layout::of(m_config).points(); }
 
     /// The hook points whose names match a glob such as "blocks.*.hook_resid_pre".
     std::vector<hook_point> hook_points(std::string_view glob) const {
@@ -242,6 +238,7 @@ private:
                 const T* row = table + static_cast<std::size_t>(rows(b, t)) * d;
                 std::copy(row, row + d, x + (b * positions + t) * d);
             }
+        scale_embeddings(m_config, x, batch * positions);
         const shape_t shape{batch, positions, d};
         hook(site::embed, -1, x, shape);
         if (m_config.position != position_kind::learned) return;
@@ -348,7 +345,7 @@ private:
                 k = ck;
                 v = cv;
             }
-            const T scale = T(1) / std::sqrt(T(dh));
+            const attention_form<T> form = attention_form<T>::of(c, layer);
             T* scores = m_ws.scores.data();
             T* z = buf.z;
             const std::size_t head_block = positions * keys;
@@ -386,17 +383,17 @@ private:
                 T* s = block_of(item, b, h, i0, n, visible);
                 const T* qp = q + (b * positions + i0) * qw + h * dh;
                 const std::size_t kv_off = b * k_batch_stride + (h / group) * dh;
+                attended_keys<T> own;
+                own.k_own = k + kv_off;
+                own.v_own = v + kv_off;
+                own.own = visible;
+                own.ld = kvw;
+                own.diagonal = past + i0;
                 if (fused) {
-                    attended_keys<T> own;
-                    own.k_own = k + kv_off;
-                    own.v_own = v + kv_off;
-                    own.own = visible;
-                    own.ld = kvw;
-                    own.diagonal = past + i0;
-                    attend_query_block(qp, qw, n, own, dh, scale, s, keys, z + (b * positions + i0) * qw + h * dh, qw);
+                    attend_query_block(qp, qw, n, own, dh, form, s, keys, z + (b * positions + i0) * qw + h * dh, qw);
                     continue;
                 }
-                kernels::attention_scores(qp, qw, k + kv_off, kvw, n, visible, dh, scale, s, keys);
+                score_query_block(qp, qw, n, own, dh, form, s, keys);
                 if (hook_scores)
                     kernels::mask_causal(s, n, keys, keys, past + i0);
                 else

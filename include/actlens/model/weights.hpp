@@ -25,10 +25,12 @@ struct layer_weights {
     tensor_view<const T> w_v, b_v;             ///< [H_kv d_h, d], [H_kv d_h]
     tensor_view<const T> q_norm, k_norm;       ///< [d_h]  per-head RMSNorm gains of q and k (qk_norm)
     tensor_view<const T> w_o, b_o;             ///< [d, H d_h], [d]
+    tensor_view<const T> ln1_post_weight;      ///< [d]  RMSNorm gain on the attention output (post_norms)
     tensor_view<const T> ln2_weight, ln2_bias; ///< [d]
     tensor_view<const T> w_gate;               ///< [d_mlp, d]  SwiGLU gate (Llama gate_proj, llama2.c w1)
     tensor_view<const T> w_in, b_in;           ///< [d_mlp, d]  GPT-2 c_fc, Llama up_proj (llama2.c w3)
     tensor_view<const T> w_out, b_out;         ///< [d, d_mlp]  GPT-2 mlp.c_proj, Llama down_proj (llama2.c w2)
+    tensor_view<const T> ln2_post_weight;      ///< [d]  RMSNorm gain on the MLP output (post_norms)
 };
 
 /// All parameters of a transformer.
@@ -88,11 +90,13 @@ struct model_weights {
             check_optional(w.b_o, c.out_bias, d, p + "b_o");
             check(w.ln2_weight, {d}, p + "ln2_weight");
             check_optional(w.ln2_bias, ln, d, p + "ln2_bias");
-            if (c.mlp == mlp_kind::swiglu) check(w.w_gate, {c.d_mlp, d}, p + "w_gate");
+            if (c.gated_mlp()) check(w.w_gate, {c.d_mlp, d}, p + "w_gate");
             check(w.w_in, {c.d_mlp, d}, p + "w_in");
             check_optional(w.b_in, c.out_bias, c.d_mlp, p + "b_in");
             check(w.w_out, {d, c.d_mlp}, p + "w_out");
             check_optional(w.b_out, c.out_bias, d, p + "b_out");
+            check_optional(w.ln1_post_weight, c.post_norms, d, p + "ln1_post_weight");
+            check_optional(w.ln2_post_weight, c.post_norms, d, p + "ln2_post_weight");
         }
         check(final_norm_weight, {d}, "final_norm_weight");
         check_optional(final_norm_bias, ln, d, "final_norm_bias");
@@ -107,7 +111,7 @@ template <class T>
 struct packed_layer {
     kernels::packed_weight<T> w_q, w_k, w_v, w_o, w_gate, w_in, w_out;
 
-    /// Sum of `size(w)` over the projections of `l` (w_gate only when `gate`, i.e. SwiGLU).
+    /// Sum of `size(w)` over the projections of `l` (w_gate only when `gate`, a gated MLP).
     template <class Size>
     static std::size_t total_size(const layer_weights<T>& l, bool gate, Size&& size) {
         return size(l.w_q) + size(l.w_k) + size(l.w_v) + size(l.w_o) + (gate ? size(l.w_gate) : 0) +
@@ -145,7 +149,7 @@ struct packed_weights {
     /// Packs every linear weight of `w`, which must have passed w.validate(c), into one buffer.
     packed_weights(const model_config& c, const model_weights<T>& w) {
         using packed = kernels::packed_weight<T>;
-        const bool gate = c.mlp == mlp_kind::swiglu;
+        const bool gate = c.gated_mlp();
         auto size = [](const tensor_view<const T>& v) { return packed::packed_size(v.extent(0), v.extent(1)); };
         std::size_t total = size(w.unembedding);
         for (const layer_weights<T>& l : w.layers) total += layer::total_size(l, gate, size);

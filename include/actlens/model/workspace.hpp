@@ -39,7 +39,7 @@ struct workspace {
         scores.reshape_uninitialized({batch, c.n_heads, positions, keys});
         block_out.reshape_uninitialized({n, c.d_model});
         mlp_pre.reshape_uninitialized({n, c.d_mlp});
-        if (c.mlp == mlp_kind::swiglu) mlp_lin.reshape_uninitialized({n, c.d_mlp});
+        if (c.gated_mlp()) mlp_lin.reshape_uninitialized({n, c.d_mlp});
     }
 };
 

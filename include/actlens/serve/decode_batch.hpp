@@ -188,7 +188,7 @@ private:
             const std::size_t dh = c.d_head, H = c.n_heads, qw = H * dh, kvw = c.n_kv_heads * dh;
             const std::size_t group = c.group_size();
             const auto l = static_cast<std::size_t>(layer);
-            const T scale = T(1) / std::sqrt(T(dh));
+            const attention_form<T> form = attention_form<T>::of(c, layer);
             const hook_point scores_point{site::attn_scores, layer}, pattern_point{site::attn_pattern, layer};
             std::size_t scratch = 0;
             m_batch.m_offsets.resize(m_count);
@@ -225,13 +225,7 @@ private:
                 T *s, *z;
                 std::size_t keys;
                 item(r, h, q, k, v, s, z, keys);
-                attended_keys<T> own;
-                own.k_own = k;
-                own.v_own = v;
-                own.own = keys;
-                own.ld = kvw;
-                own.diagonal = keys - 1;
-                attend_query_block(q, qw, 1, own, dh, scale, s, keys, z, qw);
+                attend_query_block(q, qw, 1, own_keys(k, v, keys, kvw), dh, form, s, keys, z, qw);
             });
             for (std::size_t r = 0; r < m_count; ++r) {
                 if (!hooked(r)) continue;
@@ -241,7 +235,7 @@ private:
                 std::size_t keys;
                 for (std::size_t h = 0; h < H; ++h) {
                     item(r, h, q, k, v, s, z, keys);
-                    kernels::attention_scores(q, qw, k, kvw, 1, keys, dh, scale, s, keys);
+                    score_query_block(q, qw, 1, own_keys(k, v, keys, kvw), dh, form, s, keys);
                     if (hook_scores)
                         kernels::mask_causal(s, 1, keys, keys, keys - 1);
                     else
@@ -262,6 +256,17 @@ private:
         }
 
     private:
+        // A row's keys: the `keys` positions of its cache, the last being its own.
+        static attended_keys<T> own_keys(const T* k, const T* v, std::size_t keys, std::size_t ld) {
+            attended_keys<T> own;
+            own.k_own = k;
+            own.v_own = v;
+            own.own = keys;
+            own.ld = ld;
+            own.diagonal = keys - 1;
+            return own;
+        }
+
         decode_batch& m_batch;
         const model_config& m_c;
         decode_row<T>* m_rows;
@@ -306,9 +311,9 @@ private:
             const T* gate = m_gate.data() + r * dm;
             const T* up = m_up.data() + r * dm;
             T* out = act + r * dm;
-            if (c.mlp == mlp_kind::swiglu)
+            if (c.gated_mlp())
                 kernels::detail::for_chunks(
-                    dm, [&](std::size_t i, std::size_t m) { kernels::swiglu(gate + i, up + i, out + i, m); });
+                    dm, [&](std::size_t i, std::size_t m) { activate_gated(c, gate + i, up + i, out + i, m); });
             else
                 kernels::detail::for_chunks(dm, [&](std::size_t i, std::size_t m) { activate(c, gate + i, out + i, m); });
         }
@@ -323,6 +328,7 @@ private:
             const T* row = model.weights().token_embedding.data() + static_cast<std::size_t>(rows[r].token) * d;
             std::copy(row, row + d, x + r * d);
         }
+        scale_embeddings(c, x, count);
         sites(site::embed, -1, x);
         if (c.position != position_kind::learned) return;
         T* pe = m_pos.data();
