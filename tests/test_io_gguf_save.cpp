@@ -164,6 +164,8 @@ TEST_CASE("save_gguf: models and arguments without a GGUF form give actlens::err
                Catch::Contains("[actlens.arg.101]") && Catch::Contains("LayerNorm") && Catch::Contains("gpt2"));
     const transformer pythia = make_random_transformer(tiny::pythia(), 1);
     CHECK_THAT(error_of([&] { io::save_gguf(pythia, path); }), Catch::Contains("[actlens.arg.101]"));
+    const transformer gemma2 = make_random_transformer(tiny::gemma2(), 1);
+    CHECK_THAT(error_of([&] { io::save_gguf(gemma2, path); }), Catch::Contains("[actlens.arg.101]"));
     const transformer llama = make_random_transformer(tiny::llama(), 1);
     CHECK_THAT(error_of([&] { io::save_gguf(llama, path, io::ggml_type::q4_0); }),
                Catch::Contains("[actlens.arg.101]") && Catch::Contains("Q4_0"));

@@ -76,6 +76,10 @@ inline std::string gguf_architecture(const model_config& c) {
     if (c.parallel_residual) refuse("a parallel residual");
     if (c.out_bias) refuse("output biases");
     if (c.rotary() != c.d_head) refuse("partial rotary embeddings");
+    // Gemma 2's options (its own GGUF architecture, not written here yet).
+    if (c.scale_embeddings || c.post_norms || c.query_pre_attn_scalar > 0.0 || c.attn_logit_softcap > 0.0 ||
+        c.final_logit_softcap > 0.0 || c.sliding_window > 0)
+        refuse("Gemma 2's options (scaled embeddings, post norms, soft caps or a sliding window)");
     if (c.qk_norm) {
         if (c.qkv_bias) refuse("q/k norms together with q/k/v biases");
         if (c.rope != kernels::rope_style::half_split) refuse("q/k norms with adjacent-pair RoPE");
