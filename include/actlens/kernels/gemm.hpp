@@ -6,8 +6,8 @@
 //  - float: a cache-blocked SGEMM of our own, compiled for AVX-512, AVX2 and a baseline in every
 //    build and chosen at run time (core/cpu.hpp; README "CPU instruction sets"). On AVX-512 the
 //    register tile is 8 rows x 48 columns of y (24 zmm accumulators; x is read in place, one
-//    broadcast per element; AVX2: 4 x 24, baseline: 4 x 12), K is blocked by 256 and rows by 128,
-//    and the weights are read as panels of 48 output columns stored K-major. A model packs its weights into that layout once, at construction
+//    broadcast per element; AVX2: 4 x 24, baseline: 4 x 12), K blocked by 256 and rows by 128, and
+//    weights read as K-major panels of 48 output columns, one layout for all; a model packs once, at construction
 //    (`packed_weight`, one buffer per model: see model/weights.hpp); the plain-pointer overload
 //    transposes each 256 x 48 block into a stack buffer as it goes. One row (decode) has its own
 //    matrix-vector kernel, and up to 4 rows against unpacked weights are dot products of

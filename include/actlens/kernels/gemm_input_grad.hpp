@@ -7,12 +7,12 @@
 //
 //  - float: register tiles of 8 rows x 48 columns of dx on AVX-512 (24 zmm accumulators; AVX2:
 //    4 x 24, baseline: 4 x 12, chosen at run time as for the forward, core/cpu.hpp) read w in place,
-//    one slice of a row per step of K (= out), with software prefetch of the next K block. A work
-//    item owns up to 8 panels of 48 columns and 128 rows; threads (the caller's OpenMP team) split
-//    items, never K, so every element is summed in the same order whatever the thread count. Small products run on the calling thread. Nothing is allocated.
-//    Up to 4 rows (a matrix-vector product in effect) go to Eigen's GEMV path. Measured on one
-//    core at 64 rows (GPT-2-small shapes, weights streamed from memory): ~120-135 GFLOP/s against
-//    Eigen's ~85-110 (the forward's pre-packed kernel reaches ~180-200).
+//    one slice of a row per K step (K = out), prefetching the next K block. A work item owns up to 8
+//    panels of 48 columns and 128 rows; threads (the caller's OpenMP team) split items, never K, so
+//    each element is summed in one order whatever the thread count. Small products run on the calling
+//    thread; nothing is allocated. Up to 4 rows (in effect a matrix-vector product) go to Eigen's GEMV
+//    path. Measured with AVX-512 on one core at 64 rows (GPT-2-small shapes, weights streamed from
+//    memory): ~120-135 GFLOP/s against Eigen's ~85-110 (the forward's pre-packed kernel: ~180-200).
 //  - double: kernels::linear_backward_input (Eigen).
 #pragma once
 
