@@ -106,8 +106,8 @@ int main(int argc, char** argv) {
     if (opt.threads > 0) omp_set_num_threads(opt.threads);
     threads = omp_get_max_threads();
 #endif
-    fmt::print("# actlens GPT-2-small-shaped forward, batch 1, {} thread(s), fast float GEMM: {}\n",
-               threads, actlens::kernels::detail::has_fast_sgemm ? "yes (AVX-512)" : "no (Eigen)");
+    fmt::print("# actlens GPT-2-small-shaped forward, batch 1, {} thread(s), float GEMM kernels: {}\n",
+               threads, actlens::isa_name(actlens::active_isa()));
 
     if (opt.gemm) gemm_table(std::max(3, opt.runs / 2));
 

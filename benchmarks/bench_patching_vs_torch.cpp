@@ -107,8 +107,9 @@ int main(int argc, char** argv) {
     if (opt.threads > 0) omp_set_num_threads(opt.threads);
     threads = omp_get_max_threads();
 #endif
-    fmt::print("# actlens issue-4 benchmarks, GPT-2-small-shaped random model, batch 1, {} thread(s), fast GEMM: {}\n",
-               threads, actlens::kernels::detail::has_fast_sgemm ? "yes (AVX-512)" : "no (Eigen)");
+    fmt::print("# actlens issue-4 benchmarks, GPT-2-small-shaped random model, batch 1, {} thread(s), "
+               "float GEMM kernels: {}\n",
+               threads, actlens::isa_name(actlens::active_isa()));
 
     const auto t0 = clock_type::now();
     const actlens::model_config config = actlens::model_config::gpt2(12, 768, 12, 50257, 1024);

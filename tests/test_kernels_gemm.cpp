@@ -1,8 +1,9 @@
 // Tests of actlens/kernels/gemm.hpp: `linear` against a naive long double product, the input and
 // weight gradients against central finite differences in double and against naive products. The
-// fast float path (AVX-512 builds: register tile 8 x 48, K blocks of 256, row blocks of 128, a
-// dot-product path for <= 4 rows of unpacked weights, a matrix-vector path for one row of packed
-// weights) is checked at shapes that hit every tail, with and without pre-packed weights.
+// fast float path (on the instruction set the CPU picks, AVX-512 here: register tile 8 x 48, K
+// blocks of 256, row blocks of 128, a dot-product path for <= 4 rows of unpacked weights, a
+// matrix-vector path for one row of packed weights) is checked at shapes that hit every tail, with
+// and without pre-packed weights; test_kernels_isa.cpp checks the other instruction sets.
 #include "kernel_checks.hpp"
 
 #include <catch2/catch.hpp>
@@ -302,7 +303,7 @@ TEST_CASE("linear (float fast path): the result does not depend on the number of
     }
 }
 
-TEMPLATE_TEST_CASE("packed_weight: packs float on AVX-512 builds, refers to the weights otherwise",
+TEMPLATE_TEST_CASE("packed_weight: packs float (in every build), refers to the weights for double",
                    "[kernels]", float, double) {
     using T = TestType;
     std::mt19937 rng(Catch::rngSeed());

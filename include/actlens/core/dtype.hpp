@@ -8,16 +8,19 @@
 // directions (what x86 F16C instructions do, so the bulk converters give the same bits with and
 // without them) and on narrowing to bf16, while bf16 -> f32 is the plain 16-bit shift.
 //
-// The bulk converters use F16C when the translation unit is compiled with it (-mf16c, or
-// -march=native on any x86 CPU since 2012) and plain loops otherwise; bf16 loops are branch-free so
-// the compiler vectorises them. All functions are noexcept and thread-safe.
+// The bulk f16 converters use F16C when the CPU has it (any x86 CPU since 2012; decided at run time,
+// whatever the translation unit's flags: core/isa_regions.hpp) and plain loops otherwise; bf16 loops
+// are branch-free so the compiler vectorises them. All functions are noexcept and thread-safe.
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
 
-#if defined(__F16C__)
+#include <actlens/core/cpu.hpp>
+#include <actlens/core/isa_regions.hpp>
+
+#if ACTLENS_ISA_X86
 #include <immintrin.h>
 #endif
 
@@ -189,12 +192,38 @@ inline std::uint16_t f32_to_bf16(float f) noexcept {
     return static_cast<std::uint16_t>(nan ? quiet : rounded);
 }
 
+} // namespace actlens
+
+#if ACTLENS_ISA_X86
+ACTLENS_ISA_BEGIN("avx,f16c")
+namespace actlens::detail::f16c {
+
+// The first n / 8 * 8 elements; returns how many it converted.
+ACTLENS_ISA_ENTRY inline std::size_t widen(const std::uint16_t* in, float* out, std::size_t n) noexcept {
+    std::size_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(out + i, _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(in + i))));
+    return i;
+}
+
+ACTLENS_ISA_ENTRY inline std::size_t narrow(const float* in, std::uint16_t* out, std::size_t n) noexcept {
+    std::size_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(out + i),
+                         _mm256_cvtps_ph(_mm256_loadu_ps(in + i), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+    return i;
+}
+
+} // namespace actlens::detail::f16c
+ACTLENS_ISA_END
+#endif
+
+namespace actlens {
+
 inline void f16_to_f32(const std::uint16_t* in, float* out, std::size_t n) noexcept {
     std::size_t i = 0;
-#if defined(__F16C__)
-    for (; i + 8 <= n; i += 8)
-        _mm256_storeu_ps(
-            out + i, _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(in + i))));
+#if ACTLENS_ISA_X86
+    if (detail::cpu_has_f16c()) i = detail::f16c::widen(in, out, n);
 #endif
     for (; i < n; ++i)
         out[i] = f16_to_f32(in[i]);
@@ -202,11 +231,8 @@ inline void f16_to_f32(const std::uint16_t* in, float* out, std::size_t n) noexc
 
 inline void f32_to_f16(const float* in, std::uint16_t* out, std::size_t n) noexcept {
     std::size_t i = 0;
-#if defined(__F16C__)
-    for (; i + 8 <= n; i += 8)
-        _mm_storeu_si128(reinterpret_cast<__m128i*>(out + i),
-                         _mm256_cvtps_ph(_mm256_loadu_ps(in + i),
-                                         _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+#if ACTLENS_ISA_X86
+    if (detail::cpu_has_f16c()) i = detail::f16c::narrow(in, out, n);
 #endif
     for (; i < n; ++i)
         out[i] = f32_to_f16(in[i]);

@@ -3,10 +3,11 @@
 // Weights are stored as PyTorch's nn.Linear does, [out, in] row-major, so llama2.c and Hugging Face
 // Llama tensors are used in place. The forward product y = x W^T has two implementations:
 //
-//  - float on an AVX-512 build: a cache-blocked SGEMM of our own. The register tile is 8 rows x 48
-//    columns of y (24 zmm accumulators; x is read in place, one broadcast per element), K is
-//    blocked by 256 and rows by 128, and the weights are read as panels of 48 output columns
-//    stored K-major. A model packs its weights into that layout once, at construction
+//  - float: a cache-blocked SGEMM of our own, compiled for AVX-512, AVX2 and a baseline in every
+//    build and chosen at run time (core/cpu.hpp; README "CPU instruction sets"). On AVX-512 the
+//    register tile is 8 rows x 48 columns of y (24 zmm accumulators; x is read in place, one
+//    broadcast per element; AVX2: 4 x 24, baseline: 4 x 12), K blocked by 256 and rows by 128, and
+//    weights read as K-major panels of 48 output columns, one layout for all; a model packs once, at construction
 //    (`packed_weight`, one buffer per model: see model/weights.hpp); the plain-pointer overload
 //    transposes each 256 x 48 block into a stack buffer as it goes. One row (decode) has its own
 //    matrix-vector kernel, and up to 4 rows against unpacked weights are dot products of
@@ -15,7 +16,7 @@
 //    thread count, and there is no barrier inside a product. Products too small to pay for a
 //    fork/join run on the calling thread; `linear_group` runs several products (q, k, v) in one.
 //    Nothing is allocated per call.
-//  - double, and builds without AVX-512: Eigen.
+//  - double: Eigen.
 //
 // The backward products: input gradients in kernels/gemm_input_grad.hpp (weights read in place), or
 // this file's packed product with the transposed weights of model/backward_weights.hpp; weight
@@ -29,7 +30,7 @@
 
 #include <actlens/kernels/detail/eigen.hpp>
 #include <actlens/kernels/detail/parallel.hpp>
-#include <actlens/kernels/detail/sgemm_avx512.hpp>
+#include <actlens/kernels/detail/sgemm.hpp>
 #include <actlens/kernels/packed_weight.hpp>
 
 #include <cstddef>
@@ -123,13 +124,11 @@ void linear(const T* x, std::size_t rows, std::size_t in, const T* w, std::size_
     ldy = ldy ? ldy : out;
     if (rows == 0 || out == 0) return;
     if (in == 0) return detail::linear_no_inputs(rows, out, bias, y, accumulate, ldy);
-#if defined(__AVX512F__)
     if constexpr (std::is_same_v<T, float>) {
         const detail::sgemm::problem g{x, ldx, rows, in, w, nullptr, out, bias, y, ldy, accumulate};
         detail::sgemm::run(&g, 1);
         return;
     }
-#endif
     detail::linear_eigen(x, rows, in, w, out, bias, y, accumulate, ldx, ldy);
 }
 
@@ -141,7 +140,6 @@ void linear(const T* x, std::size_t rows, const packed_weight<T>& w, const T* bi
     ldy = ldy ? ldy : out;
     if (rows == 0 || out == 0) return;
     if (in == 0) return detail::linear_no_inputs(rows, out, bias, y, accumulate, ldy);
-#if defined(__AVX512F__)
     if constexpr (std::is_same_v<T, float>) {
         if (w.is_packed()) {
             const detail::sgemm::problem g{x, ldx, rows, in, w.source(), w.panel(0), out, bias, y, ldy, accumulate};
@@ -149,13 +147,11 @@ void linear(const T* x, std::size_t rows, const packed_weight<T>& w, const T* bi
             return;
         }
     }
-#endif
     linear(x, rows, in, w.source(), out, bias, y, accumulate, ldx, ldy);
 }
 
 template <class T>
 void linear_group(const linear_job<T>* jobs, std::size_t count) {
-#if defined(__AVX512F__)
     if constexpr (std::is_same_v<T, float>) {
         detail::sgemm::problem group[detail::sgemm::max_group];
         std::size_t n = 0;
@@ -178,7 +174,6 @@ void linear_group(const linear_job<T>* jobs, std::size_t count) {
         if (n) detail::sgemm::run(group, n);
         return;
     }
-#endif
     for (std::size_t i = 0; i < count; ++i) {
         const linear_job<T>& j = jobs[i];
         linear(j.x, j.rows, *j.w, j.bias, j.y, j.accumulate, j.ldx, j.ldy);

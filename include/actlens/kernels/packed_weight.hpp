@@ -4,7 +4,7 @@
 #pragma once
 
 #include <actlens/core/memory.hpp>
-#include <actlens/kernels/detail/sgemm_avx512.hpp>
+#include <actlens/kernels/detail/sgemm.hpp>
 
 #include <algorithm>
 #include <cstddef>
@@ -18,17 +18,15 @@ namespace actlens::kernels {
 /// A linear layer's weights [out, in] (row-major) in the layout of the fast float kernel: panels of
 /// `panel_width` output columns, each stored K-major ([in][panel_width], zero-padded past `out`).
 /// Built once (O(out * in), one extra copy of the weights), then immutable: const use from several
-/// threads is safe, and copies share the packed buffer. Where there is no fast kernel (double, or a
-/// build without AVX-512) it packs nothing and refers to the original weights, which must then
-/// outlive it. Packing reads the weights once: later writes to them are not seen.
+/// threads is safe, and copies share the packed buffer. The layout is the same for every instruction
+/// set the float kernels are compiled for (kernels/detail/sgemm.hpp). For double it packs nothing
+/// and refers to the original weights, which must then outlive it. Packing reads the weights once: later writes to them are not seen.
 template <class T>
 class packed_weight {
 public:
     /// Output columns per panel (the width of the register tile).
     static constexpr std::size_t panel_width = 48;
-#if defined(__AVX512F__)
-    static_assert(panel_width == detail::sgemm::nr, "the kernel reads panels of its tile width");
-#endif
+    static_assert(panel_width == detail::sgemm::nr, "the kernels read panels of this width");
 
     /// Elements the packed layout of w[out, in] takes; 0 where nothing is packed.
     static std::size_t packed_size(std::size_t out, std::size_t in) noexcept;
@@ -44,7 +42,7 @@ public:
     std::size_t out() const noexcept { return m_out; }
     std::size_t in() const noexcept { return m_in; }
     bool empty() const noexcept { return m_out == 0; }
-    /// True when the weights were repacked (float with AVX-512).
+    /// True when the weights were repacked (float).
     bool is_packed() const noexcept { return m_packed != nullptr; }
     /// The original weights [out, in] (used by the fallback; not owned).
     const T* source() const noexcept { return m_source; }
@@ -103,7 +101,6 @@ packed_weight<T>::packed_weight(const T* w, std::size_t out, std::size_t in, T* 
 
 template <class T>
 void packed_weight<T>::pack(const T* w, T* dst) {
-#if defined(__AVX512F__)
     if constexpr (std::is_same_v<T, float>) {
         const std::size_t panels = (m_out + panel_width - 1) / panel_width;
         for (std::size_t p = 0; p < panels; ++p) {
@@ -114,11 +111,10 @@ void packed_weight<T>::pack(const T* w, T* dst) {
                                           dst + p * m_in * panel_width + k0 * panel_width);
         }
         m_packed = dst;
-        return;
+    } else {
+        (void)w;
+        (void)dst;
     }
-#endif
-    (void)w;
-    (void)dst;
 }
 
 } // namespace actlens::kernels

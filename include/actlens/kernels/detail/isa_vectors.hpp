@@ -1,0 +1,171 @@
+// actlens/kernels/detail/isa_vectors.hpp: the float vector of each instruction set, `vec` in
+// detail::avx512 (16 lanes, zmm), detail::avx2 (8 lanes, ymm) and detail::baseline (4 lanes,
+// GCC/Clang vector extension: SSE2 on x86-64). The kernel bodies (sgemm_body.inc,
+// input_grad_body.inc) are written once against this interface and compiled in each namespace:
+//
+//   reg, width                 the register and its lanes
+//   tile_rows                  rows of a register tile: 3 * tile_rows accumulators + 3 loads + a
+//                              broadcast fit the register file (32 zmm, 16 ymm, 16 xmm)
+//   mask, first(n)             the lanes < n (n may exceed width)
+//   load (aligned) / loadu / load_masked (lanes outside the mask read as 0 and are not accessed),
+//   store_masked, set1, zero, add, madd(a, b, acc) = a * b + acc (one FMA where there is FMA),
+//   reduce(v)                  the lanes' sum as a halving tree: lane i + lane i + width/2, ...
+//   prefetch(p)                into L2
+//   pack_16_columns            transposes 16 rows of w into a panel's 16 columns, for K steps
+//                              in multiples of 16; returns how many it did (0 where there is no
+//                              fast transpose: the caller packs the rest element by element)
+#pragma once
+
+#include <actlens/core/isa_regions.hpp>
+
+#include <algorithm>
+#include <cstddef>
+#include <cstring>
+
+#if ACTLENS_ISA_X86
+#include <immintrin.h>
+#endif
+
+#if ACTLENS_ISA_X86
+ACTLENS_ISA_BEGIN_AVX512
+namespace actlens::kernels::detail::avx512 {
+
+struct vec {
+    using reg = __m512;
+    using mask = __mmask16;
+    static constexpr std::size_t width = 16, tile_rows = 8;
+
+    static mask first(std::size_t n) noexcept { return n >= 16 ? mask(0xFFFF) : mask((1u << n) - 1u); }
+    static reg zero() noexcept { return _mm512_setzero_ps(); }
+    static reg set1(float x) noexcept { return _mm512_set1_ps(x); }
+    static reg load(const float* p) noexcept { return _mm512_load_ps(p); }
+    static reg loadu(const float* p) noexcept { return _mm512_loadu_ps(p); }
+    static reg load_masked(mask m, const float* p) noexcept { return _mm512_maskz_loadu_ps(m, p); }
+    static void store_masked(float* p, mask m, reg v) noexcept { _mm512_mask_storeu_ps(p, m, v); }
+    static reg add(reg a, reg b) noexcept { return _mm512_add_ps(a, b); }
+    static reg madd(reg a, reg b, reg acc) noexcept { return _mm512_fmadd_ps(a, b, acc); }
+    static void prefetch(const void* p) noexcept { _mm_prefetch(static_cast<const char*>(p), _MM_HINT_T1); }
+
+    // Halving with two-source permutes: GCC 12's unpack/shuffle intrinsics warn
+    // (-Wmaybe-uninitialized, GCC bug 105593).
+    static float reduce(reg v) noexcept {
+        const __m512i lane = _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
+#pragma GCC unroll 4
+        for (int half = 8; half >= 1; half >>= 1)
+            v = _mm512_add_ps(v, _mm512_permutex2var_ps(v, _mm512_xor_si512(lane, _mm512_set1_epi32(half)), v));
+        return _mm512_cvtss_f32(v);
+    }
+
+    // In-register 16 x 16 transpose: stage i swaps bit i of the row index with bit i of the column
+    // index (rows r and r + 2^i exchange the lanes whose column has that bit set or clear).
+    // Two-source permutes only, for the reason given at reduce.
+    static void transpose_16x16(reg* r) noexcept {
+        const __m512i lane = _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
+        const __m512i other = _mm512_set1_epi32(16);
+#pragma GCC unroll 4
+        for (int bit = 1; bit < 16; bit <<= 1) {
+            const __m512i m = _mm512_set1_epi32(bit), flipped = _mm512_xor_si512(lane, m);
+            const __mmask16 high = _mm512_test_epi32_mask(lane, m);
+            // low row: its own lanes where the column bit is 0, else the partner's lane c ^ bit;
+            // high row: the low row's lane c ^ bit where the column bit is 0, else its own lanes.
+            const __m512i lo_idx = _mm512_mask_mov_epi32(lane, high, _mm512_or_si512(flipped, other));
+            const __m512i hi_idx = _mm512_mask_mov_epi32(flipped, high, _mm512_or_si512(lane, other));
+#pragma GCC unroll 16
+            for (int row = 0; row < 16; ++row) {
+                if (row & bit) continue;
+                const reg a = r[row], b = r[row + bit];
+                r[row] = _mm512_permutex2var_ps(a, lo_idx, b);
+                r[row + bit] = _mm512_permutex2var_ps(a, hi_idx, b);
+            }
+        }
+    }
+
+    // dst[p][0..16) (rows `ld` apart) = w[0..16)[p] (rows `ldw` apart) for p < k rounded down to 16.
+    static std::size_t pack_16_columns(const float* w, std::size_t ldw, std::size_t k, float* dst,
+                                       std::size_t ld) noexcept {
+        std::size_t p0 = 0;
+        for (; p0 + 16 <= k; p0 += 16) {
+            reg r[16];
+            for (int j = 0; j < 16; ++j) r[j] = _mm512_loadu_ps(w + std::size_t(j) * ldw + p0);
+            transpose_16x16(r);
+            for (int q = 0; q < 16; ++q) _mm512_store_ps(dst + (p0 + std::size_t(q)) * ld, r[q]);
+        }
+        return p0;
+    }
+};
+
+} // namespace actlens::kernels::detail::avx512
+ACTLENS_ISA_END
+
+ACTLENS_ISA_BEGIN_AVX2
+namespace actlens::kernels::detail::avx2 {
+
+struct vec {
+    using reg = __m256;
+    using mask = __m256i;
+    static constexpr std::size_t width = 8, tile_rows = 4;
+
+    static mask first(std::size_t n) noexcept {
+        return _mm256_cmpgt_epi32(_mm256_set1_epi32(int(std::min<std::size_t>(n, 8))),
+                                  _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+    }
+    static reg zero() noexcept { return _mm256_setzero_ps(); }
+    static reg set1(float x) noexcept { return _mm256_set1_ps(x); }
+    static reg load(const float* p) noexcept { return _mm256_load_ps(p); }
+    static reg loadu(const float* p) noexcept { return _mm256_loadu_ps(p); }
+    static reg load_masked(mask m, const float* p) noexcept { return _mm256_maskload_ps(p, m); }
+    static void store_masked(float* p, mask m, reg v) noexcept { _mm256_maskstore_ps(p, m, v); }
+    static reg add(reg a, reg b) noexcept { return _mm256_add_ps(a, b); }
+    static reg madd(reg a, reg b, reg acc) noexcept { return _mm256_fmadd_ps(a, b, acc); }
+    static void prefetch(const void* p) noexcept { _mm_prefetch(static_cast<const char*>(p), _MM_HINT_T1); }
+    static float reduce(reg v) noexcept {
+        v = _mm256_add_ps(v, _mm256_permute2f128_ps(v, v, 1));                   // lane i + lane i ^ 4
+        v = _mm256_add_ps(v, _mm256_permute_ps(v, _MM_SHUFFLE(1, 0, 3, 2)));     // lane i + lane i ^ 2
+        v = _mm256_add_ps(v, _mm256_permute_ps(v, _MM_SHUFFLE(2, 3, 0, 1)));     // lane i + lane i ^ 1
+        return _mm256_cvtss_f32(v);
+    }
+    static std::size_t pack_16_columns(const float*, std::size_t, std::size_t, float*, std::size_t) noexcept {
+        return 0;
+    }
+};
+
+} // namespace actlens::kernels::detail::avx2
+ACTLENS_ISA_END
+#endif
+
+ACTLENS_ISA_BEGIN_BASELINE
+namespace actlens::kernels::detail::baseline {
+
+struct vec {
+    using reg = float __attribute__((vector_size(16)));
+    using mask = std::size_t; // the number of lanes
+    static constexpr std::size_t width = 4, tile_rows = 4;
+
+    static mask first(std::size_t n) noexcept { return std::min<std::size_t>(n, 4); }
+    static reg zero() noexcept { return reg{0, 0, 0, 0}; }
+    static reg set1(float x) noexcept { return reg{x, x, x, x}; }
+    static reg load(const float* p) noexcept { return loadu(p); }
+    static reg loadu(const float* p) noexcept {
+        reg v;
+        std::memcpy(&v, p, sizeof v);
+        return v;
+    }
+    static reg load_masked(mask m, const float* p) noexcept {
+        reg v = zero();
+        for (std::size_t i = 0; i < m; ++i) v[i] = p[i];
+        return v;
+    }
+    static void store_masked(float* p, mask m, reg v) noexcept {
+        for (std::size_t i = 0; i < m; ++i) p[i] = v[i];
+    }
+    static reg add(reg a, reg b) noexcept { return a + b; }
+    static reg madd(reg a, reg b, reg acc) noexcept { return a * b + acc; } // two roundings: no FMA here
+    static void prefetch(const void* p) noexcept { __builtin_prefetch(p, 0, 2); }
+    static float reduce(reg v) noexcept { return (v[0] + v[2]) + (v[1] + v[3]); }
+    static std::size_t pack_16_columns(const float*, std::size_t, std::size_t, float*, std::size_t) noexcept {
+        return 0;
+    }
+};
+
+} // namespace actlens::kernels::detail::baseline
+ACTLENS_ISA_END_BASELINE

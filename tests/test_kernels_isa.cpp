@@ -1,0 +1,211 @@
+// Tests of actlens/core/cpu.hpp and of the float kernels of every instruction set this CPU has
+// (kernels/detail/sgemm.hpp): each against a naive long double product at shapes that hit every
+// tail of every tile shape (AVX-512 8 x 48, AVX2 4 x 24, baseline 4 x 12; K blocks of 256 forward
+// and 64 backward; the dot-product path for <= 4 rows of unpacked weights; the one-row path of
+// packed weights), AVX2 bit for bit equal to AVX-512 (the same FMAs in the same order), and a model's
+// logits the same on every set. ctest also runs the [isa] tests with ACTLENS_ISA=baseline
+// (tests/CMakeLists.txt), where the model test compares the forced baseline with the others.
+#include "kernel_checks.hpp"
+#include "test_helpers.hpp"
+#include "tiny_models.hpp"
+
+#include <catch2/catch.hpp>
+
+#include <actlens/core/cpu.hpp>
+#include <actlens/kernels/gemm.hpp>
+#include <actlens/kernels/gemm_input_grad.hpp>
+
+#include <cmath>
+#include <cstddef>
+#include <cstdlib>
+#include <cstring>
+#include <map>
+#include <random>
+#include <vector>
+
+namespace {
+
+using namespace kernel_checks;
+using actlens::isa;
+namespace k = actlens::kernels;
+
+/// Uses `set` for a scope, then restores the instruction set in use before.
+class scoped_isa {
+public:
+    explicit scoped_isa(isa set) : m_previous(actlens::active_isa()) { actlens::set_isa(set); }
+    ~scoped_isa() { actlens::set_isa(m_previous); }
+    scoped_isa(const scoped_isa&) = delete;
+    scoped_isa& operator=(const scoped_isa&) = delete;
+
+private:
+    isa m_previous;
+};
+
+/// The instruction sets this CPU can run, highest first.
+std::vector<isa> available() {
+    std::vector<isa> sets;
+    for (isa set : {isa::avx512, isa::avx2, isa::baseline})
+        if (actlens::cpu_supports(set)) sets.push_back(set);
+    return sets;
+}
+
+/// Runs `run(set)` under every available set; returns the results by set.
+template <class Run>
+auto on_every_isa(Run run) {
+    std::map<isa, decltype(run(isa::baseline))> results;
+    for (isa set : available()) {
+        INFO("instruction set " << actlens::isa_name(set));
+        scoped_isa use(set);
+        results.emplace(set, run(set));
+    }
+    return results;
+}
+
+/// AVX-512 and AVX2 compute the same chains of FMAs: equal bits where the CPU has both.
+template <class V>
+void check_fma_sets_agree(const std::map<isa, V>& results) {
+    if (results.count(isa::avx512) && results.count(isa::avx2)) CHECK(results.at(isa::avx512) == results.at(isa::avx2));
+}
+
+} // namespace
+
+TEST_CASE("isa: the baseline is always there, and the best set is supported", "[kernels][isa]") {
+    CHECK(actlens::cpu_supports(isa::baseline));
+    CHECK(actlens::cpu_supports(actlens::best_isa()));
+    for (isa set : {isa::avx512, isa::avx2})
+        if (actlens::cpu_supports(set)) CHECK(actlens::best_isa() >= set);
+    CHECK(std::string(actlens::isa_name(isa::avx512)) == "avx512");
+    CHECK(std::string(actlens::isa_name(isa::avx2)) == "avx2");
+    CHECK(std::string(actlens::isa_name(isa::baseline)) == "baseline");
+}
+
+TEST_CASE("isa: ACTLENS_ISA decides the set in use; bad values are errors naming it", "[kernels][isa]") {
+    const char* forced = std::getenv("ACTLENS_ISA");
+    INFO("ACTLENS_ISA=" << (forced ? forced : "(unset)"));
+    // The value is read once, at the first product; this process's must have been honoured.
+    CHECK(actlens::active_isa() == actlens::detail::isa_from_environment(forced));
+    for (isa set : available()) CHECK(actlens::detail::isa_from_environment(actlens::isa_name(set)) == set);
+    CHECK(actlens::detail::isa_from_environment(nullptr) == actlens::best_isa());
+    for (const char* bad : {"avx1024", "", "AVX2", "sse2"})
+        require_error([&] { actlens::detail::isa_from_environment(bad); }, actlens::errc::invalid_argument,
+                      std::string("ACTLENS_ISA=") + bad + ": unknown instruction set");
+    for (isa set : {isa::avx512, isa::avx2}) {
+        if (actlens::cpu_supports(set)) continue; // only on a CPU without it
+        require_error([&] { actlens::detail::isa_from_environment(actlens::isa_name(set)); },
+                      actlens::errc::invalid_argument, "this CPU does not support it");
+        require_error([&] { actlens::set_isa(set); }, actlens::errc::invalid_argument, "this CPU does not support it");
+    }
+}
+
+TEST_CASE("isa: linear on every instruction set matches a naive product", "[kernels][isa]") {
+    std::mt19937 rng(Catch::rngSeed());
+    INFO("seed " << Catch::rngSeed());
+    for (std::size_t rows : {1, 3, 4, 5, 8, 9, 130})
+        for (std::size_t in : {1, 17, 300})
+            for (std::size_t out : {1, 5, 30, 50, 100}) {
+                const std::size_t ldx = in + rng() % 3, ldy = out + rng() % 3;
+                INFO("rows " << rows << " in " << in << " out " << out << " ldx " << ldx << " ldy " << ldy);
+                const auto x = uniform<float>(rng, rows * ldx, -1, 1), w = uniform<float>(rng, out * in, -1, 1);
+                const auto bias = uniform<float>(rng, out, -1, 1), y0 = uniform<float>(rng, rows * ldy, -1, 1);
+                for (bool accumulate : {false, true}) {
+                    // The naive product, once for all sets.
+                    std::vector<long double> expected(rows * out);
+                    for (std::size_t r = 0; r < rows; ++r)
+                        for (std::size_t o = 0; o < out; ++o) {
+                            long double e = (accumulate ? (long double)y0[r * ldy + o] : 0.0L) + bias[o];
+                            for (std::size_t i = 0; i < in; ++i) e += (long double)x[r * ldx + i] * w[o * in + i];
+                            expected[r * out + o] = e;
+                        }
+                    const auto results = on_every_isa([&](isa) {
+                        std::vector<std::vector<float>> ys;
+                        const k::packed_weight<float> packed(w.data(), out, in);
+                        REQUIRE(packed.is_packed());
+                        for (bool use_packed : {false, true}) {
+                            INFO("packed " << use_packed << " accumulate " << accumulate);
+                            auto y = y0;
+                            if (use_packed)
+                                k::linear(x.data(), rows, packed, bias.data(), y.data(), accumulate, ldx, ldy);
+                            else
+                                k::linear(x.data(), rows, in, w.data(), out, bias.data(), y.data(), accumulate, ldx,
+                                          ldy);
+                            double worst = 0;
+                            bool gaps_kept = true;
+                            for (std::size_t r = 0; r < rows; ++r) {
+                                for (std::size_t o = 0; o < out; ++o)
+                                    worst = std::max(worst, double(std::abs(y[r * ldy + o] - expected[r * out + o])));
+                                for (std::size_t o = out; o < ldy; ++o) gaps_kept &= y[r * ldy + o] == y0[r * ldy + o];
+                            }
+                            CHECK(worst <= double(product_tol<float>(in)));
+                            CHECK(gaps_kept);
+                            ys.push_back(y);
+                        }
+                        return ys;
+                    });
+                    check_fma_sets_agree(results);
+                }
+            }
+}
+
+TEST_CASE("isa: linear_input_grad on every instruction set matches a naive product", "[kernels][isa]") {
+    std::mt19937 rng(Catch::rngSeed());
+    INFO("seed " << Catch::rngSeed());
+    for (std::size_t rows : {5, 9, 130})
+        for (std::size_t out : {1, 17, 70})
+            for (std::size_t in : {1, 5, 30, 50, 100, 500}) {
+                const std::size_t lddy = out + 3, lddx = in + 5;
+                INFO("rows " << rows << " out " << out << " in " << in);
+                const auto dy = uniform<float>(rng, rows * lddy, -1, 1), w = uniform<float>(rng, out * in, -1, 1);
+                const auto dx0 = uniform<float>(rng, rows * lddx, -1, 1);
+                for (bool accumulate : {false, true}) {
+                    INFO("accumulate " << accumulate);
+                    const auto results = on_every_isa([&](isa) {
+                        auto dx = dx0;
+                        k::linear_input_grad(dy.data(), rows, out, w.data(), in, dx.data(), accumulate, lddy, lddx);
+                        double worst = 0;
+                        bool gaps_kept = true;
+                        for (std::size_t r = 0; r < rows; ++r) {
+                            for (std::size_t i = 0; i < in; ++i) {
+                                long double e = accumulate ? (long double)dx0[r * lddx + i] : 0.0L;
+                                for (std::size_t o = 0; o < out; ++o)
+                                    e += (long double)dy[r * lddy + o] * w[o * in + i];
+                                worst = std::max(worst, double(std::abs(dx[r * lddx + i] - e)));
+                            }
+                            for (std::size_t i = in; i < lddx; ++i) gaps_kept &= dx[r * lddx + i] == dx0[r * lddx + i];
+                        }
+                        CHECK(worst <= double(product_tol<float>(out)));
+                        CHECK(gaps_kept);
+                        return dx;
+                    });
+                    check_fma_sets_agree(results);
+                }
+            }
+}
+
+TEST_CASE("isa: a model's logits are the same on every instruction set", "[kernels][isa]") {
+    // The set in use when the test starts: the best one, or ACTLENS_ISA's (ctest forces the baseline).
+    const isa start = actlens::active_isa();
+    INFO("started on " << actlens::isa_name(start));
+    for (const auto& [name, config] : tiny::all()) {
+        INFO(name);
+        const auto model = actlens::make_random_transformer<float>(config, 11);
+        const auto tokens = tiny::tokens(20, config.vocab_size, 2);
+        auto logits = [&] {
+            const auto out = model.forward(tokens);
+            return std::vector<float>(out.data(), out.data() + out.size());
+        };
+        const std::vector<float> reference = logits();
+        const auto results = on_every_isa([&](isa) { return logits(); });
+        check_fma_sets_agree(results);
+        for (const auto& [set, result] : results) {
+            INFO("on " << actlens::isa_name(set));
+            if (set == start) {
+                CHECK(result == reference);
+            } else {
+                // Only the products' rounding differs (the baseline rounds each product before adding
+                // it): a few float ulps per product of width <= 40, through 3 layers; 1e-5 of the largest
+                // logit leaves margin while a wrong kernel is off by O(1).
+                CHECK(rel_err(result, reference) <= 1e-5);
+            }
+        }
+    }
+}
