@@ -7,8 +7,9 @@
 // (kernels/gemm_input_grad.hpp), whose column slices of a row-major W stream poorly from memory
 // when the product has few rows. The price is one more copy of every projection (not of the
 // embeddings), made once per model; pass it in backward_options::weights to every backward that
-// should use it. Only float on AVX-512 builds packs anything; elsewhere the object stays empty and
-// the backward multiplies with W in place, as without it.
+// should use it. Only float models pack anything (the packed GEMM is float's, with its instruction
+// set chosen at run time, core/cpu.hpp); for double the object stays empty and the backward
+// multiplies with W in place, as without it.
 #pragma once
 
 #include <actlens/kernels/gemm.hpp>
@@ -29,7 +30,7 @@ struct backward_weights {
 
     backward_weights() = default;
 
-    /// Packs the transpose of every projection of `m` (float with AVX-512 only; otherwise empty).
+    /// Packs the transpose of every projection of `m` (float only; otherwise empty).
     explicit backward_weights(const basic_transformer<T>& m) {
         if constexpr (!(std::is_same_v<T, float> && kernels::detail::has_fast_sgemm)) {
             (void)m;

@@ -134,9 +134,9 @@ struct packed_layer {
 };
 
 /// The linear weights of a model repacked once for kernels::linear (see kernels::packed_weight):
-/// what the transformer multiplies with. For float on AVX-512 builds this is a second copy of every
-/// projection and of the unembedding (the model's memory roughly doubles, the embedding table
-/// aside), made when the transformer is constructed; elsewhere it only points at model_weights.
+/// what the transformer multiplies with. For float models this is a second copy of every projection
+/// and of the unembedding (the model's memory roughly doubles, the embedding table aside), made when
+/// the transformer is constructed; for double it only points at model_weights.
 /// The copy is taken at construction: writing later into the memory behind model_weights' views
 /// does not reach it (build a new transformer to edit weights).
 template <class T>

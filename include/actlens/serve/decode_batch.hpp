@@ -8,8 +8,8 @@
 // is bit-identical to the same position run alone by basic_transformer::forward, because every
 // kernel on the way computes a row the same way whatever the rows beside it:
 //   - the fast float GEMM sums each row in the same order for one row or many (one-row products
-//     take a path of the same order, kernels/detail/sgemm_avx512.hpp); without it (double, no
-//     AVX-512) the products of Eigen may not, so the rows then run one at a time;
+//     take a path of the same order, kernels/detail/sgemm_body.inc, on every instruction set); for
+//     double the products of Eigen may not, so the rows then run one at a time;
 //   - norms, RoPE and attention work row by row;
 //   - the MLP activation runs over all rows at once in block_body, and its SIMD body and scalar tail
 //     round differently, so when d_mlp is not a multiple of the SIMD width a row's elements would
