@@ -127,7 +127,7 @@ int main(int argc, char** argv) {
         const actlens::tensor_view<const std::int32_t> view(tokens.data(), {1, T});
         float sink = 0;
         const auto samples =
-            time_ms(opt.warmup, opt.runs, [&] { sink += model.forward(ws, view).data()[0]; });
+            time_ms(opt.warmup, opt.runs, [&] { sink += model.forward_into(ws, view).data()[0]; });
         if (sink == 12345.0f) fmt::print(" ");
         print_result("actlens", threads, T, samples);
     }

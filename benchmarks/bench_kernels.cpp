@@ -161,7 +161,7 @@ int main(int argc, char** argv) {
         actlens::workspace<float> ws;
         std::vector<std::int32_t> toks(256, 300);
         const actlens::tensor_view<const std::int32_t> tv(toks.data(), {1, 256});
-        const double s = best_seconds(reps, [&] { m.forward(ws, tv); });
+        const double s = best_seconds(reps, [&] { m.forward_into(ws, tv); });
         fmt::print("{:<44} {:>10.3f}\n", "stories260K, T = 256", s * 1e3);
         auto cache = m.make_kv_cache(1, 512);
         actlens::run_options<float> o;
@@ -170,7 +170,7 @@ int main(int argc, char** argv) {
         const std::int32_t one = 300;
         const double step = best_seconds(reps, [&] {
             cache.clear();
-            for (int i = 0; i < 256; ++i) m.forward(ws, actlens::tensor_view<const std::int32_t>(&one, {1, 1}), o);
+            for (int i = 0; i < 256; ++i) m.forward_into(ws, actlens::tensor_view<const std::int32_t>(&one, {1, 1}), o);
         });
         fmt::print("{:<44} {:>10.3f}   ({:.0f} tokens/s)\n", "stories260K, 256 decode steps (KV cache)", step * 1e3,
                    256 / step);
@@ -183,7 +183,7 @@ int main(int argc, char** argv) {
             std::vector<std::int32_t> toks(T);
             for (std::size_t i = 0; i < T; ++i) toks[i] = std::int32_t((i * 7919) % c.vocab_size);
             const actlens::tensor_view<const std::int32_t> tv(toks.data(), {1, T});
-            const double s = best_seconds(5, [&] { m.forward(ws, tv); });
+            const double s = best_seconds(5, [&] { m.forward_into(ws, tv); });
             // Matmul FLOPs: 12 layers x (4 d^2 + 8 d^2) per token, attention 2 * 2 * T * d / 2 (causal),
             // unembedding 2 d V per token.
             const double d = 768, flops = double(T) * (12 * (2 * 12 * d * d + 2.0 * T * d) + 2 * d * 50257);

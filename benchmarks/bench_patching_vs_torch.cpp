@@ -185,7 +185,7 @@ int main(int argc, char** argv) {
                 });
                 actlens::run_options<float> o;
                 o.hooks = &hooks;
-                const double truth = metric.value(model.forward(ws, xv, o));
+                const double truth = metric.value(model.forward_into(ws, xv, o));
                 max_diff = std::max(max_diff, std::abs(truth - fast.scores.data()[i]));
             }
         }
@@ -199,7 +199,7 @@ int main(int argc, char** argv) {
             actlens::workspace<float> ws;
             float sink = 0;
             std::vector<double> cpu_fwd, cpu_atp, cpu_relp;
-            const auto fwd = time_ms(opt.warmup, opt.runs, [&] { sink += model.forward(ws, cv).data()[0]; }, &cpu_fwd);
+            const auto fwd = time_ms(opt.warmup, opt.runs, [&] { sink += model.forward_into(ws, cv).data()[0]; }, &cpu_fwd);
             print_result("actlens_forward", threads, T, fwd, "", cpu_fwd);
             actlens::attribution_options atp, relp;
             relp.backward.rule = actlens::rule::relp;
@@ -240,7 +240,7 @@ int main(int argc, char** argv) {
                          actlens::run_options<float> o;
                          o.hooks = &record;
                          o.last_position_only = true; // the metric reads the last position only
-                         sink += metric.value(model.forward(ws, tv, o));
+                         sink += metric.value(model.forward_into(ws, tv, o));
                          const auto d_norm = metric.normalized_gradient(model, 1, T);
                          actlens::backward_options bo;
                          bo.weights = &bw;

@@ -265,9 +265,9 @@ TEST_CASE("steering: add_steering adds alpha * v per row, only at positions in r
             head.insert(head.end(), tokens.begin() + std::ptrdiff_t(b * (T + extra)), tokens.begin() + std::ptrdiff_t(b * (T + extra) + T));
             tail.insert(tail.end(), tokens.begin() + std::ptrdiff_t(b * (T + extra) + T), tokens.begin() + std::ptrdiff_t((b + 1) * (T + extra)));
         }
-        m.forward(ws, tensor_view<const std::int32_t>(head.data(), {B, T}), r);
+        m.forward_into(ws, tensor_view<const std::int32_t>(head.data(), {B, T}), r);
         target = &second;
-        m.forward(ws, tensor_view<const std::int32_t>(tail.data(), {B, extra}), r);
+        m.forward_into(ws, tensor_view<const std::int32_t>(tail.data(), {B, extra}), r);
     };
     tensor<float> base1, base2;
     run(nullptr, base1, base2);

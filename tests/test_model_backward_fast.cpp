@@ -17,6 +17,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <optional>
 #include <utility>
 #include <vector>
 
@@ -132,6 +133,37 @@ TEST_CASE("backward: packed transposed weights give the gradients of the in-plac
             CHECK_THROWS_WITH(gradients(m, tokens, 2, wrong), Catch::Contains("another model"));
         }
     }
+}
+
+TEST_CASE("backward_weights know their model by its packed storage, not its address", "[backward]") {
+    const auto config = model_config::llama(2, 32, 4, 2, 40, 50, 16);
+    std::vector<std::int32_t> tokens(2 * 8);
+    for (std::size_t i = 0; i < tokens.size(); ++i) tokens[i] = std::int32_t((i * 7 + 2) % config.vocab_size);
+    std::optional<transformer> slot;
+    slot.emplace(make_random_transformer<float>(config, 3));
+    const backward_weights<float> bw(*slot);
+    REQUIRE_FALSE(bw.empty());
+    backward_options with_bw;
+    with_bw.weights = &bw;
+    // A moved model is the same model at another address: its weights stay valid.
+    const transformer moved = std::move(*slot);
+    CHECK(bw.made_from(moved));
+    const auto expected = gradients(moved, tokens, 2, backward_options{});
+    const auto got = gradients(moved, tokens, 2, with_bw);
+    for (const auto& [point, g] : expected.entries()) {
+        INFO(point.name());
+        const tensor<float>& h = got.at(point);
+        double worst = 0, scale = 0;
+        for (std::size_t i = 0; i < g.size(); ++i) {
+            scale = std::max(scale, double(std::abs(g.data()[i])));
+            worst = std::max(worst, double(std::abs(g.data()[i] - h.data()[i])));
+        }
+        CHECK(worst <= 1e-4 * scale);
+    }
+    // Another model built in the very place of the first (same address) is refused.
+    slot.emplace(make_random_transformer<float>(config, 4));
+    CHECK_FALSE(bw.made_from(*slot));
+    CHECK_THROWS_WITH(gradients(*slot, tokens, 2, with_bw), Catch::Contains("another model"));
 }
 
 TEST_CASE("backward: a cut branch gives the gradients of its output projection zeroed", "[backward][atp_star]") {

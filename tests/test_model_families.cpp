@@ -96,7 +96,7 @@ void check_kv_cache_decoding(const transformer& model) {
     double worst = 0;
     const std::size_t V = model.config().vocab_size;
     for (std::size_t t = 0; t < tokens.size(); ++t) {
-        const tensor_view<const float> step = model.forward(ws, tensor_view<const std::int32_t>(&tokens[t], {1, 1}), o);
+        const tensor_view<const float> step = model.forward_into(ws, tensor_view<const std::int32_t>(&tokens[t], {1, 1}), o);
         for (std::size_t v = 0; v < V; ++v) worst = std::max(worst, std::fabs(double(step.data()[v]) - full(0, t, v)));
     }
     CHECK(worst < 1e-5);

@@ -6,6 +6,7 @@
 
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <functional>
@@ -70,7 +71,7 @@ TEST_CASE("transformer: KV-cache decoding gives the logits of a full forward", "
             o.cache = &cache;
             std::size_t pos = 0;
             for (std::size_t chunk : {5, 1, 1, 3, 1, 2}) {
-                auto logits = m.forward(ws, tensor_view<const std::int32_t>(toks.data() + pos, {chunk}), o);
+                auto logits = m.forward_into(ws, tensor_view<const std::int32_t>(toks.data() + pos, {chunk}), o);
                 for (std::size_t t = 0; t < chunk; ++t)
                     for (std::size_t v = 0; v < config.vocab_size; ++v)
                         REQUIRE(std::abs(logits(0, t, v) - full(0, pos + t, v)) < 1e-12);
@@ -111,7 +112,7 @@ TEST_CASE("transformer: attention over several query blocks equals the reference
             run_options<double> hooked;
             hooked.hooks = &hooks;
             const tensor_view<const double> with_hook =
-                md.forward(ws, tensor_view<const std::int32_t>(toks.data(), {T}), hooked);
+                md.forward_into(ws, tensor_view<const std::int32_t>(toks.data(), {T}), hooked);
             CHECK(pattern_calls == config.n_layers);
             CHECK(std::memcmp(with_hook.data(), full.data(), full.size() * sizeof(double)) == 0);
 
@@ -120,7 +121,7 @@ TEST_CASE("transformer: attention over several query blocks equals the reference
             cached.cache = &cache;
             std::size_t pos = 0;
             for (std::size_t chunk : {70, 1, 60, 19}) {
-                auto logits = md.forward(ws, tensor_view<const std::int32_t>(toks.data() + pos, {chunk}), cached);
+                auto logits = md.forward_into(ws, tensor_view<const std::int32_t>(toks.data() + pos, {chunk}), cached);
                 for (std::size_t t = 0; t < chunk; ++t)
                     for (std::size_t v = 0; v < config.vocab_size; ++v)
                         REQUIRE(std::abs(logits(0, t, v) - full(0, pos + t, v)) < 1e-12);
@@ -243,7 +244,7 @@ TEST_CASE("transformer: concurrent forwards on one model equal sequential ones",
     auto worker = [&m](const std::vector<std::int32_t>& toks, const tensor<float>& expect, bool& same) {
         workspace<float> ws; // per thread: the model itself is shared and const
         for (int i = 0; i < 50; ++i) {
-            const auto got = m.forward(ws, tensor_view<const std::int32_t>(toks.data(), {toks.size()}));
+            const auto got = m.forward_into(ws, tensor_view<const std::int32_t>(toks.data(), {toks.size()}));
             same = same && std::memcmp(got.data(), expect.data(), expect.size() * sizeof(float)) == 0;
         }
     };
@@ -260,12 +261,12 @@ TEST_CASE("transformer: a workspace is reused without reallocating once grown", 
     const auto m = make_random_transformer<float>(config, 2);
     workspace<float> ws;
     const auto long_input = tiny::tokens(16, config.vocab_size);
-    m.forward(ws, tensor_view<const std::int32_t>(long_input.data(), {16}));
+    m.forward_into(ws, tensor_view<const std::int32_t>(long_input.data(), {16}));
     const float* resid = ws.resid.data();
     const float* scores = ws.scores.data();
     const float* logits = ws.logits.data();
     for (std::size_t n : {3, 16, 1, 9}) {
-        const auto out = m.forward(ws, tensor_view<const std::int32_t>(long_input.data(), {n}));
+        const auto out = m.forward_into(ws, tensor_view<const std::int32_t>(long_input.data(), {n}));
         CHECK(out.data() == logits);
         CHECK(out.shape() == shape_t{1, n, config.vocab_size});
     }
@@ -285,7 +286,7 @@ TEST_CASE("transformer: a context of 2^24 positions costs nothing until position
     const auto toks = tiny::tokens(11, huge.vocab_size);
     workspace<float> ws;
     const tensor_view<const std::int32_t> input(toks.data(), {toks.size()});
-    const tensor<float> got = tensor<float>::copy_of(huge_model.forward(ws, input));
+    const tensor<float> got = tensor<float>::copy_of(huge_model.forward_into(ws, input));
     CHECK(bit_identical(got, small_model.forward(toks)));
     CHECK(ws.rope.max_positions() == toks.size());
     CHECK(ws.rope.half() * 2 == huge.d_head);
@@ -297,8 +298,24 @@ TEST_CASE("transformer: a context of 2^24 positions costs nothing until position
     o.cache = &cache;
     for (std::size_t t = 0; t < 40; ++t) {
         const tensor_view<const std::int32_t> token(toks.data() + t % toks.size(), {1});
-        const auto logits = huge_model.forward(step_ws, token, o);
+        const auto logits = huge_model.forward_into(step_ws, token, o);
         REQUIRE(std::isfinite(logits(0, 0, 0)));
     }
     CHECK(step_ws.rope.max_positions() == 64);
+}
+
+TEST_CASE("forward(ws, tokens) is the deprecated name of forward_into: the same view into ws", "[transformer]") {
+    const auto m = make_random_transformer<float>(tiny::llama(), 5);
+    const std::vector<std::int32_t> toks = tiny::tokens(6, m.config().vocab_size);
+    const tensor_view<const std::int32_t> tv(toks.data(), {toks.size()});
+    workspace<float> ws;
+    const tensor<float> into = tensor<float>::copy_of(m.forward_into(ws, tv));
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+    const tensor_view<const float> old = m.forward(ws, tv);
+#pragma GCC diagnostic pop
+    REQUIRE(old.size() == into.size());
+    CHECK(std::equal(into.data(), into.data() + into.size(), old.data()));
+    const tensor<float> owned = m.forward(tv); // the owning overload keeps its name
+    CHECK(std::equal(into.data(), into.data() + into.size(), owned.data()));
 }

@@ -149,9 +149,9 @@ TEST_CASE("serve: a decode step of many rows equals each row's forward alone", "
                 solo.push_back(m.make_kv_cache(1, 16));
                 batched.push_back(m.make_kv_cache(1, 16));
                 run.cache = &batched[r];
-                m.forward(ws, tensor_view<const std::int32_t>(prompt.data(), {1, prompt.size()}), run);
+                m.forward_into(ws, tensor_view<const std::int32_t>(prompt.data(), {1, prompt.size()}), run);
                 run.cache = &solo[r];
-                m.forward(ws, tensor_view<const std::int32_t>(prompt.data(), {1, prompt.size()}), run);
+                m.forward_into(ws, tensor_view<const std::int32_t>(prompt.data(), {1, prompt.size()}), run);
                 next[r] = std::int32_t((r * 11 + 4) % c.vocab_size);
             }
             serve::decode_batch<float> step;
@@ -161,7 +161,7 @@ TEST_CASE("serve: a decode step of many rows equals each row's forward alone", "
                 const tensor<float> logits = tensor<float>::copy_of(step.step(m, rows));
                 for (std::size_t r = 0; r < n; ++r) {
                     run.cache = &solo[r];
-                    const auto alone = m.forward(ws, tensor_view<const std::int32_t>(&next[r], {1, 1}), run);
+                    const auto alone = m.forward_into(ws, tensor_view<const std::int32_t>(&next[r], {1, 1}), run);
                     INFO("step " << s << ", row " << r);
                     CHECK(std::memcmp(alone.data(), &logits(r, 0), c.vocab_size * sizeof(float)) == 0);
                     CHECK(batched[r].length() == solo[r].length());

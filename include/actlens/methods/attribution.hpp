@@ -122,7 +122,7 @@ void capture_patch_activations(const basic_transformer<T>& model, tensor_view<co
     run_options<T> o;
     o.hooks = &capture;
     o.last_position_only = true;
-    model.forward(ws, tokens, o);
+    model.forward_into(ws, tokens, o);
 }
 
 template <class T>
@@ -174,7 +174,7 @@ patching_result attribution_patch(const basic_transformer<T>& model, tensor_view
     run_options<T> o;
     o.hooks = &record;
     o.last_position_only = detail::reads_last_position(metric);
-    const tensor_view<const T> base_logits = model.forward(scratch.base_run, base_tokens, o);
+    const tensor_view<const T> base_logits = model.forward_into(scratch.base_run, base_tokens, o);
     const tensor<T> d_norm =
         detail::final_norm_gradient(model, base_logits, metric, base_tokens.extent(0), base_tokens.extent(1),
                                     options.backward);

@@ -221,7 +221,7 @@ void run_capture(const transformer& model, const std::vector<std::vector<std::in
         if (corpus[s].empty()) fail(errc::empty_prompt, "capture: sequence {} of the corpus is empty", s);
         current = &corpus[s];
         sequence = static_cast<std::uint32_t>(s);
-        model.forward(ws, tensor_view<const std::int32_t>(corpus[s].data(), {corpus[s].size()}), run);
+        model.forward_into(ws, tensor_view<const std::int32_t>(corpus[s].data(), {corpus[s].size()}), run);
         if (options.on_progress) options.on_progress(s + 1 - first, end - first);
     }
 }

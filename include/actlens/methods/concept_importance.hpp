@@ -144,7 +144,7 @@ sobol_result concept_importance(const basic_transformer<T>& model, tensor_view<c
     workspace<T> ws;
     auto f = [&](const std::vector<double>& m) {
         mask = m;
-        return metric.value(model.forward(ws, tokens, run));
+        return metric.value(model.forward_into(ws, tokens, run));
     };
     return sobol_total_indices(K, f, options);
 }

@@ -185,7 +185,7 @@ concept_recursion_result concept_recursion(const basic_transformer<T>& model, te
     {
         run_options<T> to_parent = run;
         if (is_block_site(upper.site)) to_parent.stop_at_layer = upper.layer + 1;
-        model.forward(ws, tokens, to_parent);
+        model.forward_into(ws, tokens, to_parent);
     }
     out.parent_activation = activation;
     out.selected = detail::select_active_tokens(out.parent_activation, o.threshold, o.top_k);
@@ -211,7 +211,7 @@ concept_recursion_result concept_recursion(const basic_transformer<T>& model, te
     std::map<std::vector<double>, double> metric_at;
     auto forward_with = [&](const std::vector<double>& m) {
         mask = m;
-        const double value = metric.value(model.forward(ws, tokens, run));
+        const double value = metric.value(model.forward_into(ws, tokens, run));
         metric_at[m] = value;
         return value;
     };

@@ -580,12 +580,12 @@ gact_refine_report gact_refine(const basic_transformer<T>& model, gact_steerer<T
         for (std::size_t i = 0; i < prompts.size(); ++i) {
             const tensor_view<const std::int32_t> tokens(prompts[i].data(), {prompts[i].size()});
             std::fill(injection.begin(), injection.end(), T(0));
-            const double base = target_logprob(model.forward(ws, tokens, run));
+            const double base = target_logprob(model.forward_into(ws, tokens, run));
             std::size_t best = 0;
             double best_lp = -std::numeric_limits<double>::infinity();
             for (std::size_t c = 0; c < layer.directions.extent(0); ++c) {
                 for (std::size_t j = 0; j < d; ++j) injection[j] = T(options.alpha) * layer.directions(c, j);
-                const double lp = target_logprob(model.forward(ws, tokens, run));
+                const double lp = target_logprob(model.forward_into(ws, tokens, run));
                 if (lp > best_lp) best_lp = lp, best = c;
             }
             const double* h = &feats[li](i, 0);

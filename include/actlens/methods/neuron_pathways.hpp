@@ -76,7 +76,7 @@ std::vector<neuron_pathway> neuron_pathways(const basic_transformer<T>& model, t
     run.hooks = &record;
     run.last_position_only = detail::reads_last_position(metric);
     workspace<T> ws;
-    const tensor_view<const T> logits = model.forward(ws, tokens, run);
+    const tensor_view<const T> logits = model.forward_into(ws, tokens, run);
     const tensor<T> d_norm = detail::final_norm_gradient(model, logits, metric, 1, Tn);
     const activation_cache<T> grads = backward(model, tape, d_norm.view(), post, backward_options{});
 

@@ -330,9 +330,9 @@ patch_runs<T> cache_patch_runs(const basic_transformer<T>& model, tensor_view<co
     o.last_position_only = true;
     o.hooks = &src_hooks;
     workspace<T> ws;
-    model.forward(ws, src_tokens, o);
+    model.forward_into(ws, src_tokens, o);
     o.hooks = &dst_hooks;
-    model.forward(ws, dst_tokens, o);
+    model.forward_into(ws, dst_tokens, o);
     return r;
 }
 
@@ -361,7 +361,7 @@ patching_result activation_patch_reference(const basic_transformer<T>& model, te
         });
         run_options<T> o;
         o.hooks = &hooks;
-        result.scores.data()[i] = metric.value(model.forward(ws, dst_tokens, o));
+        result.scores.data()[i] = metric.value(model.forward_into(ws, dst_tokens, o));
         if (options.progress) options.progress(i + 1, plan.size());
     }
     return result;

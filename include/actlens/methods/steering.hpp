@@ -207,7 +207,7 @@ std::vector<tensor<double>> collect_activations(const basic_transformer<T>& mode
     for (row = 0; row < prompts.size(); ++row) {
         const std::vector<std::int32_t>& p = prompts[row];
         if (p.empty()) fail(errc::empty_prompt, "collect_activations: prompt {} is empty", row);
-        model.forward(ws, tensor_view<const std::int32_t>(p.data(), {p.size()}), run);
+        model.forward_into(ws, tensor_view<const std::int32_t>(p.data(), {p.size()}), run);
     }
     return out;
 }

@@ -170,7 +170,7 @@ public:
           m_down_to(down_to_layer) {
         if (down_to_layer < 0 || down_to_layer > static_cast<int>(c.n_layers))
             fail(errc::bad_layer_range, "backward: down_to_layer {} is outside 0..{}", down_to_layer, c.n_layers);
-        if (options.weights && !options.weights->empty() && options.weights->model != static_cast<const void*>(&model))
+        if (options.weights && !options.weights->empty() && !options.weights->made_from(model))
             fail(errc::invalid_argument, "backward: backward_options::weights were made from another model");
         m_eps = T(identity_epsilon(options));
     }

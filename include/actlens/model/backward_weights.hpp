@@ -26,7 +26,9 @@ template <class T>
 struct backward_weights {
     using layer = packed_layer<T>; ///< each projection packs W^T [in, out]
     std::vector<layer> layers;
-    const void* model = nullptr; ///< the model they were made from (checked by the backward)
+    /// The packed storage of the model they were made from (packed_weights::storage): the backward
+    /// checks made_from(model). Held weakly, so that it does not keep a destroyed model's panels.
+    std::weak_ptr<const void> source;
 
     backward_weights() = default;
 
@@ -55,11 +57,19 @@ struct backward_weights {
             };
             layers.reserve(c.n_layers);
             for (const layer_weights<T>& l : m.weights().layers) layers.push_back(layer::pack_all(l, gate, pack));
-            model = &m;
+            source = m.packed().storage;
         }
     }
 
     bool empty() const noexcept { return layers.empty(); }
+
+    /// Whether these were made from `m`, the same model even when moved since; false for another
+    /// model, also one built where a destroyed one was.
+    template <class U>
+    bool made_from(const basic_transformer<U>& m) const noexcept {
+        const std::shared_ptr<const void>& s = m.packed().storage;
+        return s && !source.owner_before(s) && !s.owner_before(source);
+    }
 };
 
 } // namespace actlens

@@ -81,7 +81,7 @@ std::vector<std::vector<std::int32_t>> generate(const basic_transformer<T>& mode
     std::vector<bool> done(batch, false);
     std::vector<std::int32_t> next(batch);
 
-    tensor_view<const T> logits = model.forward(ws, prompts, run);
+    tensor_view<const T> logits = model.forward_into(ws, prompts, run);
     for (std::size_t step = 0; step < steps; ++step) {
         bool any_running = false, stop_all = false;
         for (std::size_t b = 0; b < batch; ++b) {
@@ -96,7 +96,7 @@ std::vector<std::vector<std::int32_t>> generate(const basic_transformer<T>& mode
         }
         if (stop_all || !any_running || step + 1 == steps) break;
         // Finished rows keep being fed (their outputs are dropped) so the batch stays rectangular.
-        logits = model.forward(ws, tensor_view<const std::int32_t>(next.data(), {batch, 1}), run);
+        logits = model.forward_into(ws, tensor_view<const std::int32_t>(next.data(), {batch, 1}), run);
     }
     return out;
 }

@@ -104,15 +104,22 @@ public:
         return kv_cache<T>(m_config.n_layers, batch, capacity, m_config.n_kv_heads * m_config.d_head);
     }
 
-    /// Runs tokens [B, T] (or [T] for one row) through the model. Returns logits [B, T, V] (or
-    /// [B, 1, V] with last_position_only, or resid_pre [B, T, d] with stop_at_layer) as a view into
-    /// `ws`, valid until its next use. Throws actlens::error on empty input, out-of-range token ids,
-    /// or a context longer than the model's.
-    tensor_view<const T> forward(workspace<T>& ws, tensor_view<const std::int32_t> tokens,
-                                 const run_options<T>& options = {}) const {
+    /// Runs tokens [B, T] (or [T] for one row) through the model into `ws`. Returns logits [B, T, V]
+    /// (or [B, 1, V] with last_position_only, or resid_pre [B, T, d] with stop_at_layer) as a view
+    /// into `ws`, valid until its next use; forward(tokens) returns an owning copy instead. Throws
+    /// actlens::error on empty input, out-of-range token ids, or a context longer than the model's.
+    tensor_view<const T> forward_into(workspace<T>& ws, tensor_view<const std::int32_t> tokens,
+                                      const run_options<T>& options = {}) const {
         const auto [batch, positions] = token_dims(tokens);
         check_tokens(tokens, batch, positions);
         return run(ws, &tokens, nullptr, 0, batch, positions, options);
+    }
+
+    /// The name forward_into had before: a view into `ws`, easy to mistake for the owning forward(tokens).
+    [[deprecated("forward(ws, tokens) returns a view into ws; call forward_into(ws, tokens)")]]
+    tensor_view<const T> forward(workspace<T>& ws, tensor_view<const std::int32_t> tokens,
+                                 const run_options<T>& options = {}) const {
+        return forward_into(ws, tokens, options);
     }
 
     /// Runs the model from block `start_layer`, given that block's resid_pre [B, T, d] (e.g. a cached
@@ -131,7 +138,7 @@ public:
     /// Convenience: allocates a workspace and returns a copy of the output.
     tensor<T> forward(tensor_view<const std::int32_t> tokens, const run_options<T>& options = {}) const {
         workspace<T> ws;
-        return tensor<T>::copy_of(forward(ws, tokens, options));
+        return tensor<T>::copy_of(forward_into(ws, tokens, options));
     }
     tensor<T> forward(const std::vector<std::int32_t>& tokens, const run_options<T>& options = {}) const {
         return forward(tensor_view<const std::int32_t>(tokens.data(), {tokens.size()}), options);

@@ -144,6 +144,11 @@ struct packed_weights {
     using layer = packed_layer<T>;
     std::vector<layer> layers;
     kernels::packed_weight<T> unembedding;
+    /// The buffer every panel lives in (null when nothing is packed). It moves with the model and is
+    /// new for every model, which makes it the model's identity for objects made from it
+    /// (backward_weights), where an address would not be: a moved model has a new one, and a new
+    /// model can be built where a destroyed one was.
+    std::shared_ptr<const void> storage;
 
     packed_weights() = default;
     /// Packs every linear weight of `w`, which must have passed w.validate(c), into one buffer.
@@ -163,6 +168,7 @@ struct packed_weights {
         layers.reserve(w.layers.size());
         for (const layer_weights<T>& l : w.layers) layers.push_back(layer::pack_all(l, gate, pack));
         unembedding = pack(w.unembedding);
+        this->storage = storage;
     }
 };
 
