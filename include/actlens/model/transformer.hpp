@@ -91,7 +91,9 @@ public:
     /// Every hook point this model calls, in forward order (its hook_layout decides which).
     std::vector<hook_point> hook_points() const { return hook_layout::of(m_config).points(); }
 
-    /// The hook points whose names match a glob such as "blocks.*.hook_resid_pre".
+    /// The hook points whose names match a glob such as "blocks.*.hook_resid_pre"; an empty list when
+    /// none does (run_with_cache and capture, which need at least one, throw model.402 instead:
+    /// select_hook_points in model/hooks.hpp).
     std::vector<hook_point> hook_points(std::string_view glob) const {
         std::vector<hook_point> out;
         for (const hook_point& p : hook_points())
