@@ -318,7 +318,7 @@ atp_star_result atp_star(const basic_transformer<T>& model, tensor_view<const st
     run_options<T> o;
     o.hooks = &record;
     o.last_position_only = detail::reads_last_position(metric); // the tape records every position
-    const tensor_view<const T> base_logits = model.forward(buffers.base_run, base_tokens, o);
+    const tensor_view<const T> base_logits = model.forward_into(buffers.base_run, base_tokens, o);
     const tensor<T> d_norm = detail::final_norm_gradient(model, base_logits, metric, B, S);
 
     atp_star_result r;

@@ -178,7 +178,7 @@ private:
         run.cache = &r.cache;
         run.last_position_only = true;
         const tensor_view<const T> logits =
-            m_model.forward(m_prefill, tensor_view<const std::int32_t>(q.prompt.data(), {1, q.prompt.size()}), run);
+            m_model.forward_into(m_prefill, tensor_view<const std::int32_t>(q.prompt.data(), {1, q.prompt.size()}), run);
         return take(r, &logits(0, 0, 0));
     }
 
