@@ -75,35 +75,62 @@ inline const char* isa_name(isa set) noexcept {
     }
 }
 
-inline bool detail::cpu_has_f16c() noexcept {
+namespace detail {
+
+/// What cpuid and the OS's register saving (XCR0, read with xgetbv) say, read once. Plain cpuid
+/// rather than __builtin_cpu_supports, whose data (__cpu_model) lives in the static libgcc: a JIT
+/// such as clang-repl (the notebooks) cannot resolve it.
+struct cpu_features {
+    bool avx = false, avx2 = false, fma = false, f16c = false;
+    bool avx512f = false, avx512bw = false, avx512vl = false, avx512dq = false;
+};
+
+inline cpu_features read_cpu_features() noexcept {
+    cpu_features f;
 #if defined(__x86_64__) || defined(__i386__)
-    static const bool has = [] {
-        unsigned a = 0, b = 0, c = 0, d = 0;
-        // F16C works on ymm registers: the OS must save them, which __builtin_cpu_supports("avx") checks.
-        __builtin_cpu_init();
-        return __get_cpuid(1, &a, &b, &c, &d) && (c & bit_F16C) != 0 && __builtin_cpu_supports("avx");
-    }();
-    return has;
-#else
-    return false;
+    unsigned a = 0, b = 0, c = 0, d = 0;
+    if (!__get_cpuid(1, &a, &b, &c, &d)) return f;
+    const bool osxsave = (c & bit_OSXSAVE) != 0;
+    const unsigned leaf1_ecx = c;
+    unsigned long long xcr0 = 0;
+    if (osxsave) {
+        unsigned lo = 0, hi = 0;
+        __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+        xcr0 = (static_cast<unsigned long long>(hi) << 32) | lo;
+    }
+    const bool ymm_saved = (xcr0 & 0x6) == 0x6;            // SSE and AVX state
+    const bool zmm_saved = ymm_saved && (xcr0 & 0xe0) == 0xe0; // opmask, upper ZMM halves, ZMM16-31
+    f.avx = ymm_saved && (leaf1_ecx & bit_AVX) != 0;
+    f.fma = f.avx && (leaf1_ecx & bit_FMA) != 0;
+    f.f16c = f.avx && (leaf1_ecx & bit_F16C) != 0;
+    if (__get_cpuid_count(7, 0, &a, &b, &c, &d)) {
+        f.avx2 = f.avx && (b & bit_AVX2) != 0;
+        f.avx512f = zmm_saved && (b & bit_AVX512F) != 0;
+        f.avx512bw = zmm_saved && (b & bit_AVX512BW) != 0;
+        f.avx512vl = zmm_saved && (b & bit_AVX512VL) != 0;
+        f.avx512dq = zmm_saved && (b & bit_AVX512DQ) != 0;
+    }
 #endif
+    return f;
 }
 
+inline const cpu_features& cpu() noexcept {
+    static const cpu_features features = read_cpu_features(); // thread-safe, no global constructor
+    return features;
+}
+
+} // namespace detail
+
+inline bool detail::cpu_has_f16c() noexcept { return cpu().f16c; }
+
 inline bool cpu_supports(isa set) noexcept {
-#if defined(__x86_64__) || defined(__i386__)
-    // GCC's and Clang's __builtin_cpu_supports check the OS's register saving (XCR0) as well.
-    __builtin_cpu_init();
-    const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && detail::cpu_has_f16c();
+    const detail::cpu_features& f = detail::cpu();
+    const bool avx2 = f.avx2 && f.fma && f.f16c;
     switch (set) {
-    case isa::avx512:
-        return avx2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-               __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq");
+    case isa::avx512: return avx2 && f.avx512f && f.avx512bw && f.avx512vl && f.avx512dq;
     case isa::avx2: return avx2;
     default: return true;
     }
-#else
-    return set == isa::baseline;
-#endif
 }
 
 inline isa best_isa() noexcept {
