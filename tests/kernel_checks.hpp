@@ -10,6 +10,10 @@
 
 namespace kernel_checks {
 
+/// Row or column counts around the SIMD width (16 floats / 8 doubles with AVX-512): tails of every
+/// length, one full vector and several.
+inline constexpr std::size_t simd_tail_widths[] = {1, 7, 17, 64, 100};
+
 /// n values drawn uniformly from [lo, hi), converted to T.
 template <class T>
 std::vector<T> uniform(std::mt19937& rng, std::size_t n, double lo, double hi) {

@@ -3,6 +3,8 @@
 // calls the tool stands for return in this process; bad arguments give one line with the error id
 // and exit code 2. examples/CMakeLists.txt defines ACTLENS_CLI_BUILT for this file when it builds the
 // tool, whose path comes from tests/paths.hpp; without the examples the tests say so and pass.
+#include "test_files.hpp"
+#include "test_helpers.hpp"
 #include <actlens/io/npy.hpp>
 #include <actlens/methods/atp_star.hpp>
 #include <actlens/methods/attribution.hpp>
@@ -55,15 +57,9 @@ std::string slurp(const fs::path& p) {
     return s.str();
 }
 
-fs::path scratch_dir() {
-    const fs::path dir = fs::temp_directory_path() / "actlens_test_cli";
-    fs::create_directories(dir);
-    return dir;
-}
-
 // Runs the tool with `arguments` (already quoted for the shell).
 run_result run(const std::string& arguments) {
-    const fs::path dir = scratch_dir();
+    const fs::path dir = temp_folder("actlens_test_cli");
     const std::string command = "'" + actlens::test_paths::cli() + "' " + arguments + " > '" +
                                 (dir / "stdout.txt").string() + "' 2> '" + (dir / "stderr.txt").string() + "'";
     const int status = std::system(command.c_str());
@@ -75,14 +71,9 @@ run_result run(const std::string& arguments) {
 }
 
 std::string quoted(const std::string& s) { return "'" + s + "'"; }
-std::string path_of(const char* name) { return (scratch_dir() / name).string(); }
+std::string path_of(const char* name) { return (temp_folder("actlens_test_cli") / name).string(); }
 
-template <class T>
-bool same_bits(const tensor<T>& a, const tensor<T>& b) {
-    return a.shape() == b.shape() && std::memcmp(a.data(), b.data(), a.size() * sizeof(T)) == 0;
-}
-
-struct fixture {
+struct cli_fixture {
     transformer model = load_model(model_file);
     llama2c_tokenizer tok = llama2c_tokenizer::load(actlens::test_paths::model("tok512.bin"), model.config().vocab_size);
     std::vector<std::int32_t> clean = tok.encode(clean_text, true), corrupted = tok.encode(corrupted_text, true);
@@ -99,7 +90,7 @@ std::string sweep_arguments(const char* command, const char* out) {
 } // namespace
 
 TEST_CASE("cli: info and generate report what the library does", "[cli]") {
-    const fixture f;
+    const cli_fixture f;
     const run_result info = run("info --json " + quoted(model_file));
     REQUIRE(info.code == 0);
     const nlohmann::json j = nlohmann::json::parse(info.out);
@@ -121,7 +112,7 @@ TEST_CASE("cli: info and generate report what the library does", "[cli]") {
 }
 
 TEST_CASE("cli: patch scores equal activation_patch bit for bit", "[cli]") {
-    const fixture f;
+    const cli_fixture f;
     for (const char* site : {"resid_pre", "head"}) {
         const run_result r = run(sweep_arguments("patch", "patch.npy") + " --site " + site + " --report " +
                                  quoted(path_of("patch.html")));
@@ -136,7 +127,7 @@ TEST_CASE("cli: patch scores equal activation_patch bit for bit", "[cli]") {
 }
 
 TEST_CASE("cli: attribute scores equal AtP, AtP*, RelP and IG bit for bit", "[cli]") {
-    const fixture f;
+    const cli_fixture f;
     attribution_options atp, relp;
     relp.backward.rule = rule::relp;
     const tensor<double> expected_atp =
@@ -160,7 +151,7 @@ TEST_CASE("cli: attribute scores equal AtP, AtP*, RelP and IG bit for bit", "[cl
 }
 
 TEST_CASE("cli: steer writes the diff-in-means vector and its control vector", "[cli]") {
-    const fixture f;
+    const cli_fixture f;
     const std::vector<std::string> tim = {"Tim went to the park. He saw a big", "Tim had a dog. He played with"};
     const std::vector<std::string> lily = {"Lily went to the park. She saw a big", "Lily had a dog. She played with"};
     {
@@ -186,7 +177,7 @@ TEST_CASE("cli: steer writes the diff-in-means vector and its control vector", "
 }
 
 TEST_CASE("cli: capture, snmf and neurons equal the library's results", "[cli]") {
-    const fixture f;
+    const cli_fixture f;
     const std::vector<std::string> lines = {"Once upon a time there was a cat.", "Tom and his dog ran to the park.",
                                             "Lily wanted a red ball. She was happy."};
     {

@@ -15,7 +15,7 @@
 using namespace actlens;
 
 namespace {
-bool same_bits(double a, double b) { return std::memcmp(&a, &b, sizeof a) == 0; }
+bool same_double_bits(double a, double b) { return std::memcmp(&a, &b, sizeof a) == 0; }
 } // namespace
 
 TEST_CASE("exact_sums: integers times a power of two sum exactly, in any order", "[exact_sums]") {
@@ -35,10 +35,10 @@ TEST_CASE("exact_sums: integers times a power of two sum exactly, in any order",
     for (std::size_t i = 0; i < ks.size(); ++i) (i % 3 ? halves : other_half).add(0, std::ldexp(double(ks[i]), -20));
     halves.add(other_half);
     const double expected = std::ldexp(double(exact), -20); // |exact| < 2^53: exact in a double
-    CHECK(same_bits(forward.value(0), expected));
-    CHECK(same_bits(backward.value(0), expected));
-    CHECK(same_bits(pairs.value(0), expected));
-    CHECK(same_bits(halves.value(0), expected));
+    CHECK(same_double_bits(forward.value(0), expected));
+    CHECK(same_double_bits(backward.value(0), expected));
+    CHECK(same_double_bits(pairs.value(0), expected));
+    CHECK(same_double_bits(halves.value(0), expected));
 }
 
 TEST_CASE("exact_sums: where naive double sums depend on the order, exact ones do not", "[exact_sums]") {
@@ -52,8 +52,8 @@ TEST_CASE("exact_sums: where naive double sums depend on the order, exact ones d
     exact_sums a(1), b(1);
     for (double t : terms) naive_a += t, a.add(0, t);
     for (double t : shuffled) naive_b += t, b.add(0, t);
-    CHECK_FALSE(same_bits(naive_a, naive_b)); // the premise: float addition is not associative
-    CHECK(same_bits(a.value(0), b.value(0)));
+    CHECK_FALSE(same_double_bits(naive_a, naive_b)); // the premise: float addition is not associative
+    CHECK(same_double_bits(a.value(0), b.value(0)));
     // And the exact sum is the correctly rounded one, up to the final conversion: compare with long double.
     long double wide = 0.0L;
     for (double t : terms) wide += t;

@@ -3,6 +3,7 @@
 // Independent references: files written by llama.cpp's own Python writer (gguf-py; committed with
 // tests/fixtures/gguf/make_gguf_fixtures.py), hand-assembled bytes for Q8_0 blocks and hostile
 // headers, and the llama2.c stories260K model, whose logits the GGUF models must reproduce.
+#include "test_files.hpp"
 #include "test_helpers.hpp"
 #include "paths.hpp"
 
@@ -33,14 +34,8 @@ namespace {
 const std::string gguf_fixtures = actlens::test_paths::fixture("gguf");
 const std::string llama2c_model = actlens::test_paths::model("stories260K.bin");
 
-fs::path temp_dir() {
-    const fs::path dir = fs::temp_directory_path() / "actlens_test_gguf";
-    fs::create_directories(dir);
-    return dir;
-}
-
 std::string write_bytes(const std::string& name, const std::vector<unsigned char>& bytes) {
-    const fs::path path = temp_dir() / name;
+    const fs::path path = temp_folder("actlens_test_gguf") / name;
     std::ofstream(path, std::ios::binary).write(reinterpret_cast<const char*>(bytes.data()),
                                                 std::streamsize(bytes.size()));
     return path.string();
@@ -51,7 +46,7 @@ std::vector<unsigned char> read_bytes(const std::string& path) {
     return std::vector<unsigned char>(std::istreambuf_iterator<char>(in), {});
 }
 
-std::string open_error(const std::string& path) {
+std::string gguf_open_error(const std::string& path) {
     return error_of([&] { io::gguf_file f(path); });
 }
 
@@ -99,13 +94,6 @@ raw_gguf two_tensors(std::uint64_t second_offset = 32, std::uint32_t second_type
     r.header(2, 1).str("general.architecture").u32(8).str("test");
     r.tensor("a", {2}, 0, 0).tensor("b", second_ne, second_type, second_offset).pad();
     return r.zeros(64);
-}
-
-double max_abs_diff(const tensor<float>& a, const tensor<float>& b) {
-    REQUIRE(a.shape() == b.shape());
-    double m = 0;
-    for (std::size_t i = 0; i < a.size(); ++i) m = std::max(m, std::abs(double(a.data()[i]) - double(b.data()[i])));
-    return m;
 }
 
 /// The stories260K model with every 2-D weight replaced by `round(w)` (norms unchanged).
@@ -299,7 +287,7 @@ TEST_CASE("gguf: writer -> reader round trip of every metadata type and tensor t
         w.add_tensor("a.f16", a.view(), io::ggml_type::f16);
         w.add_tensor("a.bf16", a.view(), io::ggml_type::bf16);
         w.add_tensor("b.f16", b.view(), io::ggml_type::f16);
-        const std::string path = (temp_dir() / ("round_trip_" + std::to_string(alignment) + ".gguf")).string();
+        const std::string path = (temp_folder("actlens_test_gguf") / ("round_trip_" + std::to_string(alignment) + ".gguf")).string();
         w.write(path);
 
         const io::gguf_file f(path);
@@ -338,8 +326,8 @@ TEST_CASE("gguf: writer -> reader round trip of every metadata type and tensor t
     const tensor_view<const float> column(m.data() + 1, shape_t{3}, {4, 0, 0, 0});
     io::gguf_writer w;
     w.add_tensor("column", column);
-    w.write((temp_dir() / "strided.gguf").string());
-    const tensor<float> c = io::gguf_file((temp_dir() / "strided.gguf").string()).to_float("column");
+    w.write((temp_folder("actlens_test_gguf") / "strided.gguf").string());
+    const tensor<float> c = io::gguf_file((temp_folder("actlens_test_gguf") / "strided.gguf").string()).to_float("column");
     CHECK(std::vector<float>(c.data(), c.data() + 3) == std::vector<float>{1, 5, 9});
 
     // Writer arguments.
@@ -367,7 +355,7 @@ TEST_CASE("gguf: every truncation of a valid file gives io.202, never a crash", 
     tensor<float> a({2, 3});
     w.add_tensor("a", a.view());
     w.add_tensor("b", a.view(), io::ggml_type::f16);
-    const std::string path = (temp_dir() / "whole.gguf").string();
+    const std::string path = (temp_folder("actlens_test_gguf") / "whole.gguf").string();
     w.write(path);
     const std::vector<unsigned char> whole = read_bytes(path);
     REQUIRE_NOTHROW(io::gguf_file(path));
@@ -377,7 +365,7 @@ TEST_CASE("gguf: every truncation of a valid file gives io.202, never a crash", 
     for (std::size_t n = 0; n < end; ++n) {
         INFO("truncated to " << n << " bytes");
         const std::string cut = write_bytes("cut.gguf", std::vector<unsigned char>(whole.begin(), whole.begin() + n));
-        const std::string e = open_error(cut);
+        const std::string e = gguf_open_error(cut);
         CHECK_THAT(e, Catch::Contains("[actlens.io.202]") && Catch::Contains("cut.gguf"));
     }
     CHECK_NOTHROW(io::gguf_file(write_bytes("cut.gguf", std::vector<unsigned char>(whole.begin(), whole.begin() + end))));
@@ -411,7 +399,7 @@ TEST_CASE("gguf: is_gguf_file tells GGUF files from llama2.c checkpoints by thei
 }
 
 TEST_CASE("gguf: hostile headers give actlens::error naming the file and field", "[gguf][errors]") {
-    const auto err = [](const std::string& name, const raw_gguf& r) { return open_error(write_bytes(name, r.b)); };
+    const auto err = [](const std::string& name, const raw_gguf& r) { return gguf_open_error(write_bytes(name, r.b)); };
     CHECK_NOTHROW(io::gguf_file(write_bytes("valid.gguf", two_tensors().b)));
 
     raw_gguf magic;
@@ -604,7 +592,7 @@ TEST_CASE("gguf: actlens's writer makes an F32 llama GGUF that loads in place wi
         }
         add("output_norm.weight", w.final_norm_weight);
         if (!extra.empty()) g.add_tensor(extra, w.final_norm_weight);
-        const std::string path = (temp_dir() / name).string();
+        const std::string path = (temp_folder("actlens_test_gguf") / name).string();
         g.write(path);
         return path;
     };
@@ -650,7 +638,7 @@ TEST_CASE("control vectors: llama.cpp files read into actlens block indexing, an
     }
     mine.directions[0] = std::vector<float>(64, 0.0f);
     // Kept for tests/fixtures/gguf/check_control_vector.py, which reads it with gguf-py.
-    const std::string path = (temp_dir() / "actlens_control_vector.gguf").string();
+    const std::string path = (temp_folder("actlens_test_gguf") / "actlens_control_vector.gguf").string();
     save_control_vector(path, mine);
     const io::gguf_file raw(path);
     CHECK(raw.get_string("general.architecture") == "controlvector");
@@ -683,7 +671,7 @@ TEST_CASE("control vectors: llama.cpp files read into actlens block indexing, an
         io::gguf_writer w;
         tensor<float> v(shape.size() == 1 ? shape_t{shape[0]} : shape_t{shape[0], shape[1]});
         w.add_tensor(tensor_name, v.view(), type);
-        const std::string p = (temp_dir() / name).string();
+        const std::string p = (temp_folder("actlens_test_gguf") / name).string();
         w.write(p);
         return error_of([&] { load_control_vector(p); });
     };

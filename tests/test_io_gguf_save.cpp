@@ -36,13 +36,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-double max_abs_diff(const tensor<float>& a, const tensor<float>& b) {
-    REQUIRE(a.shape() == b.shape());
-    double m = 0;
-    for (std::size_t i = 0; i < a.size(); ++i) m = std::max(m, std::abs(double(a.data()[i]) - double(b.data()[i])));
-    return m;
-}
-
 fs::path save_dir() {
     const fs::path dir = fs::temp_directory_path() / "actlens_test_gguf_save";
     fs::create_directories(dir);

@@ -7,6 +7,7 @@
 // (logits up to ~12): float32 rounding through two blocks stays near 1e-6, so 1e-4 leaves room for
 // summation-order differences while any layout or formula error (a transposed or permuted weight,
 // a wrong RoPE pairing, a missing bias) shows up at 1e-2 or more.
+#include "test_files.hpp"
 #include "test_helpers.hpp"
 #include "paths.hpp"
 
@@ -35,7 +36,7 @@ namespace {
 
 const std::string hf_dir = actlens::test_paths::fixture("hf");
 
-double max_abs_diff(tensor_view<const float> a, tensor_view<const float> b) {
+double max_abs_diff_4d(tensor_view<const float> a, tensor_view<const float> b) {
     double worst = 0;
     const shape_t& s = a.shape();
     for (std::size_t i = 0; i < s[0]; ++i)
@@ -65,7 +66,7 @@ void check_against_reference(const transformer& model, const std::string& refere
     const tensor<float> want_logits = ref.to_float("logits");
     REQUIRE(logits.shape() == want_logits.shape());
     INFO(reference_name);
-    CHECK(max_abs_diff(logits, want_logits) < tolerance);
+    CHECK(max_abs_diff_4d(logits, want_logits) < tolerance);
     std::size_t hooks = 0;
     for (const io::safetensors_tensor_info& t : ref.tensors()) {
         if (t.name == "tokens" || t.name == "logits") continue;
@@ -74,7 +75,7 @@ void check_against_reference(const transformer& model, const std::string& refere
         const tensor<float> want = ref.to_float(t.name);
         const tensor<float>& got = cache.at(t.name);
         REQUIRE(got.shape() == want.shape());
-        CHECK(max_abs_diff(got, want) < tolerance);
+        CHECK(max_abs_diff_4d(got, want) < tolerance);
         ++hooks;
     }
     CHECK(hooks >= 18);
@@ -96,23 +97,7 @@ fs::path copy_fixture(const std::string& fixture, const std::string& name) {
     return dir;
 }
 
-std::string read_text(const fs::path& path) {
-    std::ifstream in(path);
-    return std::string(std::istreambuf_iterator<char>(in), {});
-}
-
-void write_text(const fs::path& path, const std::string& text) { std::ofstream(path) << text; }
-
-/// Replaces the first occurrence of `from` in the file by `to` (which must occur).
-void edit(const fs::path& path, const std::string& from, const std::string& to) {
-    std::string text = read_text(path);
-    const std::size_t at = text.find(from);
-    REQUIRE(at != std::string::npos);
-    text.replace(at, from.size(), to);
-    write_text(path, text);
-}
-
-std::string load_error(const fs::path& path) {
+std::string hf_load_error(const fs::path& path) {
     return error_of([&] { load_model(path.string()); });
 }
 
@@ -218,12 +203,12 @@ TEST_CASE("huggingface: writer and loader agree; F16 checkpoints load", "[huggin
           dtype::f16);
     const transformer h = load_model(f16.string());
     const tensor<float> c = h.forward(tokens.view());
-    CHECK(max_abs_diff(a, c) < 0.05);
-    CHECK(max_abs_diff(a, c) > 0);
+    CHECK(max_abs_diff_4d(a, c) < 0.05);
+    CHECK(max_abs_diff_4d(a, c) > 0);
 
     // Llama with attention_bias: q/k/v/o biases, all zero here, so the logits are unchanged.
     const fs::path biased = copy_fixture("llama_tiny", "attention_bias");
-    edit(biased / "config.json", "\"attention_bias\": false", "\"attention_bias\": true");
+    replace_in_file(biased / "config.json", "\"attention_bias\": false", "\"attention_bias\": true");
     {
         const io::safetensors_file f((biased / "model.safetensors").string());
         std::map<std::string, tensor<float>> all;
@@ -245,24 +230,24 @@ TEST_CASE("huggingface: writer and loader agree; F16 checkpoints load", "[huggin
     CHECK(with_bias.config().qkv_bias);
     CHECK(with_bias.config().out_bias);
     const tensor<float> d = with_bias.forward(tokens.view());
-    CHECK(max_abs_diff(a, d) < 1e-6);
+    CHECK(max_abs_diff_4d(a, d) < 1e-6);
 }
 
 TEST_CASE("huggingface: missing tensors are listed in one error", "[huggingface][errors]") {
     const fs::path dir = copy_fixture("llama_tiny", "missing");
     rewrite_weights(dir,
                     {"model.layers.1.mlp.up_proj.weight", "model.norm.weight", "lm_head.weight"});
-    CHECK_THAT(load_error(dir), Contains("[actlens.model.401]") &&
+    CHECK_THAT(hf_load_error(dir), Contains("[actlens.model.401]") &&
                                     Contains("3 tensors are missing") &&
                                     Contains("model.layers.1.mlp.up_proj.weight") &&
                                     Contains("model.norm.weight") && Contains("lm_head.weight"));
     // Tied embeddings need no lm_head.
-    edit(dir / "config.json", "\"tie_word_embeddings\": false", "\"tie_word_embeddings\": true");
-    CHECK_THAT(load_error(dir), Contains("2 tensors are missing") && !Contains("lm_head"));
+    replace_in_file(dir / "config.json", "\"tie_word_embeddings\": false", "\"tie_word_embeddings\": true");
+    CHECK_THAT(hf_load_error(dir), Contains("2 tensors are missing") && !Contains("lm_head"));
 
     const fs::path gpt2 = copy_fixture("gpt2_tiny", "missing_gpt2");
     rewrite_weights(gpt2, {"h.0.attn.c_attn.bias"});
-    CHECK_THAT(load_error(gpt2),
+    CHECK_THAT(hf_load_error(gpt2),
                Contains("1 tensor is missing") && Contains("h.0.attn.c_attn.bias"));
 }
 
@@ -270,11 +255,11 @@ TEST_CASE("huggingface: config.json problems name the file and the field",
           "[huggingface][errors]") {
     const fs::path dir = copy_fixture("llama_tiny", "config");
     const fs::path config = dir / "config.json";
-    const std::string good = read_text(config);
+    const std::string good = read_file(config);
     auto with = [&](const std::string& from, const std::string& to) {
-        write_text(config, good);
-        edit(config, from, to);
-        return load_error(dir);
+        write_file(config, good);
+        replace_in_file(config, from, to);
+        return hf_load_error(dir);
     };
     CHECK_THAT(with("\"model_type\": \"llama\"", "\"model_type\": \"bert\""),
                Contains("[actlens.io.206]") && Contains("model_type 'bert'") &&
@@ -320,10 +305,10 @@ TEST_CASE("huggingface: config.json problems name the file and the field",
         CHECK_THAT(message, Contains("xxx") && Contains("... (1000000 bytes)"));
         CHECK(message.size() < 1000);
     }
-    write_text(config, good);
-    edit(config, "\"model_type\": \"llama\",", "");
-    edit(config, "\"LlamaForCausalLM\"", "\"" + huge + "\", [[[1]]], 2, 3, 4, 5");
-    const std::string architectures = load_error(dir);
+    write_file(config, good);
+    replace_in_file(config, "\"model_type\": \"llama\",", "");
+    replace_in_file(config, "\"LlamaForCausalLM\"", "\"" + huge + "\", [[[1]]], 2, 3, 4, 5");
+    const std::string architectures = hf_load_error(dir);
     CHECK_THAT(architectures, Contains("(architectures [\"xxx") && Contains("... (1000000 bytes), an array of 1 elements, 2, 3, ... (6 entries)]"));
     CHECK(architectures.size() < 1000);
     // Sizes that disagree with the tensors.
@@ -335,22 +320,22 @@ TEST_CASE("huggingface: config.json problems name the file and the field",
                Contains("tensors are missing") &&
                    Contains("model.layers.2.self_attn.q_proj.weight"));
     // model_type may be absent when architectures names the class.
-    write_text(config, good);
-    edit(config, "\"model_type\": \"llama\",", "");
+    write_file(config, good);
+    replace_in_file(config, "\"model_type\": \"llama\",", "");
     CHECK(load_model(dir.string()).config().family == "llama");
-    edit(config, "\"LlamaForCausalLM\"", "\"T5ForConditionalGeneration\"");
-    CHECK_THAT(load_error(dir),
+    replace_in_file(config, "\"LlamaForCausalLM\"", "\"T5ForConditionalGeneration\"");
+    CHECK_THAT(hf_load_error(dir),
                Contains("model_type ''") && Contains("T5ForConditionalGeneration"));
 
     const fs::path g = copy_fixture("gpt2_tiny", "config_gpt2");
-    edit(g / "config.json", "\"activation_function\": \"gelu_new\"",
+    replace_in_file(g / "config.json", "\"activation_function\": \"gelu_new\"",
          "\"activation_function\": \"relu\"");
-    CHECK_THAT(load_error(g),
+    CHECK_THAT(hf_load_error(g),
                Contains("[actlens.model.401]") && Contains("activation_function 'relu'"));
-    write_text(g / "config.json", read_text(hf_dir + "/gpt2_tiny/config.json"));
-    edit(g / "config.json", "\"n_positions\": 32", "\"n_positions\": 16");
+    write_file(g / "config.json", read_file(hf_dir + "/gpt2_tiny/config.json"));
+    replace_in_file(g / "config.json", "\"n_positions\": 32", "\"n_positions\": 16");
     CHECK_THAT(
-        load_error(g),
+        hf_load_error(g),
         Contains("tensor 'wpe.weight' has shape [32, 32], but config.json implies [16, 32]"));
 }
 
@@ -358,7 +343,7 @@ TEST_CASE("huggingface: damaged directories, indexes and shards", "[huggingface]
     // A directory without config.json is not a checkpoint.
     const fs::path empty = temp_root() / "no_config";
     fs::create_directories(empty);
-    CHECK_THAT(load_error(empty), Contains("[actlens.io.206]") && Contains("without config.json"));
+    CHECK_THAT(hf_load_error(empty), Contains("[actlens.io.206]") && Contains("without config.json"));
     CHECK_THAT(error_of([&] { io::load_huggingface(empty.string()); }),
                Contains("[actlens.io.201]"));
     // config.json but no weights.
@@ -366,51 +351,51 @@ TEST_CASE("huggingface: damaged directories, indexes and shards", "[huggingface]
     fs::remove_all(no_weights);
     fs::create_directories(no_weights);
     fs::copy_file(hf_dir + "/llama_tiny/config.json", no_weights / "config.json");
-    CHECK_THAT(load_error(no_weights),
+    CHECK_THAT(hf_load_error(no_weights),
                Contains("[actlens.io.201]") &&
                    Contains("neither model.safetensors nor model.safetensors.index.json"));
     // A single weight file given instead of its directory.
-    CHECK_THAT(load_error(hf_dir + "/llama_tiny/model.safetensors"),
+    CHECK_THAT(hf_load_error(hf_dir + "/llama_tiny/model.safetensors"),
                Contains("[actlens.io.206]") && Contains("pass its directory"));
 
     const fs::path sharded = copy_fixture("llama_tiny_sharded", "shards");
     const fs::path index = sharded / "model.safetensors.index.json";
-    const std::string good = read_text(index);
+    const std::string good = read_file(index);
     fs::remove(sharded / "model-00002-of-00002.safetensors");
-    CHECK_THAT(load_error(sharded),
+    CHECK_THAT(hf_load_error(sharded),
                Contains("[actlens.io.201]") && Contains("model-00002-of-00002.safetensors"));
-    edit(index, "\"model.norm.weight\": \"model-00002-of-00002.safetensors\"",
+    replace_in_file(index, "\"model.norm.weight\": \"model-00002-of-00002.safetensors\"",
          "\"model.norm.weight\": \"../../etc/passwd\"");
-    CHECK_THAT(load_error(sharded), Contains("[actlens.io.204]") && Contains("'../../etc/passwd'"));
+    CHECK_THAT(hf_load_error(sharded), Contains("[actlens.io.204]") && Contains("'../../etc/passwd'"));
     fs::copy_file(hf_dir + "/llama_tiny_sharded/model-00002-of-00002.safetensors",
                   sharded / "model-00002-of-00002.safetensors");
-    write_text(index, good);
+    write_file(index, good);
     CHECK(load_model(sharded.string()).config().n_layers == 2);
-    edit(index, "\"model.norm.weight\": \"model-00002-of-00002.safetensors\"",
+    replace_in_file(index, "\"model.norm.weight\": \"model-00002-of-00002.safetensors\"",
          "\"model.norm.weight\": \"model-00001-of-00002.safetensors\"");
-    CHECK_THAT(load_error(sharded), Contains("[actlens.io.204]") &&
+    CHECK_THAT(hf_load_error(sharded), Contains("[actlens.io.204]") &&
                                         Contains("puts 'model.norm.weight' in") &&
                                         Contains("which has no such tensor"));
-    write_text(index, "{\"weight_map\": [1, 2]}");
-    CHECK_THAT(load_error(sharded), Contains("'weight_map' must be an object"));
-    write_text(index, "{\"weight_map\": ");
-    CHECK_THAT(load_error(sharded), Contains("[actlens.io.204]") && Contains("not valid JSON"));
+    write_file(index, "{\"weight_map\": [1, 2]}");
+    CHECK_THAT(hf_load_error(sharded), Contains("'weight_map' must be an object"));
+    write_file(index, "{\"weight_map\": ");
+    CHECK_THAT(hf_load_error(sharded), Contains("[actlens.io.204]") && Contains("not valid JSON"));
 
     // A damaged shard: its error names the shard file.
     const fs::path damaged = copy_fixture("llama_tiny", "damaged");
     fs::resize_file(damaged / "model.safetensors", 1000);
-    CHECK_THAT(load_error(damaged), Contains("[actlens.io.202]") && Contains("model.safetensors"));
+    CHECK_THAT(hf_load_error(damaged), Contains("[actlens.io.202]") && Contains("model.safetensors"));
     // Integer weights are not converted.
     const fs::path ints = copy_fixture("llama_tiny", "int_weights");
     {
         const io::safetensors_file f((ints / "model.safetensors").string());
         CHECK(f.info("model.norm.weight").dtype == dtype::f32);
     }
-    std::string bytes = read_text(ints / "model.safetensors");
+    std::string bytes = read_file(ints / "model.safetensors");
     const std::size_t at = bytes.find("\"model.norm.weight\":{\"dtype\":\"F32\"");
     REQUIRE(at != std::string::npos);
     bytes.replace(bytes.find("F32", at), 3, "I32");
-    write_text(ints / "model.safetensors", bytes);
-    CHECK_THAT(load_error(ints),
+    write_file(ints / "model.safetensors", bytes);
+    CHECK_THAT(hf_load_error(ints),
                Contains("[actlens.io.206]") && Contains("'model.norm.weight'") && Contains("I32"));
 }

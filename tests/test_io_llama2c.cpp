@@ -40,7 +40,7 @@ std::vector<char> with_header(std::vector<char> bytes, int field, std::int32_t v
     return bytes;
 }
 
-std::string load_error(const std::string& path) {
+std::string checkpoint_load_error(const std::string& path) {
     try {
         load_model(path);
     } catch (const error& e) {
@@ -87,39 +87,39 @@ TEST_CASE("llama2c: hostile and damaged files give actlens::error naming the fil
     const std::vector<char> good = read_all(model_path);
     REQUIRE(good.size() == 1056540);
 
-    CHECK_THAT(load_error("/nonexistent/stories.bin"), Catch::Contains("[actlens.io.201]") &&
+    CHECK_THAT(checkpoint_load_error("/nonexistent/stories.bin"), Catch::Contains("[actlens.io.201]") &&
                                                            Catch::Contains("/nonexistent/stories.bin"));
-    CHECK_THAT(load_error(write_temp("empty.bin", {})), Catch::Contains("[actlens.io.202]") && Catch::Contains("'dim'"));
-    CHECK_THAT(load_error(write_temp("short_header.bin", std::vector<char>(good.begin(), good.begin() + 17))),
+    CHECK_THAT(checkpoint_load_error(write_temp("empty.bin", {})), Catch::Contains("[actlens.io.202]") && Catch::Contains("'dim'"));
+    CHECK_THAT(checkpoint_load_error(write_temp("short_header.bin", std::vector<char>(good.begin(), good.begin() + 17))),
                Catch::Contains("[actlens.io.202]") && Catch::Contains("'n_kv_heads'") &&
                    Catch::Contains("short_header.bin"));
-    CHECK_THAT(load_error(write_temp("truncated.bin", std::vector<char>(good.begin(), good.begin() + 500000))),
+    CHECK_THAT(checkpoint_load_error(write_temp("truncated.bin", std::vector<char>(good.begin(), good.begin() + 500000))),
                Catch::Contains("[actlens.io.202]") && Catch::Contains("implies 1056540 bytes, but the file has 500000"));
     std::vector<char> longer = good;
     longer.resize(good.size() + 8);
-    CHECK_THAT(load_error(write_temp("trailing.bin", longer)), Catch::Contains("[actlens.io.204]") &&
+    CHECK_THAT(checkpoint_load_error(write_temp("trailing.bin", longer)), Catch::Contains("[actlens.io.204]") &&
                                                                    Catch::Contains("the file has 1056548"));
-    CHECK_THAT(load_error(write_temp("negative_dim.bin", with_header(good, 0, -64))),
+    CHECK_THAT(checkpoint_load_error(write_temp("negative_dim.bin", with_header(good, 0, -64))),
                Catch::Contains("[actlens.io.204]") && Catch::Contains("'dim' = -64"));
-    CHECK_THAT(load_error(write_temp("zero_layers.bin", with_header(good, 2, 0))), Catch::Contains("'n_layers' = 0"));
-    CHECK_THAT(load_error(write_temp("heads.bin", with_header(good, 3, 7))),
+    CHECK_THAT(checkpoint_load_error(write_temp("zero_layers.bin", with_header(good, 2, 0))), Catch::Contains("'n_layers' = 0"));
+    CHECK_THAT(checkpoint_load_error(write_temp("heads.bin", with_header(good, 3, 7))),
                Catch::Contains("'dim' = 64 is not a multiple of 'n_heads' = 7"));
-    CHECK_THAT(load_error(write_temp("kv_heads.bin", with_header(good, 4, 16))), Catch::Contains("'n_kv_heads' = 16"));
-    CHECK_THAT(load_error(write_temp("kv_heads3.bin", with_header(good, 4, 3))), Catch::Contains("'n_kv_heads' = 3"));
+    CHECK_THAT(checkpoint_load_error(write_temp("kv_heads.bin", with_header(good, 4, 16))), Catch::Contains("'n_kv_heads' = 16"));
+    CHECK_THAT(checkpoint_load_error(write_temp("kv_heads3.bin", with_header(good, 4, 3))), Catch::Contains("'n_kv_heads' = 3"));
     // Sizes that would overflow or exhaust memory are rejected before anything is read.
     auto huge = with_header(with_header(with_header(good, 0, 1 << 30), 1, 1 << 30), 2, 1 << 30);
-    CHECK_THAT(load_error(write_temp("huge.bin", huge)), Catch::Contains("[actlens.io.204]"));
+    CHECK_THAT(checkpoint_load_error(write_temp("huge.bin", huge)), Catch::Contains("[actlens.io.204]"));
     auto big = with_header(with_header(good, 0, 1 << 22), 1, 1 << 23);
-    CHECK_THAT(load_error(write_temp("big.bin", with_header(big, 3, 1 << 16))),
+    CHECK_THAT(checkpoint_load_error(write_temp("big.bin", with_header(big, 3, 1 << 16))),
                Catch::Contains("implies") && Catch::Contains("but the file has 1056540"));
     // A vocabulary of INT32_MIN has no positive magnitude in int32: still a clear error.
-    CHECK_THAT(load_error(write_temp("vocab_min.bin", with_header(good, 5, INT32_MIN))), Catch::Contains("vocab_size"));
+    CHECK_THAT(checkpoint_load_error(write_temp("vocab_min.bin", with_header(good, 5, INT32_MIN))), Catch::Contains("vocab_size"));
     // A separate classifier (negative vocab size) must be present in the file.
-    CHECK_THAT(load_error(write_temp("unshared.bin", with_header(good, 5, -512))),
+    CHECK_THAT(checkpoint_load_error(write_temp("unshared.bin", with_header(good, 5, -512))),
                Catch::Contains("[actlens.io.202]") && Catch::Contains("implies 1187612 bytes"));
     // Other formats are named.
-    CHECK_THAT(load_error(write_temp("model.gguf", {'G', 'G', 'U', 'F', 3, 0, 0, 0})), Catch::Contains("GGUF"));
-    CHECK_THAT(load_error(fs::temp_directory_path().string()), Catch::Contains("[actlens.io.206]"));
+    CHECK_THAT(checkpoint_load_error(write_temp("model.gguf", {'G', 'G', 'U', 'F', 3, 0, 0, 0})), Catch::Contains("GGUF"));
+    CHECK_THAT(checkpoint_load_error(fs::temp_directory_path().string()), Catch::Contains("[actlens.io.206]"));
 }
 
 TEST_CASE("llama2c: a checkpoint with its own classifier uses it", "[llama2c]") {

@@ -1,5 +1,6 @@
 // Tests of actlens/io/npy.hpp: round trips, strided views, the fixtures NumPy wrote
 // (tests/fixtures/make_npy_fixtures.py), byte-identical output to np.save, and hostile files.
+#include "test_files.hpp"
 #include "paths.hpp"
 
 #include <catch2/catch.hpp>
@@ -31,36 +32,6 @@ std::string fixture(const std::string& name) {
     return actlens::test_paths::fixture_dir() + "/" + name;
 }
 
-/// A scratch directory for this process, removed with everything in it at the end of a test.
-class scratch_dir {
-public:
-    scratch_dir() {
-        // Unique while this object lives: the process id and the object's address.
-        m_dir = std::filesystem::temp_directory_path() /
-                ("actlens_npy_" + std::to_string(::getpid()) + "_" +
-                 std::to_string(reinterpret_cast<std::uintptr_t>(this)));
-        std::filesystem::create_directories(m_dir);
-    }
-    ~scratch_dir() {
-        std::error_code ec;
-        std::filesystem::remove_all(m_dir, ec);
-    }
-    std::string path(const std::string& name) const { return (m_dir / name).string(); }
-
-private:
-    std::filesystem::path m_dir;
-};
-
-std::string read_bytes(const std::string& path) {
-    std::ifstream in(path, std::ios::binary);
-    return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
-}
-
-void write_bytes(const std::string& path, const std::string& bytes) {
-    std::ofstream out(path, std::ios::binary);
-    out.write(bytes.data(), std::streamsize(bytes.size()));
-}
-
 /// A .npy file by hand: magic, version, header length (2 bytes for 1.x, 4 otherwise), header, data.
 std::string npy_bytes(const std::string& header, const std::string& data = "", int major = 1,
                       int minor = 0) {
@@ -87,7 +58,7 @@ void fill_random(tensor<T>& t, std::mt19937& rng) {
 }
 
 template <class T>
-void check_round_trip(std::mt19937& rng, const scratch_dir& dir) {
+void check_round_trip(std::mt19937& rng, const scratch_folder& dir) {
     for (int rank = 1; rank <= 4; ++rank) {
         shape_t shape;
         shape.rank = rank;
@@ -96,7 +67,7 @@ void check_round_trip(std::mt19937& rng, const scratch_dir& dir) {
         INFO("rank " << rank << " shape " << shape.to_string() << " dtype " << io::npy_descr<T>());
         tensor<T> t(shape);
         fill_random(t, rng);
-        const std::string path = dir.path("round_trip.npy");
+        const std::string path = dir.file("round_trip.npy");
         io::save_npy(path, t);
         const tensor<T> back = io::load_npy<T>(path);
         CHECK(back.shape() == shape);
@@ -110,7 +81,7 @@ void check_round_trip(std::mt19937& rng, const scratch_dir& dir) {
 
 /// The error message of load_npy<T>(path), or "" if it did not throw actlens::error.
 template <class T = float>
-std::string load_error(const std::string& path) {
+std::string npy_load_error(const std::string& path) {
     try {
         (void)io::load_npy<T>(path);
     } catch (const actlens::error& e) {
@@ -124,7 +95,7 @@ std::string load_error(const std::string& path) {
 TEST_CASE("npy: round trips float, double and integer tensors of rank 1 to 4", "[npy]") {
     std::mt19937 rng(Catch::rngSeed());
     INFO("seed " << Catch::rngSeed());
-    scratch_dir dir;
+    scratch_folder dir("npy");
     check_round_trip<float>(rng, dir);
     check_round_trip<double>(rng, dir);
     check_round_trip<std::int32_t>(rng, dir);
@@ -141,32 +112,32 @@ TEST_CASE("npy: round trips float, double and integer tensors of rank 1 to 4", "
     special(1) = -0.0;
     special(2) = std::numeric_limits<double>::denorm_min();
     special(3) = std::numeric_limits<double>::quiet_NaN();
-    io::save_npy(dir.path("special.npy"), special);
-    const auto back = io::load_npy<double>(dir.path("special.npy"));
+    io::save_npy(dir.file("special.npy"), special);
+    const auto back = io::load_npy<double>(dir.file("special.npy"));
     CHECK(back(0) == special(0));
     CHECK(std::signbit(back(1)));
     CHECK(back(2) == special(2));
     CHECK(std::isnan(back(3)));
-    io::save_npy(dir.path("empty.npy"), tensor<float>({0, 3}));
-    CHECK(io::load_npy<float>(dir.path("empty.npy")).shape() == shape_t{0, 3});
+    io::save_npy(dir.file("empty.npy"), tensor<float>({0, 3}));
+    CHECK(io::load_npy<float>(dir.file("empty.npy")).shape() == shape_t{0, 3});
 }
 
 TEST_CASE("npy: strided views are written in logical order", "[npy]") {
-    scratch_dir dir;
+    scratch_folder dir("npy");
     tensor<float> t({4, 6});
     std::iota(t.begin(), t.end(), 0.f);
     // Every other column: [4, 3] with strides [6, 2].
     const tensor_view<const float> cols(t.data() + 1, shape_t{4, 3}, {{6, 2, 0, 0}});
-    io::save_npy(dir.path("cols.npy"), cols);
-    const auto a = io::load_npy<float>(dir.path("cols.npy"));
+    io::save_npy(dir.file("cols.npy"), cols);
+    const auto a = io::load_npy<float>(dir.file("cols.npy"));
     REQUIRE(a.shape() == shape_t{4, 3});
     for (std::size_t i = 0; i < 4; ++i)
         for (std::size_t j = 0; j < 3; ++j)
             CHECK(a(i, j) == float(6 * i + 2 * j + 1));
     // The transpose: [6, 4] with strides [1, 6].
     const tensor_view<float> tr(t.data(), shape_t{6, 4}, {{1, 6, 0, 0}});
-    io::save_npy(dir.path("tr.npy"), tr);
-    const auto b = io::load_npy<float>(dir.path("tr.npy"));
+    io::save_npy(dir.file("tr.npy"), tr);
+    const auto b = io::load_npy<float>(dir.file("tr.npy"));
     REQUIRE(b.shape() == shape_t{6, 4});
     for (std::size_t i = 0; i < 6; ++i)
         for (std::size_t j = 0; j < 4; ++j)
@@ -176,8 +147,8 @@ TEST_CASE("npy: strided views are written in logical order", "[npy]") {
     std::iota(big.begin(), big.end(), 0);
     const tensor_view<std::int32_t> v = big.view();
     const tensor_view<std::int32_t> mid(v.data() + v.stride(1), shape_t{2, 1, 3, 2}, v.strides());
-    io::save_npy(dir.path("mid.npy"), mid);
-    const auto c = io::load_npy<std::int32_t>(dir.path("mid.npy"));
+    io::save_npy(dir.file("mid.npy"), mid);
+    const auto c = io::load_npy<std::int32_t>(dir.file("mid.npy"));
     REQUIRE(c.shape() == shape_t{2, 1, 3, 2});
     for (std::size_t i = 0; i < 2; ++i)
         for (std::size_t k = 0; k < 3; ++k)
@@ -243,39 +214,39 @@ TEST_CASE("npy: reads the fixtures NumPy wrote", "[npy]") {
 TEST_CASE("npy: save_npy writes the same bytes as np.save", "[npy]") {
     // The fixtures were written by np.save: loading and saving them again must reproduce the file,
     // header padding included.
-    scratch_dir dir;
+    scratch_folder dir("npy");
     for (const char* name : {"npy_arange_2x3x4_f4.npy", "npy_matrix_f8.npy"}) {
         INFO(name);
-        const std::string out = dir.path("copy.npy");
+        const std::string out = dir.file("copy.npy");
         if (std::string(name).find("f8") != std::string::npos)
             io::save_npy(out, io::load_npy<double>(fixture(name)));
         else
             io::save_npy(out, io::load_npy<float>(fixture(name)));
-        CHECK(read_bytes(out) == read_bytes(fixture(name)));
+        CHECK(read_file(out) == read_file(fixture(name)));
     }
-    const std::string out = dir.path("copy_i8.npy");
+    const std::string out = dir.file("copy_i8.npy");
     io::save_npy(out, io::load_npy<std::int64_t>(fixture("npy_vector_i8.npy")));
-    CHECK(read_bytes(out) == read_bytes(fixture("npy_vector_i8.npy")));
+    CHECK(read_file(out) == read_file(fixture("npy_vector_i8.npy")));
 }
 
 TEST_CASE("npy: refuses Fortran order and other dtypes with actlens::error naming them", "[npy]") {
-    const std::string fortran = load_error(fixture("npy_fortran_f4.npy"));
+    const std::string fortran = npy_load_error(fixture("npy_fortran_f4.npy"));
     CHECK_THAT(fortran, Catch::Contains("[actlens.io.206]") && Catch::Contains("Fortran order"));
-    const std::string f4_as_f8 = load_error<double>(fixture("npy_arange_2x3x4_f4.npy"));
+    const std::string f4_as_f8 = npy_load_error<double>(fixture("npy_arange_2x3x4_f4.npy"));
     CHECK_THAT(f4_as_f8, Catch::Contains("[actlens.io.206]") && Catch::Contains("'<f4'") &&
                              Catch::Contains("'<f8'"));
-    const std::string i8_as_i4 = load_error<std::int32_t>(fixture("npy_vector_i8.npy"));
+    const std::string i8_as_i4 = npy_load_error<std::int32_t>(fixture("npy_vector_i8.npy"));
     CHECK_THAT(i8_as_i4, Catch::Contains("'<i8'") && Catch::Contains("'<i4'"));
-    CHECK_THAT(load_error<std::int16_t>(fixture("npy_vector_f2.npy")), Catch::Contains("'<f2'"));
-    CHECK_THAT(load_error(fixture("does_not_exist.npy")), Catch::Contains("[actlens.io.201]"));
+    CHECK_THAT(npy_load_error<std::int16_t>(fixture("npy_vector_f2.npy")), Catch::Contains("'<f2'"));
+    CHECK_THAT(npy_load_error(fixture("does_not_exist.npy")), Catch::Contains("[actlens.io.201]"));
 }
 
 TEST_CASE("npy: hostile files give actlens::error, never a crash", "[npy]") {
-    scratch_dir dir;
-    const std::string p = dir.path("hostile.npy");
+    scratch_folder dir("npy");
+    const std::string p = dir.file("hostile.npy");
     auto error_of = [&](const std::string& bytes) {
-        write_bytes(p, bytes);
-        return load_error(p);
+        write_file(p, bytes);
+        return npy_load_error(p);
     };
     const std::string ok_header = "{'descr': '<f4', 'fortran_order': False, 'shape': (3,), }\n";
     REQUIRE(error_of(npy_bytes(ok_header, floats(3))).empty()); // the baseline is valid
@@ -364,7 +335,7 @@ TEST_CASE("npy: hostile files give actlens::error, never a crash", "[npy]") {
     for (const std::string& bytes :
          {npy_bytes("{\"shape\": (3L,), \"fortran_order\": False, \"descr\": \"=f4\"}", data),
           npy_bytes(ok_header, data, 2, 0), npy_bytes(ok_header, data + "junk")}) {
-        write_bytes(p, bytes);
+        write_file(p, bytes);
         const auto t = io::load_npy<float>(p);
         REQUIRE(t.shape() == shape_t{3});
         CHECK(t(0) == 1.f);

@@ -1,6 +1,7 @@
 // Tests of actlens/io/safetensors.hpp: writer/reader round trips (F32 in place, F16/BF16 rounded
 // to nearest even), hand-written files with scalars, empty and misaligned tensors, and hostile
 // headers, each of which must give an actlens::error naming the file and the tensor or field.
+#include "test_files.hpp"
 #include "test_helpers.hpp"
 
 #include <actlens/core/dtype.hpp>
@@ -21,17 +22,11 @@ namespace fs = std::filesystem;
 
 namespace {
 
-fs::path temp_dir() {
-    const fs::path dir = fs::temp_directory_path() / "actlens_test_safetensors";
-    fs::create_directories(dir);
-    return dir;
-}
-
 /// A safetensors file from a header text and data bytes; `header_size` overrides the length field.
 std::string write_raw(const std::string& name, const std::string& header,
                       const std::vector<unsigned char>& data,
                       std::uint64_t header_size = UINT64_MAX, bool write_header_text = true) {
-    const fs::path path = temp_dir() / name;
+    const fs::path path = temp_folder("actlens_test_safetensors") / name;
     std::ofstream out(path, std::ios::binary);
     const std::uint64_t n = header_size == UINT64_MAX ? header.size() : header_size;
     out.write(reinterpret_cast<const char*>(&n), 8);
@@ -40,7 +35,7 @@ std::string write_raw(const std::string& name, const std::string& header,
     return path.string();
 }
 
-std::string open_error(const std::string& path) {
+std::string safetensors_open_error(const std::string& path) {
     try {
         io::safetensors_file f(path);
     } catch (const error& e) {
@@ -67,7 +62,7 @@ TEST_CASE("safetensors: F32 round trip is exact and read in place", "[safetensor
             v = (x += 0.7f);
     // A transposed (strided) view is written in its logical row-major order.
     const tensor_view<const float> mt(m.data(), shape_t{4, 3}, {{1, 4, 0, 0}});
-    const std::string path = (temp_dir() / "roundtrip_f32.safetensors").string();
+    const std::string path = (temp_folder("actlens_test_safetensors") / "roundtrip_f32.safetensors").string();
     io::save_safetensors(path, {{"layer.a", a}, {"b", b}, {"c4", c}, {"m_t", mt}}, dtype::f32,
                          {{"format", "pt"}, {"note", "activations"}});
 
@@ -133,7 +128,7 @@ TEST_CASE("safetensors: F16 and BF16 round trips round each value to nearest eve
     std::copy(std::begin(specials), std::end(specials), t.begin());
     for (dtype type : {dtype::f16, dtype::bf16}) {
         const std::string path =
-            (temp_dir() / (std::string("roundtrip_") + dtype_name(type) + ".safetensors")).string();
+            (temp_folder("actlens_test_safetensors") / (std::string("roundtrip_") + dtype_name(type) + ".safetensors")).string();
         io::save_safetensors(path, {{"t", t}}, type);
         const io::safetensors_file f(path);
         CHECK(f.info("t").dtype == type);
@@ -153,13 +148,13 @@ TEST_CASE("safetensors: F16 and BF16 round trips round each value to nearest eve
         }
     }
     // Spot checks of the rounding itself: ties go to the even neighbour.
-    const io::safetensors_file h((temp_dir() / "roundtrip_F16.safetensors").string());
+    const io::safetensors_file h((temp_folder("actlens_test_safetensors") / "roundtrip_F16.safetensors").string());
     const tensor<float> hv = h.to_float("t");
     CHECK(hv(0, 0) == 1.0f);           // 1 + 2^-11: tie, down to even
     CHECK(hv(0, 2) == 1.0f + 0x1p-9f); // 1 + 3 * 2^-11: tie, up to even
     CHECK(std::isinf(hv(0, 3)));       // 65520 rounds to infinity
     CHECK(hv(2, 1) == 0x1p-24f);       // smallest subnormal
-    const io::safetensors_file bf((temp_dir() / "roundtrip_BF16.safetensors").string());
+    const io::safetensors_file bf((temp_folder("actlens_test_safetensors") / "roundtrip_BF16.safetensors").string());
     CHECK(bf.to_float("t")(0, 1) == 1.0f); // 1 + 2^-8: tie, down to even
 }
 
@@ -238,7 +233,7 @@ TEST_CASE("safetensors: hostile headers give actlens::error naming the file and 
           "[safetensors][errors]") {
     const std::vector<unsigned char> data24 = bytes_of_floats({1, 2, 3, 4, 5, 6});
     auto file = [&](const std::string& name, const std::string& header) {
-        return open_error(write_raw(name, header, data24));
+        return safetensors_open_error(write_raw(name, header, data24));
     };
     auto tensor_json = [](const std::string& dtype, const std::string& shape,
                           const std::string& offsets) {
@@ -247,20 +242,20 @@ TEST_CASE("safetensors: hostile headers give actlens::error naming the file and 
     };
     const std::string good = tensor_json("F32", "[2,3]", "[0,24]");
 
-    CHECK_THAT(open_error("/nonexistent/x.safetensors"),
+    CHECK_THAT(safetensors_open_error("/nonexistent/x.safetensors"),
                Contains("[actlens.io.201]") && Contains("/nonexistent"));
     // Too short for the header size; header size past the end; absurd header size.
-    const fs::path empty = temp_dir() / "empty.safetensors";
+    const fs::path empty = temp_folder("actlens_test_safetensors") / "empty.safetensors";
     std::ofstream(empty).close();
-    CHECK_THAT(open_error(empty.string()),
+    CHECK_THAT(safetensors_open_error(empty.string()),
                Contains("[actlens.io.202]") && Contains("'header size'"));
-    CHECK_THAT(open_error(write_raw("past.safetensors", "{}", {}, 100)),
+    CHECK_THAT(safetensors_open_error(write_raw("past.safetensors", "{}", {}, 100)),
                Contains("[actlens.io.202]") &&
                    Contains("header size 100 is past the end of the file (10 bytes)") &&
                    Contains("past.safetensors"));
-    CHECK_THAT(open_error(write_raw("giant.safetensors", "{}", {}, std::uint64_t(1) << 40)),
+    CHECK_THAT(safetensors_open_error(write_raw("giant.safetensors", "{}", {}, std::uint64_t(1) << 40)),
                Contains("[actlens.io.204]") && Contains("exceeds the limit"));
-    CHECK_THAT(open_error(write_raw("max.safetensors", "{}", {}, UINT64_MAX - 1)),
+    CHECK_THAT(safetensors_open_error(write_raw("max.safetensors", "{}", {}, UINT64_MAX - 1)),
                Contains("[actlens.io.204]"));
     // JSON that does not parse, or is not an object.
     CHECK_THAT(file("badjson.safetensors", "{\"a\": {\"dtype\": \"F32\", "),
@@ -404,7 +399,7 @@ TEST_CASE("safetensors: hostile headers give actlens::error naming the file and 
 
 TEST_CASE("safetensors: the writer rejects what it cannot write", "[safetensors][errors]") {
     tensor<float> t({2});
-    const std::string path = (temp_dir() / "w.safetensors").string();
+    const std::string path = (temp_folder("actlens_test_safetensors") / "w.safetensors").string();
     CHECK_THAT(error_of([&] {
                    io::save_safetensors(path, {{"t", t}}, dtype::i32);
                }),

@@ -34,7 +34,7 @@ long double silu_reference(long double u) { return u / (1.0L + std::exp(-u)); }
 // ulps, but 0.5 u (1 + tanh(.)) cancels for negative u (1 + tanh -> 0), so the error is a few ulps
 // of |u|, not of |y|. 16 ulps leaves headroom; a wrong constant or formula is off by >= 1e-4.
 template <class T>
-long double forward_tol() {
+long double activation_forward_tol() {
     return 16 * (long double)std::numeric_limits<T>::epsilon();
 }
 
@@ -46,7 +46,7 @@ void check_forward(const std::vector<T>& u, const std::vector<T>& y,
         const long double scale =
             (1 + std::abs((long double)u[i])) * (up ? std::abs((long double)(*up)[i]) + 1 : 1);
         INFO("u " << double(u[i]) << " expect " << double(expect) << " got " << double(y[i]));
-        CHECK(std::abs(y[i] - expect) <= forward_tol<T>() * scale);
+        CHECK(std::abs(y[i] - expect) <= activation_forward_tol<T>() * scale);
     }
 }
 

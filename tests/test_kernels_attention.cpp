@@ -1,6 +1,7 @@
 // Tests of actlens/kernels/attention.hpp: the two head products on strided blocks against naive
 // loops, their backward passes against central finite differences in double, and one whole causal
 // head (scores -> softmax -> mix, with two query heads sharing a key/value head) end to end.
+#include "test_helpers.hpp"
 #include "kernel_checks.hpp"
 
 #include <catch2/catch.hpp>
@@ -24,13 +25,6 @@ namespace k = actlens::kernels;
 // differences up to rounding eps |L| / h ~ 1e-16 * 1e2 / 1e-6 = 1e-8), or, for the whole head,
 // smooth with O(1) third derivatives (truncation h^2 / 6 ~ 1e-13). 1e-6 relative to the largest
 // gradient component is therefore far above the noise and far below any formula error.
-
-double dot(const std::vector<double>& a, const std::vector<double>& b) {
-    double s = 0;
-    for (std::size_t i = 0; i < a.size(); ++i)
-        s += a[i] * b[i];
-    return s;
-}
 
 } // namespace
 

@@ -18,15 +18,12 @@ using namespace kernel_checks;
 
 namespace k = actlens::kernels;
 
-// Row widths around the SIMD width (16 floats / 8 doubles with AVX-512): tails of every length.
-const std::size_t widths[] = {1, 7, 17, 64, 100};
-
 // Forward tolerances, relative to the largest output. float: each output goes through a d-term
 // sum (mean, variance) whose rounding error is at most ~d * 2^-24 relative for d <= 100, i.e.
 // 6e-6, plus a few roundings in the normalisation; 2e-5 leaves headroom without hiding a wrong
 // formula (those give errors of order 1). double: the same argument with 2^-53.
 template <class T>
-double forward_tol() {
+double norm_forward_tol() {
     return sizeof(T) == 4 ? 2e-5 : 1e-13;
 }
 
@@ -79,7 +76,7 @@ TEMPLATE_TEST_CASE("layer_norm: matches a long double reference with and without
     using T = TestType;
     std::mt19937 rng(Catch::rngSeed());
     INFO("seed " << Catch::rngSeed());
-    for (std::size_t d : widths) {
+    for (std::size_t d : simd_tail_widths) {
         const std::size_t rows = 1 + rng() % 4;
         const auto x = uniform<T>(rng, rows * d, -2, 3);
         const auto gamma = uniform<T>(rng, d, 0.5, 1.5);
@@ -96,9 +93,9 @@ TEMPLATE_TEST_CASE("layer_norm: matches a long double reference with and without
             std::vector<long double> yr, mr, rr;
             layer_norm_reference(widen(x), rows, d, use_gamma ? gl.data() : nullptr,
                                  use_beta ? bl.data() : nullptr, eps, yr, mr, rr);
-            CHECK(rel_err(y, yr) <= forward_tol<T>());
-            CHECK(rel_err(mean, mr) <= forward_tol<T>());
-            CHECK(rel_err(rstd, rr) <= forward_tol<T>());
+            CHECK(rel_err(y, yr) <= norm_forward_tol<T>());
+            CHECK(rel_err(mean, mr) <= norm_forward_tol<T>());
+            CHECK(rel_err(rstd, rr) <= norm_forward_tol<T>());
         }
     }
 }
@@ -120,7 +117,7 @@ TEMPLATE_TEST_CASE("rms_norm: matches a long double reference with and without w
     using T = TestType;
     std::mt19937 rng(Catch::rngSeed());
     INFO("seed " << Catch::rngSeed());
-    for (std::size_t d : widths) {
+    for (std::size_t d : simd_tail_widths) {
         const std::size_t rows = 1 + rng() % 4;
         const auto x = uniform<T>(rng, rows * d, -2, 3);
         const auto w = uniform<T>(rng, d, 0.5, 1.5);
@@ -138,8 +135,8 @@ TEMPLATE_TEST_CASE("rms_norm: matches a long double reference with and without w
                 for (std::size_t i = 0; i < d; ++i)
                     yr[r * d + i] = x[r * d + i] * rr[r] * (use_w ? (long double)w[i] : 1.0L);
             }
-            CHECK(rel_err(y, yr) <= forward_tol<T>());
-            CHECK(rel_err(rstd, rr) <= forward_tol<T>());
+            CHECK(rel_err(y, yr) <= norm_forward_tol<T>());
+            CHECK(rel_err(rstd, rr) <= norm_forward_tol<T>());
         }
     }
 }
@@ -147,7 +144,7 @@ TEMPLATE_TEST_CASE("rms_norm: matches a long double reference with and without w
 TEST_CASE("layer_norm_backward: matches central finite differences in double", "[kernels]") {
     std::mt19937 rng(Catch::rngSeed());
     INFO("seed " << Catch::rngSeed());
-    for (std::size_t d : widths) {
+    for (std::size_t d : simd_tail_widths) {
         const std::size_t rows = 1 + rng() % 3;
         const auto x = uniform<double>(rng, rows * d, -2, 2);
         const auto gamma = uniform<double>(rng, d, 0.5, 1.5);
@@ -200,7 +197,7 @@ TEST_CASE("layer_norm_backward: the gradient of a normalised row sums to zero", 
 TEST_CASE("rms_norm_backward: matches central finite differences in double", "[kernels]") {
     std::mt19937 rng(Catch::rngSeed());
     INFO("seed " << Catch::rngSeed());
-    for (std::size_t d : widths) {
+    for (std::size_t d : simd_tail_widths) {
         const std::size_t rows = 1 + rng() % 3;
         const auto x = uniform<double>(rng, rows * d, -2, 2);
         const auto weight = uniform<double>(rng, d, 0.5, 1.5);
@@ -238,7 +235,7 @@ TEST_CASE("rms_norm_backward: matches central finite differences in double", "[k
 TEST_CASE("layer_norm_backward_const_scale: is the gradient with rstd frozen", "[kernels]") {
     std::mt19937 rng(Catch::rngSeed());
     INFO("seed " << Catch::rngSeed());
-    for (std::size_t d : widths) {
+    for (std::size_t d : simd_tail_widths) {
         const std::size_t rows = 1 + rng() % 3;
         const auto x = uniform<double>(rng, rows * d, -2, 2);
         const auto gamma = uniform<double>(rng, d, 0.5, 1.5);
@@ -275,7 +272,7 @@ TEST_CASE("layer_norm_backward_const_scale: is the gradient with rstd frozen", "
 TEST_CASE("rms_norm_backward_const_scale: is dy * weight * rstd", "[kernels]") {
     std::mt19937 rng(Catch::rngSeed());
     INFO("seed " << Catch::rngSeed());
-    for (std::size_t d : widths) {
+    for (std::size_t d : simd_tail_widths) {
         const std::size_t rows = 1 + rng() % 3;
         const auto weight = uniform<double>(rng, d, 0.5, 1.5);
         const auto rstd = uniform<double>(rng, rows, 0.5, 2);
@@ -317,7 +314,7 @@ TEST_CASE("norm backward: float kernels agree with double", "[kernels]") {
         }
         return diff / scale;
     };
-    for (std::size_t d : widths) {
+    for (std::size_t d : simd_tail_widths) {
         INFO("d " << d);
         const std::size_t rows = 2;
         const auto xd = uniform<double>(rng, rows * d, -2, 2),

@@ -19,9 +19,6 @@ using namespace kernel_checks;
 
 namespace k = actlens::kernels;
 
-// Column counts around the SIMD width (16 floats / 8 doubles with AVX-512).
-const std::size_t widths[] = {1, 7, 17, 64, 100};
-
 std::size_t valid_cols(std::size_t i, std::size_t cols, std::size_t past) {
     return std::min(cols, past + i + 1);
 }
@@ -33,7 +30,7 @@ constexpr T sentinel = T(12345.5);
 // Forward tolerance, absolute on probabilities in [0, 1]: exp is accurate to a few ulps and the
 // normalising sum has <= 100 terms, so float is within ~100 * 2^-24 ~ 6e-6; double ~1e-14.
 template <class T>
-double forward_tol() {
+double softmax_forward_tol() {
     return sizeof(T) == 4 ? 1e-5 : 1e-13;
 }
 
@@ -49,7 +46,7 @@ TEMPLATE_TEST_CASE(
     using T = TestType;
     std::mt19937 rng(Catch::rngSeed());
     INFO("seed " << Catch::rngSeed());
-    for (std::size_t cols : widths) {
+    for (std::size_t cols : simd_tail_widths) {
         for (std::size_t past : {std::size_t(0), std::size_t(3), cols}) {
             const std::size_t rows = 1 + rng() % 5, ld = cols + rng() % 3;
             INFO("rows " << rows << " cols " << cols << " ld " << ld << " past " << past);
@@ -70,10 +67,10 @@ TEMPLATE_TEST_CASE(
                 for (std::size_t j = 0; j < valid; ++j) {
                     const long double expect =
                         std::exp((long double)original[i * ld + j] - max) / total;
-                    CHECK(std::abs(s[i * ld + j] - expect) <= forward_tol<T>());
+                    CHECK(std::abs(s[i * ld + j] - expect) <= softmax_forward_tol<T>());
                     row_sum += s[i * ld + j];
                 }
-                CHECK(std::abs(row_sum - 1) <= forward_tol<T>());
+                CHECK(std::abs(row_sum - 1) <= softmax_forward_tol<T>());
                 for (std::size_t j = valid; j < cols; ++j)
                     CHECK(s[i * ld + j] == T(0));
                 for (std::size_t j = cols; j < ld; ++j)
@@ -118,7 +115,7 @@ TEMPLATE_TEST_CASE("mask_causal: writes -inf above the diagonal only", "[kernels
 TEST_CASE("softmax_causal_backward: matches central finite differences in double", "[kernels]") {
     std::mt19937 rng(Catch::rngSeed());
     INFO("seed " << Catch::rngSeed());
-    for (std::size_t cols : widths) {
+    for (std::size_t cols : simd_tail_widths) {
         for (std::size_t past : {std::size_t(0), std::size_t(2)}) {
             const std::size_t rows = 1 + rng() % 4, ld = cols + rng() % 3;
             INFO("rows " << rows << " cols " << cols << " ld " << ld << " past " << past);

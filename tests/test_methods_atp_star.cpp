@@ -17,7 +17,7 @@ using namespace actlens;
 namespace {
 
 // Two rows of six tokens; the corrupted rows differ at positions 1 and 4 (row 0) and 2 (row 1).
-tiny::run_pair make_runs(std::size_t vocab) {
+tiny::run_pair three_edited_tokens(std::size_t vocab) {
     tiny::run_pair r;
     r.clean = tiny::tokens(12, vocab, 1);
     r.corrupted = r.clean;
@@ -111,7 +111,7 @@ TEST_CASE("atp_star: query and key terms equal the brute-force pattern change ti
                              setting{tiny::llama(), 12.0, patch_direction::noising}}) {
         const model_config& config = c.config;
         const auto m = scaled_queries(config, 5, c.query_scale);
-        const auto runs = make_runs(config.vocab_size);
+        const auto runs = three_edited_tokens(config.vocab_size);
         const logit_difference ld{{1, 2}, {3, 4}};
         atp_star_options so;
         so.direction = c.direction;
@@ -200,7 +200,7 @@ TEST_CASE("atp_star: under saturated attention AtP* is closer to activation patc
         const double node_margin = layers == 1 ? 0.25 : 1.0;
         const auto config = model_config::gpt2(layers, 24, 4, 50, 32);
         const auto m = scaled_queries(config, 5, 12.0);
-        auto runs = make_runs(config.vocab_size);
+        auto runs = three_edited_tokens(config.vocab_size);
         // A changed last token: a changed last query, seen even with one layer.
         runs.corrupted[11] = (runs.corrupted[11] + 5) % 50;
         const logit_difference ld{{1, 2}, {3, 4}};
@@ -362,7 +362,7 @@ hook_set<double> add_scaled_change(const hook_point& p, const tensor<double>& af
 TEST_CASE("atp_star: GradDrop equals the estimates with the dropped edges frozen", "[atp_star]") {
     const auto config = model_config::gpt2(2, 24, 4, 50, 32);
     const auto m = scaled_queries(config, 9, 3.0);
-    const auto runs = make_runs(config.vocab_size);
+    const auto runs = three_edited_tokens(config.vocab_size);
     const logit_difference ld{{1, 2}, {3, 4}};
     const std::size_t S = 6, H = config.n_heads;
     atp_star_options o;
@@ -452,7 +452,7 @@ TEST_CASE("atp_star: GradDrop equals the estimates with the dropped edges frozen
 TEST_CASE("atp_star: bad arguments throw actlens::error", "[atp_star]") {
     const auto config = tiny::gpt2();
     const auto m = make_random_transformer<double>(config, 3);
-    const auto runs = make_runs(config.vocab_size);
+    const auto runs = three_edited_tokens(config.vocab_size);
     const logit_difference ld{{1, 2}, {3, 4}};
     const std::vector<std::int32_t> shorter(4, 1);
     CHECK_THROWS_WITH(

@@ -12,7 +12,7 @@
 using namespace actlens;
 
 namespace {
-tiny::run_pair make_runs(std::size_t vocab) {
+tiny::run_pair two_edited_tokens(std::size_t vocab) {
     tiny::run_pair r;
     r.clean = tiny::tokens(12, vocab, 1);
     r.corrupted = r.clean;
@@ -28,7 +28,7 @@ TEST_CASE("attribution_patch: AtP is exact where the metric is linear in the pat
         // metric is linear in hook_mlp_out and hook_resid_post: AtP must equal activation patching.
         config.norm_eps = 1e12;
         const auto m = make_random_transformer<double>(config, 6);
-        const auto runs = make_runs(config.vocab_size);
+        const auto runs = two_edited_tokens(config.vocab_size);
         const logit_difference ld{{1, 2}, {3, 4}};
         const int last = int(config.n_layers) - 1;
         for (auto target : {patch_target::mlp_out, patch_target::resid_post})
@@ -49,7 +49,7 @@ TEST_CASE("attribution_patch: AtP is exact where the metric is linear in the pat
 TEST_CASE("attribution_patch: RelP equals AtP where no rule applies, and differs where one does", "[attribution]") {
     const auto config = tiny::gpt2();
     const auto m = make_random_transformer<double>(config, 2);
-    const auto runs = make_runs(config.vocab_size);
+    const auto runs = two_edited_tokens(config.vocab_size);
     const logit_difference ld{{1, 2}, {3, 4}};
     attribution_options relp;
     relp.backward.rule = rule::relp;
@@ -67,7 +67,7 @@ TEST_CASE("attribution_patch: a kept attribution_workspace gives the results of 
     // The scratch is reused across targets, rules and sequence lengths; stale slots must not leak in.
     const auto config = tiny::llama();
     const auto m = make_random_transformer<float>(config, 4);
-    const auto runs = make_runs(config.vocab_size);
+    const auto runs = two_edited_tokens(config.vocab_size);
     const auto long_clean = tiny::tokens(20, config.vocab_size, 5);
     auto long_corrupted = long_clean;
     long_corrupted[4] = (long_corrupted[4] + 1) % std::int32_t(config.vocab_size);
@@ -91,7 +91,7 @@ TEST_CASE("attribution_patch: a kept attribution_workspace gives the results of 
 TEST_CASE("integrated_gradients: completeness over a full cut, and agreement with patching", "[attribution]") {
     const auto config = tiny::llama();
     const auto m = make_random_transformer<double>(config, 12);
-    const auto runs = make_runs(config.vocab_size);
+    const auto runs = two_edited_tokens(config.vocab_size);
     const logit_difference ld{{1, 2}, {3, 4}};
     attribution_options o;
     o.ig_steps = 64;

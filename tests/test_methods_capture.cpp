@@ -27,7 +27,7 @@ std::vector<std::vector<std::int32_t>> small_corpus(std::size_t vocab) {
     return corpus;
 }
 
-std::string scratch_dir(const std::string& name) {
+std::string fresh_capture_dir(const std::string& name) {
     const std::string dir = (std::filesystem::temp_directory_path() / ("actlens_test_capture_" + name)).string();
     std::filesystem::remove_all(dir);
     return dir;
@@ -80,7 +80,7 @@ TEST_CASE("capture_to_shards: shards equal the in-memory capture", "[capture]") 
     o.skip_tokens = {1};
     o.shard_rows = 9;
     const captured_activations mem = capture_activations(m, corpus, "blocks.2.mlp.hook_post", o);
-    const std::string dir = scratch_dir("shards");
+    const std::string dir = fresh_capture_dir("shards");
     const std::size_t written = capture_to_shards(m, corpus, "blocks.2.mlp.hook_post", dir, o);
     const std::size_t n = mem.values.extent(0);
     CHECK(written == n);
@@ -135,7 +135,7 @@ TEST_CASE("capture: bad arguments and damaged captures give clear errors", "[cap
     with_bad_id[2][1] = 999;
     require_error([&] { capture_activations(m, with_bad_id, "blocks.0.hook_resid_pre"); }, errc::token_out_of_range);
 
-    const std::string dir = scratch_dir("bad");
+    const std::string dir = fresh_capture_dir("bad");
     capture_options zero;
     zero.shard_rows = 0;
     require_error([&] { capture_to_shards(m, corpus, "blocks.0.hook_resid_pre", dir, zero); },

@@ -47,7 +47,7 @@ struct every_logit {
     }
 };
 
-tiny::run_pair make_runs(std::size_t vocab) {
+tiny::run_pair unrelated_runs(std::size_t vocab) {
     tiny::run_pair r;
     r.clean = tiny::tokens(16, vocab, 3);
     r.corrupted = tiny::tokens(16, vocab, 4);
@@ -74,7 +74,7 @@ TEST_CASE("attribution_patch: the last-position logits give the scores of the fu
     for (const auto& named : tiny::all()) {
         INFO(named.name);
         const auto m = make_random_transformer<double>(named.config, 21);
-        const auto r = make_runs(named.config.vocab_size);
+        const auto r = unrelated_runs(named.config.vocab_size);
         const token_log_prob tlp{{3, 9}};
         const auto norm = normalize(tlp, 0.5, -1.5);
         attribution_options relp;
@@ -99,7 +99,7 @@ TEST_CASE("attribution_patch: the last-position logits give the scores of the fu
 TEST_CASE("activation_patch: a normalized metric reads where its base reads, positions batched", "[patching]") {
     const auto config = tiny::gpt2();
     const auto m = make_random_transformer<double>(config, 22);
-    const auto r = make_runs(config.vocab_size);
+    const auto r = unrelated_runs(config.vocab_size);
     const logit_difference ld{{1, 2}, {3, 4}};
     const auto norm = normalize(ld, 2.0, -0.5);
     for (std::size_t rows : {1, 8, 64, 1000}) { // 1: one patch per forward; 1000: a layer at once
@@ -123,7 +123,7 @@ TEST_CASE("integrated_gradients: last-position logits and a kept workspace give 
     for (const auto& named : tiny::all()) {
         INFO(named.name);
         const auto m = make_random_transformer<double>(named.config, 23);
-        const auto r = make_runs(named.config.vocab_size);
+        const auto r = unrelated_runs(named.config.vocab_size);
         const token_log_prob tlp{{3, 9}};
         attribution_options o;
         o.ig_steps = 3;
@@ -145,7 +145,7 @@ TEST_CASE("activation_patch: a metric's logit_tokens give the scores of the full
     for (const auto& named : tiny::all()) {
         INFO(named.name);
         const auto m = make_random_transformer<double>(named.config, 24);
-        const auto r = make_runs(named.config.vocab_size);
+        const auto r = unrelated_runs(named.config.vocab_size);
         const logit_difference ld{{1, 7}, {3, 4}};
         CHECK(ld.logit_tokens() == std::vector<std::int32_t>{1, 3, 4, 7});
         const auto norm = normalize(ld, 1.5, -0.5);

@@ -13,6 +13,7 @@
 // converted to double must agree within 1e-9, which leaves no room for a rule that is only nearly
 // right. The fixture itself shows the rules matter here: RelP, AtP, the AH-rule and AttnLRP differ
 // from one another by far more than the tolerance, so a wrong rule cannot pass by accident.
+#include "test_helpers.hpp"
 #include <actlens/io/safetensors.hpp>
 #include <actlens/methods/attribution.hpp>
 #include <actlens/methods/metrics.hpp>
@@ -34,8 +35,8 @@ using namespace actlens;
 namespace {
 
 const std::string relp_dir = actlens::test_paths::fixture("relp");
-const std::string hf_dir = actlens::test_paths::fixture("hf");
-const std::string families_dir = actlens::test_paths::fixture("families");
+const std::string hf_fixtures = actlens::test_paths::fixture("hf");
+const std::string family_fixtures = actlens::test_paths::fixture("families");
 
 std::vector<std::int32_t> read_i32(const io::safetensors_file& f, const std::string& name) {
     const io::safetensors_tensor_info& t = f.info(name);
@@ -54,13 +55,6 @@ tensor<double> read_f64(const io::safetensors_file& f, const std::string& name) 
     tensor<double> out(t.shape.size() == 1 ? shape_t{t.shape[0]} : shape_t{t.shape[0], t.shape[1]});
     std::memcpy(out.data(), f.data(t), t.bytes());
     return out;
-}
-
-double max_abs_diff(const tensor<double>& a, const tensor<double>& b) {
-    REQUIRE(a.shape() == b.shape());
-    double worst = 0;
-    for (std::size_t i = 0; i < a.size(); ++i) worst = std::max(worst, std::fabs(a.data()[i] - b.data()[i]));
-    return worst;
 }
 
 /// The same model with every weight converted (exactly) to double.
@@ -134,13 +128,13 @@ const std::vector<target> targets = {{"resid_pre", patch_target::resid_pre},
                                      {"neuron", patch_target::neuron}};
 
 /// The fixture of one model: its prompts, metric and reference scores.
-struct fixture {
+struct parity_fixture {
     io::safetensors_file file;
     std::vector<std::int32_t> clean, corrupted;
     logit_difference metric;
     std::size_t batch = 0, positions = 0;
 
-    explicit fixture(const std::string& model_name) : file(relp_dir + "/" + model_name + "_relp.safetensors") {
+    explicit parity_fixture(const std::string& model_name) : file(relp_dir + "/" + model_name + "_relp.safetensors") {
         clean = read_i32(file, "clean");
         corrupted = read_i32(file, "corrupted");
         const auto& shape = file.info("clean").shape;
@@ -161,7 +155,7 @@ struct fixture {
 
 /// Runs every method on every target and checks it against the fixture; returns the worst difference.
 template <class T>
-double check_parity(const basic_transformer<T>& model, const fixture& fx, double tolerance) {
+double check_parity(const basic_transformer<T>& model, const parity_fixture& fx, double tolerance) {
     double worst = 0;
     for (const method& m : methods)
         for (const target& t : targets) {
@@ -179,8 +173,8 @@ double check_parity(const basic_transformer<T>& model, const fixture& fx, double
     return worst;
 }
 
-void check_model(const std::string& name, const std::string& folder = hf_dir) {
-    const fixture fx(name);
+void check_model(const std::string& name, const std::string& folder = hf_fixtures) {
+    const parity_fixture fx(name);
     const transformer model = load_model(folder + "/" + name);
     INFO(name);
     // The forward behind the scores: the metric on both runs.
@@ -198,7 +192,7 @@ TEST_CASE("RelP parity fixture: the rules change the scores by far more than the
     for (const std::string name :
          {"gpt2_tiny", "llama_tiny", "llama3_tiny", "qwen2_5_tiny", "qwen3_tiny", "pythia_tiny", "gemma2_tiny"}) {
         INFO(name);
-        const fixture fx(name);
+        const parity_fixture fx(name);
         for (const target& t : targets) {
             INFO(t.name);
             // Each comparison would be invisible to the parity check if the two were within 1e-4.
@@ -220,18 +214,18 @@ TEST_CASE("RelP parity: tiny Llama (RMSNorm, SwiGLU, GQA) matches the PyTorch re
 
 TEST_CASE("RelP parity: Llama 3.1 RoPE scaling, Qwen2.5 biases and Qwen3 q/k norms match the PyTorch reference",
           "[relp_parity][families]") {
-    for (const char* name : {"llama3_tiny", "qwen2_5_tiny", "qwen3_tiny"}) check_model(name, families_dir);
+    for (const char* name : {"llama3_tiny", "qwen2_5_tiny", "qwen3_tiny"}) check_model(name, family_fixtures);
 }
 
 TEST_CASE("RelP parity: GPT-NeoX / Pythia (parallel residual, partial rotary, exact GELU) matches the PyTorch "
           "reference",
           "[relp_parity][families]") {
-    check_model("pythia_tiny", families_dir);
+    check_model("pythia_tiny", family_fixtures);
 }
 
 TEST_CASE("RelP parity: tiny Gemma 2 (post norms, GeGLU, soft caps, sliding window) matches the PyTorch reference",
           "[relp_parity]") {
-    check_model("gemma2_tiny", families_dir);
+    check_model("gemma2_tiny", family_fixtures);
 }
 
 TEST_CASE("RelP parity: the double-precision check resolves the identity rule's stabiliser", "[relp_parity]") {
@@ -239,8 +233,8 @@ TEST_CASE("RelP parity: the double-precision check resolves the identity rule's 
     // tolerance but far above the double one: with AttnLRP's 1e-10 in its place the check fails.
     for (const std::string name : {"gpt2_tiny", "llama_tiny"}) {
         INFO(name);
-        const fixture fx(name);
-        const basic_transformer<double> model = in_double(load_model(hf_dir + "/" + name));
+        const parity_fixture fx(name);
+        const basic_transformer<double> model = in_double(load_model(hf_fixtures + "/" + name));
         attribution_options o;
         o.backward.rule = rule::relp;
         o.backward.identity_epsilon = 1e-10;
@@ -255,8 +249,8 @@ TEST_CASE("RelP parity: the double-precision check resolves the identity rule's 
 }
 
 TEST_CASE("attribution_patch rejects clean and corrupted prompts of different shapes", "[relp_parity]") {
-    const fixture fx("gpt2_tiny");
-    const transformer model = load_model(hf_dir + "/gpt2_tiny");
+    const parity_fixture fx("gpt2_tiny");
+    const transformer model = load_model(hf_fixtures + "/gpt2_tiny");
     attribution_options o;
     o.backward.rule = rule::relp;
     const tensor_view<const std::int32_t> shorter(fx.corrupted.data(), {fx.batch, fx.positions - 1});

@@ -39,10 +39,6 @@ tensor<float> hierarchical_data(std::size_t n, std::size_t d, std::uint64_t seed
     return a;
 }
 
-bool same_bits(const tensor<float>& a, const tensor<float>& b) {
-    return a.shape() == b.shape() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
-}
-
 } // namespace
 
 TEST_CASE("fit_snmf_hierarchy: levels fit the previous level's features, and tuning lowers the error",

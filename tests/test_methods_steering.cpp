@@ -1,6 +1,7 @@
 // Tests of methods/steering.hpp and methods/gact.hpp: builders against brute-force loops over
 // run_with_cache, hooks checked by capturing the activation they leave, k-means and probes on
 // planted data.
+#include "test_helpers.hpp"
 #include "tiny_models.hpp"
 #include "paths.hpp"
 
@@ -63,12 +64,6 @@ std::vector<double> column_mean(const std::vector<std::vector<double>>& rows) {
         for (std::size_t k = 0; k < r.size(); ++k) m[k] += r[k];
     for (double& x : m) x /= double(rows.size());
     return m;
-}
-
-double dot(const std::vector<double>& a, const std::vector<double>& b) {
-    double s = 0;
-    for (std::size_t i = 0; i < a.size(); ++i) s += a[i] * b[i];
-    return s;
 }
 
 // Captures the activation at a point into `out` (a hook that copies).

@@ -1,6 +1,7 @@
 // Tests of the std::vector overloads of the patching and attribution methods (methods/patching.hpp,
 // attribution.hpp, atp_star.hpp): one prompt given as a token vector gives the scores of the same
 // prompt given as a [1, T] view, bit for bit.
+#include "test_helpers.hpp"
 #include "tiny_models.hpp"
 
 #include <actlens/methods/atp_star.hpp>
@@ -15,14 +16,6 @@
 #include <vector>
 
 using namespace actlens;
-
-namespace {
-
-bool same_bits(const tensor<double>& a, const tensor<double>& b) {
-    return a.shape() == b.shape() && std::memcmp(a.data(), b.data(), a.size() * sizeof(double)) == 0;
-}
-
-} // namespace
 
 TEST_CASE("vector overloads: patching, AtP, IG and AtP* on token vectors equal the [1, T] views", "[patching]") {
     const transformer m = make_random_transformer<float>(tiny::llama(), 21);

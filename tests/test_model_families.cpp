@@ -13,6 +13,7 @@
 // Tolerance: 1e-4 max abs against the float64 reference (as tests/test_io_huggingface.cpp); GGUF
 // and HF forms of one model agree to 1e-5 (the same f32 weights; GGUF stores eps and rope_freqs in
 // f32).
+#include "test_files.hpp"
 #include "test_helpers.hpp"
 #include "paths.hpp"
 #include "tiny_models.hpp"
@@ -43,15 +44,7 @@ namespace {
 
 const std::string families_dir = actlens::test_paths::fixture("families");
 
-double max_abs_diff(const tensor_view<const float>& a, const tensor_view<const float>& b) {
-    REQUIRE(a.shape() == b.shape());
-    double worst = 0;
-    for (std::size_t i = 0; i < a.size(); ++i)
-        worst = std::max(worst, std::fabs(double(a.data()[i]) - double(b.data()[i])));
-    return worst;
-}
-
-tensor<std::int32_t> reference_tokens(const io::safetensors_file& ref) {
+tensor<std::int32_t> reference_prompt(const io::safetensors_file& ref) {
     const io::safetensors_tensor_info& t = ref.info("tokens");
     REQUIRE(t.shape == std::vector<std::size_t>{2, 7});
     tensor<std::int32_t> tokens({2, 7});
@@ -61,10 +54,10 @@ tensor<std::int32_t> reference_tokens(const io::safetensors_file& ref) {
 
 /// Runs `model` on the reference tokens: the logits and every activation the reference recorded must
 /// match. Returns the number of hook points compared.
-std::size_t check_against_reference(const transformer& model, const std::string& reference_name) {
+std::size_t check_against_family_reference(const transformer& model, const std::string& reference_name) {
     INFO(reference_name);
     const io::safetensors_file ref(families_dir + "/" + reference_name);
-    const tensor<std::int32_t> tokens = reference_tokens(ref);
+    const tensor<std::int32_t> tokens = reference_prompt(ref);
     const auto [logits, cache] = model.run_with_cache(tokens.view(), "*");
     CHECK(max_abs_diff(logits, ref.to_float("logits")) < 1e-4);
     std::size_t hooks = 0;
@@ -111,16 +104,6 @@ fs::path temp_copy(const std::string& fixture, const std::string& name) {
     return dir;
 }
 
-/// Replaces the first occurrence of `from` in the file by `to` (which must occur).
-void edit(const fs::path& path, const std::string& from, const std::string& to) {
-    std::ifstream in(path);
-    std::string text((std::istreambuf_iterator<char>(in)), {});
-    const std::size_t at = text.find(from);
-    REQUIRE(at != std::string::npos);
-    text.replace(at, from.size(), to);
-    std::ofstream(path) << text;
-}
-
 /// A copy of a fixture checkpoint whose config.json is rewritten from the original text with one
 /// replacement at a time.
 class edited_checkpoint {
@@ -132,7 +115,7 @@ public:
     /// The checkpoint loaded with `from` replaced by `to` in config.json.
     transformer load_with(const std::string& from, const std::string& to) const {
         std::ofstream(m_dir / "config.json") << m_good;
-        edit(m_dir / "config.json", from, to);
+        replace_in_file(m_dir / "config.json", from, to);
         return io::load_huggingface(m_dir.string());
     }
     /// The error message of load_with.
@@ -175,7 +158,7 @@ TEST_CASE("families: Llama 3.1 rope_scaling (llama3, linear) matches the PyTorch
     CHECK(c.rope_freq_divisors[1] > 1.0);
     CHECK(c.rope_freq_divisors[1] < 8.0);
     CHECK(c.rope_freq_divisors[2] == 8.0);
-    CHECK(check_against_reference(hf, "llama3_tiny_reference.safetensors") == hook_points_but_scores(hf));
+    CHECK(check_against_family_reference(hf, "llama3_tiny_reference.safetensors") == hook_points_but_scores(hf));
     check_kv_cache_decoding(hf);
 
     // llama.cpp's form: q/k rows permuted to adjacent pairs, the scaling as rope_freqs.weight.
@@ -184,16 +167,16 @@ TEST_CASE("families: Llama 3.1 rope_scaling (llama3, linear) matches the PyTorch
     for (std::size_t j = 0; j < c.d_head / 2; ++j)
         CHECK(gguf.config().rope_freq_divisors[j] == Approx(c.rope_freq_divisors[j]).epsilon(1e-6));
     const tensor<std::int32_t> tokens =
-        reference_tokens(io::safetensors_file(families_dir + "/llama3_tiny_reference.safetensors"));
+        reference_prompt(io::safetensors_file(families_dir + "/llama3_tiny_reference.safetensors"));
     CHECK(max_abs_diff(gguf.forward(tokens.view()), hf.forward(tokens.view())) < 1e-5);
 
     // The same weights with linear scaling (position interpolation by 4).
     const fs::path linear = temp_copy("llama3_tiny", "linear");
-    edit(linear / "config.json", "\"rope_type\": \"llama3\"", "\"rope_type\": \"linear\"");
-    edit(linear / "config.json", "\"factor\": 8.0", "\"factor\": 4.0");
+    replace_in_file(linear / "config.json", "\"rope_type\": \"llama3\"", "\"rope_type\": \"linear\"");
+    replace_in_file(linear / "config.json", "\"factor\": 8.0", "\"factor\": 4.0");
     const transformer lin = io::load_huggingface(linear.string());
     CHECK(lin.config().rope_freq_divisors == std::vector<double>(c.d_head / 2, 4.0));
-    CHECK(check_against_reference(lin, "llama_linear_reference.safetensors") == hook_points_but_scores(lin));
+    CHECK(check_against_family_reference(lin, "llama_linear_reference.safetensors") == hook_points_but_scores(lin));
     // ... and as GGUF's rope.scaling.type "linear" (without the rope_freqs tensor).
     const transformer lin_gguf = load_model(rewritten_gguf(
         "llama3_tiny.gguf",
@@ -209,13 +192,13 @@ TEST_CASE("families: Qwen2.5 (q/k/v biases, untied) matches the PyTorch referenc
     CHECK(hf.config().qkv_bias);
     CHECK_FALSE(hf.config().tied_embeddings);
     CHECK(hf.weights().unembedding.data() != hf.weights().token_embedding.data());
-    CHECK(check_against_reference(hf, "qwen2_5_tiny_reference.safetensors") == hook_points_but_scores(hf));
+    CHECK(check_against_family_reference(hf, "qwen2_5_tiny_reference.safetensors") == hook_points_but_scores(hf));
     check_kv_cache_decoding(hf);
     const transformer gguf = load_model(families_dir + "/qwen2_5_tiny.gguf");
     CHECK(gguf.config().family == "qwen2");
     CHECK(gguf.config().rope == kernels::rope_style::half_split);
     const tensor<std::int32_t> tokens =
-        reference_tokens(io::safetensors_file(families_dir + "/qwen2_5_tiny_reference.safetensors"));
+        reference_prompt(io::safetensors_file(families_dir + "/qwen2_5_tiny_reference.safetensors"));
     CHECK(max_abs_diff(gguf.forward(tokens.view()), hf.forward(tokens.view())) < 1e-5);
 }
 
@@ -226,12 +209,12 @@ TEST_CASE("families: Qwen3 (per-head q/k RMSNorm) matches the PyTorch reference,
     CHECK_FALSE(hf.config().qkv_bias);
     CHECK(hf.config().d_head == 16); // head_dim, not hidden_size / heads = 8
     CHECK(hf.config().tied_embeddings);
-    CHECK(check_against_reference(hf, "qwen3_tiny_reference.safetensors") == hook_points_but_scores(hf));
+    CHECK(check_against_family_reference(hf, "qwen3_tiny_reference.safetensors") == hook_points_but_scores(hf));
     check_kv_cache_decoding(hf);
     const transformer gguf = load_model(families_dir + "/qwen3_tiny.gguf");
     CHECK(gguf.config().qk_norm);
     const tensor<std::int32_t> tokens =
-        reference_tokens(io::safetensors_file(families_dir + "/qwen3_tiny_reference.safetensors"));
+        reference_prompt(io::safetensors_file(families_dir + "/qwen3_tiny_reference.safetensors"));
     CHECK(max_abs_diff(gguf.forward(tokens.view()), hf.forward(tokens.view())) < 1e-5);
 }
 
@@ -246,7 +229,7 @@ TEST_CASE("families: GPT-NeoX / Pythia (parallel residual, partial rotary, exact
     CHECK(c.mlp == mlp_kind::gelu_erf);
     CHECK(c.norm == norm_kind::layer_norm);
     CHECK_FALSE(c.tied_embeddings);
-    CHECK(check_against_reference(hf, "pythia_tiny_reference.safetensors") == hook_points_but_scores(hf));
+    CHECK(check_against_family_reference(hf, "pythia_tiny_reference.safetensors") == hook_points_but_scores(hf));
     check_kv_cache_decoding(hf);
     // llama.cpp's form: architecture gptneox, q/k/v rows regrouped into all q, all k, all v.
     const transformer gguf = load_model(families_dir + "/pythia_tiny.gguf");
@@ -255,7 +238,7 @@ TEST_CASE("families: GPT-NeoX / Pythia (parallel residual, partial rotary, exact
     CHECK(gguf.config().parallel_residual);
     CHECK(gguf.config().mlp == mlp_kind::gelu_erf);
     const tensor<std::int32_t> tokens =
-        reference_tokens(io::safetensors_file(families_dir + "/pythia_tiny_reference.safetensors"));
+        reference_prompt(io::safetensors_file(families_dir + "/pythia_tiny_reference.safetensors"));
     CHECK(max_abs_diff(gguf.forward(tokens.view()), hf.forward(tokens.view())) < 1e-5);
     // Without the parallel residual the GGUF runs the sequential block (and so differs from HF's).
     const transformer sequential = load_model(
@@ -305,12 +288,12 @@ TEST_CASE("families: Gemma 2 (post norms, GeGLU, soft caps, sliding window) matc
     CHECK(c.window(0) == 4);
     CHECK(c.window(1) == 0);
     // The reference covers both post norms (ln1_post, ln2_post) and a window shorter than its 7 tokens.
-    CHECK(check_against_reference(hf, "gemma2_tiny_reference.safetensors") == hook_points_but_scores(hf));
+    CHECK(check_against_family_reference(hf, "gemma2_tiny_reference.safetensors") == hook_points_but_scores(hf));
     // 8 tokens through the cache: past the window of layer 0.
     check_kv_cache_decoding(hf);
     // Soft capping bounds the logits by the cap.
     const tensor<std::int32_t> tokens =
-        reference_tokens(io::safetensors_file(families_dir + "/gemma2_tiny_reference.safetensors"));
+        reference_prompt(io::safetensors_file(families_dir + "/gemma2_tiny_reference.safetensors"));
     const tensor<float> logits = hf.forward(tokens.view());
     CHECK(*std::max_element(logits.begin(), logits.end(), [](float a, float b) { return std::fabs(a) < std::fabs(b); })
           < 3.0f);

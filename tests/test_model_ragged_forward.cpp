@@ -17,17 +17,17 @@ using namespace actlens;
 
 namespace {
 
-struct base_run {
+struct ragged_base_case {
     activation_cache<double> cache;
     ragged_base<double> base;
     tensor<double> logits; // [B, S, V] of the full forward
 };
 
 // The full forward of `tokens` [B, S], with what ragged_forward reads from it.
-base_run run_base(const basic_transformer<double>& m, const std::vector<std::int32_t>& tokens, std::size_t B) {
+ragged_base_case run_base(const basic_transformer<double>& m, const std::vector<std::int32_t>& tokens, std::size_t B) {
     const model_config& c = m.config();
     const bool rotary = c.position == position_kind::rotary;
-    base_run r;
+    ragged_base_case r;
     hook_set<double> hooks;
     std::vector<hook_point> points;
     for (int l = 0; l < int(c.n_layers); ++l) {
@@ -50,7 +50,7 @@ base_run run_base(const basic_transformer<double>& m, const std::vector<std::int
     return r;
 }
 
-double max_abs_diff(const double* a, const double* b, std::size_t n) {
+double max_abs_diff_span(const double* a, const double* b, std::size_t n) {
     double worst = 0;
     for (std::size_t i = 0; i < n; ++i)
         worst = std::max(worst, std::abs(a[i] - b[i]));
@@ -66,7 +66,7 @@ TEST_CASE("ragged_forward: unpatched runs reproduce the full forward's rows", "[
         const auto m = make_random_transformer<double>(c, 5);
         const std::size_t B = 2, S = 9, d = c.d_model, L = c.n_layers;
         const auto tokens = tiny::tokens(B * S, c.vocab_size, 6);
-        const base_run base = run_base(m, tokens, B);
+        const ragged_base_case base = run_base(m, tokens, B);
         const tensor<double>& final_resid = base.cache.at(hook_point{site::resid_post, int(L) - 1});
         // Mixed starts, lengths (some stop before the end), rows and first blocks; ordered by layer.
         const std::vector<ragged_run> runs = {{0, 0, S, 0}, {1, 3, 6, 0},          {0, 8, 1, 0},
@@ -77,7 +77,7 @@ TEST_CASE("ragged_forward: unpatched runs reproduce the full forward's rows", "[
         std::size_t row = 0;
         for (const ragged_run& r : runs)
             for (std::size_t p = r.start; p < r.start + r.length; ++p, ++row)
-                CHECK(max_abs_diff(&all_rows(row, 0), &final_resid(r.base_row, p, 0), d) < 1e-12);
+                CHECK(max_abs_diff_span(&all_rows(row, 0), &final_resid(r.base_row, p, 0), d) < 1e-12);
         CHECK(row == all_rows.extent(0));
 
         const auto last_rows = tensor<double>::copy_of(ragged_forward(m, ws, runs, base.base, true, nothing));
@@ -85,8 +85,8 @@ TEST_CASE("ragged_forward: unpatched runs reproduce the full forward's rows", "[
         const tensor_view<const double> logits = ragged_logits(m, ws, last_rows.view());
         for (std::size_t i = 0; i < runs.size(); ++i) {
             const std::size_t p = runs[i].start + runs[i].length - 1;
-            CHECK(max_abs_diff(&last_rows(i, 0), &final_resid(runs[i].base_row, p, 0), d) < 1e-12);
-            CHECK(max_abs_diff(&logits(i, 0), &base.logits(runs[i].base_row, p, 0), c.vocab_size) < 1e-11);
+            CHECK(max_abs_diff_span(&last_rows(i, 0), &final_resid(runs[i].base_row, p, 0), d) < 1e-12);
+            CHECK(max_abs_diff_span(&logits(i, 0), &base.logits(runs[i].base_row, p, 0), c.vocab_size) < 1e-11);
         }
     }
 }
@@ -98,7 +98,7 @@ TEST_CASE("ragged_forward: an edit at a site equals the same edit by a hook in a
         const auto m = make_random_transformer<double>(c, 7);
         const std::size_t S = 7, L = c.n_layers;
         const auto tokens = tiny::tokens(S, c.vocab_size, 8);
-        const base_run base = run_base(m, tokens, 1);
+        const ragged_base_case base = run_base(m, tokens, 1);
         // Run 1 is edited at block `layer`, position 4: 0.5 is added to element 1 of the site.
         for (site at : {site::resid_pre, site::attn_z, site::attn_out, site::resid_mid, site::mlp_post, site::mlp_out,
                         site::resid_post})
@@ -126,9 +126,9 @@ TEST_CASE("ragged_forward: an edit at a site equals the same edit by a hook in a
                 run_options<double> o;
                 o.hooks = &hooks;
                 const tensor<double> truth = m.forward(tensor_view<const std::int32_t>(tokens.data(), {1, S}), o);
-                const double moved = max_abs_diff(&truth(0, S - 1, 0), &base.logits(0, S - 1, 0), c.vocab_size);
-                CHECK(max_abs_diff(&logits(1, 0), &truth(0, S - 1, 0), c.vocab_size) < 1e-11);
-                CHECK(max_abs_diff(&logits(0, 0), &base.logits(0, S - 1, 0), c.vocab_size) < 1e-11);
+                const double moved = max_abs_diff_span(&truth(0, S - 1, 0), &base.logits(0, S - 1, 0), c.vocab_size);
+                CHECK(max_abs_diff_span(&logits(1, 0), &truth(0, S - 1, 0), c.vocab_size) < 1e-11);
+                CHECK(max_abs_diff_span(&logits(0, 0), &base.logits(0, S - 1, 0), c.vocab_size) < 1e-11);
                 // The edit reaches the last position unless it is after attention in the last block.
                 const bool reaches = layer + 1 < int(L) || at == site::resid_pre;
                 if (reaches)
@@ -144,7 +144,7 @@ TEST_CASE("ragged_forward: bad runs and base activations are refused", "[model][
     const auto m = make_random_transformer<double>(c, 3);
     const std::size_t S = 5;
     const auto tokens = tiny::tokens(S, c.vocab_size, 1);
-    const base_run base = run_base(m, tokens, 1);
+    const ragged_base_case base = run_base(m, tokens, 1);
     ragged_workspace<double> ws;
     auto nothing = [](site, int, const ragged_activation<double>&) {};
     auto run = [&](std::vector<ragged_run> runs, const ragged_base<double>& b) {

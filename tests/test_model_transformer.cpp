@@ -1,3 +1,4 @@
+#include "test_helpers.hpp"
 #include "reference_forward.hpp"
 #include "tiny_models.hpp"
 
@@ -15,18 +16,6 @@
 using namespace actlens;
 
 namespace {
-
-template <class T>
-T max_abs_diff(tensor_view<const T> a, tensor_view<const T> b) {
-    REQUIRE(a.shape() == b.shape());
-    T m = 0;
-    for (std::size_t i = 0; i < a.size(); ++i) m = std::max(m, std::abs(a.data()[i] - b.data()[i]));
-    return m;
-}
-
-bool bit_identical(const tensor<float>& a, const tensor<float>& b) {
-    return a.shape() == b.shape() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
-}
 
 } // namespace
 
@@ -150,8 +139,8 @@ TEST_CASE("transformer: batch rows are independent", "[model]") {
             // Changing the neighbour changes nothing in row 0, to the bit (same shapes, same code path).
             CHECK(std::memcmp(lab.data(), lac.data(), T * config.vocab_size * sizeof(float)) == 0);
             // Alone, the row goes through GEMMs of other shapes: equal to float rounding.
-            CHECK(max_abs_diff<float>(lab.view().slice(0), la.view().slice(0)) < 1e-5f);
-            CHECK(max_abs_diff<float>(lab.view().slice(1), m.forward(b).view().slice(0)) < 1e-5f);
+            CHECK(max_abs_diff(lab.view().slice(0), la.view().slice(0)) < 1e-5f);
+            CHECK(max_abs_diff(lab.view().slice(1), m.forward(b).view().slice(0)) < 1e-5f);
         }
     }
 }
@@ -165,12 +154,12 @@ TEST_CASE("transformer: stop_at_layer and forward_from split the forward exactly
             const auto toks = tiny::tokens(8, config.vocab_size);
             const tensor<float> full = m.forward(toks);
             auto [logits, cache] = m.run_with_cache(toks, "blocks.*.hook_resid_pre");
-            CHECK(bit_identical(full, logits));
+            CHECK(same_bits(full, logits));
             for (int l = 0; l < int(config.n_layers); ++l) {
                 run_options<float> stop;
                 stop.stop_at_layer = l;
                 const tensor<float> resid = m.forward(toks, stop);
-                CHECK(bit_identical(resid, cache.at(hook_point{site::resid_pre, l})));
+                CHECK(same_bits(resid, cache.at(hook_point{site::resid_pre, l})));
                 workspace<float> ws;
                 const auto resumed = m.forward_from(ws, resid.view(), l);
                 CHECK(std::memcmp(resumed.data(), full.data(), full.size() * sizeof(float)) == 0);
@@ -287,7 +276,7 @@ TEST_CASE("transformer: a context of 2^24 positions costs nothing until position
     workspace<float> ws;
     const tensor_view<const std::int32_t> input(toks.data(), {toks.size()});
     const tensor<float> got = tensor<float>::copy_of(huge_model.forward_into(ws, input));
-    CHECK(bit_identical(got, small_model.forward(toks)));
+    CHECK(same_bits(got, small_model.forward(toks)));
     CHECK(ws.rope.max_positions() == toks.size());
     CHECK(ws.rope.half() * 2 == huge.d_head);
 

@@ -11,6 +11,7 @@
 #include <actlens/report/html.hpp>
 #include <actlens/report/svg.hpp>
 
+#include "test_files.hpp"
 #include "paths.hpp"
 #include "test_report_helpers.hpp"
 
@@ -48,31 +49,6 @@ std::string find_chromium() {
     return "";
 }
 
-std::string read_text(const fs::path& path) {
-    std::ifstream in(path, std::ios::binary);
-    return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
-}
-
-void write_text(const fs::path& path, const std::string& text) {
-    std::ofstream out(path, std::ios::binary);
-    out << text;
-    REQUIRE(out.good());
-}
-
-// A fresh folder under the system's temporary directory, removed when the test ends.
-struct temp_folder {
-    fs::path path;
-    temp_folder() {
-        path = fs::temp_directory_path() / ("actlens_report_browser_" + std::to_string(::getpid()));
-        fs::remove_all(path);
-        fs::create_directories(path);
-    }
-    ~temp_folder() {
-        std::error_code ec;
-        fs::remove_all(path, ec);
-    }
-};
-
 // The report the browser renders: a 4 x 6 signed map with a NaN cell and a hostile column label,
 // and a token strip.
 html_report make_report(tensor<double>& values, std::vector<std::string>& cols) {
@@ -102,7 +78,7 @@ TEST_CASE("report browser (skipped without chromium): headless Chromium renders 
         WARN("skipped: chromium not found (set ACTLENS_CHROMIUM or install Debian's chromium)");
         return;
     }
-    temp_folder tmp;
+    const scratch_folder tmp("report_browser");
     tensor<double> values;
     std::vector<std::string> cols;
     const fs::path page = tmp.path / "report.html";
@@ -113,7 +89,7 @@ TEST_CASE("report browser (skipped without chromium): headless Chromium renders 
     // What the browser parsed: every cell with its value, the labels as text, no injected element.
     const fs::path dom_file = tmp.path / "dom.html";
     REQUIRE(run_shell(browser + "--dump-dom " + url + " > '" + dom_file.string() + "' 2>/dev/null") == 0);
-    const std::string dom = read_text(dom_file);
+    const std::string dom = read_file(dom_file);
     INFO("DOM: " << dom.substr(0, 400));
     CHECK(count_of(dom, "class=\"cell\"") == 23);
     CHECK(count_of(dom, "class=\"cell nan\"") == 1);
@@ -143,7 +119,7 @@ TEST_CASE("report browser (skipped without chromium): headless Chromium renders 
     REQUIRE(run_shell("python3 '" + test_paths::source_dir() + "/tests/png_colours.py' '" + png.string() + "' " +
                       color_scale::positive.hex().substr(1) + " " + color_scale::negative.hex().substr(1) + " " +
                       nan_color.hex().substr(1) + " > '" + counts.string() + "'") == 0);
-    std::istringstream lines(read_text(counts));
+    std::istringstream lines(read_file(counts));
     std::size_t distinct = 0;
     std::string has_positive, has_negative, has_nan;
     lines >> distinct >> has_positive >> has_negative >> has_nan;
@@ -160,7 +136,7 @@ TEST_CASE("report browser (skipped without chromium): a notebook display bundle 
         WARN("skipped: chromium not found (set ACTLENS_CHROMIUM or install Debian's chromium)");
         return;
     }
-    temp_folder tmp;
+    const scratch_folder tmp("report_browser");
     // What Jupyter does with a bundle: the "text/html" entry inserted into the page of the notebook.
     tensor<float> pattern({3, 3});
     for (std::size_t q = 0; q < 3; ++q)
@@ -168,12 +144,12 @@ TEST_CASE("report browser (skipped without chromium): a notebook display bundle 
     const attention_pattern shown{pattern, {"BOS", " Sue", "<b>"}, 1, {}};
     const nlohmann::json bundle = mime_bundle_repr(shown);
     const fs::path page = tmp.path / "cell.html";
-    write_text(page, "<!DOCTYPE html><html><head><meta charset=\"utf-8\"></head><body>" +
+    write_file(page, "<!DOCTYPE html><html><head><meta charset=\"utf-8\"></head><body>" +
                          bundle["text/html"].get<std::string>() + "</body></html>");
     const fs::path dom_file = tmp.path / "dom.html";
     REQUIRE(run_shell("timeout 60 '" + chromium + "' --headless --no-sandbox --disable-gpu --dump-dom 'file://" +
                       page.string() + "' > '" + dom_file.string() + "' 2>/dev/null") == 0);
-    const std::string dom = read_text(dom_file);
+    const std::string dom = read_file(dom_file);
     CHECK(count_of(dom, "class=\"cell\"") == 9);
     CHECK(dom.find("data-row=\"2\" data-col=\"0\" data-value=\"0.3333333") != std::string::npos);
     CHECK(dom.find(">1 ' Sue'</text>") != std::string::npos);

@@ -27,10 +27,6 @@ using serve::completion_request;
 
 namespace {
 
-bool same_bits(const tensor<float>& a, const tensor<float>& b) {
-    return a.shape() == b.shape() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
-}
-
 void check_same(const completion<float>& batched, const completion<float>& alone) {
     CHECK(batched.tokens == alone.tokens);
     CHECK(batched.prompt_length == alone.prompt_length);

@@ -3,6 +3,7 @@
 // other, a naive reference of encoder.py's merge loop, hostile files, threads and random text.
 #include <actlens/tokenizer/bpe.hpp>
 
+#include "test_files.hpp"
 #include "paths.hpp"
 
 #include <catch2/catch.hpp>
@@ -33,11 +34,6 @@ namespace {
 
 const std::string fixture_dir = actlens::test_paths::fixture("gpt2_bpe");
 const std::string small_dir = fixture_dir + "/small";
-
-std::string read_file(const std::string& path) {
-    std::ifstream in(path, std::ios::binary);
-    return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
-}
 
 bpe_tokenizer gpt2() {
     return bpe_tokenizer::load(fixture_dir + "/vocab.json", fixture_dir + "/merges.txt");
@@ -84,26 +80,6 @@ std::string byte_symbol(int b) {
     }
     return out;
 }
-
-// A directory of its own per process, removed with everything in it at the end of a test.
-struct temp_dir {
-    std::filesystem::path path;
-    explicit temp_dir(const std::string& tag = "") {
-        path = std::filesystem::temp_directory_path() /
-               ("actlens_test_tokenizer_bpe_" + std::to_string(::getpid()) + tag);
-        std::filesystem::create_directories(path);
-    }
-    ~temp_dir() {
-        std::error_code ec;
-        std::filesystem::remove_all(path, ec);
-    }
-    std::string write(const std::string& name, const std::string& bytes) const {
-        const std::string file = (path / name).string();
-        std::ofstream(file, std::ios::binary)
-            .write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-        return file;
-    }
-};
 
 // The what() of the actlens::error `f` throws, after checking its code; "" (with a failure) if it
 // throws none.
@@ -363,7 +339,7 @@ TEST_CASE("bpe_tokenizer: vocab.json + merges.txt and tokenizer.json give identi
         json doc = tokenizer_json(vocab, merges);
         doc["added_tokens"] =
             json::array({{{"id", 50256}, {"content", "<|endoftext|>"}, {"special", true}}});
-        const temp_dir dir;
+        const scratch_folder dir("tokenizer_bpe");
         dir.write("tokenizer.json", doc.dump());
         const auto tok = actlens::load_bpe_tokenizer(dir.path.string());
         CHECK(tok.vocab_size() == 50257);
@@ -388,7 +364,7 @@ TEST_CASE("bpe_tokenizer: load_bpe_tokenizer recognises both layouts", "[tokeniz
     CHECK(actlens::load_bpe_tokenizer(small_dir + "/tokenizer_array_merges.json").encode(text) ==
           small.encode(text));
 
-    const temp_dir empty("_empty");
+    const scratch_folder empty("tokenizer_bpe_empty");
     CHECK_THAT(error_of(errc::file_open, [&] { actlens::load_bpe_tokenizer(empty.path.string()); }),
                Contains("neither tokenizer.json nor vocab.json + merges.txt"));
     CHECK_THAT(error_of(errc::file_open,
@@ -436,7 +412,7 @@ TEST_CASE("bpe_tokenizer: bytes that are not UTF-8 are pre-tokens of their own",
 }
 
 TEST_CASE("bpe_tokenizer: merges apply in rounds, as encoder.py does", "[tokenizer][bpe]") {
-    const temp_dir dir;
+    const scratch_folder dir("tokenizer_bpe");
     const auto load = [&](const json& vocab, const std::vector<std::string>& merges) {
         return bpe_tokenizer::load(dir.write("vocab.json", vocab.dump()),
                                    dir.write("merges.txt", merges_text(merges)));
@@ -584,7 +560,7 @@ TEST_CASE("bpe_tokenizer: copies share the vocabulary and const calls run concur
 }
 
 TEST_CASE("bpe_tokenizer: tokenizer.json settings", "[tokenizer][bpe]") {
-    const temp_dir dir;
+    const scratch_folder dir("tokenizer_bpe");
     const auto load = [&](const json& doc) {
         return bpe_tokenizer::load_tokenizer_json(dir.write("tokenizer.json", doc.dump()));
     };
@@ -642,7 +618,7 @@ TEST_CASE("bpe_tokenizer: tokenizer.json settings", "[tokenizer][bpe]") {
 TEST_CASE("bpe_tokenizer: hostile vocab.json and merges.txt throw tokenizer.301 naming the "
           "file and entry",
           "[tokenizer][bpe]") {
-    const temp_dir dir;
+    const scratch_folder dir("tokenizer_bpe");
     const std::string good_merges = merges_text({"a b"});
     const json good_vocab = synthetic_vocab({"ab"});
     const auto load = [&](const std::string& vocab, const std::string& merges) {
@@ -722,7 +698,7 @@ TEST_CASE("bpe_tokenizer: hostile vocab.json and merges.txt throw tokenizer.301 
 
 TEST_CASE("bpe_tokenizer: hostile tokenizer.json throws tokenizer.301 naming the file and field",
           "[tokenizer][bpe]") {
-    const temp_dir dir;
+    const scratch_folder dir("tokenizer_bpe");
     const json vocab = synthetic_vocab({"ab"});
     const json good = tokenizer_json(vocab, json::array({"a b"}));
     const auto error = [&](const json& doc) {

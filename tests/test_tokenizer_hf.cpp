@@ -29,7 +29,7 @@ using namespace actlens;
 
 namespace {
 
-const std::string fixture_dir = actlens::test_paths::fixture("tokenizers");
+const std::string tokenizer_fixtures = actlens::test_paths::fixture("tokenizers");
 
 std::vector<std::string> read_lines(const std::string& path) {
     std::ifstream in(path);
@@ -50,9 +50,9 @@ std::vector<std::int32_t> parse_ids(const std::string& line) {
 
 /// The tokenizer.json of `name`: committed for qwen3, else where the fixture script copies it.
 std::string tokenizer_path(const std::string& name) {
-    if (name == "qwen3") return fixture_dir + "/qwen3/tokenizer.json";
+    if (name == "qwen3") return tokenizer_fixtures + "/qwen3/tokenizer.json";
     if (const char* dir = std::getenv("ACTLENS_TOKENIZERS_DIR"); dir && *dir) return std::string(dir) + "/" + name + "/tokenizer.json";
-    return fixture_dir + "/external/" + name + "/tokenizer.json";
+    return tokenizer_fixtures + "/external/" + name + "/tokenizer.json";
 }
 
 /// Checks every line of lines.jsonl against the reference ids of `name`.
@@ -61,9 +61,9 @@ std::string tokenizer_path(const std::string& name) {
 /// `normalizer`, if given, normalizes each text first (a GGUF vocabulary has no normalizer).
 void check_against(const hf_tokenizer& tok, const std::string& name, bool byte_level,
                    const hf_tokenizer* normalizer = nullptr) {
-    const std::vector<std::string> texts_json = read_lines(fixture_dir + "/lines.jsonl");
-    const std::vector<std::string> ids_lines = read_lines(fixture_dir + "/" + name + ".ids");
-    const std::vector<std::string> decoded_json = read_lines(fixture_dir + "/" + name + ".decoded.jsonl");
+    const std::vector<std::string> texts_json = read_lines(tokenizer_fixtures + "/lines.jsonl");
+    const std::vector<std::string> ids_lines = read_lines(tokenizer_fixtures + "/" + name + ".ids");
+    const std::vector<std::string> decoded_json = read_lines(tokenizer_fixtures + "/" + name + ".decoded.jsonl");
     REQUIRE(texts_json.size() >= 500);
     REQUIRE(ids_lines.size() == texts_json.size() + 2);
     REQUIRE(decoded_json.size() == texts_json.size());
@@ -193,7 +193,7 @@ TEST_CASE("hf_tokenizer: Gemma 3's tokenizer.json (Replace normalizer, byte_fall
 }
 
 TEST_CASE("hf_tokenizer: load_tokenizer picks the general loader for a tokenizer.json", "[tokenizer]") {
-    const tokenizer qwen = load_tokenizer(fixture_dir + "/qwen3");
+    const tokenizer qwen = load_tokenizer(tokenizer_fixtures + "/qwen3");
     REQUIRE(qwen.as_hf() != nullptr);
     CHECK(qwen.encode("Hello world", false) == std::vector<std::int32_t>{9707, 1879});
     CHECK(qwen.decode(qwen.encode("Hello world", false)) == "Hello world");

@@ -2,6 +2,7 @@
 // reference encoder, a small synthetic vocabulary for tie-breaking, and hostile files.
 #include <actlens/tokenizer/llama2c.hpp>
 
+#include "test_files.hpp"
 #include "paths.hpp"
 
 #include <catch2/catch.hpp>
@@ -33,31 +34,6 @@ const std::string tok512_path = actlens::test_paths::model("tok512.bin");
 const ids_t known_greedy_ids = {1, 403, 407, 261, 378, 432, 383, 286, 261, 376, 298, 315, 421};
 
 llama2c_tokenizer tok512() { return llama2c_tokenizer::load(tok512_path, 512); }
-
-std::string read_file(const std::string& path) {
-    std::ifstream in(path, std::ios::binary);
-    return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
-}
-
-// A directory of its own per process, removed with everything in it at the end of a test.
-struct temp_dir {
-    std::filesystem::path path;
-    temp_dir() {
-        path = std::filesystem::temp_directory_path() /
-               ("actlens_test_tokenizer_llama2c_" + std::to_string(::getpid()));
-        std::filesystem::create_directories(path);
-    }
-    ~temp_dir() {
-        std::error_code ec;
-        std::filesystem::remove_all(path, ec);
-    }
-    std::string write(const std::string& name, const std::string& bytes) const {
-        const std::string file = (path / name).string();
-        std::ofstream(file, std::ios::binary)
-            .write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-        return file;
-    }
-};
 
 // Builds tokenizer files field by field, so tests can write any value into any field.
 struct file_builder {
@@ -91,7 +67,7 @@ std::vector<std::pair<float, std::string>> base_vocab() {
 }
 
 // A small vocabulary with tied scores and a piece below run.c's -1e10 floor.
-std::vector<std::pair<float, std::string>> synthetic_vocab() {
+std::vector<std::pair<float, std::string>> synthetic_llama2c_vocab() {
     auto v = base_vocab();
     v.insert(v.end(), {{-1.f, " "},                  // 259
                        {-1.f, "a"},                  // 260
@@ -118,7 +94,7 @@ file_builder file_of(const std::vector<std::pair<float, std::string>>& vocab,
 }
 
 llama2c_tokenizer synthetic_tokenizer() {
-    const std::string bytes = file_of(synthetic_vocab()).bytes;
+    const std::string bytes = file_of(synthetic_llama2c_vocab()).bytes;
     return llama2c_tokenizer::from_bytes(reinterpret_cast<const std::byte*>(bytes.data()),
                                          bytes.size(), "synthetic");
 }
@@ -462,7 +438,7 @@ TEST_CASE("llama2c_tokenizer: out-of-range ids throw tokenizer.302", "[tokenizer
 
 TEST_CASE("llama2c_tokenizer: hostile files throw errors that name the file and field",
           "[tokenizer]") {
-    const temp_dir dir;
+    const scratch_folder dir("tokenizer_llama2c");
     const auto load_error = [](const std::string& path, std::optional<std::size_t> vocab = {}) {
         REQUIRE_THROWS_AS(llama2c_tokenizer::load(path, vocab), actlens::error);
         return error_text([&] { llama2c_tokenizer::load(path, vocab); });
@@ -471,7 +447,7 @@ TEST_CASE("llama2c_tokenizer: hostile files throw errors that name the file and 
     REQUIRE(real.size() == 6227);
 
     SECTION("the synthetic file itself is valid") {
-        const auto path = dir.write("valid.bin", file_of(synthetic_vocab()).bytes);
+        const auto path = dir.write("valid.bin", file_of(synthetic_llama2c_vocab()).bytes);
         CHECK(llama2c_tokenizer::load(path).vocab_size() == 271);
         CHECK(llama2c_tokenizer::load(path, 271).vocab_size() == 271);
     }
@@ -487,7 +463,7 @@ TEST_CASE("llama2c_tokenizer: hostile files throw errors that name the file and 
                    Contains("[actlens.io.202]") && Contains(path) && Contains("max_token_length"));
     }
     SECTION("non-positive max_token_length") {
-        const auto path = dir.write("maxlen.bin", file_of(synthetic_vocab(), -3).bytes);
+        const auto path = dir.write("maxlen.bin", file_of(synthetic_llama2c_vocab(), -3).bytes);
         CHECK_THAT(load_error(path), Contains("[actlens.tokenizer.301]") && Contains(path) &&
                                          Contains("max_token_length") && Contains("-3"));
     }
@@ -537,7 +513,7 @@ TEST_CASE("llama2c_tokenizer: hostile files throw errors that name the file and 
         CHECK_THAT(load_error(path2, 260), Contains("[actlens.io.202]") && Contains("token 259"));
     }
     SECTION("non-finite scores") {
-        auto vocab = synthetic_vocab();
+        auto vocab = synthetic_llama2c_vocab();
         vocab[262].first = std::numeric_limits<float>::quiet_NaN();
         const auto path = dir.write("nan.bin", file_of(vocab).bytes);
         CHECK_THAT(load_error(path), Contains("[actlens.tokenizer.301]") && Contains(path) &&
@@ -568,14 +544,14 @@ TEST_CASE("llama2c_tokenizer: hostile files throw errors that name the file and 
                    Contains("[actlens.tokenizer.301]") && Contains("holds 0 tokens"));
     }
     SECTION("byte tokens out of place") {
-        auto vocab = synthetic_vocab();
+        auto vocab = synthetic_llama2c_vocab();
         vocab[3 + 'A'].second = "A";
         const auto path = dir.write("bytes.bin", file_of(vocab).bytes);
         CHECK_THAT(load_error(path), Contains("[actlens.tokenizer.301]") && Contains(path) &&
                                          Contains("token 68") && Contains("<0x41>"));
     }
     SECTION("NUL byte inside a piece") {
-        auto vocab = synthetic_vocab();
+        auto vocab = synthetic_llama2c_vocab();
         vocab.emplace_back(-9.f, std::string("a\0b", 3));
         const auto path = dir.write("nul.bin", file_of(vocab).bytes);
         CHECK_THAT(load_error(path), Contains("[actlens.tokenizer.301]") && Contains("token 271") &&
@@ -592,7 +568,7 @@ TEST_CASE("llama2c_tokenizer: hostile files throw errors that name the file and 
 TEST_CASE("llama2c_tokenizer: from_pieces validates like a file", "[tokenizer]") {
     std::vector<std::string> pieces;
     std::vector<float> scores;
-    for (const auto& [score, piece] : synthetic_vocab()) {
+    for (const auto& [score, piece] : synthetic_llama2c_vocab()) {
         pieces.push_back(piece);
         scores.push_back(score);
     }

@@ -1,0 +1,54 @@
+#!/bin/bash
+# tests/fuzz/run_long.sh BUILD_DIR WORK_DIR [SECONDS_PER_RUN] [LANES]: the long fuzzing campaign.
+# LANES processes (default 2, one per core) take the harnesses of BUILD_DIR/tests/fuzz in turn, each
+# for SECONDS_PER_RUN (default 600), round after round until stopped (kill the process group). The
+# corpora grow in WORK_DIR/corpus and carry over between runs and campaigns; every run appends one
+# line to WORK_DIR/ledger.txt (harness, exit code, executions, coverage, corpus size), and a run
+# that finds something leaves its input in WORK_DIR/artifacts and its log in WORK_DIR/logs. The
+# harnesses run at idle priority (SCHED_IDLE), so the campaign can share a machine with builds and
+# takes only the CPU they leave.
+#   tests/fuzz/run_long.sh --totals WORK_DIR     executions, hours (wall, at idle priority) and findings
+#                                                per harness, from the ledger
+set -euo pipefail
+
+if [[ "${1:-}" == "--totals" ]]; then
+    printf "%-20s %14s %8s %10s %9s\n" harness executions hours "per second" findings
+    awk '{ split($4, r, "="); split($5, s, "="); runs[$2] += r[2]; secs[$2] += s[2]; if ($3 != "rc=0") bad[$2]++ }
+         END { for (h in runs) printf "%-20s %14d %8.2f %10.0f %9d\n", h, runs[h], secs[h] / 3600,
+                                      runs[h] / secs[h], bad[h] }' "$2/ledger.txt" | sort
+    exit 0
+fi
+build=$(cd "$1" && pwd)
+mkdir -p "$2"
+work=$(cd "$2" && pwd)
+per=${3:-600}
+lanes=${4:-2}
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+python3 "$here/make_seeds.py" "$work/seeds" >/dev/null
+mkdir -p "$work/corpus" "$work/artifacts" "$work/logs"
+harnesses=("$build"/tests/fuzz/fuzz_*)
+
+lane() {
+    local lane=$1 i harness name log rc runs cov
+    while true; do
+        for i in "${!harnesses[@]}"; do
+            ((i % lanes == lane)) || continue
+            harness=${harnesses[$i]}
+            name=$(basename "$harness" | sed 's/^fuzz_//')
+            mkdir -p "$work/corpus/$name"
+            log="$work/logs/$name.$(date +%s).log"
+            rc=0
+            # One thread: the forward passes the model harnesses run must not compete with the fuzzer.
+            OMP_NUM_THREADS=1 chrt -i 0 "$harness" -max_total_time="$per" -timeout=25 -rss_limit_mb=2048 \
+                -malloc_limit_mb=2048 -max_len=1100000 -print_final_stats=1 \
+                -artifact_prefix="$work/artifacts/$name-" "$work/corpus/$name" "$work/seeds/$name" >"$log" 2>&1 || rc=$?
+            runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log")
+            cov=$(grep -o 'cov: [0-9]*' "$log" | tail -n 1 | cut -d' ' -f2)
+            echo "$(date -u +%FT%TZ) $name rc=$rc runs=${runs:-0} seconds=$per cov=${cov:-?}" \
+                "corpus=$(ls "$work/corpus/$name" | wc -l)" >>"$work/ledger.txt"
+            if ((rc == 0)); then rm -f "$log"; fi
+        done
+    done
+}
+for ((l = 0; l < lanes; ++l)); do lane "$l" & done
+wait
