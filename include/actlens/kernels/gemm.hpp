@@ -125,7 +125,7 @@ void linear(const T* x, std::size_t rows, std::size_t in, const T* w, std::size_
     if (rows == 0 || out == 0) return;
     if (in == 0) return detail::linear_no_inputs(rows, out, bias, y, accumulate, ldy);
     if constexpr (std::is_same_v<T, float>) {
-        const detail::sgemm::problem g{x, ldx, rows, in, w, nullptr, out, bias, y, ldy, accumulate};
+        const detail::sgemm::problem g{x, ldx, rows, in, w, nullptr, dtype::f32, out, bias, y, ldy, accumulate};
         detail::sgemm::run(&g, 1);
         return;
     }
@@ -142,7 +142,8 @@ void linear(const T* x, std::size_t rows, const packed_weight<T>& w, const T* bi
     if (in == 0) return detail::linear_no_inputs(rows, out, bias, y, accumulate, ldy);
     if constexpr (std::is_same_v<T, float>) {
         if (w.is_packed()) {
-            const detail::sgemm::problem g{x, ldx, rows, in, w.source(), w.panel(0), out, bias, y, ldy, accumulate};
+            const detail::sgemm::problem g{x,   ldx, rows, in,  w.source(), w.panels(), w.element_type(),
+                                           out, bias, y, ldy, accumulate};
             detail::sgemm::run(&g, 1);
             return;
         }
@@ -163,9 +164,8 @@ void linear_group(const linear_job<T>* jobs, std::size_t count) {
                 linear(j.x, j.rows, *j.w, j.bias, j.y, j.accumulate, j.ldx, j.ldy);
                 continue;
             }
-            group[n++] = {
-                j.x, j.ldx ? j.ldx : in,  j.rows,      in, j.w->source(), j.w->panel(0), out, j.bias,
-                j.y, j.ldy ? j.ldy : out, j.accumulate};
+            group[n++] = {j.x,   j.ldx ? j.ldx : in, j.rows, in,  j.w->source(), j.w->panels(), j.w->element_type(),
+                          out,   j.bias,             j.y,    j.ldy ? j.ldy : out,           j.accumulate};
             if (n == detail::sgemm::max_group) {
                 detail::sgemm::run(group, n);
                 n = 0;
