@@ -36,6 +36,12 @@ matrix linear(const matrix& x, const actlens::tensor_view<const T>& W, const act
     return y;
 }
 
+/// The same for a projection, which may hold 16-bit values (its f32 values, model/weight_tensor.hpp).
+template <class T>
+matrix linear(const matrix& x, const actlens::weight_tensor<T>& W, const actlens::tensor_view<const T>& b) {
+    return linear(x, W.view(), b);
+}
+
 template <class T>
 matrix norm(const actlens::model_config& c, const matrix& x, const actlens::tensor_view<const T>& g,
             const actlens::tensor_view<const T>& b) {

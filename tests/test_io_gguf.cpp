@@ -10,6 +10,7 @@
 #include <actlens/core/dtype.hpp>
 #include <actlens/io/gguf.hpp>
 #include <actlens/io/gguf_model.hpp>
+#include <actlens/io/gguf_save.hpp>
 #include <actlens/methods/control_vector.hpp>
 #include <actlens/model/load.hpp>
 #include <actlens/tokenizer/gguf_vocab.hpp>
@@ -509,13 +510,22 @@ TEST_CASE("gguf: llama GGUFs from gguf-py reproduce the llama2.c model's logits"
     CHECK(c.rope_theta == 10000.0);
     CHECK(c.rope == kernels::rope_style::adjacent);
     CHECK(c.tied_embeddings);
-    CHECK(f16.weights().unembedding.data() == f16.weights().token_embedding.data());
+    // Tied and F16: the unembedding is the embedding's own f16 values, multiplied as f16 panels (the
+    // token embedding the forward reads rows of is an f32 copy); the projections stay f16 too.
+    CHECK(f16.weights().unembedding.is_narrow());
+    CHECK(f16.weights().unembedding.raw() != f16.weights().token_embedding.data());
+    CHECK(f16.packed().unembedding.element_type() == dtype::f16);
+    CHECK(f16.weights().layers[0].w_q.type() == dtype::f16);
+    CHECK(f16.packed().layers[4].w_out.element_type() == dtype::f16);
 
-    // The same weights rounded to f16 here: the logits agree to float rounding, which proves the
-    // layout (ne order, q/k row order, gate/up/down) is what llama.cpp writes.
+    // The same weights rounded to f16 here (the file's norms are F32): the logits agree bit for bit,
+    // which proves the layout (ne order, q/k row order, gate/up/down) is what llama.cpp writes. Exact,
+    // not merely close: f16 panels are widened to f32 without rounding and multiplied in the chains of
+    // the f32 panels of the reference (kernels/packed_weight.hpp).
     const transformer f16_reference = with_rounded_weights(reference, round_f16);
     const double f16_diff = max_abs_diff(f16.forward(prompt), f16_reference.forward(prompt));
-    CHECK(f16_diff <= 1e-5);
+    CHECK(f16_diff == 0.0);
+    CHECK_FALSE(f16.weights().layers[0].w_q.is_widened()); // no f32 copy was needed
     const double f16_vs_f32 = max_abs_diff(f16.forward(prompt), want);
     CHECK(f16_vs_f32 < 0.02); // measured 0.0113
 
@@ -555,6 +565,19 @@ TEST_CASE("gguf: llama GGUFs from gguf-py reproduce the llama2.c model's logits"
     CHECK(types[1] == 3);
     CHECK(types[3] == 6);
     CHECK(vf.value("tokenizer.ggml.scores").size() == 512);
+}
+
+TEST_CASE("gguf: BF16 projections load as bf16 panels with the logits of the bf16-rounded weights", "[gguf][model]") {
+    const transformer reference = load_model(llama2c_model);
+    const std::string path = (temp_dir() / "stories_bf16.gguf").string();
+    io::save_gguf(reference, path, io::ggml_type::bf16);
+    const transformer bf16 = load_model(path);
+    CHECK(bf16.packed().layers[1].w_gate.element_type() == dtype::bf16);
+    CHECK(bf16.packed().unembedding.element_type() == dtype::bf16);
+    const transformer rounded = with_rounded_weights(reference, [](float* p, std::size_t rows, std::size_t cols) {
+        for (std::size_t i = 0; i < rows * cols; ++i) p[i] = bf16_to_f32(f32_to_bf16(p[i]));
+    });
+    CHECK(max_abs_diff(bf16.forward(prompt), rounded.forward(prompt)) == 0.0); // exact: see the F16 test
 }
 
 TEST_CASE("gguf: actlens's writer makes an F32 llama GGUF that loads in place with identical logits",

@@ -163,7 +163,12 @@ TEST_CASE("huggingface: Llama with GQA matches the PyTorch reference from F32, B
     check_against_reference(m, "llama_tiny_reference.safetensors");
 
     const transformer b = load_model(hf_dir + "/llama_tiny_bf16");
-    CHECK(b.weights().owners.size() > 10); // converted copies, no mapping kept
+    // BF16: the projections and lm_head stay bf16 in the mapped file, multiplied as bf16 panels
+    // (model/weight_tensor.hpp); the norm gains and the embedding are converted copies.
+    CHECK(b.weights().layers[1].w_gate.type() == dtype::bf16);
+    CHECK(b.packed().layers[1].w_gate.element_type() == dtype::bf16);
+    CHECK(b.packed().unembedding.element_type() == dtype::bf16);
+    CHECK(b.weights().owners.size() > 1);
     check_against_reference(b, "llama_tiny_bf16_reference.safetensors");
 
     const transformer s = load_model(hf_dir + "/llama_tiny_sharded");

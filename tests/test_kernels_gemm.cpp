@@ -13,6 +13,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstddef>
+#include <cstdint>
 #include <cstring>
 #include <memory>
 #include <random>
@@ -340,6 +341,51 @@ TEMPLATE_TEST_CASE("packed_weight: packs float (in every build), refers to the w
     k::linear(x.data(), rows, in, w.data(), out, static_cast<const T*>(nullptr), b.data());
     for (std::size_t i = 0; i < a.size(); ++i)
         CHECK(std::abs(a[i] - b[i]) <= product_tol<T>(in));
+}
+
+TEST_CASE("packed_weight: f16 and bf16 weights pack into panels of their own type", "[kernels]") {
+    namespace a = actlens;
+    using packed = k::packed_weight<float>;
+    CHECK(packed::packs(a::dtype::f32));
+    CHECK(packed::packs(a::dtype::f16));
+    CHECK(packed::packs(a::dtype::bf16));
+    CHECK_FALSE(packed::packs(a::dtype::f64));
+    CHECK_FALSE(packed::packs(a::dtype::i8));
+    CHECK_FALSE(k::packed_weight<double>::packs(a::dtype::f16));
+    const std::size_t out = 50, in = 300; // two panels, two K blocks (256 + 44)
+    CHECK(packed::packed_bytes(out, in, a::dtype::f16) == 96 * in * 2);
+    CHECK(packed::packed_bytes(out, in, a::dtype::bf16) == 96 * in * 2);
+    CHECK(packed::packed_bytes(out, in, a::dtype::f32) == 96 * in * 4);
+    CHECK(packed::packed_bytes(out, in, a::dtype::i8) == 0);
+    // Distinct bit patterns, read from an odd address (a GGUF's tensors need not be aligned).
+    std::vector<unsigned char> bytes(out * in * 2 + 1);
+    for (std::size_t e = 0; e < out * in; ++e) {
+        const auto v = std::uint16_t(e * 7 + 1);
+        std::memcpy(bytes.data() + 1 + 2 * e, &v, 2);
+    }
+    for (a::dtype type : {a::dtype::f16, a::dtype::bf16}) {
+        auto storage = k::allocate_packed_storage<unsigned char>(packed::packed_bytes(out, in, type));
+        const packed pw(bytes.data() + 1, type, out, in, storage.get(), storage);
+        CHECK(pw.is_packed());
+        CHECK(pw.element_type() == type);
+        CHECK(pw.panels() == storage.get());
+        CHECK(pw.source() == nullptr);
+        // Element (o, i) at panel o / 48, [i * 48 + o % 48]; the padding is zero.
+        const auto* panels = static_cast<const std::uint16_t*>(pw.panels());
+        bool layout = true;
+        for (std::size_t o = 0; o < 96; ++o)
+            for (std::size_t i = 0; i < in; ++i)
+                layout &= panels[(o / 48) * in * 48 + i * 48 + o % 48] ==
+                          (o < out ? std::uint16_t((o * in + i) * 7 + 1) : std::uint16_t(0));
+        CHECK(layout);
+    }
+    // f32 through the typed constructor: the same panels as the float one, and the source kept.
+    std::mt19937 rng(Catch::rngSeed());
+    const auto w = uniform<float>(rng, out * in, -1, 1);
+    auto storage = k::allocate_packed_storage<float>(packed::packed_size(out, in));
+    const packed typed(w.data(), a::dtype::f32, out, in, storage.get(), storage), plain(w.data(), out, in);
+    CHECK(typed.source() == w.data());
+    CHECK(std::equal(plain.panel(0), plain.panel(0) + 96 * in, typed.panel(0)));
 }
 
 TEMPLATE_TEST_CASE("linear: empty products", "[kernels]", float, double) {

@@ -3,7 +3,8 @@
 // tail of every tile shape (AVX-512 8 x 48, AVX2 4 x 24, baseline 4 x 12; K blocks of 256 forward
 // and 64 backward; the dot-product path for <= 4 rows of unpacked weights; the one-row path of
 // packed weights), AVX2 bit for bit equal to AVX-512 (the same FMAs in the same order), and a model's
-// logits the same on every set. ctest also runs the [isa] tests with ACTLENS_ISA=baseline
+// logits the same on every set; panels of f16 / bf16 weights bit for bit equal to f32 panels of the
+// same rounded weights, on every set and thread count. ctest also runs the [isa] tests with ACTLENS_ISA=baseline
 // (tests/CMakeLists.txt), where the model test compares the forced baseline with the others.
 #include "kernel_checks.hpp"
 #include "test_helpers.hpp"
@@ -12,14 +13,17 @@
 #include <catch2/catch.hpp>
 
 #include <actlens/core/cpu.hpp>
+#include <actlens/core/dtype.hpp>
 #include <actlens/kernels/gemm.hpp>
 #include <actlens/kernels/gemm_input_grad.hpp>
 
 #include <cmath>
 #include <cstddef>
 #include <cstdlib>
+#include <cstdint>
 #include <cstring>
 #include <map>
+#include <memory>
 #include <random>
 #include <vector>
 
@@ -206,6 +210,131 @@ TEST_CASE("isa: a model's logits are the same on every instruction set", "[kerne
                 // logit leaves margin while a wrong kernel is off by O(1).
                 CHECK(rel_err(result, reference) <= 1e-5);
             }
+        }
+    }
+}
+
+namespace {
+
+/// `n` weights in [-1, 1] rounded to `type` (f16 or bf16): their bits, and the same values as f32.
+/// Every 7th is tiny (|w| < 2^-14, an f16 subnormal; a bf16 with few significant bits), so that
+/// the widening of subnormals is exercised too.
+void rounded_weights(std::mt19937& rng, std::size_t n, actlens::dtype type, std::vector<std::uint16_t>& bits,
+                     std::vector<float>& widened) {
+    const auto w = uniform<float>(rng, n, -1, 1);
+    bits.resize(n);
+    widened.resize(n);
+    for (std::size_t i = 0; i < n; ++i) {
+        const float v = i % 7 == 3 ? w[i] * 6e-5f : w[i];
+        bits[i] = type == actlens::dtype::f16 ? actlens::f32_to_f16(v) : actlens::f32_to_bf16(v);
+        widened[i] = type == actlens::dtype::f16 ? actlens::f16_to_f32(bits[i]) : actlens::bf16_to_f32(bits[i]);
+    }
+}
+
+/// f32 bits of a vector: equality of bits, not of values (which would let -0 == 0 pass).
+std::vector<std::uint32_t> bits_of(const std::vector<float>& v) {
+    std::vector<std::uint32_t> b(v.size());
+    std::memcpy(b.data(), v.data(), v.size() * sizeof(float));
+    return b;
+}
+
+} // namespace
+
+TEST_CASE("isa: f16 and bf16 panels give the bits of f32 panels of the same rounded weights", "[kernels][isa]") {
+    // The kernels widen 16-bit panel values to f32 exactly and then run the f32 chains of FMAs, so
+    // the products must agree bit for bit on every set (and each, like f32 panels, within the naive
+    // product's tolerance). Shapes hit every tile tail, the one-row path and several K blocks.
+    std::mt19937 rng(Catch::rngSeed());
+    INFO("seed " << Catch::rngSeed());
+    for (actlens::dtype type : {actlens::dtype::f16, actlens::dtype::bf16})
+        for (std::size_t rows : {1, 2, 5, 9, 130})
+            for (std::size_t in : {1, 17, 300})
+                for (std::size_t out : {1, 5, 30, 50, 100}) {
+                    const std::size_t ldx = in + rng() % 3, ldy = out + rng() % 3;
+                    INFO(actlens::dtype_name(type) << " rows " << rows << " in " << in << " out " << out);
+                    std::vector<std::uint16_t> bits;
+                    std::vector<float> w;
+                    rounded_weights(rng, out * in, type, bits, w);
+                    const auto x = uniform<float>(rng, rows * ldx, -1, 1), bias = uniform<float>(rng, out, -1, 1);
+                    const auto y0 = uniform<float>(rng, rows * ldy, -1, 1);
+                    using packed = k::packed_weight<float>;
+                    auto storage = k::allocate_packed_storage<unsigned char>(packed::packed_bytes(out, in, type));
+                    const packed narrow(bits.data(), type, out, in, storage.get(), storage);
+                    const packed wide(w.data(), out, in);
+                    REQUIRE(narrow.is_packed());
+                    CHECK(narrow.element_type() == type);
+                    CHECK(narrow.source() == nullptr);
+                    for (bool accumulate : {false, true}) {
+                        INFO("accumulate " << accumulate);
+                        on_every_isa([&](isa) {
+                            auto y16 = y0, y32 = y0;
+                            k::linear(x.data(), rows, narrow, bias.data(), y16.data(), accumulate, ldx, ldy);
+                            k::linear(x.data(), rows, wide, bias.data(), y32.data(), accumulate, ldx, ldy);
+                            CHECK(bits_of(y16) == bits_of(y32));
+                            double worst = 0;
+                            for (std::size_t r = 0; r < rows; ++r)
+                                for (std::size_t o = 0; o < out; ++o) {
+                                    long double e = (accumulate ? (long double)y0[r * ldy + o] : 0.0L) + bias[o];
+                                    for (std::size_t i = 0; i < in; ++i)
+                                        e += (long double)x[r * ldx + i] * w[o * in + i];
+                                    worst = std::max(worst, double(std::abs(y16[r * ldy + o] - e)));
+                                }
+                            CHECK(worst <= double(product_tol<float>(in)));
+                            return 0;
+                        });
+                    }
+                }
+}
+
+TEST_CASE("isa: 16-bit panels give the same bits with 1 and 2 threads, alone and in a group", "[kernels][isa]") {
+    // Large enough that the product is threaded (>= 2^20 weights, kernels/detail/sgemm.hpp); the f32
+    // panels of the same weights are the reference in every configuration.
+    std::mt19937 rng(Catch::rngSeed());
+    INFO("seed " << Catch::rngSeed());
+    const std::size_t in = 1100, out = 1000;
+    using packed = k::packed_weight<float>;
+    const float* const no_bias = nullptr;
+    for (actlens::dtype type : {actlens::dtype::f16, actlens::dtype::bf16}) {
+        INFO(actlens::dtype_name(type));
+        std::vector<std::uint16_t> bits;
+        std::vector<float> w;
+        rounded_weights(rng, out * in, type, bits, w);
+        std::vector<float> w2 = uniform<float>(rng, out * in, -1, 1);
+        // Packing is itself spread over the team: the panels must not depend on it.
+        std::vector<std::shared_ptr<unsigned char>> buffers;
+        std::vector<packed> narrow;
+        for (int threads : {1, 2}) {
+            k::detail::scoped_threads team(threads);
+            buffers.push_back(k::allocate_packed_storage<unsigned char>(packed::packed_bytes(out, in, type)));
+            narrow.emplace_back(bits.data(), type, out, in, buffers.back().get(), buffers.back());
+        }
+        const std::size_t bytes = packed::packed_bytes(out, in, type);
+        CHECK(std::memcmp(narrow[0].panels(), narrow[1].panels(), bytes) == 0);
+        const packed wide(w.data(), out, in), other(w2.data(), out, in);
+        for (std::size_t rows : {1, 3, 64}) {
+            INFO("rows " << rows);
+            const auto x = uniform<float>(rng, rows * in, -1, 1);
+            on_every_isa([&](isa) {
+                for (int threads : {1, 2}) {
+                    INFO("threads " << threads);
+                    k::detail::scoped_threads team(threads);
+                    std::vector<float> y(rows * out), y2(rows * out);
+                    k::linear(x.data(), rows, narrow[std::size_t(threads - 1)], no_bias, y.data());
+                    std::vector<float> wide_y(rows * out);
+                    k::linear(x.data(), rows, wide, no_bias, wide_y.data());
+                    CHECK(bits_of(y) == bits_of(wide_y));
+                    // A group mixing 16-bit and f32 panels: one job, the same bits as alone.
+                    std::fill(y.begin(), y.end(), 0.0f);
+                    const k::linear_job<float> jobs[] = {{x.data(), rows, &narrow[0], nullptr, y.data()},
+                                                         {x.data(), rows, &other, nullptr, y2.data()}};
+                    k::linear_group(jobs, 2);
+                    CHECK(bits_of(y) == bits_of(wide_y));
+                    std::vector<float> alone2(rows * out);
+                    k::linear(x.data(), rows, other, no_bias, alone2.data());
+                    CHECK(bits_of(y2) == bits_of(alone2));
+                }
+                return 0;
+            });
         }
     }
 }

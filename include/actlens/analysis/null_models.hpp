@@ -60,7 +60,8 @@ inline std::vector<std::size_t> random_derangement(std::size_t n, std::uint64_t 
 
 namespace detail {
 
-/// Calls fn(name, view) for every weight tensor present (views may be rebound by fn).
+/// Calls fn(name, view) for every weight tensor (views may be rebound by fn): a tensor_view<const T>,
+/// or a weight_tensor<T> for the projections and the unembedding.
 template <class T, class Fn>
 void for_each_weight(model_weights<T>& w, Fn&& fn) {
     fn(std::string("token_embedding"), w.token_embedding);
@@ -68,14 +69,15 @@ void for_each_weight(model_weights<T>& w, Fn&& fn) {
     for (std::size_t l = 0; l < w.layers.size(); ++l) {
         layer_weights<T>& x = w.layers[l];
         const std::string p = "layers." + std::to_string(l) + ".";
-        for (auto [name, view] : {std::pair{"ln1_weight", &x.ln1_weight}, {"ln1_bias", &x.ln1_bias}, {"w_q", &x.w_q},
-                                  {"b_q", &x.b_q}, {"w_k", &x.w_k}, {"b_k", &x.b_k}, {"w_v", &x.w_v}, {"b_v", &x.b_v},
-                                  {"q_norm", &x.q_norm}, {"k_norm", &x.k_norm},
-                                  {"w_o", &x.w_o}, {"b_o", &x.b_o}, {"ln2_weight", &x.ln2_weight},
-                                  {"ln2_bias", &x.ln2_bias}, {"w_gate", &x.w_gate}, {"w_in", &x.w_in},
-                                  {"b_in", &x.b_in}, {"w_out", &x.w_out}, {"b_out", &x.b_out},
-                                  {"ln1_post_weight", &x.ln1_post_weight}, {"ln2_post_weight", &x.ln2_post_weight}})
+        for (auto [name, view] : {std::pair{"ln1_weight", &x.ln1_weight}, {"ln1_bias", &x.ln1_bias}, {"b_q", &x.b_q},
+                                  {"b_k", &x.b_k}, {"b_v", &x.b_v}, {"q_norm", &x.q_norm}, {"k_norm", &x.k_norm},
+                                  {"b_o", &x.b_o}, {"ln2_weight", &x.ln2_weight}, {"ln2_bias", &x.ln2_bias},
+                                  {"b_in", &x.b_in}, {"b_out", &x.b_out}, {"ln1_post_weight", &x.ln1_post_weight},
+                                  {"ln2_post_weight", &x.ln2_post_weight}})
             fn(p + name, *view);
+        for (auto [name, matrix] : {std::pair{"w_q", &x.w_q}, {"w_k", &x.w_k}, {"w_v", &x.w_v}, {"w_o", &x.w_o},
+                                    {"w_gate", &x.w_gate}, {"w_in", &x.w_in}, {"w_out", &x.w_out}})
+            fn(p + name, *matrix);
     }
     fn(std::string("final_norm_weight"), w.final_norm_weight);
     fn(std::string("final_norm_bias"), w.final_norm_bias);
@@ -124,10 +126,11 @@ void check_layer(const basic_transformer<T>& m, int layer, const char* who) {
 template <class T>
 basic_transformer<T> matched_random_model(const basic_transformer<T>& model, std::uint64_t seed) {
     model_weights<T> w = model.weights();
-    const bool tied = w.unembedding.data() == w.token_embedding.data();
+    const bool tied = model.config().tied_embeddings || w.unembedding.raw() == w.token_embedding.data();
     rng gen(seed);
-    detail::for_each_weight(w, [&](const std::string& name, tensor_view<const T>& v) {
-        if (v.data() == nullptr || (tied && name == "unembedding")) return;
+    detail::for_each_weight(w, [&](const std::string& name, auto& stored) {
+        if (stored.empty() || (tied && name == "unembedding")) return;
+        const tensor_view<const T> v = stored; // 16-bit projections are widened (model/weight_tensor.hpp)
         double sum = 0.0, sq = 0.0;
         const std::size_t n = v.size();
         for (std::size_t i = 0; i < n; ++i) sum += double(v.data()[i]);
@@ -136,7 +139,7 @@ basic_transformer<T> matched_random_model(const basic_transformer<T>& model, std
         const double sd = n > 1 ? std::sqrt(sq / double(n - 1)) : 0.0;
         tensor<T> t(v.shape());
         for (T& x : t) x = T(mean + sd * gen.normal());
-        v = w.own(std::move(t));
+        stored = w.own(std::move(t));
     });
     if (tied) w.unembedding = w.token_embedding;
     return basic_transformer<T>(model.config(), std::move(w));
@@ -149,10 +152,10 @@ void permute_neurons_in(model_weights<T>& w, const model_config& c, int layer, c
                         permutation_kind kind) {
     check_permutation(perm, c.d_mlp, "permute_neurons");
     layer_weights<T>& x = w.layers[std::size_t(layer)];
-    x.w_out = w.own(reorder_blocks(x.w_out, perm, 1, true));
+    x.w_out = w.own(reorder_blocks(x.w_out.view(), perm, 1, true));
     if (kind == permutation_kind::preserving) {
-        x.w_in = w.own(reorder_blocks(x.w_in, perm, 1, false));
-        if (x.w_gate.data()) x.w_gate = w.own(reorder_blocks(x.w_gate, perm, 1, false));
+        x.w_in = w.own(reorder_blocks(x.w_in.view(), perm, 1, false));
+        if (!x.w_gate.empty()) x.w_gate = w.own(reorder_blocks(x.w_gate.view(), perm, 1, false));
         if (x.b_in.data()) x.b_in = w.own(reorder_blocks(x.b_in, perm, 1, false));
     }
 }
@@ -174,14 +177,14 @@ void permute_heads_in(model_weights<T>& w, const model_config& c, int layer, con
                          "different groups; a preserving permutation must move whole groups",
                          g * group, h, perm[g * group], perm[h]);
         }
-        x.w_q = w.own(reorder_blocks(x.w_q, perm, dh, false));
+        x.w_q = w.own(reorder_blocks(x.w_q.view(), perm, dh, false));
         if (x.b_q.data()) x.b_q = w.own(reorder_blocks(x.b_q, perm, dh, false));
-        x.w_k = w.own(reorder_blocks(x.w_k, kv, dh, false));
-        x.w_v = w.own(reorder_blocks(x.w_v, kv, dh, false));
+        x.w_k = w.own(reorder_blocks(x.w_k.view(), kv, dh, false));
+        x.w_v = w.own(reorder_blocks(x.w_v.view(), kv, dh, false));
         if (x.b_k.data()) x.b_k = w.own(reorder_blocks(x.b_k, kv, dh, false));
         if (x.b_v.data()) x.b_v = w.own(reorder_blocks(x.b_v, kv, dh, false));
     }
-    x.w_o = w.own(reorder_blocks(x.w_o, perm, dh, true));
+    x.w_o = w.own(reorder_blocks(x.w_o.view(), perm, dh, true));
 }
 
 } // namespace detail

@@ -37,8 +37,11 @@
 //                    rope_freqs.weight [head/2]: per-frequency RoPE divisors (llama.cpp writes Llama
 //                    3.1's rope_scaling this way; model_config::rope_freq_divisors)
 //
-// F32 tensors are used in place from the mapped file; F16, BF16, F64 and Q8_0 tensors are
-// converted to float (the model computes in f32; Q8_0 weights are dequantised once at load).
+// F32 tensors are used in place from the mapped file. F16 and BF16 projections and output.weight
+// (the unembedding, tied or not) stay 16-bit: the model packs them straight from the mapped file into
+// 16-bit panels (model/weight_tensor.hpp, kernels/packed_weight.hpp), with no f32 copy. Other F16,
+// BF16 and F64 tensors (norm gains, biases, the token embedding) and all Q8_0 tensors are converted
+// to float (the model computes in f32; Q8_0 weights are dequantised once at load).
 //
 // Errors (actlens::error), each naming the file and the key or tensor: io.206 for another
 // architecture, mixture-of-experts ({arch}.expert_count > 0), a rope.scaling.type other than "none"
@@ -316,6 +319,19 @@ inline transformer load_gguf(const std::string& path) {
         }
         return w.own(std::move(storage));
     };
+    // A projection: its 16-bit values in place when it is F16 or BF16, else as load() gives it.
+    auto projection = [&](const std::string& name) -> weight_tensor<float> {
+        const gguf_tensor_info& t = f.tensor_info(name);
+        if (t.type != ggml_type::f16 && t.type != ggml_type::bf16) return load(name);
+        in_place = true;
+        return weight_tensor<float>(f.data(t), t.type == ggml_type::f16 ? dtype::f16 : dtype::bf16, t.shape(), true);
+    };
+    // Rows [begin, begin + count) of a fused 16-bit [rows, cols] projection.
+    auto projection_rows = [](const weight_tensor<float>& m, std::size_t begin, std::size_t count) {
+        const std::size_t cols = m.extent(1);
+        return weight_tensor<float>(static_cast<const unsigned char*>(m.raw()) + begin * cols * 2, m.type(),
+                                    {count, cols}, m.in_mapped_file());
+    };
     // A 1-row bias [n] for out_bias' MLP slots, which a llama block does not have.
     tensor_view<const float> zeros;
     if (c.out_bias && !neox) zeros = w.own(tensor<float>({std::max(d, ff)}));
@@ -334,19 +350,26 @@ inline transformer load_gguf(const std::string& path) {
         lw.ln1_weight = load(b + "attn_norm.weight");
         if (ln) lw.ln1_bias = load(b + "attn_norm.bias");
         if (neox) {
-            const tensor_view<const float> qkv = load(b + "attn_qkv.weight"), bias = load(b + "attn_qkv.bias");
-            lw.w_q = rows(qkv, 0, qw);
-            lw.w_k = rows(qkv, qw, kvw);
-            lw.w_v = rows(qkv, qw + kvw, kvw);
+            const weight_tensor<float> qkv = projection(b + "attn_qkv.weight");
+            const tensor_view<const float> bias = load(b + "attn_qkv.bias");
+            if (qkv.is_narrow()) {
+                lw.w_q = projection_rows(qkv, 0, qw);
+                lw.w_k = projection_rows(qkv, qw, kvw);
+                lw.w_v = projection_rows(qkv, qw + kvw, kvw);
+            } else {
+                lw.w_q = rows(qkv.view(), 0, qw);
+                lw.w_k = rows(qkv.view(), qw, kvw);
+                lw.w_v = rows(qkv.view(), qw + kvw, kvw);
+            }
             lw.b_q = rows(bias, 0, qw);
             lw.b_k = rows(bias, qw, kvw);
             lw.b_v = rows(bias, qw + kvw, kvw);
         } else {
-            lw.w_q = load(b + "attn_q.weight");
-            lw.w_k = load(b + "attn_k.weight");
-            lw.w_v = load(b + "attn_v.weight");
+            lw.w_q = projection(b + "attn_q.weight");
+            lw.w_k = projection(b + "attn_k.weight");
+            lw.w_v = projection(b + "attn_v.weight");
         }
-        lw.w_o = load(b + "attn_output.weight");
+        lw.w_o = projection(b + "attn_output.weight");
         if (c.qk_norm) {
             lw.q_norm = load(b + "attn_q_norm.weight");
             lw.k_norm = load(b + "attn_k_norm.weight");
@@ -371,13 +394,18 @@ inline transformer load_gguf(const std::string& path) {
             lw.ln1_post_weight = load(b + "post_attention_norm.weight");
             lw.ln2_post_weight = load(b + "post_ffw_norm.weight");
         }
-        if (c.gated_mlp()) lw.w_gate = load(b + "ffn_gate.weight");
-        lw.w_in = load(b + "ffn_up.weight");
-        lw.w_out = load(b + "ffn_down.weight");
+        if (c.gated_mlp()) lw.w_gate = projection(b + "ffn_gate.weight");
+        lw.w_in = projection(b + "ffn_up.weight");
+        lw.w_out = projection(b + "ffn_down.weight");
     }
     w.final_norm_weight = load("output_norm.weight");
     if (ln) w.final_norm_bias = load("output_norm.bias");
-    w.unembedding = c.tied_embeddings ? w.token_embedding : load("output.weight");
+    // Tied: the embedding's own 16-bit values (token_embedding is an f32 copy), else the same view.
+    const bool narrow_embedding = f.tensor_info("token_embd.weight").type == ggml_type::f16 ||
+                                  f.tensor_info("token_embd.weight").type == ggml_type::bf16;
+    w.unembedding = !c.tied_embeddings ? projection("output.weight")
+                    : narrow_embedding ? projection("token_embd.weight")
+                                       : weight_tensor<float>(w.token_embedding);
     if (in_place) {
         f.prefetch();
         w.owners.push_back(f.keep_alive());

@@ -27,8 +27,11 @@
 //                        final logit soft-capping (null: none), sliding_window on the even layers
 //                        (layer_types, when given, must say so), tied embeddings, head_dim default 256.
 // Every Llama-like family takes rope_scaling of rope_type "default", "linear" or "llama3" (Llama 3.1+).
-// F32 tensors that need no transpose are used in place in the memory-mapped files; F16, BF16
-// and F64 tensors are converted to float.
+// F32 tensors that need no transpose are used in place in the memory-mapped files. F16 and BF16
+// projections of Llama-family and GPT-NeoX checkpoints (not NeoX's fused query_key_value, which is
+// reordered, nor GPT-2's transposed Conv1D weights) and their lm_head / tied embedding stay 16-bit: the
+// model packs them straight from the mapped file into 16-bit panels, with no f32 copy
+// (model/weight_tensor.hpp). Other F16, BF16 and F64 tensors are converted to float.
 //
 // Errors (actlens::error), each naming the file and the field or tensor:
 //   io.201  the directory has no config.json, or no model.safetensors / index, or a shard is
@@ -539,6 +542,24 @@ public:
         return m_weights.own(std::move(storage));
     }
 
+    /// A projection [out, in]: its 16-bit values in place when it is F16 or BF16 (the model packs
+    /// them into 16-bit panels, model/weight_tensor.hpp), else as plain() gives it.
+    weight_tensor<float> projection(const std::string& name) {
+        const std::size_t i = m_source.file_index(name);
+        const safetensors_file& f = m_source.file(i);
+        const safetensors_tensor_info& t = f.info(name);
+        if (t.dtype != dtype::f16 && t.dtype != dtype::bf16) return plain(name);
+        m_in_place[i] = true;
+        return weight_tensor<float>(f.data(t), t.dtype, f.tensor_shape(t), true);
+    }
+
+    /// The unembedding tied to the embedding `name` (already loaded as `embedding`): the embedding's
+    /// own 16-bit values when it is F16 or BF16 (embedding is then an f32 copy), else `embedding`.
+    weight_tensor<float> tied_unembedding(const std::string& name, const tensor_view<const float>& embedding) {
+        const dtype type = m_source.file_of(name)->info(name).dtype;
+        return type == dtype::f16 || type == dtype::bf16 ? projection(name) : weight_tensor<float>(embedding);
+    }
+
     /// A matrix stored [rows, cols] (GPT-2's Conv1D [in, out]) as an owned [cols, rows] copy.
     tensor_view<const float> transposed(const std::string& name) {
         tensor<float> storage;
@@ -706,10 +727,10 @@ inline model_weights<float> load_llama_weights(const huggingface_config& hc,
         const std::string h = "model.layers." + std::to_string(l) + ".";
         layer_weights<float>& lw = w.layers[l];
         lw.ln1_weight = gain(h + "input_layernorm.weight");
-        lw.w_q = b.plain(h + "self_attn.q_proj.weight");
-        lw.w_k = b.plain(h + "self_attn.k_proj.weight");
-        lw.w_v = b.plain(h + "self_attn.v_proj.weight");
-        lw.w_o = b.plain(h + "self_attn.o_proj.weight");
+        lw.w_q = b.projection(h + "self_attn.q_proj.weight");
+        lw.w_k = b.projection(h + "self_attn.k_proj.weight");
+        lw.w_v = b.projection(h + "self_attn.v_proj.weight");
+        lw.w_o = b.projection(h + "self_attn.o_proj.weight");
         if (c.qk_norm) {
             lw.q_norm = b.plain(h + "self_attn.q_norm.weight");
             lw.k_norm = b.plain(h + "self_attn.k_norm.weight");
@@ -731,12 +752,13 @@ inline model_weights<float> load_llama_weights(const huggingface_config& hc,
         } else {
             lw.ln2_weight = b.plain(h + "post_attention_layernorm.weight");
         }
-        lw.w_gate = b.plain(h + "mlp.gate_proj.weight");
-        lw.w_in = b.plain(h + "mlp.up_proj.weight");
-        lw.w_out = b.plain(h + "mlp.down_proj.weight");
+        lw.w_gate = b.projection(h + "mlp.gate_proj.weight");
+        lw.w_in = b.projection(h + "mlp.up_proj.weight");
+        lw.w_out = b.projection(h + "mlp.down_proj.weight");
     }
     w.final_norm_weight = gain("model.norm.weight");
-    w.unembedding = c.tied_embeddings ? w.token_embedding : b.plain("lm_head.weight");
+    w.unembedding = c.tied_embeddings ? b.tied_unembedding("model.embed_tokens.weight", w.token_embedding)
+                                      : b.projection("lm_head.weight");
     b.finish();
     return w;
 }
@@ -793,18 +815,19 @@ inline model_weights<float> load_neox_weights(const huggingface_config& hc, cons
         const tensor_view<const float> qkv_bias =
             neox_split_qkv(b.plain(h + "attention.query_key_value.bias"), c.n_heads, c.d_head, w);
         set_qkv_rows(lw, qkv, qkv_bias, d);
-        lw.w_o = b.plain(h + "attention.dense.weight");
+        lw.w_o = b.projection(h + "attention.dense.weight");
         lw.b_o = b.plain(h + "attention.dense.bias");
         lw.ln2_weight = b.plain(h + "post_attention_layernorm.weight");
         lw.ln2_bias = b.plain(h + "post_attention_layernorm.bias");
-        lw.w_in = b.plain(h + "mlp.dense_h_to_4h.weight");
+        lw.w_in = b.projection(h + "mlp.dense_h_to_4h.weight");
         lw.b_in = b.plain(h + "mlp.dense_h_to_4h.bias");
-        lw.w_out = b.plain(h + "mlp.dense_4h_to_h.weight");
+        lw.w_out = b.projection(h + "mlp.dense_4h_to_h.weight");
         lw.b_out = b.plain(h + "mlp.dense_4h_to_h.bias");
     }
     w.final_norm_weight = b.plain("gpt_neox.final_layer_norm.weight");
     w.final_norm_bias = b.plain("gpt_neox.final_layer_norm.bias");
-    w.unembedding = c.tied_embeddings ? w.token_embedding : b.plain("embed_out.weight");
+    w.unembedding = c.tied_embeddings ? b.tied_unembedding("gpt_neox.embed_in.weight", w.token_embedding)
+                                      : b.projection("embed_out.weight");
     b.finish();
     return w;
 }

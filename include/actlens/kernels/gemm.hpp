@@ -7,20 +7,21 @@
 //    build and chosen at run time (core/cpu.hpp; README "CPU instruction sets"). On AVX-512 the
 //    register tile is 8 rows x 48 columns of y (24 zmm accumulators; x is read in place, one
 //    broadcast per element; AVX2: 4 x 24, baseline: 4 x 12), K blocked by 256 and rows by 128, and
-//    weights read as K-major panels of 48 output columns, one layout for all; a model packs once, at construction
-//    (`packed_weight`, one buffer per model: see model/weights.hpp); the plain-pointer overload
-//    transposes each 256 x 48 block into a stack buffer as it goes. One row (decode) has its own
-//    matrix-vector kernel, and up to 4 rows against unpacked weights are dot products of
-//    contiguous rows. Threads (the caller's OpenMP team) split the columns and row blocks into
+//    weights read as K-major panels of 48 output columns, one layout for all, whose elements are f32 or
+//    an F16 / BF16 model's own 16-bit values widened in registers (kernels/packed_weight.hpp); a model
+//    packs once, at construction (`packed_weight`, one buffer per model: see model/weights.hpp); the
+//    plain-pointer overload transposes each 256 x 48 block into a stack buffer as it goes. One row
+//    (decode) has its own matrix-vector kernel, and up to 4 rows against unpacked weights are dot
+//    products of contiguous rows. Threads (the caller's OpenMP team) split the columns and row blocks into
 //    work items taken dynamically, never K: every element is summed in the same order whatever the
 //    thread count, and there is no barrier inside a product. Products too small to pay for a
 //    fork/join run on the calling thread; `linear_group` runs several products (q, k, v) in one.
 //    Nothing is allocated per call.
 //  - double: Eigen.
 //
-// The backward products: input gradients in kernels/gemm_input_grad.hpp (weights read in place), or
-// this file's packed product with the transposed weights of model/backward_weights.hpp; weight
-// gradients use Eigen for every type.
+// The backward products: input gradients in kernels/gemm_input_grad.hpp (weights read in place),
+// kernels/gemm_panel_grad.hpp (read from the forward's panels), or this file's packed product with the
+// transposed weights of model/backward_weights.hpp; weight gradients use Eigen for every type.
 //
 // Threads and shared machines: libgomp's idle threads spin (OMP_WAIT_POLICY unset or active) for
 // a while before sleeping; when other processes load the cores that spinning takes the time the
@@ -125,7 +126,7 @@ void linear(const T* x, std::size_t rows, std::size_t in, const T* w, std::size_
     if (rows == 0 || out == 0) return;
     if (in == 0) return detail::linear_no_inputs(rows, out, bias, y, accumulate, ldy);
     if constexpr (std::is_same_v<T, float>) {
-        const detail::sgemm::problem g{x, ldx, rows, in, w, nullptr, out, bias, y, ldy, accumulate};
+        const detail::sgemm::problem g{x, ldx, rows, in, w, nullptr, dtype::f32, out, bias, y, ldy, accumulate};
         detail::sgemm::run(&g, 1);
         return;
     }
@@ -142,7 +143,8 @@ void linear(const T* x, std::size_t rows, const packed_weight<T>& w, const T* bi
     if (in == 0) return detail::linear_no_inputs(rows, out, bias, y, accumulate, ldy);
     if constexpr (std::is_same_v<T, float>) {
         if (w.is_packed()) {
-            const detail::sgemm::problem g{x, ldx, rows, in, w.source(), w.panel(0), out, bias, y, ldy, accumulate};
+            const detail::sgemm::problem g{x,   ldx, rows, in,  w.source(), w.panels(), w.element_type(),
+                                           out, bias, y, ldy, accumulate};
             detail::sgemm::run(&g, 1);
             return;
         }
@@ -163,9 +165,8 @@ void linear_group(const linear_job<T>* jobs, std::size_t count) {
                 linear(j.x, j.rows, *j.w, j.bias, j.y, j.accumulate, j.ldx, j.ldy);
                 continue;
             }
-            group[n++] = {
-                j.x, j.ldx ? j.ldx : in,  j.rows,      in, j.w->source(), j.w->panel(0), out, j.bias,
-                j.y, j.ldy ? j.ldy : out, j.accumulate};
+            group[n++] = {j.x,   j.ldx ? j.ldx : in, j.rows, in,  j.w->source(), j.w->panels(), j.w->element_type(),
+                          out,   j.bias,             j.y,    j.ldy ? j.ldy : out,           j.accumulate};
             if (n == detail::sgemm::max_group) {
                 detail::sgemm::run(group, n);
                 n = 0;

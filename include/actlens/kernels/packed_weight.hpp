@@ -1,13 +1,21 @@
 // actlens/kernels/packed_weight.hpp: a linear layer's weights repacked once for the fast float
 // product (kernels/gemm.hpp): panels of 48 output columns stored K-major, so that the kernel reads
 // them with aligned, contiguous loads. model/weights.hpp packs a whole model into one buffer.
+//
+// Panels keep the element type of the weights they were packed from: f32, or the bits of f16 or
+// bf16 (half the memory and half the bytes a decode step streams), which the kernels widen to f32
+// in registers (exactly) and multiply in f32. So a product with 16-bit panels has the same bits as
+// the product with f32 panels of the same rounded weights, on every instruction set and thread count.
 #pragma once
 
+#include <actlens/core/dtype.hpp>
 #include <actlens/core/memory.hpp>
+#include <actlens/kernels/detail/parallel.hpp>
 #include <actlens/kernels/detail/sgemm.hpp>
 
 #include <algorithm>
 #include <cstddef>
+#include <cstdint>
 #include <cstdlib>
 #include <memory>
 #include <new>
@@ -16,11 +24,13 @@
 namespace actlens::kernels {
 
 /// A linear layer's weights [out, in] (row-major) in the layout of the fast float kernel: panels of
-/// `panel_width` output columns, each stored K-major ([in][panel_width], zero-padded past `out`).
-/// Built once (O(out * in), one extra copy of the weights), then immutable: const use from several
-/// threads is safe, and copies share the packed buffer. The layout is the same for every instruction
-/// set the float kernels are compiled for (kernels/detail/sgemm.hpp). For double it packs nothing
-/// and refers to the original weights, which must then outlive it. Packing reads the weights once: later writes to them are not seen.
+/// `panel_width` output columns, each stored K-major ([in][panel_width], zero-padded past `out`), with
+/// the elements of the weights' own type (f32, f16 or bf16 bits; see the top of this header).
+/// Built once (O(out * in), one copy of the weights, spread over the caller's OpenMP team when
+/// large), then immutable: const use from several threads is safe, and copies share the packed
+/// buffer. The layout is the same for every instruction set the float kernels are compiled for
+/// (kernels/detail/sgemm.hpp). For double it packs nothing and refers to the original weights, which
+/// must then outlive it. Packing reads the weights once: later writes to them are not seen.
 template <class T>
 class packed_weight {
 public:
@@ -28,8 +38,12 @@ public:
     static constexpr std::size_t panel_width = 48;
     static_assert(panel_width == detail::sgemm::nr, "the kernels read panels of this width");
 
-    /// Elements the packed layout of w[out, in] takes; 0 where nothing is packed.
+    /// Whether weights with elements of type `e` can be packed for T: f32, f16 and bf16 for float.
+    static constexpr bool packs(dtype e) noexcept;
+    /// Elements the packed layout of w[out, in] takes (f32 panels); 0 where nothing is packed.
     static std::size_t packed_size(std::size_t out, std::size_t in) noexcept;
+    /// Bytes the packed layout of w[out, in] with elements of type `e` takes; 0 where nothing is packed.
+    static std::size_t packed_bytes(std::size_t out, std::size_t in, dtype e) noexcept;
 
     packed_weight() = default;
     /// Packs w[out, in] into a buffer of its own.
@@ -38,24 +52,36 @@ public:
     /// `owner` alive with it: lets a model pack all its weights into one buffer.
     packed_weight(const T* w, std::size_t out, std::size_t in, T* storage,
                   std::shared_ptr<const void> owner);
+    /// Packs w[out, in], whose elements have type `e` (packs(e); any alignment, e.g. a tensor of a
+    /// mapped file), into panels of that type in `storage` (packed_bytes(out, in, e) bytes, 64-byte
+    /// aligned), keeping `owner` alive with it. source() is then null unless e is f32.
+    packed_weight(const void* w, dtype e, std::size_t out, std::size_t in, void* storage,
+                  std::shared_ptr<const void> owner);
 
     std::size_t out() const noexcept { return m_out; }
     std::size_t in() const noexcept { return m_in; }
     bool empty() const noexcept { return m_out == 0; }
     /// True when the weights were repacked (float).
     bool is_packed() const noexcept { return m_packed != nullptr; }
-    /// The original weights [out, in] (used by the fallback; not owned).
+    /// The panels' element type: f32, f16 or bf16.
+    dtype element_type() const noexcept { return m_type; }
+    /// The original f32 weights [out, in] (used by the fallback; not owned); null for 16-bit panels.
     const T* source() const noexcept { return m_source; }
-    /// Panel p, [in][panel_width], 64-byte aligned; only when is_packed().
-    const T* panel(std::size_t p) const noexcept { return m_packed + p * m_in * panel_width; }
+    /// The first panel, 64-byte aligned; panel p is at element p * in * panel_width of it.
+    const void* panels() const noexcept { return m_packed; }
+    /// Panel p, [in][panel_width], 64-byte aligned; only when is_packed() with f32 elements.
+    const T* panel(std::size_t p) const noexcept {
+        return static_cast<const T*>(m_packed) + p * m_in * panel_width;
+    }
 
 private:
-    void pack(const T* w, T* storage);
+    void pack(const void* w, void* storage);
 
     std::shared_ptr<const void> m_owner;
-    const T* m_packed = nullptr;
+    const void* m_packed = nullptr;
     const T* m_source = nullptr;
     std::size_t m_out = 0, m_in = 0;
+    dtype m_type = dtype::f32;
 };
 
 /// A buffer of `elements` T for packed weights, from detail::allocate_aligned (huge pages from
@@ -63,6 +89,9 @@ private:
 template <class T>
 std::shared_ptr<T> allocate_packed_storage(std::size_t elements);
 
+// ---------------------------------------------------------------------------------------------
+// Implementation
+// ---------------------------------------------------------------------------------------------
 
 template <class T>
 std::shared_ptr<T> allocate_packed_storage(std::size_t elements) {
@@ -71,12 +100,38 @@ std::shared_ptr<T> allocate_packed_storage(std::size_t elements) {
                               [](T* p) { std::free(p); });
 }
 
+namespace detail {
+
+// Transposes a block of `cols` (<= 48) rows of 16-bit values (row stride ldw elements, any
+// alignment) by `k` columns into the panel layout dst[k][48], zero-filling the columns past `cols`.
+inline void pack_block_16(const unsigned char* w, std::size_t ldw, std::size_t cols, std::size_t k,
+                          std::uint16_t* dst) noexcept {
+    constexpr std::size_t nr = sgemm::nr;
+    for (std::size_t j = 0; j < cols; ++j) {
+        const unsigned char* row = w + j * ldw * 2;
+        for (std::size_t p = 0; p < k; ++p) std::memcpy(dst + p * nr + j, row + 2 * p, 2);
+    }
+    for (std::size_t p = 0; p < k; ++p)
+        for (std::size_t j = cols; j < nr; ++j) dst[p * nr + j] = 0;
+}
+
+} // namespace detail
+
+template <class T>
+constexpr bool packed_weight<T>::packs(dtype e) noexcept {
+    return detail::has_fast_sgemm && std::is_same_v<T, float> &&
+           (e == dtype::f32 || e == dtype::f16 || e == dtype::bf16);
+}
+
 template <class T>
 std::size_t packed_weight<T>::packed_size(std::size_t out, std::size_t in) noexcept {
-    if constexpr (detail::has_fast_sgemm && std::is_same_v<T, float>)
-        return (out + panel_width - 1) / panel_width * panel_width * in;
-    else
-        return 0;
+    return packed_bytes(out, in, dtype::f32) / sizeof(T);
+}
+
+template <class T>
+std::size_t packed_weight<T>::packed_bytes(std::size_t out, std::size_t in, dtype e) noexcept {
+    if (!packs(e)) return 0;
+    return (out + panel_width - 1) / panel_width * panel_width * in * dtype_size(e);
 }
 
 template <class T>
@@ -100,16 +155,36 @@ packed_weight<T>::packed_weight(const T* w, std::size_t out, std::size_t in, T* 
 }
 
 template <class T>
-void packed_weight<T>::pack(const T* w, T* dst) {
+packed_weight<T>::packed_weight(const void* w, dtype e, std::size_t out, std::size_t in, void* storage,
+                                std::shared_ptr<const void> owner)
+    : m_out(out), m_in(in), m_type(e) {
+    if (e == dtype::f32) m_source = static_cast<const T*>(w);
+    if (packed_bytes(out, in, e) == 0) return;
+    m_owner = std::move(owner);
+    pack(w, storage);
+}
+
+template <class T>
+void packed_weight<T>::pack(const void* w, void* dst) {
     if constexpr (std::is_same_v<T, float>) {
-        const std::size_t panels = (m_out + panel_width - 1) / panel_width;
-        for (std::size_t p = 0; p < panels; ++p) {
-            const std::size_t col0 = p * panel_width, cols = std::min(panel_width, m_out - col0);
-            for (std::size_t k0 = 0; k0 < m_in; k0 += detail::sgemm::kc)
-                detail::sgemm::pack_block(w + col0 * m_in + k0, m_in, cols,
-                                          std::min(detail::sgemm::kc, m_in - k0),
-                                          dst + p * m_in * panel_width + k0 * panel_width);
-        }
+        using detail::sgemm::kc;
+        const std::size_t panels = (m_out + panel_width - 1) / panel_width, in = m_in, out = m_out;
+        const dtype type = m_type;
+        // Panels are independent: large weights are packed by the caller's team (a model's load).
+        const bool parallel = detail::gemm_threads() > 1 && out * in >= (std::size_t(1) << 18);
+        detail::for_items(long(panels), parallel, [=](long item) {
+            const std::size_t p = std::size_t(item), col0 = p * panel_width;
+            const std::size_t cols = std::min(panel_width, out - col0);
+            for (std::size_t k0 = 0; k0 < in; k0 += kc) {
+                const std::size_t k = std::min(kc, in - k0), at = p * in * panel_width + k0 * panel_width;
+                if (type == dtype::f32)
+                    detail::sgemm::pack_block(static_cast<const float*>(w) + col0 * in + k0, in, cols, k,
+                                              static_cast<float*>(dst) + at);
+                else
+                    detail::pack_block_16(static_cast<const unsigned char*>(w) + (col0 * in + k0) * 2, in, cols,
+                                          k, static_cast<std::uint16_t*>(dst) + at);
+            }
+        });
         m_packed = dst;
     } else {
         (void)w;

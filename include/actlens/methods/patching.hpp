@@ -202,8 +202,7 @@ public:
             if (id < 0 || std::size_t(id) >= c.vocab_size)
                 fail(errc::token_out_of_range,
                      "activation_patch: the metric reads token {}, outside the vocabulary [0, {})", id, c.vocab_size);
-            const T* row = model.weights().unembedding.data() + std::size_t(id) * c.d_model;
-            std::copy(row, row + c.d_model, &m_unembedding(j, 0));
+            model.weights().unembedding.widen_row(std::size_t(id), &m_unembedding(j, 0)); // no f32 copy of all
         }
         m_logits.resize({batch, 1, c.vocab_size});
     }

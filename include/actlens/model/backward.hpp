@@ -22,6 +22,7 @@
 #include <actlens/kernels/attention.hpp>
 #include <actlens/kernels/gemm.hpp>
 #include <actlens/kernels/gemm_input_grad.hpp>
+#include <actlens/kernels/gemm_panel_grad.hpp>
 #include <actlens/kernels/norms.hpp>
 #include <actlens/kernels/rope.hpp>
 #include <actlens/kernels/softmax.hpp>
@@ -155,7 +156,11 @@ tensor<T> unembed_backward(const basic_transformer<T>& model,
         d = capped_grad.data();
     }
     tensor<T> out({d_logits.extent(0), d_logits.extent(1), c.d_model});
-    kernels::linear_input_grad(d, rows, c.vocab_size, model.weights().unembedding.data(), c.d_model, out.data());
+    const weight_tensor<T>& unembedding = model.weights().unembedding;
+    if (unembedding.is_narrow()) // from the forward's panels: no f32 copy of a 16-bit unembedding
+        kernels::linear_input_grad(d, rows, model.packed().unembedding, out.data());
+    else
+        kernels::linear_input_grad(d, rows, c.vocab_size, unembedding.data(), c.d_model, out.data());
     return out;
 }
 
@@ -229,11 +234,14 @@ private:
         return nullptr;
     }
 
-    // dx[N, in] (=|+=) dy[N, out] * w[out, in]: the forward GEMM with w^T packed, else w in place.
-    void input_grad(const T* dy, const tensor_view<const T>& w, const kernels::packed_weight<T>* packed_t, T* dx,
-                    bool accumulate = false) {
+    // dx[N, in] (=|+=) dy[N, out] * w[out, in]: the forward GEMM with w^T packed; else, for 16-bit
+    // weights, from the forward's panels of w (`forward`; no f32 copy of w is made); else w in place.
+    void input_grad(const T* dy, const weight_tensor<T>& w, const kernels::packed_weight<T>& forward,
+                    const kernels::packed_weight<T>* packed_t, T* dx, bool accumulate = false) {
         if (packed_t)
             kernels::linear(dy, N, *packed_t, static_cast<const T*>(nullptr), dx, accumulate);
+        else if (w.is_narrow())
+            kernels::linear_input_grad(dy, N, forward, dx, accumulate);
         else
             kernels::linear_input_grad(dy, N, w.extent(0), w.data(), w.extent(1), dx, accumulate);
     }
@@ -244,6 +252,7 @@ private:
 
     void block(int l) {
         const layer_weights<T>& w = W.layers[static_cast<std::size_t>(l)];
+        const auto& pl = P.layers[static_cast<std::size_t>(l)]; // the forward's panels
         const typename backward_weights<T>::layer* bw = packed_layer(l);
         const std::size_t d = c.d_model, f = c.d_mlp, dh = c.d_head, H = c.n_heads;
         const std::size_t qw = H * dh;
@@ -264,9 +273,9 @@ private:
         if (is_cut(m_opt.cut_mlp, l))
             std::fill(m_d_post.data(), m_d_post.data() + N * f, T(0)); // zeros all the way down the branch
         else
-            input_grad(post_norm_backward(l, site::ln2_post_normalized, post, P.layers[std::size_t(l)].w_out,
+            input_grad(post_norm_backward(l, site::ln2_post_normalized, post, pl.w_out,
                                           w.b_out, w.ln2_post_weight, dx),
-                       w.w_out, bw ? &bw->w_out : nullptr, m_d_post.data());
+                       w.w_out, pl.w_out, bw ? &bw->w_out : nullptr, m_d_post.data());
         record({site::mlp_post, l}, m_d_post.data(), mlp);
         m_d_pre.reshape_uninitialized({N, f});
         m_d_ln.reshape_uninitialized({N, d});
@@ -300,8 +309,8 @@ private:
             }
             record({site::mlp_pre, l}, m_d_pre.data(), mlp);
             record({site::mlp_pre_linear, l}, m_d_lin.data(), mlp);
-            input_grad(m_d_pre.data(), w.w_gate, bw ? &bw->w_gate : nullptr, m_d_ln.data());
-            input_grad(m_d_lin.data(), w.w_in, bw ? &bw->w_in : nullptr, m_d_ln.data(), true);
+            input_grad(m_d_pre.data(), w.w_gate, pl.w_gate, bw ? &bw->w_gate : nullptr, m_d_ln.data());
+            input_grad(m_d_lin.data(), w.w_in, pl.w_in, bw ? &bw->w_in : nullptr, m_d_ln.data(), true);
         } else {
             if (m_opt.rule == rule::gradient) {
                 if (c.mlp == mlp_kind::gelu_erf)
@@ -314,7 +323,7 @@ private:
                 for (std::size_t i = 0; i < n_f; ++i) du[i] = dp[i] * identity_coefficient(post[i], pre[i], m_eps);
             }
             record({site::mlp_pre, l}, m_d_pre.data(), mlp);
-            input_grad(m_d_pre.data(), w.w_in, bw ? &bw->w_in : nullptr, m_d_ln.data());
+            input_grad(m_d_pre.data(), w.w_in, pl.w_in, bw ? &bw->w_in : nullptr, m_d_ln.data());
         }
         record({site::ln2_normalized, l}, m_d_ln.data(), resid);
         const T* d_attn_out = dx;
@@ -334,14 +343,14 @@ private:
         else
             input_grad(post_norm_backward(l, site::ln1_post_normalized,
                                           c.post_norms ? tape({site::attn_z, l}).data() : nullptr,
-                                          P.layers[std::size_t(l)].w_o, w.b_o, w.ln1_post_weight, d_attn_out),
-                       w.w_o, bw ? &bw->w_o : nullptr, m_d_z.data());
+                                          pl.w_o, w.b_o, w.ln1_post_weight, d_attn_out),
+                       w.w_o, pl.w_o, bw ? &bw->w_o : nullptr, m_d_z.data());
         record({site::attn_z, l}, m_d_z.data(), {B, S, H, dh});
         attention_backward(l);
         m_d_ln.reshape_uninitialized({N, d});
-        input_grad(m_d_q.data(), w.w_q, bw ? &bw->w_q : nullptr, m_d_ln.data());
-        input_grad(m_d_k.data(), w.w_k, bw ? &bw->w_k : nullptr, m_d_ln.data(), true);
-        input_grad(m_d_v.data(), w.w_v, bw ? &bw->w_v : nullptr, m_d_ln.data(), true);
+        input_grad(m_d_q.data(), w.w_q, pl.w_q, bw ? &bw->w_q : nullptr, m_d_ln.data());
+        input_grad(m_d_k.data(), w.w_k, pl.w_k, bw ? &bw->w_k : nullptr, m_d_ln.data(), true);
+        input_grad(m_d_v.data(), w.w_v, pl.w_v, bw ? &bw->w_v : nullptr, m_d_ln.data(), true);
         record({site::ln1_normalized, l}, m_d_ln.data(), resid);
         norm_backward(tape({site::resid_pre, l}).data(), w.ln1_weight, m_d_ln.data(), dx, true);
         record({site::resid_pre, l}, dx, resid);

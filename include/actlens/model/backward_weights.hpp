@@ -7,15 +7,19 @@
 // (kernels/gemm_input_grad.hpp), whose column slices of a row-major W stream poorly from memory
 // when the product has few rows. The price is one more copy of every projection (not of the
 // embeddings), made once per model; pass it in backward_options::weights to every backward that
-// should use it. Only float models pack anything (the packed GEMM is float's, with its instruction
-// set chosen at run time, core/cpu.hpp); for double the object stays empty and the backward
-// multiplies with W in place, as without it.
+// should use it. W^T keeps W's element type (f32, or the 16-bit values of an F16 / BF16 model,
+// transposed as bits: exact, and half the memory; without backward_weights such a model's backward
+// reads the forward's panels, kernels/gemm_panel_grad.hpp). Only float models pack anything (the
+// packed GEMM is float's, with its instruction set chosen at run time, core/cpu.hpp); for double the
+// object stays empty and the backward multiplies with W in place, as without it.
 #pragma once
 
+#include <actlens/core/memory.hpp>
 #include <actlens/kernels/gemm.hpp>
 #include <actlens/model/transformer.hpp>
 
 #include <cstddef>
+#include <cstring>
 #include <memory>
 #include <type_traits>
 #include <vector>
@@ -40,18 +44,24 @@ struct backward_weights {
             using packed = kernels::packed_weight<T>;
             const model_config& c = m.config();
             const bool gate = c.gated_mlp();
-            auto size = [](const tensor_view<const T>& w) { return packed::packed_size(w.extent(1), w.extent(0)); };
+            // Bytes of W^T's panels, rounded to 64 so that every weight's panels stay aligned.
+            auto size = [](const weight_tensor<T>& w) {
+                return (packed::packed_bytes(w.extent(1), w.extent(0), w.type()) + 63) / 64 * 64;
+            };
             std::size_t total = 0;
             for (const layer_weights<T>& l : m.weights().layers) total += layer::total_size(l, gate, size);
-            std::shared_ptr<T> storage = kernels::allocate_packed_storage<T>(total);
+            std::shared_ptr<unsigned char> storage = kernels::allocate_packed_storage<unsigned char>(total);
             std::size_t offset = 0;
-            std::vector<T> transposed; // W^T of one projection at a time (packing copies it)
-            auto pack = [&](const tensor_view<const T>& w) {
-                const std::size_t out = w.extent(0), in = w.extent(1);
-                transposed.resize(out * in);
+            std::vector<unsigned char> transposed; // W^T of one projection at a time (packing copies it)
+            auto pack = [&](const weight_tensor<T>& w) {
+                const std::size_t out = w.extent(0), in = w.extent(1), bytes = dtype_size(w.type());
+                const auto* source = static_cast<const unsigned char*>(w.raw());
+                transposed.resize(out * in * bytes);
                 for (std::size_t o = 0; o < out; ++o)
-                    for (std::size_t i = 0; i < in; ++i) transposed[i * out + o] = w.data()[o * in + i];
-                packed p(transposed.data(), in, out, storage.get() + offset, storage);
+                    for (std::size_t i = 0; i < in; ++i)
+                        std::memcpy(&transposed[(i * out + o) * bytes], source + (o * in + i) * bytes, bytes);
+                packed p(transposed.data(), w.type(), in, out, storage.get() + offset, storage);
+                if (w.in_mapped_file()) actlens::detail::drop_file_pages(source, out * in * bytes); // as the model does
                 offset += size(w);
                 return p;
             };

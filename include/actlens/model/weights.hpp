@@ -3,11 +3,18 @@
 // Every weight is a tensor_view<const T>, so weights can live in a memory-mapped file (used in
 // place) or in tensors the loader converted. `owners` keeps whatever backs the views alive.
 // Linear weights are stored [out, in] row-major, as PyTorch's nn.Linear and llama2.c do.
+// The projections and the unembedding are weight_tensors (model/weight_tensor.hpp): tensor_views of
+// T, or, for a model loaded from an F16 or BF16 file, the file's 16-bit values, which the forward
+// multiplies with as 16-bit panels and which become f32 only for a reader that asks (view()).
+// Norm gains, biases and the embedding tables are always T (they are small, except the token
+// embedding of a large vocabulary; the forward reads one row of it per token).
 #pragma once
 
+#include <actlens/core/memory.hpp>
 #include <actlens/core/tensor.hpp>
 #include <actlens/kernels/gemm.hpp>
 #include <actlens/model/config.hpp>
+#include <actlens/model/weight_tensor.hpp>
 
 #include <cstddef>
 #include <memory>
@@ -20,16 +27,22 @@ namespace actlens {
 template <class T>
 struct layer_weights {
     tensor_view<const T> ln1_weight, ln1_bias; ///< [d]
-    tensor_view<const T> w_q, b_q;             ///< [H d_h, d], [H d_h]
-    tensor_view<const T> w_k, b_k;             ///< [H_kv d_h, d], [H_kv d_h]
-    tensor_view<const T> w_v, b_v;             ///< [H_kv d_h, d], [H_kv d_h]
+    weight_tensor<T> w_q;                      ///< [H d_h, d]
+    tensor_view<const T> b_q;                  ///< [H d_h]
+    weight_tensor<T> w_k;                      ///< [H_kv d_h, d]
+    tensor_view<const T> b_k;                  ///< [H_kv d_h]
+    weight_tensor<T> w_v;                      ///< [H_kv d_h, d]
+    tensor_view<const T> b_v;                  ///< [H_kv d_h]
     tensor_view<const T> q_norm, k_norm;       ///< [d_h]  per-head RMSNorm gains of q and k (qk_norm)
-    tensor_view<const T> w_o, b_o;             ///< [d, H d_h], [d]
+    weight_tensor<T> w_o;                      ///< [d, H d_h]
+    tensor_view<const T> b_o;                  ///< [d]
     tensor_view<const T> ln1_post_weight;      ///< [d]  RMSNorm gain on the attention output (post_norms)
     tensor_view<const T> ln2_weight, ln2_bias; ///< [d]
-    tensor_view<const T> w_gate;               ///< [d_mlp, d]  SwiGLU gate (Llama gate_proj, llama2.c w1)
-    tensor_view<const T> w_in, b_in;           ///< [d_mlp, d]  GPT-2 c_fc, Llama up_proj (llama2.c w3)
-    tensor_view<const T> w_out, b_out;         ///< [d, d_mlp]  GPT-2 mlp.c_proj, Llama down_proj (llama2.c w2)
+    weight_tensor<T> w_gate;                   ///< [d_mlp, d]  SwiGLU gate (Llama gate_proj, llama2.c w1)
+    weight_tensor<T> w_in;                     ///< [d_mlp, d]  GPT-2 c_fc, Llama up_proj (llama2.c w3)
+    tensor_view<const T> b_in;                 ///< [d_mlp]
+    weight_tensor<T> w_out;                    ///< [d, d_mlp]  GPT-2 mlp.c_proj, Llama down_proj (llama2.c w2)
+    tensor_view<const T> b_out;                ///< [d]
     tensor_view<const T> ln2_post_weight;      ///< [d]  RMSNorm gain on the MLP output (post_norms)
 };
 
@@ -40,7 +53,7 @@ struct model_weights {
     tensor_view<const T> position_embedding; ///< [max_seq_len, d], learned positions only
     std::vector<layer_weights<T>> layers;
     tensor_view<const T> final_norm_weight, final_norm_bias; ///< [d]
-    tensor_view<const T> unembedding;                        ///< [V, d]; the token embedding when tied
+    weight_tensor<T> unembedding;                            ///< [V, d]; the token embedding when tied
 
     /// Whatever backs the views (mapped files, converted tensors).
     std::vector<std::shared_ptr<const void>> owners;
@@ -57,15 +70,16 @@ struct model_weights {
     /// (model.401) naming the tensor, its shape and the expected one.
     void validate(const model_config& c) const {
         const std::size_t d = c.d_model, qw = c.n_heads * c.d_head, kvw = c.n_kv_heads * c.d_head;
-        auto check = [](const tensor_view<const T>& v, std::initializer_list<std::size_t> dims, const std::string& name) {
+        // Generic: tensor_views and weight_tensors (whose data() would widen 16-bit values).
+        auto check = [](const auto& v, std::initializer_list<std::size_t> dims, const std::string& name) {
             const shape_t want(dims);
-            if (v.data() == nullptr)
+            if (stored_data(v) == nullptr)
                 fail(errc::bad_config, "weights: tensor '{}' is missing (expected shape {})", name, want.to_string());
             if (v.shape() != want || !v.is_contiguous())
                 fail(errc::bad_config, "weights: tensor '{}' has shape {}, expected {}", name, v.shape().to_string(),
                      want.to_string());
         };
-        auto check_optional = [&](const tensor_view<const T>& v, bool present, std::size_t n, const std::string& name) {
+        auto check_optional = [&](const auto& v, bool present, std::size_t n, const std::string& name) {
             if (present) check(v, {n}, name);
         };
         const bool ln = c.norm == norm_kind::layer_norm;
@@ -102,6 +116,10 @@ struct model_weights {
         check_optional(final_norm_bias, ln, d, "final_norm_bias");
         check(unembedding, {c.vocab_size, d}, "unembedding");
     }
+
+private:
+    static const void* stored_data(const tensor_view<const T>& v) noexcept { return v.data(); }
+    static const void* stored_data(const weight_tensor<T>& v) noexcept { return v.raw(); }
 };
 
 /// One layer's projections packed for kernels::linear: W itself in packed_weights (the forward), W^T
@@ -134,9 +152,10 @@ struct packed_layer {
 };
 
 /// The linear weights of a model repacked once for kernels::linear (see kernels::packed_weight):
-/// what the transformer multiplies with. For float models this is a second copy of every projection
-/// and of the unembedding (the model's memory roughly doubles, the embedding table aside), made when
-/// the transformer is constructed; for double it only points at model_weights.
+/// what the transformer multiplies with. For float models the panels keep each weight's element
+/// type (f32, or an F16 / BF16 file's 16-bit values), made when the transformer is constructed: a
+/// copy of every f32 projection and of the unembedding, and the only copy of 16-bit ones (read
+/// from their file once, in parallel; model/weight_tensor.hpp); for double it only points at model_weights.
 /// The copy is taken at construction: writing later into the memory behind model_weights' views
 /// does not reach it (build a new transformer to edit weights).
 template <class T>
@@ -155,15 +174,26 @@ struct packed_weights {
     packed_weights(const model_config& c, const model_weights<T>& w) {
         using packed = kernels::packed_weight<T>;
         const bool gate = c.gated_mlp();
-        auto size = [](const tensor_view<const T>& v) { return packed::packed_size(v.extent(0), v.extent(1)); };
+        // Bytes of each weight's panels, rounded to 64 so that every weight's panels stay aligned.
+        auto size = [](const weight_tensor<T>& v) {
+            return (packed::packed_bytes(v.extent(0), v.extent(1), v.type()) + 63) / 64 * 64;
+        };
         std::size_t total = size(w.unembedding);
         for (const layer_weights<T>& l : w.layers) total += layer::total_size(l, gate, size);
-        std::shared_ptr<T> storage = total ? kernels::allocate_packed_storage<T>(total) : nullptr;
+        std::shared_ptr<unsigned char> storage =
+            total ? kernels::allocate_packed_storage<unsigned char>(total) : nullptr;
         std::size_t offset = 0;
-        auto pack = [&](const tensor_view<const T>& v) {
-            packed p(v.data(), v.extent(0), v.extent(1), storage.get() + offset, storage);
+        auto pack = [&](const weight_tensor<T>& v) {
+            unsigned char* at = storage.get() + offset;
             offset += size(v);
-            return p;
+            if (v.is_narrow()) {
+                packed p(v.raw(), v.type(), v.extent(0), v.extent(1), at, storage);
+                // The panels are now the weights the forward reads: resident memory need not also
+                // hold the file's pages (a reader asking for f32 values faults them in again).
+                if (v.in_mapped_file()) actlens::detail::drop_file_pages(v.raw(), v.size() * dtype_size(v.type()));
+                return p;
+            }
+            return packed(v.view().data(), v.extent(0), v.extent(1), reinterpret_cast<T*>(at), storage);
         };
         layers.reserve(w.layers.size());
         for (const layer_weights<T>& l : w.layers) layers.push_back(layer::pack_all(l, gate, pack));

@@ -8,7 +8,9 @@
 //                              broadcast fit the register file (32 zmm, 16 ymm, 16 xmm)
 //   mask, first(n)             the lanes < n (n may exceed width)
 //   load (aligned) / loadu / load_masked (lanes outside the mask read as 0 and are not accessed),
-//   store_masked, set1, zero, add, madd(a, b, acc) = a * b + acc (one FMA where there is FMA),
+//   load_f16 / load_bf16       `width` 16-bit values (f16 or bf16 bits, core/dtype.hpp) widened to
+//                              f32, exactly (unaligned)
+//   store (aligned), store_masked, set1, zero, add, madd(a, b, acc) = a * b + acc (one FMA where there is FMA),
 //   reduce(v)                  the lanes' sum as a halving tree: lane i + lane i + width/2, ...
 //   prefetch(p)                into L2
 //   pack_16_columns            transposes 16 rows of w into a panel's 16 columns, for K steps
@@ -16,10 +18,12 @@
 //                              fast transpose: the caller packs the rest element by element)
 #pragma once
 
+#include <actlens/core/dtype.hpp>
 #include <actlens/core/isa_regions.hpp>
 
 #include <algorithm>
 #include <cstddef>
+#include <cstdint>
 #include <cstring>
 
 #if ACTLENS_ISA_X86
@@ -41,6 +45,14 @@ struct vec {
     static reg load(const float* p) noexcept { return _mm512_load_ps(p); }
     static reg loadu(const float* p) noexcept { return _mm512_loadu_ps(p); }
     static reg load_masked(mask m, const float* p) noexcept { return _mm512_maskz_loadu_ps(m, p); }
+    static reg load_f16(const std::uint16_t* p) noexcept {
+        return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+    }
+    static reg load_bf16(const std::uint16_t* p) noexcept {
+        const __m512i wide = _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+        return _mm512_castsi512_ps(_mm512_slli_epi32(wide, 16));
+    }
+    static void store(float* p, reg v) noexcept { _mm512_store_ps(p, v); }
     static void store_masked(float* p, mask m, reg v) noexcept { _mm512_mask_storeu_ps(p, m, v); }
     static reg add(reg a, reg b) noexcept { return _mm512_add_ps(a, b); }
     static reg madd(reg a, reg b, reg acc) noexcept { return _mm512_fmadd_ps(a, b, acc); }
@@ -114,6 +126,14 @@ struct vec {
     static reg load(const float* p) noexcept { return _mm256_load_ps(p); }
     static reg loadu(const float* p) noexcept { return _mm256_loadu_ps(p); }
     static reg load_masked(mask m, const float* p) noexcept { return _mm256_maskload_ps(p, m); }
+    static reg load_f16(const std::uint16_t* p) noexcept {
+        return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+    }
+    static reg load_bf16(const std::uint16_t* p) noexcept {
+        const __m256i wide = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+        return _mm256_castsi256_ps(_mm256_slli_epi32(wide, 16));
+    }
+    static void store(float* p, reg v) noexcept { _mm256_store_ps(p, v); }
     static void store_masked(float* p, mask m, reg v) noexcept { _mm256_maskstore_ps(p, m, v); }
     static reg add(reg a, reg b) noexcept { return _mm256_add_ps(a, b); }
     static reg madd(reg a, reg b, reg acc) noexcept { return _mm256_fmadd_ps(a, b, acc); }
@@ -155,6 +175,13 @@ struct vec {
         for (std::size_t i = 0; i < m; ++i) v[i] = p[i];
         return v;
     }
+    static reg load_f16(const std::uint16_t* p) noexcept {
+        return reg{f16_to_f32(p[0]), f16_to_f32(p[1]), f16_to_f32(p[2]), f16_to_f32(p[3])};
+    }
+    static reg load_bf16(const std::uint16_t* p) noexcept {
+        return reg{bf16_to_f32(p[0]), bf16_to_f32(p[1]), bf16_to_f32(p[2]), bf16_to_f32(p[3])};
+    }
+    static void store(float* p, reg v) noexcept { std::memcpy(p, &v, sizeof v); }
     static void store_masked(float* p, mask m, reg v) noexcept {
         for (std::size_t i = 0; i < m; ++i) p[i] = v[i];
     }

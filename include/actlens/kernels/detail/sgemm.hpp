@@ -7,11 +7,14 @@
 #pragma once
 
 #include <actlens/core/cpu.hpp>
+#include <actlens/core/dtype.hpp>
 #include <actlens/kernels/detail/isa_vectors.hpp>
 #include <actlens/kernels/detail/parallel.hpp>
 
 #include <algorithm>
 #include <cstddef>
+#include <cstdint>
+#include <type_traits>
 
 namespace actlens::kernels::detail {
 
@@ -29,7 +32,8 @@ struct problem {
     const float* x;
     std::size_t ldx, rows, in;
     const float* w;      // unpacked weights [out, in] (when `packed` is null)
-    const float* packed; // packed panels [out / 48][in][48] (see packed_weight), or null
+    const void* packed;  // packed panels [out / 48][in][48] (see packed_weight), or null
+    dtype packed_type;   // their elements: f32, or f16 / bf16 bits widened to f32 in registers
     std::size_t out;
     const float* bias;
     float* y;
@@ -37,8 +41,15 @@ struct problem {
     bool accumulate;
 };
 
-// Panel p (48 output columns, [in][48]) of a packed problem.
-inline const float* panel(const problem& g, std::size_t p) noexcept { return g.packed + p * g.in * nr; }
+/// The element type of panels of type P: float, or the bits of an f16 or bf16.
+template <dtype P>
+using panel_element = std::conditional_t<P == dtype::f32, float, std::uint16_t>;
+
+// Panel p (48 output columns, [in][48]) of a packed problem whose panels have type P.
+template <dtype P>
+inline const panel_element<P>* panel(const problem& g, std::size_t p) noexcept {
+    return static_cast<const panel_element<P>*>(g.packed) + p * g.in * nr;
+}
 
 // How one product is cut into work items: runs of `per_item` panels (48 columns) times row blocks
 // of `mc` rows, or, on the dot-product path (few rows, unpacked weights), runs of `dot_chunk` outputs.
