@@ -32,6 +32,7 @@
 // split over the team's threads); independent of the number of processes.
 #pragma once
 
+#include <actlens/core/deferred.hpp>
 #include <actlens/core/exact_sums.hpp>
 #include <actlens/core/rng.hpp>
 #include <actlens/core/tensor.hpp>
@@ -145,16 +146,26 @@ snmf_result fit_snmf(tensor_view<const float> activations, const snmf_options& o
 namespace detail {
 
 using snmf_rows = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
-using snmf_rows_map = Eigen::Map<snmf_rows, Eigen::Unaligned, Eigen::OuterStride<>>;
-using snmf_const_rows_map = Eigen::Map<const snmf_rows, Eigen::Unaligned, Eigen::OuterStride<>>;
 
-inline snmf_const_rows_map snmf_map(const tensor_view<const float>& v) {
-    return snmf_const_rows_map(v.data(), Eigen::Index(v.extent(0)), Eigen::Index(v.extent(1)),
-                               Eigen::OuterStride<>(v.stride(0)));
-}
-inline snmf_rows_map snmf_map(float* p, std::size_t rows, std::size_t cols) {
-    return snmf_rows_map(p, Eigen::Index(rows), Eigen::Index(cols), Eigen::OuterStride<>(Eigen::Index(cols)));
-}
+/// The Eigen types of a fit over a `Source`. They are spelled through the source type only so that the
+/// solver's expressions are compiled where a fit is instantiated, not in every file that includes this
+/// header (core/deferred.hpp).
+template <class Source>
+struct snmf_eigen {
+    using matrix_f = deferred_t<Eigen::MatrixXf, Source>;
+    using matrix_d = deferred_t<Eigen::MatrixXd, Source>;
+    using rows = deferred_t<snmf_rows, Source>; ///< row-major, as the blocks and G are stored
+    using rows_map = Eigen::Map<rows, Eigen::Unaligned, Eigen::OuterStride<>>;
+    using const_rows_map = Eigen::Map<const rows, Eigen::Unaligned, Eigen::OuterStride<>>;
+
+    static const_rows_map map(const tensor_view<const float>& v) {
+        return const_rows_map(v.data(), Eigen::Index(v.extent(0)), Eigen::Index(v.extent(1)),
+                              Eigen::OuterStride<>(v.stride(0)));
+    }
+    static rows_map map(float* p, std::size_t rows, std::size_t cols) {
+        return rows_map(p, Eigen::Index(rows), Eigen::Index(cols), Eigen::OuterStride<>(Eigen::Index(cols)));
+    }
+};
 
 /// Runs body(thread, threads) on every thread of the caller's OpenMP team (once, on the calling
 /// thread, without OpenMP). The products run inside such a region, each thread on its own share of
@@ -280,6 +291,7 @@ inline void snmf_random_init(const snmf_options& o, std::size_t first_row, std::
 template <class Source>
 void snmf_kmeans_init(Source& source, const snmf_options& o, const snmf_partition& part, std::size_t first_row,
                       std::size_t end_row, tensor<float>& scratch, float* g) {
+    using eigen = snmf_eigen<Source>;
     const std::size_t n = source.rows(), d = source.width(), K = o.rank;
     rng gen(o.seed);
     std::vector<std::size_t> picks;
@@ -297,21 +309,21 @@ void snmf_kmeans_init(Source& source, const snmf_options& o, const snmf_partitio
         }
     });
     part.combine_sums(picked);
-    Eigen::MatrixXf centroids(d, K); // column per centroid
+    typename eigen::matrix_f centroids(d, K); // column per centroid
     for (std::size_t j = 0; j < K; ++j)
         for (std::size_t i = 0; i < d; ++i) centroids(Eigen::Index(i), Eigen::Index(j)) = float(picked.value(j * d + i));
 
     std::vector<std::int32_t> assign(end_row - first_row, 0);
     exact_sums totals(d * K + K); // per-cluster sums of the rows, then the counts
-    Eigen::MatrixXd block_sums(d, K);
+    typename eigen::matrix_d block_sums(d, K);
     std::vector<double> block_counts(K);
-    snmf_rows dist;
+    typename eigen::rows dist;
     for (int lloyd = 0; lloyd <= 15; ++lloyd) {
-        const Eigen::RowVectorXf norms = centroids.colwise().squaredNorm();
+        const deferred_t<Eigen::RowVectorXf, Source> norms = centroids.colwise().squaredNorm();
         totals.clear();
         part.run("fit_snmf (k-means)", [&] {
             for_each_block(source, part, o.block_rows, scratch, [&](std::size_t begin, const tensor_view<const float>& b) {
-                const auto X = snmf_map(b);
+                const auto X = eigen::map(b);
                 dist.resize(X.rows(), Eigen::Index(K));
                 snmf_team([&](int t, int threads) {
                     const auto [r0, r1] = snmf_share(std::size_t(X.rows()), t, threads);
@@ -327,7 +339,7 @@ void snmf_kmeans_init(Source& source, const snmf_options& o, const snmf_partitio
                         if (dj < best_d) best_d = dj, best = j;
                     }
                     assign[begin - first_row + std::size_t(t)] = std::int32_t(best);
-                    block_sums.col(best) += X.row(t).transpose().cast<double>();
+                    block_sums.col(best) += X.row(t).transpose().template cast<double>();
                     block_counts[std::size_t(best)] += 1.0;
                 }
                 add_matrix(totals, 0, block_sums);
@@ -351,14 +363,15 @@ void snmf_kmeans_init(Source& source, const snmf_options& o, const snmf_partitio
 template <class Source>
 void snmf_svd_init(Source& source, const snmf_options& o, const snmf_partition& part, tensor<float>& scratch,
                    std::size_t first_row, float* g) {
+    using eigen = snmf_eigen<Source>;
     const std::size_t d = source.width(), K = o.rank;
     // The Gram matrix A Aᵀ, upper triangle (column j holds rows 0..j) in exact sums.
     auto upper = [](std::size_t i, std::size_t j) { return j * (j + 1) / 2 + i; };
     exact_sums gram_sums(d * (d + 1) / 2);
-    Eigen::MatrixXf block_gram;
+    typename eigen::matrix_f block_gram;
     part.run("fit_snmf (SVD start)", [&] {
         for_each_block(source, part, o.block_rows, scratch, [&](std::size_t, const tensor_view<const float>& b) {
-            const auto X = snmf_map(b);
+            const auto X = eigen::map(b);
             block_gram.resize(Eigen::Index(d), Eigen::Index(d));
             snmf_team([&](int t, int threads) {
                 const auto [c0, c1] = snmf_share(d, t, threads);
@@ -371,23 +384,23 @@ void snmf_svd_init(Source& source, const snmf_options& o, const snmf_partition& 
     });
     part.combine_sums(gram_sums);
     const auto dx = Eigen::Index(d);
-    Eigen::MatrixXd gram(dx, dx);
+    typename eigen::matrix_d gram(dx, dx);
     for (std::size_t j = 0; j < d; ++j)
         for (std::size_t i = 0; i <= j; ++i)
             gram(Eigen::Index(i), Eigen::Index(j)) = gram(Eigen::Index(j), Eigen::Index(i)) = gram_sums.value(upper(i, j));
-    Eigen::SelfAdjointEigenSolver<Eigen::MatrixXd> eig(gram);
+    Eigen::SelfAdjointEigenSolver<typename eigen::matrix_d> eig(gram);
     // Eigenvalues ascend: the top K are the last columns. Components beyond the rank of A get 1e-6.
     const Eigen::Index k_avail = std::min<Eigen::Index>(Eigen::Index(K), Eigen::Index(d));
-    Eigen::MatrixXf proj = Eigen::MatrixXf::Zero(Eigen::Index(d), Eigen::Index(K));
+    typename eigen::matrix_f proj = eigen::matrix_f::Zero(Eigen::Index(d), Eigen::Index(K));
     for (Eigen::Index j = 0; j < k_avail; ++j) {
         const double lambda = eig.eigenvalues()(Eigen::Index(d) - 1 - j);
         if (lambda <= 0.0) continue;
-        proj.col(j) = (eig.eigenvectors().col(Eigen::Index(d) - 1 - j) / std::pow(lambda, 0.25)).cast<float>();
+        proj.col(j) = (eig.eigenvectors().col(Eigen::Index(d) - 1 - j) / std::pow(lambda, 0.25)).template cast<float>();
     }
     part.run("fit_snmf (SVD start)", [&] {
         for_each_block(source, part, o.block_rows, scratch, [&](std::size_t begin, const tensor_view<const float>& b) {
-            auto G = snmf_map(g + (begin - first_row) * K, b.extent(0), K);
-            const auto X = snmf_map(b);
+            auto G = eigen::map(g + (begin - first_row) * K, b.extent(0), K);
+            const auto X = eigen::map(b);
             snmf_team([&](int t, int threads) {
                 const auto [r0, r1] = snmf_share(b.extent(0), t, threads);
                 if (r1 > r0) G.middleRows(r0, r1 - r0).noalias() = X.middleRows(r0, r1 - r0) * proj;
@@ -408,11 +421,13 @@ struct snmf_pass_sums {
     std::size_t a_sq_at() const { return cross_at() + 1; }
 
     /// One block's share: ag_block = X_bᵀ G_b, gtg_block = G_bᵀ G_b.
-    void add_block(const Eigen::MatrixXf& ag_block, const Eigen::MatrixXf& gtg_block) {
+    template <class MatrixF>
+    void add_block(const MatrixF& ag_block, const MatrixF& gtg_block) {
         add_matrix(sums, 0, ag_block);
         add_matrix(sums, gtg_at(), gtg_block);
     }
-    void read(Eigen::MatrixXf& ag, Eigen::MatrixXd& gtg) const {
+    template <class MatrixF, class MatrixD>
+    void read(MatrixF& ag, MatrixD& gtg) const {
         for (std::size_t j = 0; j < K; ++j) {
             for (std::size_t i = 0; i < d; ++i) ag(Eigen::Index(i), Eigen::Index(j)) = float(sums.value(j * d + i));
             for (std::size_t i = 0; i < K; ++i)
@@ -423,9 +438,8 @@ struct snmf_pass_sums {
 
 /// Thread t's part of ag_block = Xᵀ G (its rows) and gtg_block = GᵀG (its columns). Called by every
 /// thread of a team; X [rows, d], G [rows, K].
-template <class XMap, class GMap>
-void snmf_block_products(const XMap& X, const GMap& G, Eigen::MatrixXf& ag_block, Eigen::MatrixXf& gtg_block, int t,
-                         int threads) {
+template <class XMap, class GMap, class MatrixF>
+void snmf_block_products(const XMap& X, const GMap& G, MatrixF& ag_block, MatrixF& gtg_block, int t, int threads) {
     const auto [c0, c1] = snmf_share(std::size_t(X.cols()), t, threads);
     if (c1 > c0) ag_block.middleRows(c0, c1 - c0).noalias() = X.middleCols(c0, c1 - c0).transpose() * G;
     const auto [k0, k1] = snmf_share(std::size_t(G.cols()), t, threads);
@@ -436,6 +450,9 @@ void snmf_block_products(const XMap& X, const GMap& G, Eigen::MatrixXf& ag_block
 template <class Source>
 snmf_result fit_snmf_partitioned(Source& source, const snmf_options& o, const snmf_partition& part) {
     using Eigen::Index;
+    using eigen = snmf_eigen<Source>;
+    using matrix_f = typename eigen::matrix_f;
+    using matrix_d = typename eigen::matrix_d;
     const std::size_t n = source.rows(), d = source.width(), K = o.rank;
     check_snmf_options(o, n, d);
     const Index Kx = Index(K), dx = Index(d);
@@ -460,18 +477,18 @@ snmf_result fit_snmf_partitioned(Source& source, const snmf_options& o, const sn
 
     // First pass: ‖A‖², A G and GᵀG for step 1 of iteration 0.
     snmf_pass_sums pass(d, K);
-    Eigen::MatrixXf ag(dx, Kx), ag_block(dx, Kx), gtg_block(Kx, Kx);
-    Eigen::MatrixXd gtg(Kx, Kx);
+    matrix_f ag(dx, Kx), ag_block(dx, Kx), gtg_block(Kx, Kx);
+    matrix_d gtg(Kx, Kx);
     part.run("fit_snmf", [&] {
         for_each_block(source, part, o.block_rows, scratch, [&](std::size_t begin, const tensor_view<const float>& b) {
-            const auto X = snmf_map(b);
+            const auto X = eigen::map(b);
             double s = 0.0;
             for (Index t = 0; t < X.rows(); ++t) s += double(X.row(t).squaredNorm());
             if (!std::isfinite(s))
                 fail(errc::non_finite, "fit_snmf: the data holds a NaN or infinity in rows [{}, {})", begin,
                      begin + b.extent(0));
             pass.sums.add(pass.a_sq_at(), s);
-            const auto Gb = snmf_map(g + (begin - first_row) * K, b.extent(0), K);
+            const auto Gb = eigen::map(g + (begin - first_row) * K, b.extent(0), K);
             snmf_team([&](int t, int threads) { snmf_block_products(X, Gb, ag_block, gtg_block, t, threads); });
             pass.add_block(ag_block, gtg_block);
         });
@@ -481,8 +498,8 @@ snmf_result fit_snmf_partitioned(Source& source, const snmf_options& o, const sn
     pass.read(ag, gtg);
 
     const std::size_t keep = o.sparse ? std::size_t(std::ceil(o.sparsity * double(d))) : d;
-    Eigen::MatrixXf z(dx, Kx), z_best(dx, Kx), q(Kx, Kx), q_split(Kx, 2 * Kx);
-    Eigen::MatrixXd zd;
+    matrix_f z(dx, Kx), z_best(dx, Kx), q(Kx, Kx), q_split(Kx, 2 * Kx);
+    matrix_d zd;
     std::vector<float> column_scratch;
     std::vector<float> inv_c(K);
     std::vector<double> cross_parts(std::size_t(snmf_max_threads()), 0.0);
@@ -492,10 +509,10 @@ snmf_result fit_snmf_partitioned(Source& source, const snmf_options& o, const sn
 
     for (std::size_t it = 0; it < o.max_iter; ++it) {
         // 1. Z = A G (GᵀG + λI)⁻¹, solved in double (GᵀG can be ill-conditioned).
-        Eigen::MatrixXd m = gtg;
+        matrix_d m = gtg;
         m.diagonal().array() += o.ridge;
-        zd = m.ldlt().solve(ag.transpose().cast<double>()); // [K, d] = Zᵀ (m is symmetric)
-        z = zd.transpose().cast<float>();
+        zd = m.ldlt().solve(ag.transpose().template cast<double>()); // [K, d] = Zᵀ (m is symmetric)
+        z = zd.transpose().template cast<float>();
         // 2. Winner-take-all per feature.
         if (keep < d)
             for (Index j = 0; j < Kx; ++j) {
@@ -521,10 +538,10 @@ snmf_result fit_snmf_partitioned(Source& source, const snmf_options& o, const sn
         part.run("fit_snmf", [&] {
             for_each_block(source, part, o.block_rows, scratch, [&](std::size_t begin, const tensor_view<const float>& b) {
                 const std::size_t rows = b.extent(0);
-                const auto X = snmf_map(b);
-                auto Gb = snmf_map(g + (begin - first_row) * K, rows, K);
-                auto P = snmf_map(p_buf.data(), rows, K);
-                auto H = snmf_map(h_buf.data(), rows, 2 * K);
+                const auto X = eigen::map(b);
+                auto Gb = eigen::map(g + (begin - first_row) * K, rows, K);
+                auto P = eigen::map(p_buf.data(), rows, K);
+                auto H = eigen::map(h_buf.data(), rows, 2 * K);
                 // One parallel region per block: rows split for the update, then neurons (rows of
                 // A G) and features (columns of GᵀG) split for the block's products, after a barrier.
                 snmf_team([&](int t, int threads) {
@@ -566,7 +583,7 @@ snmf_result fit_snmf_partitioned(Source& source, const snmf_options& o, const sn
         pass.read(ag, gtg);
         const double cross = pass.sums.value(pass.cross_at());
         // 5. ‖A − Z Gᵀ‖² = ‖A‖² − 2 tr(Zᵀ A G) + tr(ZᵀZ GᵀG).
-        const double loss = a_sq - 2.0 * cross + (q.cast<double>().array() * gtg.array()).sum();
+        const double loss = a_sq - 2.0 * cross + (q.template cast<double>().array() * gtg.array()).sum();
         result.loss.push_back(loss);
         if (loss < best - o.tol) {
             best = loss;

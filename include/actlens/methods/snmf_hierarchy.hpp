@@ -11,6 +11,7 @@
 // feature k of level ℓ with weight H_ℓ[i, k]).
 #pragma once
 
+#include <actlens/core/deferred.hpp>
 #include <actlens/core/tensor.hpp>
 #include <actlens/error.hpp>
 #include <actlens/methods/snmf.hpp>
@@ -42,29 +43,32 @@ namespace detail {
 
 using hierarchy_matrix = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
 
-/// The factors of a hierarchy: G₁, H₂ … H_L, F_L.
-struct hierarchy_factors {
-    hierarchy_matrix g;
-    std::vector<hierarchy_matrix> h;
-    hierarchy_matrix f;
+/// The factors of a hierarchy: G₁, H₂ … H_L, F_L. `Matrix` is hierarchy_matrix; fit_snmf_hierarchy
+/// spells it as a deferred type so that the products are compiled only where it is called
+/// (core/deferred.hpp).
+template <class Matrix = hierarchy_matrix>
+struct basic_hierarchy_factors {
+    Matrix g;
+    std::vector<Matrix> h;
+    Matrix f;
 };
+using hierarchy_factors = basic_hierarchy_factors<>;
 
 /// Mean squared error of A ≈ G₁ H₂ ⋯ H_L F_L and its gradients (same shapes as the factors).
-/// A template only so that its matrix products are instantiated where it is called, not in every TU.
-template <int = 0>
-double hierarchy_loss_and_gradients(const hierarchy_matrix& a, const hierarchy_factors& x,
-                                           hierarchy_factors& grad) {
+template <class Matrix>
+double hierarchy_loss_and_gradients(const Matrix& a, const basic_hierarchy_factors<Matrix>& x,
+                                    basic_hierarchy_factors<Matrix>& grad) {
     const std::size_t L = x.h.size();
     // left[ℓ] = G₁ H₂ ⋯ H_{ℓ+1} (left[0] = G₁); right[ℓ] = H_{ℓ+2} ⋯ H_L F_L (right[L] = F_L).
-    std::vector<hierarchy_matrix> left(L + 1), right(L + 1);
+    std::vector<Matrix> left(L + 1), right(L + 1);
     left[0] = x.g;
     for (std::size_t l = 0; l < L; ++l) left[l + 1] = left[l] * x.h[l];
     right[L] = x.f;
     for (std::size_t l = L; l-- > 0;) right[l] = x.h[l] * right[l + 1];
-    const hierarchy_matrix residual = left[L] * x.f - a;
+    const Matrix residual = left[L] * x.f - a;
     const double scale = 1.0 / (double(a.rows()) * double(a.cols()));
-    const double loss = double(residual.cast<double>().squaredNorm()) * scale;
-    const hierarchy_matrix d = residual * float(2.0 * scale); // dLoss/dP
+    const double loss = double(residual.template cast<double>().squaredNorm()) * scale;
+    const Matrix d = residual * float(2.0 * scale); // dLoss/dP
     grad.f = left[L].transpose() * d;
     grad.g = d * right[0].transpose();
     grad.h.resize(L);
@@ -76,7 +80,8 @@ double hierarchy_loss_and_gradients(const hierarchy_matrix& a, const hierarchy_f
 
 /// Fits the hierarchy to `activations` [n, d] (in memory: the joint tuning reads A every step).
 /// Throws arg.101 for no rank, ranks that do not decrease, or a bad learning rate, and as fit_snmf.
-template <int = 0>
+/// A template (of nothing) only so that the fit is compiled where it is called (README "Compile time").
+template <class Deferred = void>
 snmf_hierarchy fit_snmf_hierarchy(tensor_view<const float> activations, const snmf_hierarchy_options& o) {
     if (o.ranks.empty()) fail(errc::invalid_argument, "fit_snmf_hierarchy: options.ranks is empty");
     for (std::size_t l = 1; l < o.ranks.size(); ++l)
@@ -93,7 +98,8 @@ snmf_hierarchy fit_snmf_hierarchy(tensor_view<const float> activations, const sn
         out.levels.push_back(fit_snmf(data, lo));
         data = out.levels.back().features.view();
     }
-    using detail::hierarchy_matrix;
+    using hierarchy_matrix = detail::deferred_t<detail::hierarchy_matrix, Deferred>;
+    using factors = detail::basic_hierarchy_factors<hierarchy_matrix>;
     auto to_matrix = [](const tensor<float>& t) {
         return hierarchy_matrix(Eigen::Map<const hierarchy_matrix>(t.data(), Eigen::Index(t.extent(0)), Eigen::Index(t.extent(1))));
     };
@@ -101,12 +107,12 @@ snmf_hierarchy fit_snmf_hierarchy(tensor_view<const float> activations, const sn
     hierarchy_matrix a(static_cast<Eigen::Index>(n), static_cast<Eigen::Index>(d));
     for (std::size_t t = 0; t < n; ++t)
         for (std::size_t i = 0; i < d; ++i) a(Eigen::Index(t), Eigen::Index(i)) = activations(t, i);
-    detail::hierarchy_factors x, grad, m, v;
+    factors x, grad, m, v;
     x.g = to_matrix(out.levels.front().coefficients);
     for (std::size_t l = 1; l < L; ++l) x.h.push_back(to_matrix(out.levels[l].coefficients));
     x.f = to_matrix(out.levels.back().features);
-    auto zero_like = [](const detail::hierarchy_factors& f) {
-        detail::hierarchy_factors z;
+    auto zero_like = [](const factors& f) {
+        factors z;
         z.g = hierarchy_matrix::Zero(f.g.rows(), f.g.cols());
         for (const auto& h : f.h) z.h.push_back(hierarchy_matrix::Zero(h.rows(), h.cols()));
         z.f = hierarchy_matrix::Zero(f.f.rows(), f.f.cols());

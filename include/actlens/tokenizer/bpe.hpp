@@ -93,22 +93,26 @@ public:
     /// an integer, out of range or used twice, a missing byte token, a malformed merge line or one
     /// naming a piece that is not in the vocabulary); the message names the file and the entry or
     /// line. O(V + M) for V tokens and M merges.
+    template <class Deferred = void>
     static bpe_tokenizer load(const std::string& vocab_json_path,
                               const std::string& merges_txt_path);
 
     /// Loads a Hugging Face `tokenizer.json` whose model is BPE. Same errors as load(), plus
     /// tokenizer.301 for a model type other than "BPE" and for settings this tokenizer does not
     /// implement (named with their field, e.g. `normalizer.type`).
+    template <class Deferred = void>
     static bpe_tokenizer load_tokenizer_json(const std::string& path);
 
     /// Builds a tokenizer from the contents of a vocab.json and a merges.txt already in memory; the
     /// sources name them in errors. Same checks as load().
+    template <class Deferred = void>
     static bpe_tokenizer from_vocab_merges(std::string_view vocab_json, std::string_view merges_txt,
                                            const std::string& vocab_source = "<vocab.json>",
                                            const std::string& merges_source = "<merges.txt>");
 
     /// Builds a tokenizer from the contents of a tokenizer.json. Same checks as
     /// load_tokenizer_json().
+    template <class Deferred = void>
     static bpe_tokenizer from_tokenizer_json(std::string_view json,
                                              const std::string& source = "<tokenizer.json>");
 
@@ -160,11 +164,15 @@ private:
 /// or `vocab.json` + `merges.txt`, or a tokenizer.json file under any name. Throws actlens::error
 /// io.201 if the path does not exist or a directory has neither layout, and the errors of the
 /// loaders.
+template <class Deferred = void>
 bpe_tokenizer load_bpe_tokenizer(const std::string& path);
 
 // ------------------------------------------------------------------------------------------------
 // Implementation
 // ------------------------------------------------------------------------------------------------
+// The loaders and everything that reads JSON are templates of nothing (`template <class Deferred =
+// void>`): the JSON code is then compiled in the files that load a tokenizer, not in every file that
+// includes this header (README "Compile time").
 
 namespace detail::bpe {
 
@@ -271,8 +279,9 @@ inline std::shared_ptr<model> finish(std::shared_ptr<model> m) {
 }
 
 /// The "type" of an optional component (normalizer, pre_tokenizer, decoder): "" when null/absent.
-inline std::string component_type(const nlohmann::json& root, const char* key,
-                                  const std::string& source) {
+template <class Deferred = void>
+std::string component_type(const nlohmann::json& root, const char* key,
+                           const std::string& source) {
     const auto it = root.find(key);
     if (it == root.end() || it->is_null()) return {};
     if (!it->is_object())
@@ -285,23 +294,26 @@ inline std::string component_type(const nlohmann::json& root, const char* key,
 
 } // namespace detail::bpe
 
-inline bpe_tokenizer bpe_tokenizer::load(const std::string& vocab_json_path,
-                                         const std::string& merges_txt_path) {
+template <class Deferred>
+bpe_tokenizer bpe_tokenizer::load(const std::string& vocab_json_path,
+                                  const std::string& merges_txt_path) {
     const io::mapped_file vocab(vocab_json_path);
     const io::mapped_file merges(merges_txt_path);
     return from_vocab_merges(detail::bpe::as_text(vocab), detail::bpe::as_text(merges),
                              vocab_json_path, merges_txt_path);
 }
 
-inline bpe_tokenizer bpe_tokenizer::load_tokenizer_json(const std::string& path) {
+template <class Deferred>
+bpe_tokenizer bpe_tokenizer::load_tokenizer_json(const std::string& path) {
     const io::mapped_file file(path);
     return from_tokenizer_json(detail::bpe::as_text(file), path);
 }
 
-inline bpe_tokenizer bpe_tokenizer::from_vocab_merges(std::string_view vocab_json,
-                                                      std::string_view merges_txt,
-                                                      const std::string& vocab_source,
-                                                      const std::string& merges_source) {
+template <class Deferred>
+bpe_tokenizer bpe_tokenizer::from_vocab_merges(std::string_view vocab_json,
+                                               std::string_view merges_txt,
+                                               const std::string& vocab_source,
+                                               const std::string& merges_source) {
     namespace d = detail::bpe;
     auto m = std::make_shared<d::model>();
     m->source = vocab_source;
@@ -315,8 +327,9 @@ inline bpe_tokenizer bpe_tokenizer::from_vocab_merges(std::string_view vocab_jso
     return bpe_tokenizer(d::finish(std::move(m)));
 }
 
-inline bpe_tokenizer bpe_tokenizer::from_tokenizer_json(std::string_view json,
-                                                        const std::string& source) {
+template <class Deferred>
+bpe_tokenizer bpe_tokenizer::from_tokenizer_json(std::string_view json,
+                                                 const std::string& source) {
     namespace d = detail::bpe;
     const nlohmann::json root = d::parse_json(json, source);
     if (!root.is_object())
@@ -475,7 +488,8 @@ inline std::optional<std::int32_t> bpe_tokenizer::eos_id() const noexcept { retu
 
 inline const std::string& bpe_tokenizer::source() const noexcept { return m_model->source; }
 
-inline bpe_tokenizer load_bpe_tokenizer(const std::string& path) {
+template <class Deferred>
+bpe_tokenizer load_bpe_tokenizer(const std::string& path) {
     namespace fs = std::filesystem;
     std::error_code ec;
     const fs::file_status status = fs::status(path, ec);

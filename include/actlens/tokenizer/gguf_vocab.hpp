@@ -45,9 +45,13 @@
 
 namespace actlens {
 
+// The loaders are templates (of nothing) only so that they are compiled where they are called, not
+// in every file that includes this header (README "Compile time").
+
 /// The tokenizer of a GGUF file's embedded llama vocabulary. Throws as the top of this header says.
-inline llama2c_tokenizer load_gguf_tokenizer(const io::gguf_file& file,
-                                             std::optional<std::size_t> vocab_size = {}) {
+template <class Deferred = void>
+llama2c_tokenizer load_gguf_tokenizer(const io::gguf_file& file,
+                                      std::optional<std::size_t> vocab_size = {}) {
     const std::string& path = file.path();
     const std::string model = file.get_string("tokenizer.ggml.model", "");
     if (model != "llama")
@@ -90,7 +94,8 @@ inline llama2c_tokenizer load_gguf_tokenizer(const io::gguf_file& file,
     return llama2c_tokenizer::from_pieces(std::move(pieces), std::move(scores), path);
 }
 
-inline llama2c_tokenizer load_gguf_tokenizer(const std::string& path, std::optional<std::size_t> vocab_size = {}) {
+template <class Deferred = void>
+llama2c_tokenizer load_gguf_tokenizer(const std::string& path, std::optional<std::size_t> vocab_size = {}) {
     return load_gguf_tokenizer(io::gguf_file(path), vocab_size);
 }
 
@@ -120,7 +125,8 @@ inline constexpr pre_tokenizer_name known_pre_tokenizers[] = {
 /// The tokenizer of a GGUF file's embedded "gpt2" (byte-level BPE) vocabulary. Throws as the top of
 /// this header says, and the errors of hf_tokenizer::from_document (tokenizer.301) for a vocabulary
 /// or merge list it rejects.
-inline hf_tokenizer load_gguf_bpe_tokenizer(const io::gguf_file& file) {
+template <class Deferred = void>
+hf_tokenizer load_gguf_bpe_tokenizer(const io::gguf_file& file) {
     namespace g = detail::gguf_vocab;
     const std::string& path = file.path();
     const std::string model = file.get_string("tokenizer.ggml.model", "");
@@ -192,6 +198,9 @@ inline hf_tokenizer load_gguf_bpe_tokenizer(const io::gguf_file& file) {
     return hf_tokenizer::from_document(document, path);
 }
 
-inline hf_tokenizer load_gguf_bpe_tokenizer(const std::string& path) { return load_gguf_bpe_tokenizer(io::gguf_file(path)); }
+template <class Deferred = void>
+hf_tokenizer load_gguf_bpe_tokenizer(const std::string& path) {
+    return load_gguf_bpe_tokenizer(io::gguf_file(path));
+}
 
 } // namespace actlens

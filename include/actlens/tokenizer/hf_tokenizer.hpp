@@ -96,13 +96,16 @@ public:
 
     /// Loads a tokenizer.json. Throws actlens::error io.201 if it cannot be opened and
     /// tokenizer.301 as the top of this header says. O(V + M) for V tokens and M merges.
+    template <class Deferred = void>
     static hf_tokenizer load(const std::string& path);
 
     /// Builds a tokenizer from the contents of a tokenizer.json; `source` names it in errors.
+    template <class Deferred = void>
     static hf_tokenizer from_json(std::string_view json, const std::string& source = "<tokenizer.json>");
 
     /// Builds a tokenizer from a parsed tokenizer.json document (or one assembled in memory, as
     /// gguf_vocab.hpp does for GGUF files); `source` names it in errors.
+    template <class Deferred = void>
     static hf_tokenizer from_document(const nlohmann::json& document, const std::string& source);
 
     /// Token ids of `text` (valid UTF-8), with the post-processor's special tokens if
@@ -157,11 +160,15 @@ private:
 
 /// Loads `path`: a tokenizer.json file under any name, or a directory holding tokenizer.json.
 /// Throws actlens::error io.201 if there is neither, and the errors of hf_tokenizer::load.
+template <class Deferred = void>
 hf_tokenizer load_hf_tokenizer(const std::string& path);
 
 // ------------------------------------------------------------------------------------------------
 // Implementation
 // ------------------------------------------------------------------------------------------------
+// The loaders and everything that reads JSON are templates of nothing (`template <class Deferred =
+// void>`): the JSON code is then compiled in the files that load a tokenizer, not in every file that
+// includes this header (README "Compile time").
 
 namespace detail::hf {
 
@@ -235,7 +242,8 @@ struct pattern {
     bpe::regex re; // null for a literal
 };
 
-inline pattern read_pattern(const nlohmann::json& object, const std::string& source, const std::string& where) {
+template <class Deferred = void>
+pattern read_pattern(const nlohmann::json& object, const std::string& source, const std::string& where) {
     const auto it = object.find("pattern");
     if (it == object.end() || !it->is_object() || it->size() != 1)
         fail(errc::tokenizer_file, "'{}': {}.pattern must be {{\"String\": ...}} or {{\"Regex\": ...}}, not {}",
@@ -281,8 +289,9 @@ inline std::string replace_all(const pattern& p, std::string_view text, std::str
 /// Hugging Face's SplitDelimiterBehavior: what happens to the matches (the delimiters).
 enum class split_behavior { removed, isolated, merged_with_previous, merged_with_next, contiguous };
 
-inline split_behavior read_behavior(const nlohmann::json& object, const std::string& source, const std::string& where,
-                                    split_behavior fallback) {
+template <class Deferred = void>
+split_behavior read_behavior(const nlohmann::json& object, const std::string& source, const std::string& where,
+                             split_behavior fallback) {
     const std::string b = bpe::optional_string(object, "behavior", source, where);
     if (b.empty()) return fallback;
     const std::pair<const char*, split_behavior> names[] = {{"Removed", split_behavior::removed},
@@ -805,8 +814,9 @@ void read_components(const nlohmann::json& value, const std::string& source, con
          where, bpe::quote_piece(type), supported);
 }
 
-inline std::string required_string(const nlohmann::json& object, const char* key, const std::string& source,
-                                   const std::string& where) {
+template <class Deferred = void>
+std::string required_string(const nlohmann::json& object, const char* key, const std::string& source,
+                            const std::string& where) {
     const auto it = object.find(key);
     if (it == object.end() || !it->is_string())
         fail(errc::tokenizer_file, "'{}': {}.{} must be a string, not {}", source, where, key,
@@ -814,8 +824,9 @@ inline std::string required_string(const nlohmann::json& object, const char* key
     return it->get<std::string>();
 }
 
-inline std::size_t optional_count(const nlohmann::json& object, const char* key, const std::string& source,
-                                  const std::string& where) {
+template <class Deferred = void>
+std::size_t optional_count(const nlohmann::json& object, const char* key, const std::string& source,
+                           const std::string& where) {
     const auto it = object.find(key);
     if (it == object.end() || it->is_null()) return 0;
     if (!it->is_number_unsigned())
@@ -825,8 +836,9 @@ inline std::size_t optional_count(const nlohmann::json& object, const char* key,
 }
 
 /// Metaspace's prepend_scheme, or the add_prefix_space of older files.
-inline prepend_scheme read_prepend_scheme(const nlohmann::json& object, const std::string& source,
-                                          const std::string& where) {
+template <class Deferred = void>
+prepend_scheme read_prepend_scheme(const nlohmann::json& object, const std::string& source,
+                                   const std::string& where) {
     const std::string scheme = bpe::optional_string(object, "prepend_scheme", source, where);
     if (scheme.empty())
         return bpe::optional_bool(object, "add_prefix_space", true, source, where) ? prepend_scheme::always
@@ -838,7 +850,8 @@ inline prepend_scheme read_prepend_scheme(const nlohmann::json& object, const st
          where, bpe::quote_piece(scheme));
 }
 
-inline void read_normalizer(model& m, const nlohmann::json& root) {
+template <class Deferred = void>
+void read_normalizer(model& m, const nlohmann::json& root) {
     const auto it = root.find("normalizer");
     if (it == root.end() || it->is_null()) return;
     const std::string& source = m.source;
@@ -876,7 +889,8 @@ inline void read_normalizer(model& m, const nlohmann::json& root) {
                     });
 }
 
-inline void read_pre_tokenizer(model& m, const nlohmann::json& root) {
+template <class Deferred = void>
+void read_pre_tokenizer(model& m, const nlohmann::json& root) {
     const auto it = root.find("pre_tokenizer");
     if (it == root.end() || it->is_null()) return;
     const std::string& source = m.source;
@@ -927,7 +941,8 @@ inline void read_pre_tokenizer(model& m, const nlohmann::json& root) {
                     });
 }
 
-inline void read_decoder(model& m, const nlohmann::json& root) {
+template <class Deferred = void>
+void read_decoder(model& m, const nlohmann::json& root) {
     const auto it = root.find("decoder");
     if (it == root.end() || it->is_null()) return;
     m.has_decoder = true;
@@ -965,7 +980,8 @@ inline void read_decoder(model& m, const nlohmann::json& root) {
 }
 
 /// The ids the post-processor puts before and after a single text.
-inline void read_post_processor(model& m, const nlohmann::json& value, const std::string& where) {
+template <class Deferred = void>
+void read_post_processor(model& m, const nlohmann::json& value, const std::string& where) {
     const std::string& source = m.source;
     if (value.is_null()) return;
     if (!value.is_object())
@@ -1028,7 +1044,8 @@ inline void read_post_processor(model& m, const nlohmann::json& value, const std
     m.suffix.insert(m.suffix.end(), after.begin(), after.end());
 }
 
-inline void read_model(model& m, const nlohmann::json& root, std::vector<bpe::vocab_entry>& entries) {
+template <class Deferred = void>
+void read_model(model& m, const nlohmann::json& root, std::vector<bpe::vocab_entry>& entries) {
     const std::string& source = m.source;
     const auto model_it = root.find("model");
     if (model_it == root.end() || !model_it->is_object())
@@ -1053,7 +1070,8 @@ inline void read_model(model& m, const nlohmann::json& root, std::vector<bpe::vo
 }
 
 /// added_tokens: those already in model.vocab must agree with it; the others extend it.
-inline void read_added_tokens(model& m, const nlohmann::json& root, std::vector<bpe::vocab_entry>& entries) {
+template <class Deferred = void>
+void read_added_tokens(model& m, const nlohmann::json& root, std::vector<bpe::vocab_entry>& entries) {
     const std::string& source = m.source;
     const auto added = root.find("added_tokens");
     if (added == root.end() || added->is_null()) return;
@@ -1093,7 +1111,8 @@ inline void read_added_tokens(model& m, const nlohmann::json& root, std::vector<
 }
 
 /// After the vocabulary is set: tries, special flags, unk and byte tokens, merges.
-inline void finish_model(model& m, const nlohmann::json& root) {
+template <class Deferred = void>
+void finish_model(model& m, const nlohmann::json& root) {
     const std::string& source = m.source;
     m.special.assign(m.pieces.size(), false);
     for (std::size_t i = 0; i < m.added.size(); ++i) {
@@ -1131,16 +1150,19 @@ inline std::optional<std::int32_t> first_special(const model& m, std::initialize
 
 } // namespace detail::hf
 
-inline hf_tokenizer hf_tokenizer::load(const std::string& path) {
+template <class Deferred>
+hf_tokenizer hf_tokenizer::load(const std::string& path) {
     const io::mapped_file file(path);
     return from_json(detail::bpe::as_text(file), path);
 }
 
-inline hf_tokenizer hf_tokenizer::from_json(std::string_view json, const std::string& source) {
+template <class Deferred>
+hf_tokenizer hf_tokenizer::from_json(std::string_view json, const std::string& source) {
     return from_document(detail::bpe::parse_json(json, source), source);
 }
 
-inline hf_tokenizer hf_tokenizer::from_document(const nlohmann::json& root, const std::string& source) {
+template <class Deferred>
+hf_tokenizer hf_tokenizer::from_document(const nlohmann::json& root, const std::string& source) {
     namespace d = detail::hf;
     if (!root.is_object())
         fail(errc::tokenizer_file, "'{}' must hold a JSON object, not {}", source, io::detail::json_excerpt(root));
@@ -1247,7 +1269,8 @@ inline std::optional<std::int32_t> hf_tokenizer::eos_id() const noexcept {
 
 inline const std::string& hf_tokenizer::source() const noexcept { return m_model->source; }
 
-inline hf_tokenizer load_hf_tokenizer(const std::string& path) {
+template <class Deferred>
+hf_tokenizer load_hf_tokenizer(const std::string& path) {
     namespace fs = std::filesystem;
     std::error_code ec;
     const fs::file_status status = fs::status(path, ec);

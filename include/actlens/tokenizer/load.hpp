@@ -78,8 +78,10 @@ inline std::optional<std::string> llama2c_tokenizer_in(const std::string& direct
 /// with vocab.json + merges.txt (GPT-2 BPE), a GGUF file's embedded llama or gpt2 vocabulary
 /// (tokenizer/gguf_vocab.hpp), a llama2.c tokenizer.bin (any other file), or a directory holding
 /// one (see llama2c_tokenizer_in). `vocab_size` checks a llama2.c or GGUF vocabulary against its
-/// model. Throws actlens::error (io.201) for a missing path.
-inline tokenizer load_tokenizer(const std::string& path, std::optional<std::size_t> vocab_size = {}) {
+/// model. Throws actlens::error (io.201) for a missing path. A template (of nothing) only so that the
+/// loaders are compiled where it is called (README "Compile time").
+template <class Deferred = void>
+tokenizer load_tokenizer(const std::string& path, std::optional<std::size_t> vocab_size = {}) {
     namespace fs = std::filesystem;
     std::error_code ec;
     if (!fs::exists(path, ec)) fail(errc::file_open, "load_tokenizer: '{}' does not exist", path);

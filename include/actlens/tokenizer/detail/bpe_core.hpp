@@ -279,8 +279,12 @@ inline std::string_view as_text(const io::mapped_file& file) {
     return {reinterpret_cast<const char*>(file.data()), file.size()};
 }
 
+// The functions that read JSON are templates of nothing, so that the JSON code is compiled only in
+// the files that load a tokenizer (README "Compile time").
+
 /// Parses a tokenizer file with the nesting bound of io/detail/json.hpp (hostile files).
-inline nlohmann::json parse_json(std::string_view text, const std::string& source) {
+template <class Deferred = void>
+nlohmann::json parse_json(std::string_view text, const std::string& source) {
     if (text.empty()) fail(errc::tokenizer_file, "'{}' is empty: expected a JSON object", source);
     return io::detail::parse_json_bounded(text, source, errc::tokenizer_file);
 }
@@ -300,8 +304,9 @@ struct merge_entry {
 
 /// A JSON value that must be an integer id; returns it as int64 (range is checked later). `what`
 /// names it in errors.
-inline std::int64_t json_id(const nlohmann::json& value, const std::string& source,
-                            const std::string& what) {
+template <class Deferred = void>
+std::int64_t json_id(const nlohmann::json& value, const std::string& source,
+                     const std::string& what) {
     if (value.is_number_unsigned()) {
         const auto u = value.get<std::uint64_t>();
         return u > static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max())
@@ -314,8 +319,9 @@ inline std::int64_t json_id(const nlohmann::json& value, const std::string& sour
 }
 
 /// Reads vocab.json-style {piece: id} into entries.
-inline void read_vocab_object(const nlohmann::json& vocab, const std::string& source,
-                              const char* field, std::vector<vocab_entry>& out) {
+template <class Deferred = void>
+void read_vocab_object(const nlohmann::json& vocab, const std::string& source,
+                       const char* field, std::vector<vocab_entry>& out) {
     if (!vocab.is_object())
         fail(errc::tokenizer_file, "'{}': {} must be a JSON object {{piece: id}}, not {}", source,
              field[0] ? field : "the top-level value", vocab.type_name());
@@ -365,8 +371,9 @@ inline std::vector<merge_entry> read_merges_txt(std::string_view text, const std
     return merges;
 }
 
-inline std::vector<merge_entry> read_json_merges(const nlohmann::json& merges,
-                                                 const std::string& source) {
+template <class Deferred = void>
+std::vector<merge_entry> read_json_merges(const nlohmann::json& merges,
+                                          const std::string& source) {
     if (!merges.is_array())
         fail(errc::tokenizer_file, "'{}': model.merges must be an array, not {}", source,
              merges.type_name());
@@ -558,8 +565,9 @@ inline void merge_symbols(const merge_table& merges, merge_order order, merge_sc
 }
 
 /// Reads an optional string field of a settings object ("" when absent or null).
-inline std::string optional_string(const nlohmann::json& object, const char* key, const std::string& source,
-                                   const std::string& path) {
+template <class Deferred = void>
+std::string optional_string(const nlohmann::json& object, const char* key, const std::string& source,
+                            const std::string& path) {
     const auto it = object.find(key);
     if (it == object.end() || it->is_null()) return {};
     if (!it->is_string())
@@ -568,8 +576,9 @@ inline std::string optional_string(const nlohmann::json& object, const char* key
 }
 
 /// Reads an optional boolean field of a settings object.
-inline bool optional_bool(const nlohmann::json& object, const char* key, bool fallback, const std::string& source,
-                          const std::string& path) {
+template <class Deferred = void>
+bool optional_bool(const nlohmann::json& object, const char* key, bool fallback, const std::string& source,
+                   const std::string& path) {
     const auto it = object.find(key);
     if (it == object.end() || it->is_null()) return fallback;
     if (!it->is_boolean())
