@@ -569,7 +569,7 @@ TEST_CASE("gguf: llama GGUFs from gguf-py reproduce the llama2.c model's logits"
 
 TEST_CASE("gguf: BF16 projections load as bf16 panels with the logits of the bf16-rounded weights", "[gguf][model]") {
     const transformer reference = load_model(llama2c_model);
-    const std::string path = (temp_dir() / "stories_bf16.gguf").string();
+    const std::string path = (temp_folder("actlens_test_gguf") / "stories_bf16.gguf").string();
     io::save_gguf(reference, path, io::ggml_type::bf16);
     const transformer bf16 = load_model(path);
     CHECK(bf16.packed().layers[1].w_gate.element_type() == dtype::bf16);

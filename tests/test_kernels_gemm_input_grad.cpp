@@ -2,6 +2,8 @@
 // long double product, at shapes that hit every tail of the fast float path (row tiles of 8, the
 // items of up to 8 column panels of 48, K blocks of 64, row blocks of 128, Eigen for <= 4 rows), with
 // accumulation and row strides, in float and double; and against linear_backward_input (Eigen).
+#include "kernel_checks.hpp"
+
 #include <catch2/catch.hpp>
 
 #include <actlens/kernels/gemm.hpp>
@@ -14,15 +16,8 @@
 
 namespace {
 
+using namespace kernel_checks;
 namespace k = actlens::kernels;
-
-template <class T>
-std::vector<T> uniform(std::mt19937& rng, std::size_t n) {
-    std::uniform_real_distribution<double> dist(-1.0, 1.0);
-    std::vector<T> v(n);
-    for (auto& x : v) x = T(dist(rng));
-    return v;
-}
 
 // A sum of K products of terms in [-1, 1]: rounding error ~ K u; (K + 1) * 2e-6 is ample for float
 // while a transposed or misindexed operand is off by O(1).
@@ -37,9 +32,9 @@ template <class T>
 void check_shape(std::mt19937& rng, std::size_t rows, std::size_t out, std::size_t in, bool accumulate,
                  bool strided) {
     const std::size_t lddy = strided ? out + 3 : out, lddx = strided ? in + 5 : in;
-    const auto dy = uniform<T>(rng, rows * lddy);
-    const auto w = uniform<T>(rng, out * in);
-    auto dx = uniform<T>(rng, rows * lddx);
+    const auto dy = uniform<T>(rng, rows * lddy, -1, 1);
+    const auto w = uniform<T>(rng, out * in, -1, 1);
+    auto dx = uniform<T>(rng, rows * lddx, -1, 1);
     const auto before = dx;
     k::linear_input_grad(dy.data(), rows, out, w.data(), in, dx.data(), accumulate, strided ? lddy : 0,
                          strided ? lddx : 0);
@@ -79,8 +74,8 @@ TEST_CASE("linear_input_grad equals linear_backward_input on model-sized product
     // GPT-2-small-like shapes: d_model 768, d_mlp 3072 (threaded: >= 32 MFLOP).
     for (const auto& s : {std::vector<std::size_t>{64, 768, 3072}, {64, 3072, 768}, {1, 768, 3072}, {200, 768, 768}}) {
         const std::size_t rows = s[0], out = s[1], in = s[2];
-        const auto dy = uniform<float>(rng, rows * out);
-        const auto w = uniform<float>(rng, out * in);
+        const auto dy = uniform<float>(rng, rows * out, -1, 1);
+        const auto w = uniform<float>(rng, out * in, -1, 1);
         std::vector<float> fast(rows * in, 1.0f), eigen(rows * in, 1.0f);
         k::linear_input_grad(dy.data(), rows, out, w.data(), in, fast.data(), true);
         k::linear_backward_input(dy.data(), rows, out, w.data(), in, eigen.data(), true);

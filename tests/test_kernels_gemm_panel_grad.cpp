@@ -2,6 +2,7 @@
 // bf16), against a naive long double product on every instruction set this CPU has, at shapes that
 // hit every tail (rows and columns of the register tiles, a partial last panel, several K blocks of 8
 // panels); AVX-512 and AVX2 bit for bit equal; and the same bits with 1 and 2 threads.
+#include "isa_checks.hpp"
 #include "kernel_checks.hpp"
 
 #include <catch2/catch.hpp>
@@ -21,45 +22,23 @@
 namespace {
 
 using namespace kernel_checks;
+using namespace isa_checks;
 namespace k = actlens::kernels;
 using actlens::dtype;
-using actlens::isa;
 
 /// w[out, in] in [-1, 1] rounded to `type`, packed as panels of that type; `values` gets the weights
 /// as f32 (what the product must multiply by).
-k::packed_weight<float> packed_weights(std::mt19937& rng, std::size_t out, std::size_t in, dtype type,
+k::packed_weight<float> rounded_panels(std::mt19937& rng, std::size_t out, std::size_t in, dtype type,
                                        std::vector<float>& values) {
-    values = uniform<float>(rng, out * in, -1, 1);
     using packed = k::packed_weight<float>;
-    if (type == dtype::f32) return packed(values.data(), out, in);
-    std::vector<std::uint16_t> bits(values.size());
-    for (std::size_t i = 0; i < values.size(); ++i) {
-        bits[i] = type == dtype::f16 ? actlens::f32_to_f16(values[i]) : actlens::f32_to_bf16(values[i]);
-        values[i] = type == dtype::f16 ? actlens::f16_to_f32(bits[i]) : actlens::bf16_to_f32(bits[i]);
+    if (type == dtype::f32) {
+        values = uniform<float>(rng, out * in, -1, 1);
+        return packed(values.data(), out, in);
     }
+    std::vector<std::uint16_t> bits;
+    rounded_weights(rng, out * in, type, bits, values);
     auto storage = k::allocate_packed_storage<unsigned char>(packed::packed_bytes(out, in, type));
     return packed(bits.data(), type, out, in, storage.get(), storage);
-}
-
-/// run() under every instruction set the CPU has; the results by set. Restores the set in use.
-template <class Run>
-auto on_every_isa(Run run) {
-    std::map<isa, decltype(run())> results;
-    const isa start = actlens::active_isa();
-    for (isa set : {isa::avx512, isa::avx2, isa::baseline}) {
-        if (!actlens::cpu_supports(set)) continue;
-        INFO("instruction set " << actlens::isa_name(set));
-        actlens::set_isa(set);
-        results.emplace(set, run());
-    }
-    actlens::set_isa(start);
-    return results;
-}
-
-std::vector<std::uint32_t> bits_of(const std::vector<float>& v) {
-    std::vector<std::uint32_t> b(v.size());
-    std::memcpy(b.data(), v.data(), v.size() * sizeof(float));
-    return b;
 }
 
 } // namespace
@@ -74,12 +53,12 @@ TEST_CASE("linear_input_grad from panels matches a naive product on every instru
                     const std::size_t lddy = out + rng() % 3, lddx = in + rng() % 3;
                     INFO(actlens::dtype_name(type) << " rows " << rows << " out " << out << " in " << in);
                     std::vector<float> w;
-                    const k::packed_weight<float> pw = packed_weights(rng, out, in, type, w);
+                    const k::packed_weight<float> pw = rounded_panels(rng, out, in, type, w);
                     const auto dy = uniform<float>(rng, rows * lddy, -1, 1);
                     const auto dx0 = uniform<float>(rng, rows * lddx, -1, 1);
                     for (bool accumulate : {false, true}) {
                         INFO("accumulate " << accumulate);
-                        const auto results = on_every_isa([&] {
+                        const auto results = on_every_isa([&](isa) {
                             auto dx = dx0;
                             k::linear_input_grad(dy.data(), rows, pw, dx.data(), accumulate, lddy, lddx);
                             double worst = 0;
@@ -98,8 +77,7 @@ TEST_CASE("linear_input_grad from panels matches a naive product on every instru
                             CHECK(gaps_kept);
                             return bits_of(dx);
                         });
-                        if (results.count(isa::avx512) && results.count(isa::avx2))
-                            CHECK(results.at(isa::avx512) == results.at(isa::avx2));
+                        check_fma_sets_agree(results);
                     }
                 }
 }
@@ -111,7 +89,7 @@ TEST_CASE("linear_input_grad from panels gives the same bits on 1 and 2 threads"
     for (dtype type : {dtype::f32, dtype::bf16}) {
         INFO(actlens::dtype_name(type));
         std::vector<float> w;
-        const k::packed_weight<float> pw = packed_weights(rng, out, in, type, w);
+        const k::packed_weight<float> pw = rounded_panels(rng, out, in, type, w);
         const auto dy = uniform<float>(rng, rows * out, -1, 1);
         std::vector<std::vector<std::uint32_t>> results;
         for (int threads : {1, 2}) {

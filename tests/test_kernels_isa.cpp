@@ -6,6 +6,7 @@
 // logits the same on every set; panels of f16 / bf16 weights bit for bit equal to f32 panels of the
 // same rounded weights, on every set and thread count. ctest also runs the [isa] tests with ACTLENS_ISA=baseline
 // (tests/CMakeLists.txt), where the model test compares the forced baseline with the others.
+#include "isa_checks.hpp"
 #include "kernel_checks.hpp"
 #include "test_helpers.hpp"
 #include "tiny_models.hpp"
@@ -30,46 +31,13 @@
 namespace {
 
 using namespace kernel_checks;
+using namespace isa_checks;
 using actlens::isa;
 namespace k = actlens::kernels;
 
-/// Uses `set` for a scope, then restores the instruction set in use before.
-class scoped_isa {
-public:
-    explicit scoped_isa(isa set) : m_previous(actlens::active_isa()) { actlens::set_isa(set); }
-    ~scoped_isa() { actlens::set_isa(m_previous); }
-    scoped_isa(const scoped_isa&) = delete;
-    scoped_isa& operator=(const scoped_isa&) = delete;
 
-private:
-    isa m_previous;
-};
 
-/// The instruction sets this CPU can run, highest first.
-std::vector<isa> available() {
-    std::vector<isa> sets;
-    for (isa set : {isa::avx512, isa::avx2, isa::baseline})
-        if (actlens::cpu_supports(set)) sets.push_back(set);
-    return sets;
-}
 
-/// Runs `run(set)` under every available set; returns the results by set.
-template <class Run>
-auto on_every_isa(Run run) {
-    std::map<isa, decltype(run(isa::baseline))> results;
-    for (isa set : available()) {
-        INFO("instruction set " << actlens::isa_name(set));
-        scoped_isa use(set);
-        results.emplace(set, run(set));
-    }
-    return results;
-}
-
-/// AVX-512 and AVX2 compute the same chains of FMAs: equal bits where the CPU has both.
-template <class V>
-void check_fma_sets_agree(const std::map<isa, V>& results) {
-    if (results.count(isa::avx512) && results.count(isa::avx2)) CHECK(results.at(isa::avx512) == results.at(isa::avx2));
-}
 
 } // namespace
 
@@ -216,27 +184,7 @@ TEST_CASE("isa: a model's logits are the same on every instruction set", "[kerne
 
 namespace {
 
-/// `n` weights in [-1, 1] rounded to `type` (f16 or bf16): their bits, and the same values as f32.
-/// Every 7th is tiny (|w| < 2^-14, an f16 subnormal; a bf16 with few significant bits), so that
-/// the widening of subnormals is exercised too.
-void rounded_weights(std::mt19937& rng, std::size_t n, actlens::dtype type, std::vector<std::uint16_t>& bits,
-                     std::vector<float>& widened) {
-    const auto w = uniform<float>(rng, n, -1, 1);
-    bits.resize(n);
-    widened.resize(n);
-    for (std::size_t i = 0; i < n; ++i) {
-        const float v = i % 7 == 3 ? w[i] * 6e-5f : w[i];
-        bits[i] = type == actlens::dtype::f16 ? actlens::f32_to_f16(v) : actlens::f32_to_bf16(v);
-        widened[i] = type == actlens::dtype::f16 ? actlens::f16_to_f32(bits[i]) : actlens::bf16_to_f32(bits[i]);
-    }
-}
 
-/// f32 bits of a vector: equality of bits, not of values (which would let -0 == 0 pass).
-std::vector<std::uint32_t> bits_of(const std::vector<float>& v) {
-    std::vector<std::uint32_t> b(v.size());
-    std::memcpy(b.data(), v.data(), v.size() * sizeof(float));
-    return b;
-}
 
 } // namespace
 
