@@ -190,7 +190,8 @@ struct model : vocabulary {
 };
 
 /// Checks the entries (see set_pieces) and fills the byte-level parts: bytes and byte_ids.
-inline void set_vocabulary(model& m, std::vector<vocab_entry>& entries, const std::string& source) {
+template <class Deferred = void>
+void set_vocabulary(model& m, std::vector<vocab_entry>& entries, const std::string& source) {
     set_pieces(m, entries, source);
     m.bytes.resize(m.pieces.size());
     for (std::size_t id = 0; id < m.pieces.size(); ++id)

@@ -58,11 +58,13 @@ public:
     /// oversized lengths, non-finite scores, a vocabulary size that disagrees with `vocab_size`,
     /// fewer than 259 tokens, byte tokens not at ids 3..258). Every message names the file, the
     /// token and the value. O(V log V) in the vocabulary size V.
+    template <class Deferred = void>
     static llama2c_tokenizer load(const std::string& path,
                                   std::optional<std::size_t> vocab_size = {});
 
     /// Parses a tokenizer file already in memory; `source` names it in errors. Same checks as
     /// load().
+    template <class Deferred = void>
     static llama2c_tokenizer from_bytes(const std::byte* data, std::size_t size,
                                         const std::string& source,
                                         std::optional<std::size_t> vocab_size = {});
@@ -70,6 +72,7 @@ public:
     /// Builds a tokenizer from pieces and scores given in id order (e.g. a vocabulary embedded in
     /// another format). max_token_length is the longest piece. Throws actlens::error: arg.101 when
     /// the two vectors differ in length, tokenizer.301 for the content checks of load().
+    template <class Deferred = void>
     static llama2c_tokenizer from_pieces(std::vector<std::string> pieces, std::vector<float> scores,
                                          const std::string& source = "<pieces>");
 
@@ -121,6 +124,7 @@ public:
 private:
     llama2c_tokenizer() = default;
 
+    template <class Deferred = void>
     void build_index();
     void check_id(std::int32_t id, const char* what) const;
     void append_piece(std::string& out, std::int32_t prev, std::int32_t token) const;
@@ -138,6 +142,9 @@ private:
 // ------------------------------------------------------------------------------------------------
 // Implementation
 // ------------------------------------------------------------------------------------------------
+// The loaders and their checks are templates of nothing (`template <class Deferred = void>`), so that
+// they are compiled in the files that load a tokenizer, not in every file that includes this header
+// (README "Compile time").
 
 namespace detail::llama2c {
 
@@ -184,8 +191,9 @@ inline std::string quoted(std::string_view text) {
 }
 
 /// Checks what every source of pieces must satisfy; `index` is the token id.
-inline void check_entry(const std::string& source, std::size_t index, float score,
-                        std::string_view piece) {
+template <class Deferred = void>
+void check_entry(const std::string& source, std::size_t index, float score,
+                 std::string_view piece) {
     if (!std::isfinite(score))
         fail(errc::tokenizer_file, "'{}': token {} has a non-finite score ({})", source, index,
              score);
@@ -215,15 +223,17 @@ struct merge_after {
 
 } // namespace detail::llama2c
 
-inline llama2c_tokenizer llama2c_tokenizer::load(const std::string& path,
-                                                 std::optional<std::size_t> vocab_size) {
+template <class Deferred>
+llama2c_tokenizer llama2c_tokenizer::load(const std::string& path,
+                                          std::optional<std::size_t> vocab_size) {
     const io::mapped_file file(path);
     return from_bytes(file.data(), file.size(), path, vocab_size);
 }
 
-inline llama2c_tokenizer llama2c_tokenizer::from_bytes(const std::byte* data, std::size_t size,
-                                                       const std::string& source,
-                                                       std::optional<std::size_t> vocab_size) {
+template <class Deferred>
+llama2c_tokenizer llama2c_tokenizer::from_bytes(const std::byte* data, std::size_t size,
+                                                const std::string& source,
+                                                std::optional<std::size_t> vocab_size) {
     namespace d = detail::llama2c;
     if (size == 0)
         fail(errc::tokenizer_file,
@@ -288,9 +298,10 @@ inline llama2c_tokenizer llama2c_tokenizer::from_bytes(const std::byte* data, st
     return tok;
 }
 
-inline llama2c_tokenizer llama2c_tokenizer::from_pieces(std::vector<std::string> pieces,
-                                                        std::vector<float> scores,
-                                                        const std::string& source) {
+template <class Deferred>
+llama2c_tokenizer llama2c_tokenizer::from_pieces(std::vector<std::string> pieces,
+                                                 std::vector<float> scores,
+                                                 const std::string& source) {
     if (pieces.size() != scores.size())
         fail(errc::invalid_argument, "'{}': {} pieces but {} scores", source, pieces.size(),
              scores.size());
@@ -306,7 +317,8 @@ inline llama2c_tokenizer llama2c_tokenizer::from_pieces(std::vector<std::string>
     return tok;
 }
 
-inline void llama2c_tokenizer::build_index() {
+template <class Deferred>
+void llama2c_tokenizer::build_index() {
     namespace d = detail::llama2c;
     const std::size_t n = m_pieces.size();
     if (n < d::min_vocab_size)

@@ -344,7 +344,8 @@ split_merge(std::string_view line) noexcept {
     return std::make_pair(line.substr(0, space), line.substr(space + 1));
 }
 
-inline std::vector<merge_entry> read_merges_txt(std::string_view text, const std::string& source) {
+template <class Deferred = void>
+std::vector<merge_entry> read_merges_txt(std::string_view text, const std::string& source) {
     if (text.empty())
         fail(errc::tokenizer_file,
              "'{}' is empty: expected merges, one \"left right\" per line (after an optional "
@@ -403,7 +404,8 @@ std::vector<merge_entry> read_json_merges(const nlohmann::json& merges,
 }
 
 /// Checks the entries (ids 0..N-1, each once, no piece twice) and fills pieces and the index.
-inline void set_pieces(vocabulary& v, std::vector<vocab_entry>& entries, const std::string& source) {
+template <class Deferred = void>
+void set_pieces(vocabulary& v, std::vector<vocab_entry>& entries, const std::string& source) {
     const std::size_t n = entries.size();
     if (n > static_cast<std::size_t>(std::numeric_limits<std::int32_t>::max()))
         fail(errc::tokenizer_file, "'{}' holds {} tokens, more than int32 ids can address", source, n);
@@ -438,8 +440,9 @@ inline void set_pieces(vocabulary& v, std::vector<vocab_entry>& entries, const s
 /// one (the left piece followed by the right one without its `continuing_prefix`, as Hugging Face
 /// joins them). A pair listed twice keeps its last rank, as in encoder.py's dict and Hugging
 /// Face's map.
-inline merge_table read_merge_rules(const vocabulary& v, const std::vector<merge_entry>& merges,
-                                    const std::string& source, std::string_view continuing_prefix = {}) {
+template <class Deferred = void>
+merge_table read_merge_rules(const vocabulary& v, const std::vector<merge_entry>& merges,
+                             const std::string& source, std::string_view continuing_prefix = {}) {
     if (merges.size() > static_cast<std::size_t>(std::numeric_limits<std::int32_t>::max()))
         fail(errc::tokenizer_file, "'{}' holds {} merges, more than int32 ranks can address", source, merges.size());
     merge_table table;
