@@ -72,7 +72,9 @@ public:
 
 private:
     struct widened {
-        std::once_flag once;
+        // A mutex and a flag rather than std::call_once: libstdc++'s call_once keeps its callable in
+        // thread-local variables, which the clang-repl JIT of the notebooks cannot resolve.
+        std::mutex making;
         std::atomic<bool> done{false};
         tensor<T> values;
     };
@@ -108,15 +110,18 @@ T weight_tensor<T>::element(std::size_t i) const noexcept {
 template <class T>
 tensor_view<const T> weight_tensor<T>::view() const {
     if (!m_bits) return m_view;
-    std::call_once(m_widened->once, [&] {
-        tensor<T> values;
-        values.reshape_uninitialized(m_shape);
-        T* out = values.data();
-        const std::size_t n = m_shape.elements();
-        for (std::size_t i = 0; i < n; ++i) out[i] = element(i);
-        m_widened->values = std::move(values);
-        m_widened->done.store(true, std::memory_order_release);
-    });
+    if (!m_widened->done.load(std::memory_order_acquire)) {
+        std::lock_guard<std::mutex> lock(m_widened->making);
+        if (!m_widened->done.load(std::memory_order_relaxed)) {
+            tensor<T> values;
+            values.reshape_uninitialized(m_shape);
+            T* out = values.data();
+            const std::size_t n = m_shape.elements();
+            for (std::size_t i = 0; i < n; ++i) out[i] = element(i);
+            m_widened->values = std::move(values);
+            m_widened->done.store(true, std::memory_order_release);
+        }
+    }
     return static_cast<const tensor<T>&>(m_widened->values).view();
 }
 
