@@ -9,6 +9,9 @@
 #include <actlens/core/cpu.hpp>
 #include <actlens/core/dtype.hpp>
 
+#include <algorithm>
+#include <cmath>
+#include <cstddef>
 #include <cstdint>
 #include <cstring>
 #include <map>
@@ -77,6 +80,26 @@ inline void rounded_weights(std::mt19937& rng, std::size_t n, actlens::dtype typ
         bits[i] = type == actlens::dtype::f16 ? actlens::f32_to_f16(v) : actlens::f32_to_bf16(v);
         widened[i] = type == actlens::dtype::f16 ? actlens::f16_to_f32(bits[i]) : actlens::bf16_to_f32(bits[i]);
     }
+}
+
+/// Checks dx = dx0 * accumulate + dy w (dy [rows, out] with row stride lddy, w [out, in], dx and dx0
+/// with row stride lddx) against a long double product, within product_tol, and that the columns
+/// past `in` of every row of dx (the gaps of its stride) kept dx0's values.
+inline void check_input_grad(const std::vector<float>& dy, const std::vector<float>& w, const std::vector<float>& dx0,
+                             const std::vector<float>& dx, std::size_t rows, std::size_t out, std::size_t in,
+                             std::size_t lddy, std::size_t lddx, bool accumulate) {
+    double worst = 0;
+    bool gaps_kept = true;
+    for (std::size_t r = 0; r < rows; ++r) {
+        for (std::size_t i = 0; i < in; ++i) {
+            long double e = accumulate ? (long double)dx0[r * lddx + i] : 0.0L;
+            for (std::size_t o = 0; o < out; ++o) e += (long double)dy[r * lddy + o] * w[o * in + i];
+            worst = std::max(worst, double(std::abs(dx[r * lddx + i] - e)));
+        }
+        for (std::size_t i = in; i < lddx; ++i) gaps_kept &= dx[r * lddx + i] == dx0[r * lddx + i];
+    }
+    CHECK(worst <= double(kernel_checks::product_tol<float>(out)));
+    CHECK(gaps_kept);
 }
 
 } // namespace isa_checks
