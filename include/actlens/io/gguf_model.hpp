@@ -401,8 +401,8 @@ inline transformer load_gguf(const std::string& path) {
     w.final_norm_weight = load("output_norm.weight");
     if (ln) w.final_norm_bias = load("output_norm.bias");
     // Tied: the embedding's own 16-bit values (token_embedding is an f32 copy), else the same view.
-    const bool narrow_embedding = f.tensor_info("token_embd.weight").type == ggml_type::f16 ||
-                                  f.tensor_info("token_embd.weight").type == ggml_type::bf16;
+    const ggml_type embedding_type = f.tensor_info("token_embd.weight").type;
+    const bool narrow_embedding = embedding_type == ggml_type::f16 || embedding_type == ggml_type::bf16;
     w.unembedding = !c.tied_embeddings ? projection("output.weight")
                     : narrow_embedding ? projection("token_embd.weight")
                                        : weight_tensor<float>(w.token_embedding);

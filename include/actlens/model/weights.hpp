@@ -1,8 +1,8 @@
 // actlens/model/weights.hpp: the parameters of a transformer, as views with a keep-alive.
 //
-// Every weight is a tensor_view<const T>, so weights can live in a memory-mapped file (used in
-// place) or in tensors the loader converted. `owners` keeps whatever backs the views alive.
-// Linear weights are stored [out, in] row-major, as PyTorch's nn.Linear and llama2.c do.
+// Weights can live in a memory-mapped file (used in place) or in tensors the loader converted;
+// `owners` keeps whatever backs them alive. Linear weights are stored [out, in] row-major, as
+// PyTorch's nn.Linear and llama2.c do.
 // The projections and the unembedding are weight_tensors (model/weight_tensor.hpp): tensor_views of
 // T, or, for a model loaded from an F16 or BF16 file, the file's 16-bit values, which the forward
 // multiplies with as 16-bit panels and which become f32 only for a reader that asks (view()).
