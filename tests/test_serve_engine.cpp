@@ -16,6 +16,7 @@
 
 #include <cstring>
 #include <future>
+#include <map>
 #include <memory>
 #include <random>
 #include <string>
@@ -170,6 +171,91 @@ TEST_CASE("serve: a decode step of many rows equals each row's forward alone", "
             full.advance(1);
             bad = {{0, &batched[0], nullptr, nullptr}, {0, &full, nullptr, nullptr}};
             require_error([&] { step.step(m, bad); }, errc::context_overflow, "row 1");
+        }
+    }
+}
+
+TEST_CASE("serve: a step of prompts and decode rows equals each sequence's forward alone", "[serve]") {
+    // Rows 0 and 3 decode one position; rows 1 and 2 bring prompts, row 1 one longer than a block of
+    // 64 queries. Rows 2 and 3 hook the scores and the pattern (the unfused attention) and a
+    // residual; every hooked view and every logit must have the bits of the sequence run alone.
+    for (const auto& named : tiny::all()) {
+        SECTION(named.name) {
+            model_config c = named.config;
+            c.max_seq_len = 96;
+            const auto m = make_random_transformer<float>(c, 19);
+            const std::vector<std::int32_t> prefix = tiny::tokens(3, c.vocab_size, 4);
+            const std::vector<std::vector<std::int32_t>> tokens = {
+                {7}, tiny::tokens(70, c.vocab_size, 5), tiny::tokens(5, c.vocab_size, 6), {11}};
+            const hook_point scores{site::attn_scores, 1}, pattern{site::attn_pattern, 0};
+            const hook_point resid{site::resid_post, int(c.n_layers) - 1};
+            // What a sequence's hooks saw, by point name.
+            using seen = std::map<std::string, tensor<float>>;
+            auto recorder = [&](seen& out) {
+                hook_set<float> h;
+                for (const hook_point& p : {scores, pattern, resid})
+                    h.add(p, [&out, p](tensor_view<float> x, const hook_context&) {
+                        out[p.name()] = tensor<float>::copy_of(x);
+                    });
+                return h;
+            };
+            std::vector<seen> batched_seen(4), solo_seen(4);
+            std::vector<hook_set<float>> batched_hooks, solo_hooks;
+            for (std::size_t r = 0; r < 4; ++r) {
+                batched_hooks.push_back(r >= 2 ? recorder(batched_seen[r]) : hook_set<float>());
+                solo_hooks.push_back(r >= 2 ? recorder(solo_seen[r]) : hook_set<float>());
+            }
+            std::vector<kv_cache<float>> solo, batched;
+            workspace<float> ws;
+            run_options<float> run;
+            run.last_position_only = true;
+            for (std::size_t r = 0; r < 4; ++r) {
+                solo.push_back(m.make_kv_cache(1, 80));
+                batched.push_back(m.make_kv_cache(1, 80));
+                if (tokens[r].size() > 1) continue;
+                for (kv_cache<float>* cache : {&solo[r], &batched[r]}) { // decode rows have a past
+                    run.cache = cache;
+                    m.forward_into(ws, tensor_view<const std::int32_t>(prefix.data(), {1, prefix.size()}), run);
+                }
+            }
+            std::vector<serve::decode_row<float>> rows;
+            for (std::size_t r = 0; r < 4; ++r)
+                rows.push_back({tokens[r][0], &batched[r], &batched_hooks[r], nullptr,
+                                tokens[r].size() > 1 ? &tokens[r] : nullptr});
+            serve::decode_batch<float> step;
+            const tensor<float> logits = tensor<float>::copy_of(step.step(m, rows));
+            for (std::size_t r = 0; r < 4; ++r) {
+                INFO("row " << r);
+                run.cache = &solo[r];
+                run.hooks = &solo_hooks[r];
+                const auto alone =
+                    m.forward_into(ws, tensor_view<const std::int32_t>(tokens[r].data(), {1, tokens[r].size()}), run);
+                CHECK(!rows[r].error);
+                CHECK(std::memcmp(alone.data(), &logits(r, 0), c.vocab_size * sizeof(float)) == 0);
+                CHECK(batched[r].length() == solo[r].length());
+                REQUIRE(batched_seen[r].size() == solo_seen[r].size());
+                for (const auto& [name, values] : solo_seen[r]) {
+                    INFO(name);
+                    REQUIRE(batched_seen[r].count(name) == 1);
+                    CHECK(batched_seen[r].at(name).shape() == values.shape());
+                    CHECK(same_bits(batched_seen[r].at(name), values));
+                }
+            }
+            CHECK(solo_seen[2].at(pattern.name()).shape() == shape_t{1, c.n_heads, 5, 5});
+            CHECK(solo_seen[3].at(scores.name()).shape() == shape_t{1, c.n_heads, 1, 4});
+            const std::vector<std::int32_t> empty;
+            std::vector<serve::decode_row<float>> bad{{0, &batched[0], nullptr, nullptr, &empty}};
+            require_error([&] { step.step(m, bad); }, errc::empty_prompt, "row 0");
+            const std::vector<std::int32_t> outside = {1, std::int32_t(c.vocab_size) + 2};
+            bad = {{0, &batched[0], nullptr, nullptr}, {0, &batched[1], nullptr, nullptr, &outside}};
+            require_error([&] { step.step(m, bad); }, errc::token_out_of_range, "position 71 of row 1");
+            const std::vector<std::int32_t> too_long(80, 1);
+            bad = {{0, &batched[2], nullptr, nullptr, &too_long}};
+            require_error([&] { step.step(m, bad); }, errc::context_overflow, "row 0 holds 5 positions and adds 80");
+            hook_set<float> missing;
+            missing.add(hook_point{site::resid_pre, int(c.n_layers) + 2}, [](tensor_view<float>, const hook_context&) {});
+            bad = {{0, &batched[0], &missing, nullptr}};
+            require_error([&] { step.step(m, bad); }, errc::bad_layer_range);
         }
     }
 }

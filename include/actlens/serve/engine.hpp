@@ -1,10 +1,10 @@
 // actlens/serve/engine.hpp: continuous batching of completion requests over one model.
 //
 // Requests join a running batch as they arrive and leave it as they finish (README "Serving"). An
-// iteration (step()) first runs the prompt of every newly submitted request alone through
-// basic_transformer::forward with its own KV cache, exactly as generate() would, then runs the next
-// position of every running request as one decode_batch step. Each request therefore computes what
-// it computes alone (serve::run_alone), bit for bit, whoever shares its batch.
+// iteration (step()) runs, as one decode_batch step, the whole prompt of every newly admitted request
+// (each with its own KV cache, as generate() would) and the next position of every running one: the
+// weights are read once for all of them. Each request therefore computes what it computes alone
+// (serve::run_alone), bit for bit, whoever shares its batch.
 //
 // Threads: submit() may be called from any thread. Iterations run either on the engine's own thread
 // (start()/stop()) or on a thread of the caller's calling step(); one iteration at a time. Callbacks
@@ -19,7 +19,6 @@
 #include <actlens/model/kv_cache.hpp>
 #include <actlens/model/sampling.hpp>
 #include <actlens/model/transformer.hpp>
-#include <actlens/model/workspace.hpp>
 #include <actlens/serve/capture.hpp>
 #include <actlens/serve/decode_batch.hpp>
 #include <actlens/serve/request.hpp>
@@ -74,13 +73,14 @@ public:
         return out;
     }
 
-    /// One iteration: admits waiting requests (their prompts) while there is room, then decodes one
-    /// position of every running request. Returns true while requests remain (running or waiting).
+    /// One iteration: admits waiting requests while there is room, then runs their prompts and one
+    /// position of every running request as one step. Returns true while requests remain (running
+    /// or waiting).
     bool step() {
         std::lock_guard<std::mutex> iterating(m_step_mutex);
         const kernels::detail::scoped_threads threads(m_options.threads);
         admit();
-        decode();
+        run_step();
         std::lock_guard<std::mutex> lock(m_mutex);
         m_idle = m_running.empty() && m_pending.empty();
         return !m_idle;
@@ -137,19 +137,20 @@ private:
         }
     }
 
-    // Runs the prompts of waiting requests, as many as the batch has room for.
+    // Moves waiting requests, as many as the batch has room for, to m_joining (their prompts run in
+    // this iteration's step).
     void admit() {
         for (;;) {
             std::unique_ptr<running> r;
             {
                 std::lock_guard<std::mutex> lock(m_mutex);
-                if (m_pending.empty() || m_running.size() >= m_options.max_batch) return;
+                if (m_pending.empty() || m_running.size() + m_joining.size() >= m_options.max_batch) return;
                 r = std::move(m_pending.front());
                 m_pending.pop_front();
                 ++m_running_count;
             }
             try {
-                if (prefill(*r)) keep(std::move(r));
+                if (join(*r)) m_joining.push_back(std::move(r));
                 else finish(*r);
             } catch (...) {
                 fail_request(*r, std::current_exception());
@@ -157,9 +158,11 @@ private:
         }
     }
 
-    // What generate() does before its first decode step, for one row; false when the request is
-    // already complete.
-    bool prefill(running& r) {
+    // What generate() prepares before running the prompt, for one request; false when the request is
+    // already complete (no position left to generate). Refuses a prompt token outside the
+    // vocabulary or a hook at a point the model lacks, as forward() would, so that the request fails
+    // alone.
+    bool join(running& r) {
         const model_config& c = m_model.config();
         const completion_request<T>& q = r.request;
         q.sampling.validate();
@@ -172,14 +175,13 @@ private:
         r.result.prompt_length = q.prompt.size();
         if (r.steps == 0) return false;
         r.result.tokens.reserve(q.prompt.size() + r.steps);
+        for (std::size_t i = 0; i < q.prompt.size(); ++i)
+            if (q.prompt[i] < 0 || static_cast<std::size_t>(q.prompt[i]) >= c.vocab_size)
+                fail(errc::token_out_of_range, "completion: prompt token id {} at position {} is outside the vocabulary [0, {})",
+                     q.prompt[i], i, c.vocab_size);
+        r.hooks.check(hook_layout::of(c)); // a hook the model never calls is an error, not a no-op
         r.cache = m_model.make_kv_cache(1, q.prompt.size() + r.steps);
-        run_options<T> run;
-        run.hooks = &r.hooks;
-        run.cache = &r.cache;
-        run.last_position_only = true;
-        const tensor_view<const T> logits =
-            m_model.forward_into(m_prefill, tensor_view<const std::int32_t>(q.prompt.data(), {1, q.prompt.size()}), run);
-        return take(r, &logits(0, 0, 0));
+        return true;
     }
 
     // Samples the request's next token from its logits; false when the request is complete.
@@ -195,14 +197,18 @@ private:
         return !(cancelled || stop || generated == r.steps);
     }
 
-    void keep(std::unique_ptr<running> r) { m_running.push_back(std::move(r)); }
-
-    // One position of every running request, as one batch.
-    void decode() {
+    // The prompts of the joining requests and one position of every running request, as one step;
+    // the joining requests then run with the others.
+    void run_step() {
+        for (auto& r : m_joining) m_running.push_back(std::move(r));
+        const std::size_t joined = m_running.size() - m_joining.size();
+        m_joining.clear();
         if (m_running.empty()) return;
         m_rows.resize(m_running.size());
-        for (std::size_t i = 0; i < m_running.size(); ++i)
-            m_rows[i] = decode_row<T>{m_running[i]->next, &m_running[i]->cache, &m_running[i]->hooks, nullptr};
+        for (std::size_t i = 0; i < m_running.size(); ++i) {
+            running& r = *m_running[i];
+            m_rows[i] = decode_row<T>{r.next, &r.cache, &r.hooks, nullptr, i < joined ? nullptr : &r.request.prompt};
+        }
         tensor_view<const T> logits;
         try {
             logits = m_batch.step(m_model, m_rows);
@@ -258,8 +264,8 @@ private:
 
     std::mutex m_step_mutex; // one iteration at a time; guards everything below
     std::vector<std::unique_ptr<running>> m_running;
+    std::vector<std::unique_ptr<running>> m_joining; // admitted; their prompts run in this iteration's step
     std::vector<decode_row<T>> m_rows;
-    workspace<T> m_prefill;
     decode_batch<T> m_batch;
 };
 
