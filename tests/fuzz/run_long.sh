@@ -7,6 +7,8 @@
 # that finds something leaves its input in WORK_DIR/artifacts and its log in WORK_DIR/logs. The
 # harnesses run at idle priority (SCHED_IDLE), so the campaign can share a machine with builds and
 # takes only the CPU they leave.
+# With UNTIL=N in the environment, a harness whose executions in the ledger reach N is skipped, so
+# that the campaign's time goes to the harnesses still short of that total (e.g. UNTIL=10000000).
 #   tests/fuzz/run_long.sh --totals WORK_DIR     executions, hours (wall, at idle priority) and findings
 #                                                per harness, from the ledger
 set -euo pipefail
@@ -29,12 +31,18 @@ mkdir -p "$work/corpus" "$work/artifacts" "$work/logs"
 harnesses=("$build"/tests/fuzz/fuzz_*)
 
 lane() {
-    local lane=$1 i harness name log rc runs cov
-    while true; do
+    local lane=$1 i harness name log rc runs cov ran=1
+    while ((ran)); do # until every harness of the lane has reached UNTIL
+        ran=0
         for i in "${!harnesses[@]}"; do
             ((i % lanes == lane)) || continue
             harness=${harnesses[$i]}
             name=$(basename "$harness" | sed 's/^fuzz_//')
+            if [[ -n "${UNTIL:-}" ]] && awk -v h="$name" -v until="$UNTIL" '$2 == h { split($4, r, "="); n += r[2] }
+                    END { exit !(n >= until) }' "$work/ledger.txt" 2>/dev/null; then
+                continue
+            fi
+            ran=1
             mkdir -p "$work/corpus/$name"
             log="$work/logs/$name.$(date +%s).log"
             rc=0
