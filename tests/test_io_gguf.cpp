@@ -483,11 +483,11 @@ TEST_CASE("gguf: hostile headers give actlens::error naming the file and field",
     dup.header(2, 0).tensor("t", {2}, 0, 0).tensor("t", {2}, 0, 32).pad().zeros(64);
     CHECK_THAT(err("dup_tensor.gguf", dup), Catch::Contains("[actlens.io.204]") && Catch::Contains("'t' appears twice"));
 
-    // A type that parses but does not convert: Q4_0 (18-byte blocks of 32).
-    const io::gguf_file q4(write_bytes("q4_0.gguf", two_tensors(32, 2, {32}).b));
-    CHECK(q4.tensor_info("b").bytes == 18);
+    // A type that parses but does not convert: Q4_1 (20-byte blocks of 32).
+    const io::gguf_file q4(write_bytes("q4_1.gguf", two_tensors(32, 3, {32}).b));
+    CHECK(q4.tensor_info("b").bytes == 20);
     CHECK_THAT(error_of([&] { (void)q4.to_float("b"); }),
-               Catch::Contains("[actlens.io.206]") && Catch::Contains("Q4_0") && Catch::Contains("'b'"));
+               Catch::Contains("[actlens.io.206]") && Catch::Contains("Q4_1") && Catch::Contains("'b'"));
     CHECK_THAT(error_of([&] { (void)q4.to_float("nope"); }), Catch::Contains("[actlens.arg.101]") && Catch::Contains("'nope'"));
 }
 

@@ -41,9 +41,9 @@ inline void linear_rows_input_grad(const float* dy, std::size_t rows, std::size_
 
 namespace detail::rows {
 
-constexpr std::size_t kc = 256;          // K chunk: one K-quant super-block, 8 Q8_0 / Q4_0 blocks
-constexpr std::size_t group = 4;         // weight rows decoded and multiplied together
-constexpr std::size_t token_block = 64;  // tokens per work item (the item's lanes: 16 KiB of stack)
+constexpr std::size_t kc = 512;          // K chunk: two K-quant super-blocks, 16 Q8_0 / Q4_0 blocks
+constexpr std::size_t group = 8;         // weight rows decoded and multiplied together
+constexpr std::size_t token_block = 64;  // tokens per work item (the item's lanes: 32 KiB of stack)
 constexpr std::size_t max_group = 8;     // products per parallel job
 
 struct problem {
