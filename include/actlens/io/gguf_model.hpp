@@ -41,14 +41,19 @@
 // unembedding, tied or not) of type F16, BF16, Q8_0, Q4_0, Q4_K or Q6_K stay in the file, in the
 // file's rows (model/weight_tensor.hpp), and gguf_load_options::weights says how the model multiplies
 // with them:
-//   mapped  in place in the mapped file (kernels/gemm_rows.hpp): loading costs the mapping, the
-//           resident memory is the file's pages (shared with other processes), decode streams the
-//           file's bytes; prompts run ~25-40% slower than with panels (see benchmarks/run_vs_llamacpp.sh);
+//   mapped  in place in the mapped file (kernels/gemm_rows.hpp): loading costs the mapping (its pages
+//           entered into the page tables at once, gguf_file::populate), the resident memory is the
+//           file's pages (shared with other processes), decode streams the file's bytes as fast as
+//           panels do; F16 prompts of 64-256 tokens run at ~0.55-0.75x the speed of panels (one
+//           thread, 2048 x 8192 products), quantised ones about as fast as Q8_0's f32 panels;
 //   packed  packed at load (kernels/packed_weight.hpp): 16-bit panels for F16 / BF16 (then the file's
 //           pages are dropped), f32 panels of the decoded values for the quantised types (8.5x a
-//           Q8_0 file's bytes); the fastest prompts, but the load writes a fresh copy of the weights
-//           (~0.6 s per GB on these machines, 40-60x llama.cpp's load);
-//   automatic (the default) mapped for every type: see gguf_weights.
+//           Q8_0 file's bytes); the fastest F16 prompts, but the load writes a fresh copy of the
+//           weights (~0.6-1 s per GB on these machines: 15-60 s for the 1B benchmark model, against
+//           0.1-0.6 s mapped; benchmarks/run_vs_llamacpp.sh);
+//   automatic (the default) mapped for every type: a load within llama.cpp's, and the memory of the
+//           file; choose packed for an F16 / BF16 model that will run many long prompts (a patching
+//           sweep), where the faster prompts repay the load after a few dozen forwards.
 // Other F16, BF16, F64 and quantised tensors (norm gains, biases, the token embedding) are converted
 // to float (the model computes in f32; quantised values as ggml dequantises them).
 //
@@ -89,7 +94,7 @@ inline model_config gguf_model_config(const gguf_file& file);
 
 /// How load_gguf multiplies with the projections and the unembedding (see the top of this header).
 enum class gguf_weights {
-    automatic, ///< mapped for every type: the load within the mapping's time, the memory of the file
+    automatic, ///< mapped for every type (see the top of this header for why)
     mapped,    ///< in place in the mapped file's rows (kernels/gemm_rows.hpp)
     packed,    ///< packed into panels at load (kernels/packed_weight.hpp)
 };

@@ -71,25 +71,8 @@ struct grad_problem {
 
 } // namespace detail::rows
 
-#if ACTLENS_ISA_X86
-ACTLENS_ISA_BEGIN_AVX512
-namespace detail::avx512 {
-#include <actlens/kernels/detail/rows_body.inc>
-} // namespace detail::avx512
-ACTLENS_ISA_END
-
-ACTLENS_ISA_BEGIN_AVX2
-namespace detail::avx2 {
-#include <actlens/kernels/detail/rows_body.inc>
-} // namespace detail::avx2
-ACTLENS_ISA_END
-#endif
-
-ACTLENS_ISA_BEGIN_BASELINE
-namespace detail::baseline {
-#include <actlens/kernels/detail/rows_body.inc>
-} // namespace detail::baseline
-ACTLENS_ISA_END_BASELINE
+#define ACTLENS_ISA_BODY <actlens/kernels/detail/rows_body.inc>
+#include <actlens/kernels/detail/each_isa.inc>
 
 namespace detail::rows {
 

@@ -2,7 +2,7 @@
 // (kernels/gemm_rows.hpp), and the decoding of ggml's quantised blocks into f32.
 //
 // A row of `in` weights is stored as GGUF stores it: f32, f16 or bf16 elements, or ggml's blocks
-// along the row (ggml-common.h, block_q8_0 ... block_q6_K; README "GGUF"):
+// along the row (ggml-common.h, block_q8_0 ... block_q6_K; README "Weights in their own dtype"):
 //   Q8_0  32 values in 34 bytes: f16 scale d, int8 q[32];                      x = d q
 //   Q4_0  32 values in 18 bytes: f16 d, 16 bytes of nibbles (value j in the low nibble of byte j,
 //         value j + 16 in its high nibble);                                    x = d (q - 8)

@@ -4,8 +4,9 @@
 // `owners` keeps whatever backs them alive. Linear weights are stored [out, in] row-major, as
 // PyTorch's nn.Linear and llama2.c do.
 // The projections and the unembedding are weight_tensors (model/weight_tensor.hpp): tensor_views of
-// T, or, for a model loaded from an F16 or BF16 file, the file's 16-bit values, which the forward
-// multiplies with as 16-bit panels and which become f32 only for a reader that asks (view()).
+// T, or, for a model loaded from an F16, BF16 or quantised GGUF file, the file's rows, which the
+// forward multiplies with in place (kernels/gemm_rows.hpp) or as 16-bit panels, and which become f32
+// only for a reader that asks (view()).
 // Norm gains, biases and the embedding tables are always T (they are small, except the token
 // embedding of a large vocabulary; the forward reads one row of it per token).
 #pragma once
