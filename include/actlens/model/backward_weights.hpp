@@ -69,7 +69,9 @@ struct backward_weights {
                     for (std::size_t i = 0; i < in; ++i)
                         std::memcpy(&transposed[(i * out + o) * bytes], source + (o * in + i) * bytes, bytes);
                 packed p(transposed.data(), w.type(), in, out, storage.get() + offset, storage);
-                if (w.in_mapped_file()) actlens::detail::drop_file_pages(source, out * in * bytes); // as the model does
+                // As the model does, unless the forward reads these rows in place.
+                if (w.in_mapped_file() && !w.multiplied_in_place())
+                    actlens::detail::drop_file_pages(source, out * in * bytes);
                 offset += size(w);
                 return p;
             };
