@@ -3,7 +3,7 @@
 //   bench_vs_llamacpp write DIR [--layers 16] [--d 2048] [--heads 32] [--kv-heads 8] [--d-mlp 8192] [--seed 1]
 //       A random Llama-shaped model (1B-sized by default: 0.97 B parameters, tied embeddings over the
 //       bundled 512-token vocabulary, which llama.cpp needs to load the file) written with save_gguf as
-//       DIR/model-f16.gguf and DIR/model-q8_0.gguf.
+//       DIR/model-f16.gguf, DIR/model-q8_0.gguf and DIR/model-q4_0.gguf (those not there yet).
 //   bench_vs_llamacpp run MODEL.gguf --prompt T --decode N --threads K [--seed S] [--weights W]
 //       Loads the file (W: automatic, mapped or packed, io::gguf_load_options), runs a prompt of T
 //       random tokens and decodes N more greedily with the KV cache, and prints one line:
@@ -64,7 +64,9 @@ int write_models(int argc, char** argv) {
     const actlens::transformer model = actlens::make_random_transformer(c, seed);
     fmt::print("random weights: {:.1f} s\n", bench::ms_since(t0) / 1000);
     for (const auto& [type, name] : {std::pair{actlens::io::ggml_type::f16, "model-f16.gguf"},
-                                     std::pair{actlens::io::ggml_type::q8_0, "model-q8_0.gguf"}}) {
+                                     std::pair{actlens::io::ggml_type::q8_0, "model-q8_0.gguf"},
+                                     std::pair{actlens::io::ggml_type::q4_0, "model-q4_0.gguf"}}) {
+        if (std::ifstream(dir + "/" + name).good()) continue; // written before
         actlens::io::gguf_save_options o;
         o.dtype = type;
         o.vocabulary = &vocab;

@@ -5,8 +5,8 @@
 #
 # BENCH is build/benchmarks/bench_vs_llamacpp (default). The script
 #   1. writes a random 1B-shaped Llama (d 2048, 16 layers, 32 heads over 8 KV heads, d_mlp 8192, tied
-#      embeddings over the bundled 512-token vocabulary) as F16 and Q8_0 GGUFs with actlens's save_gguf,
-#      into $ACTLENS_BENCH_DIR (default ~/.cache/actlens-bench/llama1b), once;
+#      embeddings over the bundled 512-token vocabulary) as F16, Q8_0 and Q4_0 GGUFs with actlens's
+#      save_gguf, into $ACTLENS_BENCH_DIR (default ~/.cache/actlens-bench/llama1b), once;
 #   2. installs node-llama-cpp@3.21.1 (llama.cpp's prebuilt CPU binaries) into ~/.cache/actlens-llamacpp
 #      when it is missing;
 #   3. for each file, thread count (1, 2) and prompt length (64, 256): loads the file, evaluates the
@@ -19,6 +19,7 @@
 #      tokens/s over llama.cpp's (>= 2) and decode tokens/s over llama.cpp's (>= 1.2).
 # --quick: a 4-layer, d 512 model and only 1 thread, for a check of the script itself.
 # --modes "mapped packed": the actlens modes to run (default both).
+# --files "model-f16.gguf ...": the files to run (default all three).
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -26,11 +27,13 @@ root="$(cd "$here/.." && pwd)"
 bench="$root/build/benchmarks/bench_vs_llamacpp"
 quick=0
 modes="mapped packed"
+files="model-f16.gguf model-q8_0.gguf model-q4_0.gguf"
 while [ $# -gt 0 ]; do
     case "$1" in
     --quick) quick=1 ;;
     --modes) modes="$2"; shift ;;
-    -h | --help) sed -n '2,23p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --files) files="$2"; shift ;;
+    -h | --help) sed -n '2,24p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) bench="$1" ;;
     esac
     shift
@@ -58,7 +61,7 @@ else
     thread_counts=(1 2)
 fi
 mkdir -p "$dir"
-if [ ! -f "$dir/model-q8_0.gguf" ]; then
+if [ ! -f "$dir/model-q8_0.gguf" ] || [ ! -f "$dir/model-q4_0.gguf" ]; then
     echo "writing the models into $dir"
     "$bench" write "$dir" "${shape[@]}"
 fi
@@ -66,7 +69,7 @@ fi
 results="$(mktemp)"
 trap 'rm -f "$results"' EXIT
 echo "# $(date -u '+%Y-%m-%d %H:%M:%S UTC') | $(nproc) CPUs | $(uptime | sed 's/.*load average/load average/')"
-for file in model-f16.gguf model-q8_0.gguf; do
+for file in $files; do
     for threads in "${thread_counts[@]}"; do
         for prompt in 64 256; do
             for side in $modes llama.cpp; do

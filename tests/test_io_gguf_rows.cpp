@@ -28,6 +28,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <memory>
 #include <random>
 #include <string>
@@ -241,4 +242,45 @@ TEST_CASE("load_gguf: a projection of a type no kernel reads names the tensor an
                Catch::Contains("[actlens.arg.101]") && Catch::Contains("'w'") && Catch::Contains("Q4_K"));
     CHECK_THAT(error_of([&] { bad.add_tensor_bytes("w", io::ggml_type::q4_k, shape_t{2, 256}, bytes.data(), 144); }),
                Catch::Contains("[actlens.arg.101]") && Catch::Contains("288"));
+}
+
+TEST_CASE("save_gguf Q4_0: blocks within half a step of the weights, loaded mapped with the reference's logits",
+          "[gguf][save][rows]") {
+    const transformer m = make_random_transformer(rows_config(), 5);
+    const std::string path = gguf_path("model_q4_0_saved.gguf");
+    io::save_gguf(m, path, io::ggml_type::q4_0);
+    const io::gguf_file f(path);
+    CHECK(f.get_uint("general.file_type") == 2);
+    CHECK(f.tensor_info("blk.0.ffn_down.weight").type == io::ggml_type::q4_0);
+    // ggml's Q4_0: d = (the value of largest magnitude) / -8, q = trunc(x / d + 8.5) capped at 15, so
+    // |x - d (q - 8)| <= |d| / 2, except where the cap bites (x / d > 7.5, the side opposite the
+    // largest value: 7 steps of d instead of 8): <= |d|; plus 8 |d| times d's f16 rounding (2^-11
+    // relative) and the f32 rounding of x / d: a bound of (1/2 or 1 + 8 * 2^-11 + 2^-10) |d| with
+    // |d| = amax / 8 per block.
+    const tensor<float> decoded = f.to_float("blk.0.ffn_down.weight");
+    const tensor_view<const float> original = m.weights().layers[0].w_out.view();
+    REQUIRE(decoded.size() == original.size());
+    double worst = 0; // error over the block's bound
+    for (std::size_t b = 0; b < decoded.size() / 32; ++b) {
+        double amax = 0;
+        for (std::size_t i = 0; i < 32; ++i) amax = std::max(amax, double(std::abs(original.data()[b * 32 + i])));
+        const double d = amax / 8;
+        for (std::size_t i = 0; i < 32; ++i) {
+            const double x = original.data()[b * 32 + i], err = std::abs(double(decoded.data()[b * 32 + i]) - x);
+            const double steps = std::abs(x) / d > 7.5 && std::abs(x) < amax ? 1.0 : 0.5;
+            worst = std::max(worst, amax > 0 ? err / ((steps + 8 * std::ldexp(1.0, -11) + std::ldexp(1.0, -10)) * d) : err);
+        }
+    }
+    CHECK(worst <= 1.0);
+    CHECK(worst > 0.5); // the quantisation is coarse: some values sit near half a step away
+    const transformer mapped = io::load_gguf(path);
+    CHECK(mapped.packed().layers[0].w_out.format() == weight_format::q4_0);
+    const std::vector<std::int32_t> tokens = tiny::tokens(5, 48, 2);
+    CHECK(max_abs_diff(mapped.forward(tokens), f32_rows_reference(mapped).forward(tokens)) == 0.0);
+    // Non-finite values have no Q4_0 form.
+    tensor<float> bad({1, 32});
+    bad.data()[3] = std::numeric_limits<float>::infinity();
+    io::gguf_writer w;
+    CHECK_THAT(error_of([&] { w.add_tensor("y", bad.view(), io::ggml_type::q4_0); }),
+               Catch::Contains("[actlens.arg.101]") && Catch::Contains("element 3") && Catch::Contains("Q4_0"));
 }

@@ -27,7 +27,7 @@
 // sized but reported as unsupported when its values are asked for.
 //
 // The writer (gguf_writer) produces version 3 files with metadata of every type and F32, F16 or
-// BF16 tensors (rounded to nearest even) or Q8_0 ones (quantised), each aligned, or tensors of any
+// BF16 tensors (rounded to nearest even) or Q8_0 and Q4_0 ones (quantised), each aligned, or tensors of any
 // known type given as their encoded bytes (add_tensor_bytes).
 #pragma once
 
@@ -323,10 +323,11 @@ public:
     /// Adds a metadata entry; throws arg.101 for an empty or duplicate key, or "general.alignment"
     /// (set by the constructor).
     gguf_writer& set(const std::string& key, gguf_value value);
-    /// Adds a tensor of type F32, F16 or BF16 (rounded to nearest even), or Q8_0 (blocks of 32 along
-    /// the last axis, quantised as llama.cpp's reference quantize_row_q8_0 does), with the view's shape
-    /// (ne is the shape reversed). Throws arg.101 for another type, an empty or duplicate name, an
-    /// empty view, or Q8_0 rows whose length is not a multiple of 32.
+    /// Adds a tensor of type F32, F16 or BF16 (rounded to nearest even), or Q8_0 or Q4_0 (blocks of 32
+    /// along the last axis, quantised as llama.cpp's reference quantize_row_q8_0 / _q4_0 do), with the
+    /// view's shape (ne is the shape reversed). Throws arg.101 for another type, an empty or duplicate
+    /// name, an empty view, quantised rows whose length is not a multiple of 32, or a value that is
+    /// not finite in them.
     gguf_writer& add_tensor(const std::string& name, tensor_view<const float> values,
                             ggml_type type = ggml_type::f32);
     /// Adds a tensor of `shape` (ne is the shape reversed) and any known ggml type from its encoded
@@ -1098,17 +1099,18 @@ inline gguf_writer& gguf_writer::add_tensor_bytes(const std::string& name, ggml_
 
 inline gguf_writer& gguf_writer::add_tensor(const std::string& name, tensor_view<const float> values,
                                             ggml_type type) {
-    if (type != ggml_type::f32 && type != ggml_type::f16 && type != ggml_type::bf16 && type != ggml_type::q8_0)
+    const bool quantised = type == ggml_type::q8_0 || type == ggml_type::q4_0;
+    if (type != ggml_type::f32 && type != ggml_type::f16 && type != ggml_type::bf16 && !quantised)
         fail(errc::invalid_argument,
-             "gguf_writer::add_tensor('{}'): type {} is not one of F32, F16, BF16, Q8_0", name,
+             "gguf_writer::add_tensor('{}'): type {} is not one of F32, F16, BF16, Q8_0, Q4_0", name,
              ggml_traits(type).name ? ggml_traits(type).name : "?");
     check_new_tensor(name);
     if (values.rank() < 1 || values.data() == nullptr || values.size() == 0)
         fail(errc::invalid_argument, "gguf_writer::add_tensor('{}'): the view is empty", name);
-    if (type == ggml_type::q8_0 && values.extent(values.rank() - 1) % 32 != 0)
+    if (quantised && values.extent(values.rank() - 1) % 32 != 0)
         fail(errc::invalid_argument,
-             "gguf_writer::add_tensor('{}'): Q8_0 quantises blocks of 32 along rows, but the rows have length {}",
-             name, values.extent(values.rank() - 1));
+             "gguf_writer::add_tensor('{}'): {} quantises blocks of 32 along rows, but the rows have length {}",
+             name, ggml_traits(type).name, values.extent(values.rank() - 1));
     pending_tensor t;
     t.name = name;
     t.type = type;
@@ -1121,18 +1123,40 @@ inline gguf_writer& gguf_writer::add_tensor(const std::string& name, tensor_view
     }
     const std::size_t n = values.size();
     t.bytes.resize(n / ggml_traits(type).block * ggml_traits(type).bytes);
-    if (type == ggml_type::q8_0) {
+    if (quantised)
+        for (std::size_t i = 0; i < n; ++i)
+            if (!std::isfinite(src[i]))
+                fail(errc::invalid_argument, "gguf_writer::add_tensor('{}'): element {} is {}; {} needs finite values",
+                     name, i, src[i], ggml_traits(type).name);
+    if (type == ggml_type::q4_0) {
+        // Per block: m = the value of largest magnitude, d = m / -8 stored as f16, q = min(15,
+        // trunc(x / d + 8.5)) computed with 1/d in f32, value j in the low nibble of byte j and value
+        // j + 16 in its high nibble (llama.cpp's quantize_row_q4_0_ref).
+        for (std::size_t b = 0; b < n / 32; ++b) {
+            const float* x = src + b * 32;
+            float amax = 0.0f, max = 0.0f;
+            for (std::size_t i = 0; i < 32; ++i)
+                if (std::fabs(x[i]) > amax) {
+                    amax = std::fabs(x[i]);
+                    max = x[i];
+                }
+            const float d = max / -8.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
+            const std::uint16_t d_bits = f32_to_f16(d);
+            unsigned char* block = t.bytes.data() + b * 18;
+            std::memcpy(block, &d_bits, 2);
+            for (std::size_t i = 0; i < 16; ++i) {
+                const int q0 = std::min(15, int(static_cast<std::int8_t>(x[i] * id + 8.5f)));
+                const int q1 = std::min(15, int(static_cast<std::int8_t>(x[i + 16] * id + 8.5f)));
+                block[2 + i] = static_cast<unsigned char>(q0 | (q1 << 4));
+            }
+        }
+    } else if (type == ggml_type::q8_0) {
         // Per block: d = max|x| / 127 stored as f16, q = round(x / d) computed with 1/d in f32 (as
         // llama.cpp's quantize_row_q8_0_ref, so that files match its converter's bit for bit).
         for (std::size_t b = 0; b < n / 32; ++b) {
             const float* x = src + b * 32;
             float amax = 0.0f;
-            for (std::size_t i = 0; i < 32; ++i) {
-                if (!std::isfinite(x[i]))
-                    fail(errc::invalid_argument, "gguf_writer::add_tensor('{}'): element {} is {}; Q8_0 needs finite values",
-                         name, b * 32 + i, x[i]);
-                amax = std::max(amax, std::fabs(x[i]));
-            }
+            for (std::size_t i = 0; i < 32; ++i) amax = std::max(amax, std::fabs(x[i]));
             const float d = amax / 127.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
             const std::uint16_t d_bits = f32_to_f16(d);
             unsigned char* block = t.bytes.data() + b * 34;
