@@ -3,12 +3,13 @@
 //   bench_vs_llamacpp write DIR [--layers 16] [--d 2048] [--heads 32] [--kv-heads 8] [--d-mlp 8192] [--seed 1]
 //       A random Llama-shaped model (1B-sized by default: 0.97 B parameters, tied embeddings over the
 //       bundled 512-token vocabulary, which llama.cpp needs to load the file) written with save_gguf as
-//       DIR/model-f16.gguf and DIR/model-q8_0.gguf.
-//   bench_vs_llamacpp run MODEL.gguf --prompt T --decode N --threads K [--seed S]
-//       Loads the file, runs a prompt of T random tokens and decodes N more greedily with the KV cache,
-//       and prints one line:
-//       RESULT runtime=actlens load_s=... prompt_tok_s=... decode_tok_s=... rss_mb=... peak_rss_mb=...
+//       DIR/model-f16.gguf, DIR/model-q8_0.gguf and DIR/model-q4_0.gguf (those not there yet).
+//   bench_vs_llamacpp run MODEL.gguf --prompt T --decode N --threads K [--seed S] [--weights W]
+//       Loads the file (W: automatic, mapped or packed, io::gguf_load_options), runs a prompt of T
+//       random tokens and decodes N more greedily with the KV cache, and prints one line:
+//       RESULT runtime=actlens weights=W load_s=... prompt_tok_s=... decode_tok_s=... rss_mb=... peak_rss_mb=...
 //       (rss after load; peak over the whole run, from /proc/self/status).
+#include <actlens/io/gguf_model.hpp>
 #include <actlens/io/gguf_save.hpp>
 #include <actlens/model/generate.hpp>
 #include <actlens/model/load.hpp>
@@ -63,7 +64,9 @@ int write_models(int argc, char** argv) {
     const actlens::transformer model = actlens::make_random_transformer(c, seed);
     fmt::print("random weights: {:.1f} s\n", bench::ms_since(t0) / 1000);
     for (const auto& [type, name] : {std::pair{actlens::io::ggml_type::f16, "model-f16.gguf"},
-                                     std::pair{actlens::io::ggml_type::q8_0, "model-q8_0.gguf"}}) {
+                                     std::pair{actlens::io::ggml_type::q8_0, "model-q8_0.gguf"},
+                                     std::pair{actlens::io::ggml_type::q4_0, "model-q4_0.gguf"}}) {
+        if (std::ifstream(dir + "/" + name).good()) continue; // written before
         actlens::io::gguf_save_options o;
         o.dtype = type;
         o.vocabulary = &vocab;
@@ -80,19 +83,30 @@ int run_model(int argc, char** argv) {
     std::size_t prompt_length = 64, decode = 32;
     int threads = 1;
     std::uint64_t seed = 7;
+    std::string weights = "automatic";
     for (int i = 3; i < argc; ++i) {
         const std::string a = argv[i];
         if (a == "--prompt") prompt_length = std::stoull(bench::option_value(argc, argv, i));
         else if (a == "--decode") decode = std::stoull(bench::option_value(argc, argv, i));
         else if (a == "--threads") threads = std::stoi(bench::option_value(argc, argv, i));
         else if (a == "--seed") seed = std::stoull(bench::option_value(argc, argv, i));
+        else if (a == "--weights") weights = bench::option_value(argc, argv, i);
         else {
             fmt::print(stderr, "unknown option {}\n", a);
             return 2;
         }
     }
+    actlens::io::gguf_load_options load;
+    if (weights == "mapped")
+        load.weights = actlens::io::gguf_weights::mapped;
+    else if (weights == "packed")
+        load.weights = actlens::io::gguf_weights::packed;
+    else if (weights != "automatic") {
+        fmt::print(stderr, "--weights {}: expected automatic, mapped or packed\n", weights);
+        return 2;
+    }
     const auto t0 = bench::clock_type::now();
-    const actlens::transformer model = actlens::load_model(path);
+    const actlens::transformer model = actlens::io::load_gguf(path, load);
     const double load_s = bench::ms_since(t0) / 1000;
     const double rss_mb = status_mb("VmRSS");
     std::vector<std::int32_t> prompt(prompt_length);
@@ -114,9 +128,9 @@ int run_model(int argc, char** argv) {
     actlens::generate(model, prompt, o);
     const double prompt_s = std::chrono::duration<double>(first - t1).count();
     const double decode_s = std::chrono::duration<double>(last - first).count();
-    fmt::print("RESULT runtime=actlens load_s={:.3f} prompt_tok_s={:.2f} decode_tok_s={:.2f} rss_mb={:.0f} "
+    fmt::print("RESULT runtime=actlens weights={} load_s={:.3f} prompt_tok_s={:.2f} decode_tok_s={:.2f} rss_mb={:.0f} "
                "peak_rss_mb={:.0f}\n",
-               load_s, double(prompt_length) / prompt_s, double(count - 1) / decode_s, rss_mb, status_mb("VmHWM"));
+               weights, load_s, double(prompt_length) / prompt_s, double(count - 1) / decode_s, rss_mb, status_mb("VmHWM"));
     return 0;
 }
 
@@ -127,6 +141,6 @@ int main(int argc, char** argv) {
     if (mode == "write") return write_models(argc, argv);
     if (mode == "run") return run_model(argc, argv);
     fmt::print(stderr, "usage: bench_vs_llamacpp write DIR [options] | run MODEL.gguf [--prompt T] [--decode N] "
-                       "[--threads K]\n");
+                       "[--threads K] [--weights automatic|mapped|packed]\n");
     return 2;
 }

@@ -5,29 +5,38 @@
 #
 # BENCH is build/benchmarks/bench_vs_llamacpp (default). The script
 #   1. writes a random 1B-shaped Llama (d 2048, 16 layers, 32 heads over 8 KV heads, d_mlp 8192, tied
-#      embeddings over the bundled 512-token vocabulary) as F16 and Q8_0 GGUFs with actlens's save_gguf,
-#      into $ACTLENS_BENCH_DIR (default ~/.cache/actlens-bench/llama1b), once;
+#      embeddings over the bundled 512-token vocabulary) as F16, Q8_0 and Q4_0 GGUFs with actlens's
+#      save_gguf, into $ACTLENS_BENCH_DIR (default ~/.cache/actlens-bench/llama1b), once;
 #   2. installs node-llama-cpp@3.21.1 (llama.cpp's prebuilt CPU binaries) into ~/.cache/actlens-llamacpp
 #      when it is missing;
 #   3. for each file, thread count (1, 2) and prompt length (64, 256): loads the file, evaluates the
-#      prompt and decodes 32 tokens greedily, actlens then llama.cpp (interleaved, so that the load of a
-#      shared machine hits both), each in a fresh process;
-#   4. prints a table with both sides and the ratios the issue sets goals for: resident memory over
-#      the file size (goal <= 1.15), load time over llama.cpp's (<= 2), prompt tokens/s over llama.cpp's
-#      (>= 2) and decode tokens/s over llama.cpp's (>= 1.2).
+#      prompt and decodes 32 tokens greedily: actlens with its weights multiplied in place in the
+#      mapped file (io::gguf_weights::mapped), actlens with them packed at load (packed), then
+#      llama.cpp (interleaved, so that the load of a shared machine hits all three), each in a fresh
+#      process;
+#   4. prints a table per actlens mode with both sides and the ratios the issue sets goals for:
+#      resident memory over the file size (goal <= 1.15), load time over llama.cpp's (<= 2), prompt
+#      tokens/s over llama.cpp's (>= 2) and decode tokens/s over llama.cpp's (>= 1.2).
 # --quick: a 4-layer, d 512 model and only 1 thread, for a check of the script itself.
+# --modes "mapped packed": the actlens modes to run (default both).
+# --files "model-f16.gguf ...": the files to run (default all three).
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(cd "$here/.." && pwd)"
 bench="$root/build/benchmarks/bench_vs_llamacpp"
 quick=0
-for a in "$@"; do
-    case "$a" in
+modes="mapped packed"
+files="model-f16.gguf model-q8_0.gguf model-q4_0.gguf"
+while [ $# -gt 0 ]; do
+    case "$1" in
     --quick) quick=1 ;;
-    -h | --help) sed -n '2,19p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
-    *) bench="$a" ;;
+    --modes) modes="$2"; shift ;;
+    --files) files="$2"; shift ;;
+    -h | --help) sed -n '2,24p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) bench="$1" ;;
     esac
+    shift
 done
 if [ ! -x "$bench" ]; then
     echo "error: $bench is not built (cmake --build build --target bench_vs_llamacpp)" >&2
@@ -52,7 +61,7 @@ else
     thread_counts=(1 2)
 fi
 mkdir -p "$dir"
-if [ ! -f "$dir/model-q8_0.gguf" ]; then
+if [ ! -f "$dir/model-q8_0.gguf" ] || [ ! -f "$dir/model-q4_0.gguf" ]; then
     echo "writing the models into $dir"
     "$bench" write "$dir" "${shape[@]}"
 fi
@@ -60,12 +69,13 @@ fi
 results="$(mktemp)"
 trap 'rm -f "$results"' EXIT
 echo "# $(date -u '+%Y-%m-%d %H:%M:%S UTC') | $(nproc) CPUs | $(uptime | sed 's/.*load average/load average/')"
-for file in model-f16.gguf model-q8_0.gguf; do
+for file in $files; do
     for threads in "${thread_counts[@]}"; do
         for prompt in 64 256; do
-            for side in actlens llama.cpp; do
-                if [ "$side" = actlens ]; then
-                    line="$("$bench" run "$dir/$file" --prompt "$prompt" --decode 32 --threads "$threads" | grep '^RESULT')"
+            for side in $modes llama.cpp; do
+                if [ "$side" != llama.cpp ]; then
+                    line="$("$bench" run "$dir/$file" --prompt "$prompt" --decode 32 --threads "$threads" --weights "$side" |
+                        grep '^RESULT')"
                 else
                     line="$(node "$here/llamacpp_bench.mjs" "$modules" "$dir/$file" "$prompt" 32 "$threads" 512 | grep '^RESULT')"
                 fi
@@ -75,26 +85,29 @@ for file in model-f16.gguf model-q8_0.gguf; do
     done
 done
 
-echo
-printf '%-16s %3s %4s | %8s %8s %5s | %9s %9s %5s | %8s %8s %5s | %8s %8s %6s\n' file thr T \
-    "load s" "lcpp s" ratio "prompt/s" "lcpp" ratio "decode/s" "lcpp" ratio "rss MB" "lcpp MB" "/file"
-# Pairs of lines (actlens, llama.cpp) with the same file, threads and T.
-awk -v dir="$dir" '
-function field(line, key,   i, n, parts, kv) {
-    n = split(line, parts, " ")
-    for (i = 1; i <= n; ++i) { split(parts[i], kv, "="); if (kv[1] == key) return kv[2] }
-    return ""
-}
-{
-    if (field($0, "runtime") == "actlens") { a = $0; next }
-    file = $1; thr = field(a, "threads"); t = field(a, "T")
-    cmd = "stat -c %s " dir "/" file; cmd | getline bytes; close(cmd)
-    printf "%-16s %3s %4s | %8.2f %8.2f %5.2f | %9.1f %9.1f %5.2f | %8.2f %8.2f %5.2f | %8.0f %8.0f %6.2f\n",
-        file, thr, t,
-        field(a, "load_s"), field($0, "load_s"), field(a, "load_s") / field($0, "load_s"),
-        field(a, "prompt_tok_s"), field($0, "prompt_tok_s"), field(a, "prompt_tok_s") / field($0, "prompt_tok_s"),
-        field(a, "decode_tok_s"), field($0, "decode_tok_s"), field(a, "decode_tok_s") / field($0, "decode_tok_s"),
-        field(a, "peak_rss_mb"), field($0, "peak_rss_mb"), field(a, "peak_rss_mb") * 1048576 / bytes
-}' "$results"
+for mode in $modes; do
+    echo
+    echo "actlens weights=$mode against llama.cpp:"
+    printf '%-16s %3s %4s | %8s %8s %5s | %9s %9s %5s | %8s %8s %5s | %8s %8s %6s\n' file thr T \
+        "load s" "lcpp s" ratio "prompt/s" "lcpp" ratio "decode/s" "lcpp" ratio "rss MB" "lcpp MB" "/file"
+    # Each llama.cpp line against the line of this mode with the same file, threads and T before it.
+    awk -v dir="$dir" -v mode="$mode" '
+    function field(line, key,   i, n, parts, kv) {
+        n = split(line, parts, " ")
+        for (i = 1; i <= n; ++i) { split(parts[i], kv, "="); if (kv[1] == key) return kv[2] }
+        return ""
+    }
+    {
+        if (field($0, "runtime") == "actlens") { if (field($0, "weights") == mode) a = $0; next }
+        file = $1; thr = field(a, "threads"); t = field(a, "T")
+        cmd = "stat -c %s " dir "/" file; cmd | getline bytes; close(cmd)
+        printf "%-16s %3s %4s | %8.2f %8.2f %5.2f | %9.1f %9.1f %5.2f | %8.2f %8.2f %5.2f | %8.0f %8.0f %6.2f\n",
+            file, thr, t,
+            field(a, "load_s"), field($0, "load_s"), field(a, "load_s") / field($0, "load_s"),
+            field(a, "prompt_tok_s"), field($0, "prompt_tok_s"), field(a, "prompt_tok_s") / field($0, "prompt_tok_s"),
+            field(a, "decode_tok_s"), field($0, "decode_tok_s"), field(a, "decode_tok_s") / field($0, "decode_tok_s"),
+            field(a, "peak_rss_mb"), field($0, "peak_rss_mb"), field(a, "peak_rss_mb") * 1048576 / bytes
+    }' "$results"
+done
 echo
 echo "goals (issue 11): actlens peak rss / file <= 1.15; load ratio <= 2; prompt ratio >= 2; decode ratio >= 1.2"

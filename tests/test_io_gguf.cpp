@@ -483,11 +483,11 @@ TEST_CASE("gguf: hostile headers give actlens::error naming the file and field",
     dup.header(2, 0).tensor("t", {2}, 0, 0).tensor("t", {2}, 0, 32).pad().zeros(64);
     CHECK_THAT(err("dup_tensor.gguf", dup), Catch::Contains("[actlens.io.204]") && Catch::Contains("'t' appears twice"));
 
-    // A type that parses but does not convert: Q4_0 (18-byte blocks of 32).
-    const io::gguf_file q4(write_bytes("q4_0.gguf", two_tensors(32, 2, {32}).b));
-    CHECK(q4.tensor_info("b").bytes == 18);
+    // A type that parses but does not convert: Q4_1 (20-byte blocks of 32).
+    const io::gguf_file q4(write_bytes("q4_1.gguf", two_tensors(32, 3, {32}).b));
+    CHECK(q4.tensor_info("b").bytes == 20);
     CHECK_THAT(error_of([&] { (void)q4.to_float("b"); }),
-               Catch::Contains("[actlens.io.206]") && Catch::Contains("Q4_0") && Catch::Contains("'b'"));
+               Catch::Contains("[actlens.io.206]") && Catch::Contains("Q4_1") && Catch::Contains("'b'"));
     CHECK_THAT(error_of([&] { (void)q4.to_float("nope"); }), Catch::Contains("[actlens.arg.101]") && Catch::Contains("'nope'"));
 }
 
@@ -495,7 +495,10 @@ TEST_CASE("gguf: llama GGUFs from gguf-py reproduce the llama2.c model's logits"
     const transformer reference = load_model(llama2c_model);
     const tensor<float> want = reference.forward(prompt);
 
-    const transformer f16 = load_model(gguf_fixtures + "/stories260K_f16.gguf");
+    // Packed at load (16-bit panels); load_model's default multiplies the rows in place (checked below).
+    io::gguf_load_options packed_options;
+    packed_options.weights = io::gguf_weights::packed;
+    const transformer f16 = io::load_gguf(gguf_fixtures + "/stories260K_f16.gguf", packed_options);
     const model_config& c = f16.config();
     CHECK(c.family == "llama");
     CHECK(c.n_layers == 5);
@@ -529,7 +532,7 @@ TEST_CASE("gguf: llama GGUFs from gguf-py reproduce the llama2.c model's logits"
     const double f16_vs_f32 = max_abs_diff(f16.forward(prompt), want);
     CHECK(f16_vs_f32 < 0.02); // measured 0.0113
 
-    const transformer q8 = load_model(gguf_fixtures + "/stories260K_q8_0.gguf");
+    const transformer q8 = io::load_gguf(gguf_fixtures + "/stories260K_q8_0.gguf", packed_options);
     const io::gguf_file q8_file(gguf_fixtures + "/stories260K_q8_0.gguf");
     CHECK(q8_file.tensor_info("blk.0.attn_q.weight").type == io::ggml_type::q8_0);
     CHECK(q8_file.tensor_info("blk.0.ffn_down.weight").type == io::ggml_type::f16);
@@ -541,6 +544,15 @@ TEST_CASE("gguf: llama GGUFs from gguf-py reproduce the llama2.c model's logits"
     double logit_range = 0;
     for (std::size_t i = 0; i < want.size(); ++i) logit_range = std::max(logit_range, double(std::abs(want.data()[i])));
     CHECK(logit_range > 10.0); // 20.5: the tolerances above are small against it
+
+    // The default load multiplies the file's rows in place (kernels/gemm_rows.hpp): the same weights
+    // summed in another order (tests/test_io_gguf_rows.cpp has the exact comparisons).
+    const transformer f16_mapped = load_model(gguf_fixtures + "/stories260K_f16.gguf");
+    const transformer q8_mapped = load_model(gguf_fixtures + "/stories260K_q8_0.gguf");
+    CHECK(f16_mapped.packed().layers[0].w_q.is_mapped());
+    CHECK(q8_mapped.packed().layers[0].w_q.format() == kernels::weight_format::q8_0);
+    CHECK(max_abs_diff(f16_mapped.forward(prompt), f16_reference.forward(prompt)) <= 1e-5 * logit_range);
+    CHECK(max_abs_diff(q8_mapped.forward(prompt), q8_reference.forward(prompt)) <= 1e-5 * logit_range);
 
     // Greedy next tokens agree with the f32 model at every position.
     const tensor<float> got = q8.forward(prompt);
@@ -567,11 +579,13 @@ TEST_CASE("gguf: llama GGUFs from gguf-py reproduce the llama2.c model's logits"
     CHECK(vf.value("tokenizer.ggml.scores").size() == 512);
 }
 
-TEST_CASE("gguf: BF16 projections load as bf16 panels with the logits of the bf16-rounded weights", "[gguf][model]") {
+TEST_CASE("gguf: BF16 projections packed at load are bf16 panels with the logits of the bf16-rounded weights", "[gguf][model]") {
     const transformer reference = load_model(llama2c_model);
     const std::string path = (temp_folder("actlens_test_gguf") / "stories_bf16.gguf").string();
     io::save_gguf(reference, path, io::ggml_type::bf16);
-    const transformer bf16 = load_model(path);
+    io::gguf_load_options packed_options;
+    packed_options.weights = io::gguf_weights::packed;
+    const transformer bf16 = io::load_gguf(path, packed_options);
     CHECK(bf16.packed().layers[1].w_gate.element_type() == dtype::bf16);
     CHECK(bf16.packed().unembedding.element_type() == dtype::bf16);
     const transformer rounded = with_rounded_weights(reference, [](float* p, std::size_t rows, std::size_t cols) {

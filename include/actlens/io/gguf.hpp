@@ -21,12 +21,14 @@
 // (malformed header), io.205 (size overflow), io.206 (version 1 or an unknown version, an unknown
 // ggml type, a tensor type that cannot be converted to float).
 //
-// F32, F16, BF16, F64 and Q8_0 tensors convert to float; F32 tensors at 4-byte aligned addresses
-// are used in place in the mapping. Every other ggml type (Q4_K, IQ2_XS, ...) is parsed and sized
-// but reported as unsupported when its values are asked for.
+// F32, F16, BF16, F64, Q8_0, Q4_0, Q4_K and Q6_K tensors convert to float (the quantised blocks
+// decoded as ggml dequantises them, kernels/weight_format.hpp); F32 tensors at 4-byte aligned
+// addresses are used in place in the mapping. Every other ggml type (Q5_K, IQ2_XS, ...) is parsed and
+// sized but reported as unsupported when its values are asked for.
 //
 // The writer (gguf_writer) produces version 3 files with metadata of every type and F32, F16 or
-// BF16 tensors (rounded to nearest even), each aligned.
+// BF16 tensors (rounded to nearest even) or Q8_0 and Q4_0 ones (quantised), each aligned, or tensors of any
+// known type given as their encoded bytes (add_tensor_bytes).
 #pragma once
 
 #include <actlens/core/dtype.hpp>
@@ -34,6 +36,7 @@
 #include <actlens/error.hpp>
 #include <actlens/io/detail/tensor_bytes.hpp>
 #include <actlens/io/mapped_file.hpp>
+#include <actlens/kernels/weight_format.hpp>
 
 #include <algorithm>
 #include <cmath>
@@ -81,7 +84,7 @@ enum class gguf_type : std::uint32_t {
 inline const char* gguf_type_name(gguf_type t) noexcept;
 
 /// Element type of a tensor, with ggml's numbering (ggml.h `enum ggml_type`). Files may hold any
-/// of them; the ones actlens converts to float are f32, f16, bf16, f64 and q8_0.
+/// of them; the ones actlens converts to float are f32, f16, bf16, f64, q8_0, q4_0, q4_k and q6_k.
 enum class ggml_type : std::uint32_t {
     f32 = 0,
     f16 = 1,
@@ -126,6 +129,10 @@ struct ggml_type_traits {
 
 /// The layout of `t`; name is nullptr when `t` is not a type actlens knows.
 inline ggml_type_traits ggml_traits(ggml_type t) noexcept;
+
+/// The weight format of a ggml type whose rows the kernels read in place (F32, F16, BF16, Q8_0,
+/// Q4_0, Q4_K, Q6_K; kernels/gemm_rows.hpp): true and `format` set, else false.
+inline bool ggml_weight_format(ggml_type t, kernels::weight_format& format) noexcept;
 
 /// The largest nesting of arrays accepted (an array of arrays is depth 2).
 inline constexpr int gguf_max_depth = 8;
@@ -276,13 +283,19 @@ public:
     bool is_mappable(std::string_view name) const;
     /// An F32 tensor in place; throws io.206 for another type or a misaligned tensor.
     tensor_view<const float> mapped_view(std::string_view name) const;
-    /// A converted copy of an F32, F16, BF16, F64 or Q8_0 tensor; throws io.206 for other types.
+    /// A converted copy of an F32, F16, BF16, F64, Q8_0, Q4_0, Q4_K or Q6_K tensor; throws io.206 for
+    /// other types.
     tensor<float> to_float(std::string_view name) const;
     /// In place when is_mappable(name), else converted into `storage` (which the view then uses).
     tensor_view<const float> float_view(std::string_view name, tensor<float>& storage) const;
 
     std::shared_ptr<const void> keep_alive() const noexcept { return m_file; }
     void prefetch() const noexcept { m_file->prefetch(); }
+    /// Enters every page of the file into the process's page tables now (reading from disk what
+    /// the page cache lacks): weights multiplied where they are in the mapping then take no page
+    /// fault per 4 KiB in the first forward, which costs ~15 us each on these VMs (2 GB: ~7 s;
+    /// populated at once: ~0.1 s). llama.cpp maps with MAP_POPULATE for the same reason.
+    void populate() const noexcept;
 
 private:
     void parse();
@@ -310,16 +323,26 @@ public:
     /// Adds a metadata entry; throws arg.101 for an empty or duplicate key, or "general.alignment"
     /// (set by the constructor).
     gguf_writer& set(const std::string& key, gguf_value value);
-    /// Adds a tensor of type F32, F16 or BF16 (rounded to nearest even), or Q8_0 (blocks of 32 along
-    /// the last axis, quantised as llama.cpp's reference quantize_row_q8_0 does), with the view's shape
-    /// (ne is the shape reversed). Throws arg.101 for another type, an empty or duplicate name, an
-    /// empty view, or Q8_0 rows whose length is not a multiple of 32.
+    /// Adds a tensor of type F32, F16 or BF16 (rounded to nearest even), or Q8_0 or Q4_0 (blocks of 32
+    /// along the last axis, quantised as llama.cpp's reference quantize_row_q8_0 / _q4_0 do), with the
+    /// view's shape (ne is the shape reversed). Throws arg.101 for another type, an empty or duplicate
+    /// name, an empty view, quantised rows whose length is not a multiple of 32, or a value that is
+    /// not finite in them.
     gguf_writer& add_tensor(const std::string& name, tensor_view<const float> values,
                             ggml_type type = ggml_type::f32);
+    /// Adds a tensor of `shape` (ne is the shape reversed) and any known ggml type from its encoded
+    /// bytes (e.g. quantised blocks made elsewhere), copied. Throws arg.101 for an unknown type, an
+    /// empty or duplicate name, a last extent that is not a multiple of the type's block, or a byte
+    /// count that is not the shape's.
+    gguf_writer& add_tensor_bytes(const std::string& name, ggml_type type, const shape_t& shape,
+                                  const void* bytes, std::size_t count);
     /// Writes the file (under a temporary name, then renamed); throws io.201 when it cannot.
     void write(const std::string& path) const;
 
 private:
+    // Throws arg.101 for an empty, too long or duplicate tensor name.
+    void check_new_tensor(const std::string& name) const;
+
     struct pending_tensor {
         std::string name;
         ggml_type type;
@@ -391,6 +414,20 @@ inline ggml_type_traits ggml_traits(ggml_type t) noexcept {
     case ggml_type::mxfp4: return {"MXFP4", 32, 17};
     }
     return {};
+}
+
+inline bool ggml_weight_format(ggml_type t, kernels::weight_format& format) noexcept {
+    using kernels::weight_format;
+    switch (t) {
+    case ggml_type::f32: format = weight_format::f32; return true;
+    case ggml_type::f16: format = weight_format::f16; return true;
+    case ggml_type::bf16: format = weight_format::bf16; return true;
+    case ggml_type::q8_0: format = weight_format::q8_0; return true;
+    case ggml_type::q4_0: format = weight_format::q4_0; return true;
+    case ggml_type::q4_k: format = weight_format::q4_k; return true;
+    case ggml_type::q6_k: format = weight_format::q6_k; return true;
+    default: return false;
+    }
 }
 
 namespace detail {
@@ -936,6 +973,18 @@ inline bool gguf_file::is_mappable(std::string_view name) const {
     return t.type == ggml_type::f32 && detail::float_aligned(data(t));
 }
 
+inline void gguf_file::populate() const noexcept {
+    const std::byte* base = m_file->data();
+    const std::size_t size = m_file->size();
+    if (!base || size == 0) return;
+#if defined(MADV_POPULATE_READ)
+    if (::madvise(const_cast<std::byte*>(base), size, MADV_POPULATE_READ) == 0) return;
+#endif
+    // Kernels before Linux 5.14: one read per page faults it in (the same mapping, one trap each).
+    volatile unsigned char sink = 0;
+    for (std::size_t at = 0; at < size; at += 4096) sink = sink + static_cast<unsigned char>(base[at]);
+}
+
 inline tensor_view<const float> gguf_file::mapped_view(std::string_view name) const {
     const gguf_tensor_info& t = tensor_info(name);
     if (!is_mappable(name))
@@ -957,22 +1006,19 @@ inline void gguf_file::convert(const gguf_tensor_info& t, float* out) const {
         // Offsets are multiples of the alignment, but a file's alignment may be 1.
         detail::half_bytes_to_f32(p, out, n, t.type == ggml_type::bf16);
         return;
-    case ggml_type::q8_0: {
-        // Blocks of 32 values: an f16 scale d, then 32 int8 q; x = d * q.
-        const std::size_t blocks = n / 32;
-        for (std::size_t b = 0; b < blocks; ++b) {
-            const std::byte* block = p + b * 34;
-            std::uint16_t d_bits;
-            std::memcpy(&d_bits, block, 2);
-            const float d = f16_to_f32(d_bits);
-            const auto* q = reinterpret_cast<const std::int8_t*>(block + 2);
-            for (std::size_t i = 0; i < 32; ++i) out[b * 32 + i] = d * static_cast<float>(q[i]);
-        }
+    case ggml_type::q8_0:
+    case ggml_type::q4_0:
+    case ggml_type::q4_k:
+    case ggml_type::q6_k: {
+        kernels::weight_format format{};
+        ggml_weight_format(t.type, format);
+        // Blocks follow each other along the rows and the rows along the tensor: one run of blocks.
+        kernels::decode_values(format, reinterpret_cast<const unsigned char*>(p), 0, n, out);
         return;
     }
     default:
         fail(errc::unsupported_format,
-             "'{}': tensor '{}' has type {}; actlens converts F32, F16, BF16, F64 and Q8_0 to float",
+             "'{}': tensor '{}' has type {}; actlens converts F32, F16, BF16, F64, Q8_0, Q4_0, Q4_K and Q6_K to float",
              path(), t.name, ggml_traits(t.type).name);
     }
 }
@@ -980,10 +1026,10 @@ inline void gguf_file::convert(const gguf_tensor_info& t, float* out) const {
 inline tensor<float> gguf_file::to_float(std::string_view name) const {
     const gguf_tensor_info& t = tensor_info(name);
     const ggml_type ty = t.type;
-    if (ty != ggml_type::f32 && ty != ggml_type::f16 && ty != ggml_type::bf16 &&
-        ty != ggml_type::f64 && ty != ggml_type::q8_0)
+    kernels::weight_format format{};
+    if (ty != ggml_type::f64 && !ggml_weight_format(ty, format))
         fail(errc::unsupported_format,
-             "'{}': tensor '{}' has type {}; actlens converts F32, F16, BF16, F64 and Q8_0 to float",
+             "'{}': tensor '{}' has type {}; actlens converts F32, F16, BF16, F64, Q8_0, Q4_0, Q4_K and Q6_K to float",
              path(), t.name, ggml_traits(ty).name);
     tensor<float> out;
     out.reshape_uninitialized(t.shape());
@@ -1017,24 +1063,54 @@ inline gguf_writer& gguf_writer::set(const std::string& key, gguf_value value) {
     return *this;
 }
 
-inline gguf_writer& gguf_writer::add_tensor(const std::string& name, tensor_view<const float> values,
-                                            ggml_type type) {
-    if (type != ggml_type::f32 && type != ggml_type::f16 && type != ggml_type::bf16 && type != ggml_type::q8_0)
-        fail(errc::invalid_argument,
-             "gguf_writer::add_tensor('{}'): type {} is not one of F32, F16, BF16, Q8_0", name,
-             ggml_traits(type).name ? ggml_traits(type).name : "?");
+inline void gguf_writer::check_new_tensor(const std::string& name) const {
     if (name.empty() || name.size() > gguf_max_name)
         fail(errc::invalid_argument, "gguf_writer::add_tensor: name of length {} (must be 1 to {})",
              name.size(), gguf_max_name);
     for (const pending_tensor& t : m_tensors)
         if (t.name == name)
             fail(errc::invalid_argument, "gguf_writer::add_tensor: tensor '{}' is added twice", name);
+}
+
+inline gguf_writer& gguf_writer::add_tensor_bytes(const std::string& name, ggml_type type, const shape_t& shape,
+                                                  const void* bytes, std::size_t count) {
+    const ggml_type_traits traits = ggml_traits(type);
+    if (!traits.name)
+        fail(errc::invalid_argument, "gguf_writer::add_tensor_bytes('{}'): unknown ggml type {}", name,
+             static_cast<std::uint32_t>(type));
+    check_new_tensor(name);
+    if (shape.rank < 1 || shape.elements() == 0 || shape[shape.rank - 1] % traits.block != 0)
+        fail(errc::invalid_argument,
+             "gguf_writer::add_tensor_bytes('{}'): shape {} is empty or its rows are not whole {} blocks of {}", name,
+             shape.to_string(), traits.name, traits.block);
+    const std::size_t want = shape.elements() / traits.block * traits.bytes;
+    if (count != want)
+        fail(errc::invalid_argument, "gguf_writer::add_tensor_bytes('{}'): {} bytes given, a {} {} takes {}", name,
+             count, shape.to_string(), traits.name, want);
+    pending_tensor t;
+    t.name = name;
+    t.type = type;
+    for (int a = shape.rank - 1; a >= 0; --a) t.ne.push_back(shape[a]);
+    const auto* b = static_cast<const unsigned char*>(bytes);
+    t.bytes.assign(b, b + count);
+    m_tensors.push_back(std::move(t));
+    return *this;
+}
+
+inline gguf_writer& gguf_writer::add_tensor(const std::string& name, tensor_view<const float> values,
+                                            ggml_type type) {
+    const bool quantised = type == ggml_type::q8_0 || type == ggml_type::q4_0;
+    if (type != ggml_type::f32 && type != ggml_type::f16 && type != ggml_type::bf16 && !quantised)
+        fail(errc::invalid_argument,
+             "gguf_writer::add_tensor('{}'): type {} is not one of F32, F16, BF16, Q8_0, Q4_0", name,
+             ggml_traits(type).name ? ggml_traits(type).name : "?");
+    check_new_tensor(name);
     if (values.rank() < 1 || values.data() == nullptr || values.size() == 0)
         fail(errc::invalid_argument, "gguf_writer::add_tensor('{}'): the view is empty", name);
-    if (type == ggml_type::q8_0 && values.extent(values.rank() - 1) % 32 != 0)
+    if (quantised && values.extent(values.rank() - 1) % 32 != 0)
         fail(errc::invalid_argument,
-             "gguf_writer::add_tensor('{}'): Q8_0 quantises blocks of 32 along rows, but the rows have length {}",
-             name, values.extent(values.rank() - 1));
+             "gguf_writer::add_tensor('{}'): {} quantises blocks of 32 along rows, but the rows have length {}",
+             name, ggml_traits(type).name, values.extent(values.rank() - 1));
     pending_tensor t;
     t.name = name;
     t.type = type;
@@ -1047,18 +1123,40 @@ inline gguf_writer& gguf_writer::add_tensor(const std::string& name, tensor_view
     }
     const std::size_t n = values.size();
     t.bytes.resize(n / ggml_traits(type).block * ggml_traits(type).bytes);
-    if (type == ggml_type::q8_0) {
+    if (quantised)
+        for (std::size_t i = 0; i < n; ++i)
+            if (!std::isfinite(src[i]))
+                fail(errc::invalid_argument, "gguf_writer::add_tensor('{}'): element {} is {}; {} needs finite values",
+                     name, i, src[i], ggml_traits(type).name);
+    if (type == ggml_type::q4_0) {
+        // Per block: m = the value of largest magnitude, d = m / -8 stored as f16, q = min(15,
+        // trunc(x / d + 8.5)) computed with 1/d in f32, value j in the low nibble of byte j and value
+        // j + 16 in its high nibble (llama.cpp's quantize_row_q4_0_ref).
+        for (std::size_t b = 0; b < n / 32; ++b) {
+            const float* x = src + b * 32;
+            float amax = 0.0f, max = 0.0f;
+            for (std::size_t i = 0; i < 32; ++i)
+                if (std::fabs(x[i]) > amax) {
+                    amax = std::fabs(x[i]);
+                    max = x[i];
+                }
+            const float d = max / -8.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
+            const std::uint16_t d_bits = f32_to_f16(d);
+            unsigned char* block = t.bytes.data() + b * 18;
+            std::memcpy(block, &d_bits, 2);
+            for (std::size_t i = 0; i < 16; ++i) {
+                const int q0 = std::min(15, int(static_cast<std::int8_t>(x[i] * id + 8.5f)));
+                const int q1 = std::min(15, int(static_cast<std::int8_t>(x[i + 16] * id + 8.5f)));
+                block[2 + i] = static_cast<unsigned char>(q0 | (q1 << 4));
+            }
+        }
+    } else if (type == ggml_type::q8_0) {
         // Per block: d = max|x| / 127 stored as f16, q = round(x / d) computed with 1/d in f32 (as
         // llama.cpp's quantize_row_q8_0_ref, so that files match its converter's bit for bit).
         for (std::size_t b = 0; b < n / 32; ++b) {
             const float* x = src + b * 32;
             float amax = 0.0f;
-            for (std::size_t i = 0; i < 32; ++i) {
-                if (!std::isfinite(x[i]))
-                    fail(errc::invalid_argument, "gguf_writer::add_tensor('{}'): element {} is {}; Q8_0 needs finite values",
-                         name, b * 32 + i, x[i]);
-                amax = std::max(amax, std::fabs(x[i]));
-            }
+            for (std::size_t i = 0; i < 32; ++i) amax = std::max(amax, std::fabs(x[i]));
             const float d = amax / 127.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
             const std::uint16_t d_bits = f32_to_f16(d);
             unsigned char* block = t.bytes.data() + b * 34;

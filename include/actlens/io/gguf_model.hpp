@@ -37,16 +37,31 @@
 //                    rope_freqs.weight [head/2]: per-frequency RoPE divisors (llama.cpp writes Llama
 //                    3.1's rope_scaling this way; model_config::rope_freq_divisors)
 //
-// F32 tensors are used in place from the mapped file. F16 and BF16 projections and output.weight
-// (the unembedding, tied or not) stay 16-bit: the model packs them straight from the mapped file into
-// 16-bit panels (model/weight_tensor.hpp, kernels/packed_weight.hpp), with no f32 copy. Other F16,
-// BF16 and F64 tensors (norm gains, biases, the token embedding) and all Q8_0 tensors are converted
-// to float (the model computes in f32; Q8_0 weights are dequantised once at load).
+// F32 tensors are used in place from the mapped file. The projections and output.weight (the
+// unembedding, tied or not) of type F16, BF16, Q8_0, Q4_0, Q4_K or Q6_K stay in the file, in the
+// file's rows (model/weight_tensor.hpp), and gguf_load_options::weights says how the model multiplies
+// with them:
+//   mapped  in place in the mapped file (kernels/gemm_rows.hpp): loading costs the mapping (its pages
+//           entered into the page tables at once, gguf_file::populate), the resident memory is the
+//           file's pages (shared with other processes), decode streams the file's bytes as fast as
+//           panels do; F16 prompts of 64-256 tokens run at ~0.55-0.75x the speed of panels (one
+//           thread, 2048 x 8192 products), quantised ones about as fast as Q8_0's f32 panels;
+//   packed  packed at load (kernels/packed_weight.hpp): 16-bit panels for F16 / BF16 (then the file's
+//           pages are dropped), f32 panels of the decoded values for the quantised types (8.5x a
+//           Q8_0 file's bytes); the fastest F16 prompts, but the load writes a fresh copy of the
+//           weights (~0.6-1 s per GB on these machines: 15-60 s for the 1B benchmark model, against
+//           0.1-0.6 s mapped; benchmarks/run_vs_llamacpp.sh);
+//   automatic (the default) mapped for every type: a load within llama.cpp's, and the memory of the
+//           file; choose packed for an F16 / BF16 model that will run many long prompts (a patching
+//           sweep), where the faster prompts repay the load after a few dozen forwards.
+// Other F16, BF16, F64 and quantised tensors (norm gains, biases, the token embedding) are converted
+// to float (the model computes in f32; quantised values as ggml dequantises them).
 //
 // Errors (actlens::error), each naming the file and the key or tensor: io.206 for another
 // architecture, mixture-of-experts ({arch}.expert_count > 0), a rope.scaling.type other than "none"
 // and "linear", partial rotary, a tensor type that does not convert, or tensors the model would not
-// use; model.401 for a missing or out-of-range hyperparameter, and missing tensors (one error
+// use (also a projection of a type no kernel reads, e.g. Q5_K: io.206 naming the tensor and the
+// type); model.401 for a missing or out-of-range hyperparameter, and missing tensors (one error
 // listing all of them) or tensors whose shape disagrees with the hyperparameters; plus whatever
 // gguf_file reports about the container.
 #pragma once
@@ -77,8 +92,20 @@ namespace actlens::io {
 /// top of this header says.
 inline model_config gguf_model_config(const gguf_file& file);
 
+/// How load_gguf multiplies with the projections and the unembedding (see the top of this header).
+enum class gguf_weights {
+    automatic, ///< mapped for every type (see the top of this header for why)
+    mapped,    ///< in place in the mapped file's rows (kernels/gemm_rows.hpp)
+    packed,    ///< packed into panels at load (kernels/packed_weight.hpp)
+};
+
+/// Options of load_gguf.
+struct gguf_load_options {
+    gguf_weights weights = gguf_weights::automatic;
+};
+
 /// Loads a llama, qwen2, qwen3, gemma2 or gptneox GGUF file. Thread-safe (touches no shared state).
-inline transformer load_gguf(const std::string& path);
+inline transformer load_gguf(const std::string& path, const gguf_load_options& options = {});
 
 // ---------------------------------------------------------------------------------------------
 // Implementation
@@ -228,7 +255,7 @@ inline model_config gguf_model_config(const gguf_file& f) {
     return c;
 }
 
-inline transformer load_gguf(const std::string& path) {
+inline transformer load_gguf(const std::string& path, const gguf_load_options& options) {
     const gguf_file f(path);
     const model_config c = gguf_model_config(f);
     const std::size_t d = c.d_model, ff = c.d_mlp, L = c.n_layers, V = c.vocab_size;
@@ -319,18 +346,26 @@ inline transformer load_gguf(const std::string& path) {
         }
         return w.own(std::move(storage));
     };
-    // A projection: its 16-bit values in place when it is F16 or BF16, else as load() gives it.
+    // Whether a tensor stays in the file's rows as a weight_tensor (every narrow or quantised type a
+    // kernel reads, except quantised ones to be packed: those are decoded to f32 by load()).
+    const bool packed = options.weights == gguf_weights::packed;
+    auto kept_in_rows = [&](const gguf_tensor_info& t, kernels::weight_format& format) {
+        return ggml_weight_format(t.type, format) && format != kernels::weight_format::f32 &&
+               !(packed && kernels::is_quantised(format));
+    };
+    // A projection: the file's rows when kept_in_rows, multiplied in place unless packed; else as
+    // load() gives it (which names the tensor and its type when no kernel reads it).
     auto projection = [&](const std::string& name) -> weight_tensor<float> {
         const gguf_tensor_info& t = f.tensor_info(name);
-        if (t.type != ggml_type::f16 && t.type != ggml_type::bf16) return load(name);
+        kernels::weight_format format{};
+        if (!kept_in_rows(t, format)) return load(name);
         in_place = true;
-        return weight_tensor<float>(f.data(t), t.type == ggml_type::f16 ? dtype::f16 : dtype::bf16, t.shape(), true);
+        return weight_tensor<float>(f.data(t), format, t.shape(), true, !packed);
     };
-    // Rows [begin, begin + count) of a fused 16-bit [rows, cols] projection.
+    // Rows [begin, begin + count) of a fused projection kept in the file's rows.
     auto projection_rows = [](const weight_tensor<float>& m, std::size_t begin, std::size_t count) {
-        const std::size_t cols = m.extent(1);
-        return weight_tensor<float>(static_cast<const unsigned char*>(m.raw()) + begin * cols * 2, m.type(),
-                                    {count, cols}, m.in_mapped_file());
+        return weight_tensor<float>(static_cast<const unsigned char*>(m.raw()) + begin * m.row_bytes(), m.format(),
+                                    {count, m.extent(1)}, m.in_mapped_file(), m.multiplied_in_place());
     };
     // A 1-row bias [n] for out_bias' MLP slots, which a llama block does not have.
     tensor_view<const float> zeros;
@@ -400,14 +435,17 @@ inline transformer load_gguf(const std::string& path) {
     }
     w.final_norm_weight = load("output_norm.weight");
     if (ln) w.final_norm_bias = load("output_norm.bias");
-    // Tied: the embedding's own 16-bit values (token_embedding is an f32 copy), else the same view.
-    const ggml_type embedding_type = f.tensor_info("token_embd.weight").type;
-    const bool narrow_embedding = embedding_type == ggml_type::f16 || embedding_type == ggml_type::bf16;
+    // Tied: the embedding's rows in the file (token_embedding is an f32 copy), else the same view.
+    kernels::weight_format embedding_format{};
+    const bool embedding_in_rows = kept_in_rows(f.tensor_info("token_embd.weight"), embedding_format);
     w.unembedding = !c.tied_embeddings ? projection("output.weight")
-                    : narrow_embedding ? projection("token_embd.weight")
-                                       : weight_tensor<float>(w.token_embedding);
+                    : embedding_in_rows ? projection("token_embd.weight")
+                                        : weight_tensor<float>(w.token_embedding);
     if (in_place) {
-        f.prefetch();
+        if (packed)
+            f.prefetch(); // read once, by the packing
+        else
+            f.populate(); // read by every forward, where it is
         w.owners.push_back(f.keep_alive());
     }
     return transformer(c, std::move(w));

@@ -11,8 +11,8 @@
 //                 rotates half-split pairs (HF layout) has each head's q and k rows permuted into that
 //                 order (row 2j <- j, row 2j+1 <- j + d_head/2), which leaves q·k unchanged. qwen2/qwen3
 //                 keep HF's order: llama.cpp runs them with its half-split ("neox") rope.
-//   tensors       2-D weights in the chosen type (F32, F16, BF16 or Q8_0; a Q8_0 weight whose rows are
-//                 not a multiple of 32 long falls back to F16, as llama.cpp's converter does); norm
+//   tensors       2-D weights in the chosen type (F32, F16, BF16, Q8_0 or Q4_0; a quantised weight whose
+//                 rows are not a multiple of 32 long falls back to F16, as llama.cpp's converter does); norm
 //                 weights and biases in F32; RoPE frequency divisors (Llama 3.x rope_scaling) as
 //                 rope_freqs.weight.
 //   vocabulary    optional; a llama2.c vocabulary becomes llama.cpp's "llama" (sentencepiece) vocabulary:
@@ -39,7 +39,7 @@
 namespace actlens::io {
 
 struct gguf_save_options {
-    ggml_type dtype = ggml_type::f16;     ///< of the 2-D weights: f32, f16, bf16 or q8_0
+    ggml_type dtype = ggml_type::f16;     ///< of the 2-D weights: f32, f16, bf16, q8_0 or q4_0
     /// Embedded when given (llama.cpp needs a vocabulary to load the file); from a `tokenizer`, as_llama2c().
     const llama2c_tokenizer* vocabulary = nullptr;
     std::string name;                     ///< general.name (left out when empty)
@@ -153,9 +153,10 @@ void save_gguf(const basic_transformer<T>& model, const std::string& path, const
     case ggml_type::f32: file_type = 0; break;
     case ggml_type::f16: file_type = 1; break;
     case ggml_type::q8_0: file_type = 7; break;
+    case ggml_type::q4_0: file_type = 2; break;
     case ggml_type::bf16: file_type = 32; break;
     default:
-        fail(errc::invalid_argument, "save_gguf('{}'): dtype {} is not one of F32, F16, BF16, Q8_0", path,
+        fail(errc::invalid_argument, "save_gguf('{}'): dtype {} is not one of F32, F16, BF16, Q8_0, Q4_0", path,
              ggml_traits(dtype).name ? ggml_traits(dtype).name : "?");
     }
     const llama2c_tokenizer* vocab = options.vocabulary;
@@ -201,7 +202,8 @@ void save_gguf(const basic_transformer<T>& model, const std::string& path, const
         writer.add_tensor(name, as_float(v).view(), ggml_type::f32);
     };
     auto matrix = [&](const std::string& name, const tensor<float>& m) {
-        const bool fits = dtype != ggml_type::q8_0 || m.view().extent(m.rank() - 1) % 32 == 0;
+        const bool quantised = dtype == ggml_type::q8_0 || dtype == ggml_type::q4_0;
+        const bool fits = !quantised || m.view().extent(m.rank() - 1) % 32 == 0;
         writer.add_tensor(name, m.view(), fits ? dtype : ggml_type::f16);
     };
     // llama.cpp's "llama" graph rotates adjacent pairs: permute half-split q/k rows into that order.

@@ -32,6 +32,7 @@
 #include <actlens/kernels/detail/eigen.hpp>
 #include <actlens/kernels/detail/parallel.hpp>
 #include <actlens/kernels/detail/sgemm.hpp>
+#include <actlens/kernels/gemm_rows.hpp>
 #include <actlens/kernels/packed_weight.hpp>
 
 #include <cstddef>
@@ -47,7 +48,8 @@ template <class T>
 void linear(const T* x, std::size_t rows, std::size_t in, const T* w, std::size_t out,
             const T* bias, T* y, bool accumulate = false, std::size_t ldx = 0, std::size_t ldy = 0);
 
-/// The same product with pre-packed weights (w.out() outputs, w.in() inputs).
+/// The same product with pre-packed weights (w.out() outputs, w.in() inputs), or weights in their
+/// rows (w.is_mapped(): kernels/gemm_rows.hpp; for w.is_transposed() the bias must be null).
 template <class T>
 void linear(const T* x, std::size_t rows, const packed_weight<T>& w, const T* bias, T* y,
             bool accumulate = false, std::size_t ldx = 0, std::size_t ldy = 0);
@@ -142,6 +144,9 @@ void linear(const T* x, std::size_t rows, const packed_weight<T>& w, const T* bi
     if (rows == 0 || out == 0) return;
     if (in == 0) return detail::linear_no_inputs(rows, out, bias, y, accumulate, ldy);
     if constexpr (std::is_same_v<T, float>) {
+        if (w.is_mapped() && w.is_transposed())
+            return linear_rows_input_grad(x, rows, in, w.rows(), w.format(), out, y, accumulate, ldx, ldy);
+        if (w.is_mapped()) return linear_rows(x, rows, in, w.rows(), w.format(), out, bias, y, accumulate, ldx, ldy);
         if (w.is_packed()) {
             const detail::sgemm::problem g{x,   ldx, rows, in,  w.source(), w.panels(), w.element_type(),
                                            out, bias, y, ldy, accumulate};
@@ -156,12 +161,23 @@ template <class T>
 void linear_group(const linear_job<T>* jobs, std::size_t count) {
     if constexpr (std::is_same_v<T, float>) {
         detail::sgemm::problem group[detail::sgemm::max_group];
-        std::size_t n = 0;
+        detail::rows::problem mapped[detail::rows::max_group]; // weights in their rows: one job of their own
+        std::size_t n = 0, m = 0;
         for (std::size_t i = 0; i < count; ++i) {
             const linear_job<T>& j = jobs[i];
             const std::size_t in = j.w->in(), out = j.w->out();
             if (j.rows == 0 || out == 0) continue;
             if (in == 0 || !j.w->is_packed()) {
+                if (j.w->is_mapped() && !j.w->is_transposed() && in > 0) {
+                    mapped[m++] = {j.x,  j.ldx ? j.ldx : in, j.rows, in, static_cast<const unsigned char*>(j.w->rows()),
+                                   j.w->format(), weight_row_bytes(j.w->format(), in), out, j.bias, j.y,
+                                   j.ldy ? j.ldy : out, j.accumulate};
+                    if (m == detail::rows::max_group) {
+                        detail::rows::run(mapped, m);
+                        m = 0;
+                    }
+                    continue;
+                }
                 linear(j.x, j.rows, *j.w, j.bias, j.y, j.accumulate, j.ldx, j.ldy);
                 continue;
             }
@@ -173,6 +189,7 @@ void linear_group(const linear_job<T>* jobs, std::size_t count) {
             }
         }
         if (n) detail::sgemm::run(group, n);
+        if (m) detail::rows::run(mapped, m);
         return;
     }
     for (std::size_t i = 0; i < count; ++i) {

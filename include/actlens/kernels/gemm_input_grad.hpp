@@ -51,25 +51,8 @@ struct problem {
 
 // The register tiles are the forward kernel's (kernels/detail/sgemm_body.inc); only the way B is
 // read differs (w in place, strided and masked, instead of a packed aligned panel).
-#if ACTLENS_ISA_X86
-ACTLENS_ISA_BEGIN_AVX512
-namespace detail::avx512 {
-#include <actlens/kernels/detail/input_grad_body.inc>
-} // namespace detail::avx512
-ACTLENS_ISA_END
-
-ACTLENS_ISA_BEGIN_AVX2
-namespace detail::avx2 {
-#include <actlens/kernels/detail/input_grad_body.inc>
-} // namespace detail::avx2
-ACTLENS_ISA_END
-#endif
-
-ACTLENS_ISA_BEGIN_BASELINE
-namespace detail::baseline {
-#include <actlens/kernels/detail/input_grad_body.inc>
-} // namespace detail::baseline
-ACTLENS_ISA_END_BASELINE
+#define ACTLENS_ISA_BODY <actlens/kernels/detail/input_grad_body.inc>
+#include <actlens/kernels/detail/each_isa.inc>
 
 namespace detail::input_grad {
 

@@ -21,8 +21,9 @@
 namespace actlens::kernels {
 
 /// dx[rows, in] (=|+=) dy[rows, out] * w[out, in] with w's packed panels (w.out() outputs, w.in()
-/// inputs); lddy / lddx are the row strides of dy and dx (0 means dense). Unpacked weights (double)
-/// are multiplied in place (linear_input_grad on w.source()). dx must not overlap dy.
+/// inputs); lddy / lddx are the row strides of dy and dx (0 means dense). Weights in their rows
+/// (w.is_mapped()) are read there (kernels/gemm_rows.hpp); unpacked weights (double) are multiplied in
+/// place (linear_input_grad on w.source()). dx must not overlap dy.
 template <class T>
 void linear_input_grad(const T* dy, std::size_t rows, const packed_weight<T>& w, T* dx, bool accumulate = false,
                        std::size_t lddy = 0, std::size_t lddx = 0);
@@ -46,25 +47,8 @@ struct problem {
 
 } // namespace detail::panel_grad
 
-#if ACTLENS_ISA_X86
-ACTLENS_ISA_BEGIN_AVX512
-namespace detail::avx512 {
-#include <actlens/kernels/detail/panel_grad_body.inc>
-} // namespace detail::avx512
-ACTLENS_ISA_END
-
-ACTLENS_ISA_BEGIN_AVX2
-namespace detail::avx2 {
-#include <actlens/kernels/detail/panel_grad_body.inc>
-} // namespace detail::avx2
-ACTLENS_ISA_END
-#endif
-
-ACTLENS_ISA_BEGIN_BASELINE
-namespace detail::baseline {
-#include <actlens/kernels/detail/panel_grad_body.inc>
-} // namespace detail::baseline
-ACTLENS_ISA_END_BASELINE
+#define ACTLENS_ISA_BODY <actlens/kernels/detail/panel_grad_body.inc>
+#include <actlens/kernels/detail/each_isa.inc>
 
 namespace detail::panel_grad {
 
@@ -97,6 +81,8 @@ void linear_input_grad(const T* dy, std::size_t rows, const packed_weight<T>& w,
                        std::size_t lddy, std::size_t lddx) {
     const std::size_t out = w.out(), in = w.in();
     if constexpr (std::is_same_v<T, float>) {
+        if (w.is_mapped() && !w.is_transposed())
+            return linear_rows_input_grad(dy, rows, out, w.rows(), w.format(), in, dx, accumulate, lddy, lddx);
         if (w.is_packed() && rows > 0 && in > 0 && out > 0) {
             detail::panel_grad::run(detail::panel_grad::problem{dy, lddy ? lddy : out, rows, out, w.panels(),
                                                                 w.element_type(), in, dx, lddx ? lddx : in,

@@ -6,12 +6,18 @@
 // bf16 (half the memory and half the bytes a decode step streams), which the kernels widen to f32
 // in registers (exactly) and multiply in f32. So a product with 16-bit panels has the same bits as
 // the product with f32 panels of the same rounded weights, on every instruction set and thread count.
+//
+// A packed_weight can also refer to weights left where they are, in their stored rows (mapped():
+// f32, f16, bf16 or ggml's quantised blocks, e.g. in a mapped GGUF file): nothing is packed, and
+// kernels::linear multiplies with the rows in place (kernels/gemm_rows.hpp). mapped_transpose()
+// describes W^T with W's rows, for the backward's input gradients (model/backward_weights.hpp).
 #pragma once
 
 #include <actlens/core/dtype.hpp>
 #include <actlens/core/memory.hpp>
 #include <actlens/kernels/detail/parallel.hpp>
 #include <actlens/kernels/detail/sgemm.hpp>
+#include <actlens/kernels/weight_format.hpp>
 
 #include <algorithm>
 #include <cstddef>
@@ -58,6 +64,16 @@ public:
     packed_weight(const void* w, dtype e, std::size_t out, std::size_t in, void* storage,
                   std::shared_ptr<const void> owner);
 
+    /// W[out, in] stored as `out` rows of `format` at `rows` (any alignment; a quantised format
+    /// needs `in` to be a multiple of its block), used in place; `owner` keeps them alive (e.g. the
+    /// mapped file). O(1): nothing is read.
+    static packed_weight mapped(const void* rows, weight_format format, std::size_t out, std::size_t in,
+                                std::shared_ptr<const void> owner);
+    /// W^T [in, out] where W[out, in] is stored as mapped() stores it: kernels::linear with it
+    /// computes y = x W (the input gradient of a product with W), reading W's rows in place.
+    static packed_weight mapped_transpose(const void* rows, weight_format format, std::size_t out, std::size_t in,
+                                          std::shared_ptr<const void> owner);
+
     std::size_t out() const noexcept { return m_out; }
     std::size_t in() const noexcept { return m_in; }
     bool empty() const noexcept { return m_out == 0; }
@@ -65,6 +81,13 @@ public:
     bool is_packed() const noexcept { return m_packed != nullptr; }
     /// The panels' element type: f32, f16 or bf16.
     dtype element_type() const noexcept { return m_type; }
+    /// True when the weights are used in place in their rows (mapped(), mapped_transpose()).
+    bool is_mapped() const noexcept { return m_rows != nullptr; }
+    /// True for mapped_transpose(): out() and in() are those of W^T, rows() holds W's rows.
+    bool is_transposed() const noexcept { return m_transposed; }
+    /// The stored rows of a mapped weight (else null), and their format.
+    const void* rows() const noexcept { return m_rows; }
+    weight_format format() const noexcept { return m_format; }
     /// The original f32 weights [out, in] (used by the fallback; not owned); null for 16-bit panels.
     const T* source() const noexcept { return m_source; }
     /// The first panel, 64-byte aligned; panel p is at element p * in * panel_width of it.
@@ -79,6 +102,9 @@ private:
 
     std::shared_ptr<const void> m_owner;
     const void* m_packed = nullptr;
+    const void* m_rows = nullptr;
+    weight_format m_format = weight_format::f32;
+    bool m_transposed = false;
     const T* m_source = nullptr;
     std::size_t m_out = 0, m_in = 0;
     dtype m_type = dtype::f32;
@@ -162,6 +188,29 @@ packed_weight<T>::packed_weight(const void* w, dtype e, std::size_t out, std::si
     if (packed_bytes(out, in, e) == 0) return;
     m_owner = std::move(owner);
     pack(w, storage);
+}
+
+template <class T>
+packed_weight<T> packed_weight<T>::mapped(const void* rows, weight_format format, std::size_t out, std::size_t in,
+                                          std::shared_ptr<const void> owner) {
+    static_assert(std::is_same_v<T, float>, "weights in their rows are multiplied by the float kernels");
+    packed_weight p;
+    p.m_rows = rows;
+    p.m_format = format;
+    p.m_out = out;
+    p.m_in = in;
+    p.m_owner = std::move(owner);
+    if (format == weight_format::f32) p.m_source = static_cast<const T*>(rows);
+    return p;
+}
+
+template <class T>
+packed_weight<T> packed_weight<T>::mapped_transpose(const void* rows, weight_format format, std::size_t out,
+                                                    std::size_t in, std::shared_ptr<const void> owner) {
+    packed_weight p = mapped(rows, format, in, out, std::move(owner));
+    p.m_transposed = true;
+    p.m_source = nullptr;
+    return p;
 }
 
 template <class T>

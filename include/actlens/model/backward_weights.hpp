@@ -11,13 +11,16 @@
 // transposed as bits: exact, and half the memory; without backward_weights such a model's backward
 // reads the forward's panels, kernels/gemm_panel_grad.hpp). Only float models pack anything (the
 // packed GEMM is float's, with its instruction set chosen at run time, core/cpu.hpp); for double the
-// object stays empty and the backward multiplies with W in place, as without it.
+// object stays empty and the backward multiplies with W in place, as without it. Quantised
+// projections (Q8_0, Q4_0, Q4_K, Q6_K) are not transposed: their W^T reads W's rows in place
+// (kernels::packed_weight::mapped_transpose), as the backward does without backward_weights.
 #pragma once
 
 #include <actlens/core/memory.hpp>
 #include <actlens/kernels/gemm.hpp>
 #include <actlens/model/transformer.hpp>
 
+#include <algorithm>
 #include <cstddef>
 #include <cstring>
 #include <memory>
@@ -46,14 +49,19 @@ struct backward_weights {
             const bool gate = c.gated_mlp();
             // Bytes of W^T's panels, rounded to 64 so that every weight's panels stay aligned.
             auto size = [](const weight_tensor<T>& w) {
+                if (kernels::is_quantised(w.format())) return std::size_t(0);
                 return (packed::packed_bytes(w.extent(1), w.extent(0), w.type()) + 63) / 64 * 64;
             };
             std::size_t total = 0;
             for (const layer_weights<T>& l : m.weights().layers) total += layer::total_size(l, gate, size);
-            std::shared_ptr<unsigned char> storage = kernels::allocate_packed_storage<unsigned char>(total);
+            std::shared_ptr<unsigned char> storage =
+                kernels::allocate_packed_storage<unsigned char>(std::max<std::size_t>(total, 64));
             std::size_t offset = 0;
             std::vector<unsigned char> transposed; // W^T of one projection at a time (packing copies it)
             auto pack = [&](const weight_tensor<T>& w) {
+                // Quantised rows have no panels: W^T reads them in place (kernels/gemm_rows.hpp).
+                if (kernels::is_quantised(w.format()))
+                    return packed::mapped_transpose(w.raw(), w.format(), w.extent(0), w.extent(1), nullptr);
                 const std::size_t out = w.extent(0), in = w.extent(1), bytes = dtype_size(w.type());
                 const auto* source = static_cast<const unsigned char*>(w.raw());
                 transposed.resize(out * in * bytes);
@@ -61,7 +69,9 @@ struct backward_weights {
                     for (std::size_t i = 0; i < in; ++i)
                         std::memcpy(&transposed[(i * out + o) * bytes], source + (o * in + i) * bytes, bytes);
                 packed p(transposed.data(), w.type(), in, out, storage.get() + offset, storage);
-                if (w.in_mapped_file()) actlens::detail::drop_file_pages(source, out * in * bytes); // as the model does
+                // As the model does, unless the forward reads these rows in place.
+                if (w.in_mapped_file() && !w.multiplied_in_place())
+                    actlens::detail::drop_file_pages(source, out * in * bytes);
                 offset += size(w);
                 return p;
             };

@@ -4,8 +4,9 @@
 // `owners` keeps whatever backs them alive. Linear weights are stored [out, in] row-major, as
 // PyTorch's nn.Linear and llama2.c do.
 // The projections and the unembedding are weight_tensors (model/weight_tensor.hpp): tensor_views of
-// T, or, for a model loaded from an F16 or BF16 file, the file's 16-bit values, which the forward
-// multiplies with as 16-bit panels and which become f32 only for a reader that asks (view()).
+// T, or, for a model loaded from an F16, BF16 or quantised GGUF file, the file's rows, which the
+// forward multiplies with in place (kernels/gemm_rows.hpp) or as 16-bit panels, and which become f32
+// only for a reader that asks (view()).
 // Norm gains, biases and the embedding tables are always T (they are small, except the token
 // embedding of a large vocabulary; the forward reads one row of it per token).
 #pragma once
@@ -19,6 +20,7 @@
 #include <cstddef>
 #include <memory>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 namespace actlens {
@@ -156,6 +158,9 @@ struct packed_layer {
 /// type (f32, or an F16 / BF16 file's 16-bit values), made when the transformer is constructed: a
 /// copy of every f32 projection and of the unembedding, and the only copy of 16-bit ones (read
 /// from their file once, in parallel; model/weight_tensor.hpp); for double it only points at model_weights.
+/// Weights marked multiplied_in_place() (quantised ones, and 16-bit ones a loader chose to map) are
+/// not packed: their packed_weight refers to the stored rows (kernels::packed_weight::mapped), which
+/// model_weights' owners keep alive.
 /// The copy is taken at construction: writing later into the memory behind model_weights' views
 /// does not reach it (build a new transformer to edit weights).
 template <class T>
@@ -176,14 +181,22 @@ struct packed_weights {
         const bool gate = c.gated_mlp();
         // Bytes of each weight's panels, rounded to 64 so that every weight's panels stay aligned.
         auto size = [](const weight_tensor<T>& v) {
+            if (v.multiplied_in_place()) return std::size_t(0);
             return (packed::packed_bytes(v.extent(0), v.extent(1), v.type()) + 63) / 64 * 64;
         };
         std::size_t total = size(w.unembedding);
         for (const layer_weights<T>& l : w.layers) total += layer::total_size(l, gate, size);
-        std::shared_ptr<unsigned char> storage =
-            total ? kernels::allocate_packed_storage<unsigned char>(total) : nullptr;
+        // Weights multiplied in place need no buffer, but the model still needs its identity.
+        auto in_place = [](const weight_tensor<T>& v) { return std::size_t(v.multiplied_in_place()); };
+        std::size_t mapped = in_place(w.unembedding);
+        for (const layer_weights<T>& l : w.layers) mapped += layer::total_size(l, gate, in_place);
+        std::shared_ptr<unsigned char> storage = total    ? kernels::allocate_packed_storage<unsigned char>(total)
+                                                 : mapped ? std::make_shared<unsigned char>()
+                                                          : nullptr;
         std::size_t offset = 0;
         auto pack = [&](const weight_tensor<T>& v) {
+            if constexpr (std::is_same_v<T, float>) // the stored rows, where they are (kernels/gemm_rows.hpp)
+                if (v.multiplied_in_place()) return packed::mapped(v.raw(), v.format(), v.extent(0), v.extent(1), nullptr);
             unsigned char* at = storage.get() + offset;
             offset += size(v);
             if (v.is_narrow()) {

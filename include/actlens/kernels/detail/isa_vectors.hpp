@@ -10,7 +10,8 @@
 //   load (aligned) / loadu / load_masked (lanes outside the mask read as 0 and are not accessed),
 //   load_f16 / load_bf16       `width` 16-bit values (f16 or bf16 bits, core/dtype.hpp) widened to
 //                              f32, exactly (unaligned)
-//   store (aligned), store_masked, set1, zero, add, madd(a, b, acc) = a * b + acc (one FMA where there is FMA),
+//   load_i8                    `width` int8 values as f32 (unaligned)
+//   store (aligned) / storeu, store_masked, set1, zero, add, mul, madd(a, b, acc) = a * b + acc (one FMA where there is FMA),
 //   reduce(v)                  the lanes' sum as a halving tree: lane i + lane i + width/2, ...
 //   prefetch(p)                into L2
 //   pack_16_columns            transposes 16 rows of w into a panel's 16 columns, for K steps
@@ -52,9 +53,14 @@ struct vec {
         const __m512i wide = _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
         return _mm512_castsi512_ps(_mm512_slli_epi32(wide, 16));
     }
+    static reg load_i8(const std::int8_t* p) noexcept {
+        return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))));
+    }
     static void store(float* p, reg v) noexcept { _mm512_store_ps(p, v); }
+    static void storeu(float* p, reg v) noexcept { _mm512_storeu_ps(p, v); }
     static void store_masked(float* p, mask m, reg v) noexcept { _mm512_mask_storeu_ps(p, m, v); }
     static reg add(reg a, reg b) noexcept { return _mm512_add_ps(a, b); }
+    static reg mul(reg a, reg b) noexcept { return _mm512_mul_ps(a, b); }
     static reg madd(reg a, reg b, reg acc) noexcept { return _mm512_fmadd_ps(a, b, acc); }
     static void prefetch(const void* p) noexcept { _mm_prefetch(static_cast<const char*>(p), _MM_HINT_T1); }
 
@@ -133,9 +139,14 @@ struct vec {
         const __m256i wide = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
         return _mm256_castsi256_ps(_mm256_slli_epi32(wide, 16));
     }
+    static reg load_i8(const std::int8_t* p) noexcept {
+        return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p))));
+    }
     static void store(float* p, reg v) noexcept { _mm256_store_ps(p, v); }
+    static void storeu(float* p, reg v) noexcept { _mm256_storeu_ps(p, v); }
     static void store_masked(float* p, mask m, reg v) noexcept { _mm256_maskstore_ps(p, m, v); }
     static reg add(reg a, reg b) noexcept { return _mm256_add_ps(a, b); }
+    static reg mul(reg a, reg b) noexcept { return _mm256_mul_ps(a, b); }
     static reg madd(reg a, reg b, reg acc) noexcept { return _mm256_fmadd_ps(a, b, acc); }
     static void prefetch(const void* p) noexcept { _mm_prefetch(static_cast<const char*>(p), _MM_HINT_T1); }
     static float reduce(reg v) noexcept {
@@ -181,11 +192,14 @@ struct vec {
     static reg load_bf16(const std::uint16_t* p) noexcept {
         return reg{bf16_to_f32(p[0]), bf16_to_f32(p[1]), bf16_to_f32(p[2]), bf16_to_f32(p[3])};
     }
+    static reg load_i8(const std::int8_t* p) noexcept { return reg{float(p[0]), float(p[1]), float(p[2]), float(p[3])}; }
     static void store(float* p, reg v) noexcept { std::memcpy(p, &v, sizeof v); }
+    static void storeu(float* p, reg v) noexcept { std::memcpy(p, &v, sizeof v); }
     static void store_masked(float* p, mask m, reg v) noexcept {
         for (std::size_t i = 0; i < m; ++i) p[i] = v[i];
     }
     static reg add(reg a, reg b) noexcept { return a + b; }
+    static reg mul(reg a, reg b) noexcept { return a * b; }
     static reg madd(reg a, reg b, reg acc) noexcept { return a * b + acc; } // two roundings: no FMA here
     static void prefetch(const void* p) noexcept { __builtin_prefetch(p, 0, 2); }
     static float reduce(reg v) noexcept { return (v[0] + v[2]) + (v[1] + v[3]); }
