@@ -36,7 +36,7 @@ constexpr weight_format all_formats[] = {weight_format::f32,  weight_format::f16
 
 /// Row lengths that exercise a format's tails: partial 16-lane groups and K chunks of 256 for the
 /// plain types, whole blocks for the quantised ones.
-std::vector<std::size_t> lengths(weight_format f) {
+std::vector<std::size_t> row_lengths(weight_format f) {
     switch (k::weight_block_values(f)) {
     case 32: return {32, 96, 288};
     case 256: return {256, 512};
@@ -83,7 +83,7 @@ TEST_CASE("linear_rows matches a long double product of the decoded weights on e
     std::mt19937 rng(Catch::rngSeed());
     INFO("seed " << Catch::rngSeed());
     for (weight_format f : all_formats)
-        for (std::size_t in : lengths(f))
+        for (std::size_t in : row_lengths(f))
             for (std::size_t out : {1, 4, 5, 11})
                 for (std::size_t tokens : {1, 2, 7, 70}) {
                     INFO(k::weight_format_name(f) << " tokens " << tokens << " out " << out << " in " << in);
@@ -133,7 +133,7 @@ TEST_CASE("linear_rows_input_grad matches a long double product of the decoded w
     std::mt19937 rng(Catch::rngSeed());
     INFO("seed " << Catch::rngSeed());
     for (weight_format f : all_formats)
-        for (std::size_t in : lengths(f))
+        for (std::size_t in : row_lengths(f))
             for (std::size_t out : {1, 4, 6, 11})
                 for (std::size_t tokens : {1, 3, 70}) {
                     INFO(k::weight_format_name(f) << " tokens " << tokens << " out " << out << " in " << in);

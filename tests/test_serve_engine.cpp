@@ -1,8 +1,11 @@
 // The serving engine: batched decoding equals each request run alone, bit for bit; a request's errors
 // are its own. Driven by step() on this thread (tests/test_serve_threads.cpp starts threads).
+#include "test_files.hpp"
 #include "test_helpers.hpp"
 #include "tiny_models.hpp"
 
+#include <actlens/io/gguf_model.hpp>
+#include <actlens/io/gguf_save.hpp>
 #include <actlens/kernels/gemm.hpp>
 #include <actlens/kernels/packed_weight.hpp>
 #include <actlens/methods/control_vector.hpp>
@@ -257,6 +260,47 @@ TEST_CASE("serve: a step of prompts and decode rows equals each sequence's forwa
             bad = {{0, &batched[0], &missing, nullptr}};
             require_error([&] { step.step(m, bad); }, errc::bad_layer_range);
         }
+    }
+}
+
+TEST_CASE("serve: a model multiplying its weights in place in its GGUF file batches rows like a packed one",
+          "[serve]") {
+    // load_gguf's default reads F16 projections in the file's rows (kernels/gemm_rows.hpp), whose
+    // row sums do not depend on the rows beside them either: the rows of a step run together and
+    // equal each sequence's forward alone.
+    const scratch_folder dir("serve_gguf");
+    const std::string path = (dir.path / "tiny.gguf").string();
+    io::save_gguf(make_random_transformer<float>(tiny::llama(), 31), path, io::ggml_type::f16);
+    const transformer m = io::load_gguf(path);
+    REQUIRE(m.packed().unembedding.is_mapped());
+    const model_config& c = m.config();
+    const std::vector<std::vector<std::int32_t>> tokens = {
+        tiny::tokens(6, c.vocab_size, 1), {5}, tiny::tokens(3, c.vocab_size, 2)};
+    const std::vector<std::int32_t> prefix = tiny::tokens(4, c.vocab_size, 3);
+    std::vector<kv_cache<float>> solo, batched;
+    workspace<float> ws;
+    run_options<float> run;
+    run.last_position_only = true;
+    for (std::size_t r = 0; r < tokens.size(); ++r) {
+        solo.push_back(m.make_kv_cache(1, 16));
+        batched.push_back(m.make_kv_cache(1, 16));
+        if (tokens[r].size() > 1) continue;
+        for (kv_cache<float>* cache : {&solo[r], &batched[r]}) {
+            run.cache = cache;
+            m.forward_into(ws, tensor_view<const std::int32_t>(prefix.data(), {1, prefix.size()}), run);
+        }
+    }
+    std::vector<serve::decode_row<float>> rows;
+    for (std::size_t r = 0; r < tokens.size(); ++r)
+        rows.push_back({tokens[r][0], &batched[r], nullptr, nullptr, tokens[r].size() > 1 ? &tokens[r] : nullptr});
+    serve::decode_batch<float> step;
+    const tensor<float> logits = tensor<float>::copy_of(step.step(m, rows));
+    for (std::size_t r = 0; r < tokens.size(); ++r) {
+        INFO("row " << r);
+        run.cache = &solo[r];
+        const auto alone =
+            m.forward_into(ws, tensor_view<const std::int32_t>(tokens[r].data(), {1, tokens[r].size()}), run);
+        CHECK(std::memcmp(alone.data(), &logits(r, 0), c.vocab_size * sizeof(float)) == 0);
     }
 }
 

@@ -10,8 +10,9 @@
 // basic_transformer::forward, because every kernel on the way computes a row the same way whatever
 // the rows beside it:
 //   - the fast float GEMM sums each row in the same order for one row or many (one-row products
-//     take a path of the same order, kernels/detail/sgemm_body.inc, on every instruction set); for
-//     double the products of Eigen may not, so the sequences then run one at a time;
+//     take a path of the same order, kernels/detail/sgemm_body.inc, on every instruction set), and
+//     so do the kernels of weights read in place from a file (kernels/gemm_rows.hpp); for double
+//     the products of Eigen may not, so the sequences then run one at a time;
 //   - norms and RoPE work row by row, and attention by blocks of 64 queries of one sequence and
 //     head, as forward() cuts them;
 //   - the MLP activation runs over all rows at once in block_body, and its SIMD body and scalar tail
@@ -80,8 +81,11 @@ public:
         if (rows.empty()) fail(errc::empty_prompt, "decode_batch: no rows to run");
         for (std::size_t r = 0; r < rows.size(); ++r) check(c, rows[r], r);
         m_logits.reshape_uninitialized({rows.size(), c.vocab_size});
-        // Without the fast GEMM a product's rounding may depend on its row count (see the top).
-        const bool together = model.packed().unembedding.is_packed();
+        // Without the fast GEMM a product's rounding may depend on its row count (see the top); the
+        // panels and the kernels of weights read in place (kernels/gemm_rows.hpp) sum a row alike
+        // whatever the rows beside it.
+        const kernels::packed_weight<T>& unembedding = model.packed().unembedding;
+        const bool together = unembedding.is_packed() || unembedding.is_mapped();
         const std::size_t group = together ? rows.size() : 1;
         for (std::size_t first = 0; first < rows.size(); first += group)
             run(model, rows.data() + first, std::min(group, rows.size() - first),
