@@ -44,6 +44,7 @@
 // plus whatever safetensors_file reports about a damaged shard.
 #pragma once
 
+#include <actlens/compiled.hpp>
 #include <actlens/core/tensor.hpp>
 #include <actlens/error.hpp>
 #include <actlens/io/detail/json.hpp>
@@ -86,7 +87,9 @@ inline huggingface_config read_huggingface_config(const std::string& config_path
 
 /// Loads a Hugging Face checkpoint: `path` is its directory or its config.json. Throws
 /// actlens::error (see the top of this header). Thread-safe (touches no shared state).
-inline transformer load_huggingface(const std::string& path);
+/// (A template only so that it is compiled where it is called, or once with actlens::compiled.)
+template <class Deferred = void>
+transformer load_huggingface(const std::string& path);
 
 // ---------------------------------------------------------------------------------------------
 // Implementation
@@ -834,7 +837,8 @@ inline model_weights<float> load_neox_weights(const huggingface_config& hc, cons
 
 } // namespace detail
 
-inline transformer load_huggingface(const std::string& path) {
+template <class Deferred>
+transformer load_huggingface(const std::string& path) {
     namespace fs = std::filesystem;
     std::error_code ec;
     fs::path dir(path);
@@ -851,5 +855,9 @@ inline transformer load_huggingface(const std::string& path) {
                                                            : detail::load_llama_weights(hc, source, dir.string());
     return transformer(hc.config, std::move(w));
 }
+
+#ifdef ACTLENS_EXTERN_TEMPLATE
+ACTLENS_EXTERN_TEMPLATE transformer load_huggingface<void>(const std::string&);
+#endif
 
 } // namespace actlens::io
