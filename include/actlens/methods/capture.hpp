@@ -15,6 +15,7 @@
 //                           one reused buffer (the out-of-core source of methods/snmf.hpp).
 #pragma once
 
+#include <actlens/compiled.hpp>
 #include <actlens/core/tensor.hpp>
 #include <actlens/error.hpp>
 #include <actlens/io/detail/json.hpp>
@@ -500,5 +501,13 @@ inline captured_activations capture_reader::read_all() {
     out.rows = row_info();
     return out;
 }
+
+#ifdef ACTLENS_EXTERN_TEMPLATE
+ACTLENS_EXTERN_TEMPLATE captured_activations capture_activations<0>(const transformer&,
+                                                                   const std::vector<std::vector<std::int32_t>>&,
+                                                                   std::string_view, const capture_options&);
+ACTLENS_EXTERN_TEMPLATE std::size_t capture_to_shards<0>(const transformer&, const std::vector<std::vector<std::int32_t>>&,
+                                                         std::string_view, const std::string&, const capture_options&);
+#endif
 
 } // namespace actlens

@@ -12,6 +12,7 @@
 // header (README "Compile time").
 #pragma once
 
+#include <actlens/compiled.hpp>
 #include <actlens/core/tensor.hpp>
 #include <actlens/error.hpp>
 #include <actlens/methods/capture.hpp>
@@ -181,5 +182,10 @@ void add_feature_steering(hook_set<float>& hooks, const transformer& model, int 
             }
     });
 }
+
+#ifdef ACTLENS_EXTERN_TEMPLATE
+ACTLENS_EXTERN_TEMPLATE std::vector<token_score> feature_vocab<0>(const transformer&, int, const snmf_result&,
+                                                                  std::size_t, std::size_t, vocab_norm);
+#endif
 
 } // namespace actlens
