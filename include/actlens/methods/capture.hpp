@@ -105,7 +105,9 @@ class capture_reader {
 public:
     /// Opens `directory`/manifest.json. Throws actlens::error: io.201 (missing or unreadable file),
     /// io.204 (a manifest field missing or of the wrong type, a shard whose shape disagrees with the
-    /// manifest), io.206 (a shard that is not <f4 / <i4).
+    /// manifest), io.206 (a shard that is not <f4 / <i4). A template (of nothing) so that the JSON
+    /// parser is compiled only where a capture is opened (io/detail/json.hpp).
+    template <class Deferred = void>
     explicit capture_reader(const std::string& directory);
 
     const std::string& hook() const noexcept { return m_hook; }
@@ -386,7 +388,8 @@ std::size_t capture_to_shards(const transformer& model, const std::vector<std::v
     return rows;
 }
 
-inline capture_reader::capture_reader(const std::string& directory) : m_directory(directory) {
+template <class Deferred>
+capture_reader::capture_reader(const std::string& directory) : m_directory(directory) {
     const std::string path = directory + "/manifest.json";
     std::ifstream file(path, std::ios::binary);
     if (!file) fail(errc::file_open, "capture_reader: cannot open '{}': {}", path, std::strerror(errno));
@@ -503,6 +506,7 @@ inline captured_activations capture_reader::read_all() {
 }
 
 #ifdef ACTLENS_EXTERN_TEMPLATE
+ACTLENS_EXTERN_TEMPLATE capture_reader::capture_reader(const std::string&);
 ACTLENS_EXTERN_TEMPLATE captured_activations capture_activations<0>(const transformer&,
                                                                    const std::vector<std::vector<std::int32_t>>&,
                                                                    std::string_view, const capture_options&);
