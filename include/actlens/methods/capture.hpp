@@ -510,8 +510,9 @@ ACTLENS_EXTERN_TEMPLATE capture_reader::capture_reader(const std::string&);
 ACTLENS_EXTERN_TEMPLATE captured_activations capture_activations<0>(const transformer&,
                                                                    const std::vector<std::vector<std::int32_t>>&,
                                                                    std::string_view, const capture_options&);
-ACTLENS_EXTERN_TEMPLATE std::size_t capture_to_shards<0>(const transformer&, const std::vector<std::vector<std::int32_t>>&,
-                                                         std::string_view, const std::string&, const capture_options&);
+ACTLENS_EXTERN_TEMPLATE std::size_t capture_to_shards<0>(const transformer&,
+                                                         const std::vector<std::vector<std::int32_t>>&, std::string_view,
+                                                         const std::string&, const capture_options&);
 #endif
 
 } // namespace actlens

@@ -157,7 +157,8 @@ snmf_hierarchy fit_snmf_hierarchy(tensor_view<const float> activations, const sn
 }
 
 #ifdef ACTLENS_EXTERN_TEMPLATE
-ACTLENS_EXTERN_TEMPLATE snmf_hierarchy fit_snmf_hierarchy<void>(tensor_view<const float>, const snmf_hierarchy_options&);
+ACTLENS_EXTERN_TEMPLATE snmf_hierarchy fit_snmf_hierarchy<void>(tensor_view<const float>,
+                                                                 const snmf_hierarchy_options&);
 #endif
 
 } // namespace actlens
