@@ -400,9 +400,9 @@ capture_reader::capture_reader(const std::string& directory) : m_directory(direc
         fail(errc::bad_header, "capture manifest '{}' is not a JSON object", path);
     using detail::manifest_field;
     using json = nlohmann::json;
-    m_hook = manifest_field(m_manifest, "hook", path, &json::is_string).get<std::string>();
-    m_width = manifest_field(m_manifest, "width", path, &json::is_number_unsigned).get<std::size_t>();
-    m_rows = manifest_field(m_manifest, "rows", path, &json::is_number_unsigned).get<std::size_t>();
+    m_hook = manifest_field(m_manifest, "hook", path, &json::is_string).template get<std::string>();
+    m_width = manifest_field(m_manifest, "width", path, &json::is_number_unsigned).template get<std::size_t>();
+    m_rows = manifest_field(m_manifest, "rows", path, &json::is_number_unsigned).template get<std::size_t>();
     if (m_width == 0) fail(errc::bad_header, "capture manifest '{}': width is 0", path);
     std::size_t next_row = 0;
     for (const json& s : manifest_field(m_manifest, "shards", path, &json::is_array)) {
@@ -411,8 +411,8 @@ capture_reader::capture_reader(const std::string& directory) : m_directory(direc
         using detail::shard_file_name;
         e.values_path = directory + "/" + shard_file_name(manifest_field(s, "values", path, &json::is_string), path);
         e.rows_path = directory + "/" + shard_file_name(manifest_field(s, "rows_file", path, &json::is_string), path);
-        e.rows = manifest_field(s, "rows", path, &json::is_number_unsigned).get<std::size_t>();
-        e.first_row = manifest_field(s, "first_row", path, &json::is_number_unsigned).get<std::size_t>();
+        e.rows = manifest_field(s, "rows", path, &json::is_number_unsigned).template get<std::size_t>();
+        e.first_row = manifest_field(s, "first_row", path, &json::is_number_unsigned).template get<std::size_t>();
         if (e.first_row != next_row || e.rows == 0)
             fail(errc::bad_header, "capture manifest '{}': shard {} starts at row {} with {} rows, expected start {}",
                  path, m_shards.size(), e.first_row, e.rows, next_row);
@@ -511,8 +511,8 @@ ACTLENS_EXTERN_TEMPLATE captured_activations capture_activations<0>(const transf
                                                                    const std::vector<std::vector<std::int32_t>>&,
                                                                    std::string_view, const capture_options&);
 ACTLENS_EXTERN_TEMPLATE std::size_t capture_to_shards<0>(const transformer&,
-                                                         const std::vector<std::vector<std::int32_t>>&, std::string_view,
-                                                         const std::string&, const capture_options&);
+                                                         const std::vector<std::vector<std::int32_t>>&,
+                                                         std::string_view, const std::string&, const capture_options&);
 #endif
 
 } // namespace actlens
