@@ -5,12 +5,17 @@
 #   quickstart    examples/quickstart.cpp
 #   snmf_features examples/snmf_features.cpp (capture, SNMF fit, feature read-out: a method-heavy user)
 # each compiled to an object file with the flags of the project's build (-O2 -std=c++17
-# -march=native -fopenmp and the dependencies' include folders), RUNS times; the table shows the
-# minimum over the runs of the wall time, the user CPU time and the peak resident memory.
+# -march=native -fopenmp and the dependencies' include folders), RUNS times, in both modes:
+#   header-only   as is: the file compiles every template it uses
+#   compiled      with -DACTLENS_COMPILED, as a program linked with actlens::compiled: the forward,
+#                 loaders, generation and methods the library holds are only declared
+# and, in the compiled mode, the library's own source (cmake/actlens_compiled.cpp, row "library"): the
+# one-off cost of building actlens::compiled. The table shows the minimum over the runs of the wall
+# time, the user CPU time and the peak resident memory.
 #
 #   benchmarks/compile_time.sh [--runs N] [--against COMMIT]
 #
-# --against COMMIT also compiles the same three files of COMMIT (checked out for the run with
+# --against COMMIT also compiles the same files of COMMIT (checked out for the run with
 # `git worktree add` in a temporary folder, removed on exit), interleaved with this checkout's runs
 # so that the load of a shared machine hits both, and adds the ratio now / COMMIT. On a loaded
 # machine wall time grows with the load; user time much less, which is why it is shown as well.
@@ -28,7 +33,7 @@ while (($#)); do
     case "$1" in
     --runs) runs="$2"; shift 2 ;;
     --against) against="$2"; shift 2 ;;
-    -h | --help) sed -n '2,18p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h | --help) sed -n '2,22p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "error: unknown argument '$1' (see --help)" >&2; exit 2 ;;
     esac
 done
@@ -58,23 +63,33 @@ if [[ -n "$against" ]]; then
 fi
 printf '#include <actlens/actlens.hpp>\n\nint main() { return 0; }\n' >"$work/umbrella.cpp"
 
-units=(umbrella quickstart snmf_features)
+# UNIT/MODE pairs; "library" is the source of actlens::compiled (absent from a COMMIT before it).
+units=(umbrella/header-only quickstart/header-only snmf_features/header-only
+       umbrella/compiled quickstart/compiled snmf_features/compiled library/compiled)
 source_of() { # source_of CHECKOUT UNIT
-    if [[ "$2" == umbrella ]]; then echo "$work/umbrella.cpp"; else echo "$1/examples/$2.cpp"; fi
+    case "$2" in
+    umbrella) echo "$work/umbrella.cpp" ;;
+    library) echo "$1/cmake/actlens_compiled.cpp" ;;
+    *) echo "$1/examples/$2.cpp" ;;
+    esac
 }
 
-# compile CHECKOUT UNIT: appends "UNIT wall user peak_kb" to $work/<label>.txt.
+# compile CHECKOUT UNIT/MODE LABEL: appends "UNIT/MODE wall user peak_kb" to $work/<label>.txt.
 compile() {
-    local checkout="$1" unit="$2" label="$3"
+    local checkout="$1" unit="${2%/*}" mode="${2#*/}" label="$3" source
+    source="$(source_of "$checkout" "$unit")"
+    [[ -f "$source" ]] || return 0
+    local mode_flags=()
+    if [[ "$mode" == compiled && "$unit" != library ]]; then mode_flags=(-DACTLENS_COMPILED); fi
     # shellcheck disable=SC2086  # eigen_flags and EXTRA_FLAGS are lists of flags
     if ! "$time_cmd" -f "%e %U %M" -o "$work/time.txt" "$cxx" -O2 -std=c++17 -march=native -fopenmp \
         -I"$checkout/include" $eigen_flags -DACTLENS_MODEL_DIR="\"$checkout/examples/models/stories260K\"" \
-        ${EXTRA_FLAGS:-} -c "$(source_of "$checkout" "$unit")" -o "$work/out.o" 2>"$work/errors.txt"; then
-        echo "error: $unit ($label) does not compile:" >&2
+        "${mode_flags[@]}" ${EXTRA_FLAGS:-} -c "$source" -o "$work/out.o" 2>"$work/errors.txt"; then
+        echo "error: $unit ($mode, $label) does not compile:" >&2
         head -20 "$work/errors.txt" >&2
         exit 1
     fi
-    echo "$unit $(tail -1 "$work/time.txt")" >>"$work/$label.txt"
+    echo "$2 $(tail -1 "$work/time.txt")" >>"$work/$label.txt"
 }
 
 echo "# $(date -u '+%Y-%m-%d %H:%M:%S UTC') | $(nproc) CPUs | load average: $(bench_loadavg)"
@@ -82,6 +97,8 @@ echo "# $("$cxx" --version | head -1) | -O2 -std=c++17 -march=native -fopenmp ${
 echo "# now: $(git -C "$root" rev-parse --short HEAD)$(git -C "$root" diff --quiet HEAD -- include examples || echo ' + uncommitted changes')${against:+ | against: $against}"
 for ((run = 1; run <= runs; ++run)); do
     for unit in "${units[@]}"; do
+        # the library is compiled once: it is a one-off cost, and the longest of the units
+        if [[ "$unit" == library/* && "$run" -gt 1 ]]; then continue; fi
         compile "$root" "$unit" now
         if [[ -n "$base" ]]; then compile "$base" "$unit" base; fi
     done
@@ -101,18 +118,26 @@ def best(label):
         rows.setdefault(unit, []).append((float(wall), float(user), int(kb) / 1024))
     return {u: tuple(min(column) for column in zip(*r)) for u, r in rows.items()}
 
+def row(u):
+    unit, mode = u.split("/")
+    return f"{unit:<16}{mode:<13}"
+
 now = best("now")
 if not against:
-    print(f"{'TU':<16}{'wall s':>9}{'user s':>9}{'peak MB':>9}")
+    print(f"{'TU':<16}{'mode':<13}{'wall s':>9}{'user s':>9}{'peak MB':>9}")
     for u in units:
-        print(f"{u:<16}{now[u][0]:>9.2f}{now[u][1]:>9.2f}{now[u][2]:>9.0f}")
+        print(f"{row(u)}{now[u][0]:>9.2f}{now[u][1]:>9.2f}{now[u][2]:>9.0f}")
     sys.exit(0)
 base = best("base")
 name = against[:12]
-print(f"{'TU':<16}{'wall s':>9}{'user s':>9}{'peak MB':>9} | {name + ' wall':>16}{'user':>8}{'MB':>7}"
+print(f"{'TU':<16}{'mode':<13}{'wall s':>9}{'user s':>9}{'peak MB':>9} | {name + ' wall':>16}{'user':>8}{'MB':>7}"
       f" | {'wall ratio':>10}{'user ratio':>11}{'MB ratio':>9}")
 for u in units:
-    a, b = now[u], base[u]
-    print(f"{u:<16}{a[0]:>9.2f}{a[1]:>9.2f}{a[2]:>9.0f} | {b[0]:>16.2f}{b[1]:>8.2f}{b[2]:>7.0f}"
+    a = now[u]
+    if u not in base: # the library, absent before the compiled mode
+        print(f"{row(u)}{a[0]:>9.2f}{a[1]:>9.2f}{a[2]:>9.0f} | {'-':>16}{'-':>8}{'-':>7}")
+        continue
+    b = base[u]
+    print(f"{row(u)}{a[0]:>9.2f}{a[1]:>9.2f}{a[2]:>9.0f} | {b[0]:>16.2f}{b[1]:>8.2f}{b[2]:>7.0f}"
           f" | {a[0] / b[0]:>10.2f}{a[1] / b[1]:>11.2f}{a[2] / b[2]:>9.2f}")
 PY

@@ -1,6 +1,7 @@
 # Header self-containment check ("every header compiles on its own"), run as a ctest test:
 #
-#   cmake -DSETTINGS=<build>/tests/check_headers_settings.cmake [-DONLY=<regex>] -P cmake/check_headers.cmake
+#   cmake -DSETTINGS=<build>/tests/check_headers_settings.cmake [-DONLY=<regex>] [-DCOMPILED=ON]
+#         -P cmake/check_headers.cmake
 #
 # SETTINGS is written by tests/CMakeLists.txt at configure time and sets:
 #   ACTLENS_CHECK_CXX            the compiler of the build (g++ or clang++)
@@ -16,6 +17,9 @@
 # includes only that header (twice, which also checks its include guard) is compiled with
 # -std=c++17 -fsyntax-only, a few at a time. The test fails listing every header that does not compile,
 # with the compiler's first diagnostics for each.
+# -DCOMPILED=ON checks, with ACTLENS_COMPILED defined (a program linked with actlens::compiled), the
+# headers that hold `ACTLENS_EXTERN_TEMPLATE` lines: their extern template declarations must compile on
+# their own too (include/actlens/compiled.hpp).
 cmake_minimum_required(VERSION 3.16)
 
 if(NOT SETTINGS OR NOT EXISTS "${SETTINGS}")
@@ -33,6 +37,19 @@ endif()
 # -DONLY=<regex> checks only the matching headers (the MPI build checks actlens/mpi/ alone).
 if(ONLY)
   list(FILTER headers INCLUDE REGEX "${ONLY}")
+endif()
+if(COMPILED)
+  set(with_extern "")
+  foreach(header IN LISTS headers)
+    file(STRINGS "${ACTLENS_CHECK_INCLUDE_ROOT}/${header}" lines REGEX "^ACTLENS_EXTERN_TEMPLATE" LIMIT_COUNT 1)
+    if(lines)
+      list(APPEND with_extern "${header}")
+    endif()
+  endforeach()
+  set(headers ${with_extern})
+  list(APPEND ACTLENS_CHECK_DEFINITIONS ACTLENS_COMPILED)
+  set(flags_note " -DACTLENS_COMPILED")
+  set(ACTLENS_CHECK_WORK_DIR "${ACTLENS_CHECK_WORK_DIR}_compiled") # beside the other check, never in its folder
 endif()
 list(LENGTH headers n_headers)
 if(n_headers EQUAL 0)
@@ -129,4 +146,4 @@ if(failed)
 endif()
 
 message("all ${n_headers} headers under include/actlens compile on their own "
-        "(${ACTLENS_CHECK_CXX} -std=c++17 -fsyntax-only)")
+        "(${ACTLENS_CHECK_CXX} -std=c++17 -fsyntax-only${flags_note})")

@@ -44,6 +44,7 @@
 // plus whatever safetensors_file reports about a damaged shard.
 #pragma once
 
+#include <actlens/compiled.hpp>
 #include <actlens/core/tensor.hpp>
 #include <actlens/error.hpp>
 #include <actlens/io/detail/json.hpp>
@@ -81,12 +82,16 @@ struct huggingface_config {
     bool o_proj_bias = false; ///< Llama/Mistral attention_bias: o_proj has a bias too
 };
 
-/// Reads and validates a config.json. Throws actlens::error (see the top of this header).
-inline huggingface_config read_huggingface_config(const std::string& config_path);
+/// Reads and validates a config.json. Throws actlens::error (see the top of this header). A template
+/// (of nothing) so that the JSON parser is compiled only where it is called (io/detail/json.hpp).
+template <class Deferred = void>
+huggingface_config read_huggingface_config(const std::string& config_path);
 
 /// Loads a Hugging Face checkpoint: `path` is its directory or its config.json. Throws
 /// actlens::error (see the top of this header). Thread-safe (touches no shared state).
-inline transformer load_huggingface(const std::string& path);
+/// (A template only so that it is compiled where it is called, or once with actlens::compiled.)
+template <class Deferred = void>
+transformer load_huggingface(const std::string& path);
 
 // ---------------------------------------------------------------------------------------------
 // Implementation
@@ -95,7 +100,8 @@ inline transformer load_huggingface(const std::string& path);
 namespace detail {
 
 /// A JSON file (config.json, an index) read whole and parsed; errors name the file.
-inline nlohmann::json read_json_file(const std::string& path) {
+template <class Deferred = void>
+nlohmann::json read_json_file(const std::string& path) {
     std::ifstream in(path, std::ios::binary);
     if (!in) fail(errc::file_open, "cannot open '{}'", path);
     // Config and index files are small; a huge one is not what it claims to be.
@@ -305,7 +311,8 @@ inline void read_gemma2_options(const nlohmann::json& j, const std::string& path
 
 } // namespace detail
 
-inline huggingface_config read_huggingface_config(const std::string& config_path) {
+template <class Deferred>
+huggingface_config read_huggingface_config(const std::string& config_path) {
     const nlohmann::json j = detail::read_json_file(config_path);
     const detail::config_fields f(j, config_path);
     huggingface_config out;
@@ -430,6 +437,7 @@ namespace detail {
 /// Where each tensor of a checkpoint lives: one file, or the shards an index names.
 class huggingface_tensors {
 public:
+    template <class Deferred = void> // the JSON parser compiled only where a checkpoint is opened
     explicit huggingface_tensors(const std::filesystem::path& dir) {
         namespace fs = std::filesystem;
         const fs::path single = dir / "model.safetensors",
@@ -456,7 +464,7 @@ public:
             if (!shard.is_string())
                 fail(errc::bad_header, "'{}': weight_map entry '{}' must be a file name, got {}",
                      index_path, name, json_excerpt(shard));
-            const std::string& file = shard.get_ref<const std::string&>();
+            const std::string& file = shard.template get_ref<const std::string&>();
             // Shards are plain file names beside the index, never paths elsewhere.
             if (file.empty() || file == "." || file == ".." ||
                 file.find('/') != std::string::npos || file.find('\\') != std::string::npos)
@@ -834,7 +842,8 @@ inline model_weights<float> load_neox_weights(const huggingface_config& hc, cons
 
 } // namespace detail
 
-inline transformer load_huggingface(const std::string& path) {
+template <class Deferred>
+transformer load_huggingface(const std::string& path) {
     namespace fs = std::filesystem;
     std::error_code ec;
     fs::path dir(path);
@@ -851,5 +860,10 @@ inline transformer load_huggingface(const std::string& path) {
                                                            : detail::load_llama_weights(hc, source, dir.string());
     return transformer(hc.config, std::move(w));
 }
+
+#ifdef ACTLENS_EXTERN_TEMPLATE
+ACTLENS_EXTERN_TEMPLATE transformer load_huggingface<void>(const std::string&);
+ACTLENS_EXTERN_TEMPLATE huggingface_config read_huggingface_config<void>(const std::string&);
+#endif
 
 } // namespace actlens::io

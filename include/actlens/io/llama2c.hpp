@@ -8,6 +8,7 @@
 // RoPE rotates adjacent pairs (2i, 2i+1) with theta 10000; RMSNorm eps is 1e-5.
 #pragma once
 
+#include <actlens/compiled.hpp>
 #include <actlens/error.hpp>
 #include <actlens/io/mapped_file.hpp>
 #include <actlens/model/config.hpp>
@@ -53,7 +54,9 @@ inline model_config llama2c_config(const std::int32_t (&h)[7], const std::string
 /// Loads a llama2.c checkpoint. The file is memory-mapped and its weights used in place.
 /// Throws actlens::error: io.201 (cannot open), io.202 (shorter than its header), io.204 (bad header
 /// field), io.205 (sizes overflow), io.202/204 when the header disagrees with the file size.
-inline transformer load_llama2c(const std::string& path) {
+/// (A template only so that it is compiled where it is called, or once with actlens::compiled.)
+template <class Deferred = void>
+transformer load_llama2c(const std::string& path) {
     auto file = std::make_shared<mapped_file>(path);
     byte_reader in(file->data(), file->size(), path);
     std::int32_t h[7];
@@ -120,5 +123,9 @@ inline transformer load_llama2c(const std::string& path) {
     w.owners.push_back(std::move(file));
     return transformer(c, std::move(w));
 }
+
+#ifdef ACTLENS_EXTERN_TEMPLATE
+ACTLENS_EXTERN_TEMPLATE transformer load_llama2c<void>(const std::string&);
+#endif
 
 } // namespace actlens::io

@@ -21,6 +21,7 @@
 // misaligned F32 tensors are converted into an owned tensor<float>.
 #pragma once
 
+#include <actlens/compiled.hpp>
 #include <actlens/core/dtype.hpp>
 #include <actlens/core/tensor.hpp>
 #include <actlens/error.hpp>
@@ -79,7 +80,9 @@ struct safetensors_tensor_info {
 class safetensors_file {
 public:
     /// Maps and validates `path`; throws actlens::error as described at the top of this header
-    /// (io.201 when the file cannot be opened).
+    /// (io.201 when the file cannot be opened). A template (of nothing) so that the JSON parser is
+    /// compiled only where a file is opened (io/detail/json.hpp).
+    template <class Deferred = void>
     explicit safetensors_file(const std::string& path);
 
     const std::string& path() const noexcept { return m_file->path(); }
@@ -118,6 +121,7 @@ public:
     void prefetch() const noexcept { m_file->prefetch(); }
 
 private:
+    template <class Deferred = void>
     void parse_header();
     void convert(const safetensors_tensor_info& info, float* out) const;
 
@@ -156,9 +160,9 @@ inline std::string safetensors_tensor_info::shape_string() const {
     return s + "]";
 }
 
-inline safetensors_file::safetensors_file(const std::string& path)
-    : m_file(std::make_shared<const mapped_file>(path)) {
-    parse_header();
+template <class Deferred>
+safetensors_file::safetensors_file(const std::string& path) : m_file(std::make_shared<const mapped_file>(path)) {
+    parse_header<Deferred>();
 }
 
 namespace detail {
@@ -166,9 +170,9 @@ namespace detail {
 /// Parses JSON text, reporting the first duplicate key in any object (nlohmann keeps the last one
 /// silently, and two different tensors under one name must not pass). Returns the value; sets
 /// `duplicate` to the key and `duplicate_parent` to the enclosing top-level key, if any.
-inline nlohmann::json parse_json_no_duplicates(const char* begin, const char* end,
-                                               std::string& duplicate,
-                                               std::string& duplicate_parent) {
+template <class Deferred = void>
+nlohmann::json parse_json_no_duplicates(const char* begin, const char* end, std::string& duplicate,
+                                        std::string& duplicate_parent) {
     using json = nlohmann::json;
     std::vector<std::set<std::string>> open_objects;
     std::string top_key;
@@ -209,7 +213,8 @@ inline bool json_unsigned(const nlohmann::json& v, std::size_t& out) {
 
 } // namespace detail
 
-inline void safetensors_file::parse_header() {
+template <class Deferred>
+void safetensors_file::parse_header() {
     using json = nlohmann::json;
     const std::string& file = m_file->path();
     byte_reader in(m_file->data(), m_file->size(), file);
@@ -257,7 +262,7 @@ inline void safetensors_file::parse_header() {
                     fail(errc::bad_header,
                          "'{}': '__metadata__' entry '{}' must be a string, got {}", file, key,
                          detail::json_excerpt(value));
-                m_metadata.emplace(key, value.get<std::string>());
+                m_metadata.emplace(key, value.template get<std::string>());
             }
             continue;
         }
@@ -501,5 +506,9 @@ inline void save_safetensors(const std::string& path,
         fail(errc::file_open, "save_safetensors: cannot write '{}': {}", path, std::strerror(e));
     }
 }
+
+#ifdef ACTLENS_EXTERN_TEMPLATE
+ACTLENS_EXTERN_TEMPLATE safetensors_file::safetensors_file(const std::string&);
+#endif
 
 } // namespace actlens::io

@@ -38,8 +38,10 @@
 // arithmetic per layer for the fix.
 #pragma once
 
+#include <actlens/compiled.hpp>
 #include <actlens/core/tensor.hpp>
 #include <actlens/error.hpp>
+#include <actlens/methods/metrics.hpp> // the metrics of the extern template lines at the end
 #include <actlens/methods/attribution.hpp>
 #include <actlens/methods/patching.hpp>
 #include <actlens/model/backward.hpp>
@@ -369,5 +371,11 @@ atp_star_result atp_star(const basic_transformer<T>& model, const std::vector<st
                          const atp_star_options& options = {}) {
     return atp_star(model, prompt_view(clean), prompt_view(corrupted), metric, options);
 }
+
+#ifdef ACTLENS_EXTERN_TEMPLATE
+ACTLENS_EXTERN_TEMPLATE atp_star_result atp_star(const transformer&, tensor_view<const std::int32_t>,
+                                            tensor_view<const std::int32_t>, const logit_difference&,
+                                            const atp_star_options&, attribution_workspace<float>&);
+#endif
 
 } // namespace actlens

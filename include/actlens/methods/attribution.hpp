@@ -12,8 +12,10 @@
 // AtP and RelP cost two forwards and one backward, whatever the number of components.
 #pragma once
 
+#include <actlens/compiled.hpp>
 #include <actlens/core/tensor.hpp>
 #include <actlens/error.hpp>
+#include <actlens/methods/metrics.hpp> // the metrics of the extern template lines at the end
 #include <actlens/methods/patching.hpp>
 #include <actlens/model/backward.hpp>
 #include <actlens/model/hooks.hpp>
@@ -285,5 +287,20 @@ patching_result integrated_gradients(const basic_transformer<T>& model, const st
                                      patch_target target, const attribution_options& options = {}) {
     return integrated_gradients(model, prompt_view(clean), prompt_view(corrupted), metric, target, options);
 }
+
+#ifdef ACTLENS_EXTERN_TEMPLATE
+ACTLENS_EXTERN_TEMPLATE patching_result attribution_patch(const transformer&, tensor_view<const std::int32_t>,
+                                                     tensor_view<const std::int32_t>, const logit_difference&,
+                                                     patch_target, const attribution_options&,
+                                                     attribution_workspace<float>&);
+ACTLENS_EXTERN_TEMPLATE patching_result attribution_patch(const transformer&, tensor_view<const std::int32_t>,
+                                                     tensor_view<const std::int32_t>, const token_log_prob&,
+                                                     patch_target, const attribution_options&,
+                                                     attribution_workspace<float>&);
+ACTLENS_EXTERN_TEMPLATE patching_result integrated_gradients(const transformer&, tensor_view<const std::int32_t>,
+                                                        tensor_view<const std::int32_t>, const logit_difference&,
+                                                        patch_target, const attribution_options&,
+                                                        attribution_workspace<float>&);
+#endif
 
 } // namespace actlens

@@ -15,6 +15,7 @@
 //                           one reused buffer (the out-of-core source of methods/snmf.hpp).
 #pragma once
 
+#include <actlens/compiled.hpp>
 #include <actlens/core/tensor.hpp>
 #include <actlens/error.hpp>
 #include <actlens/io/detail/json.hpp>
@@ -104,7 +105,9 @@ class capture_reader {
 public:
     /// Opens `directory`/manifest.json. Throws actlens::error: io.201 (missing or unreadable file),
     /// io.204 (a manifest field missing or of the wrong type, a shard whose shape disagrees with the
-    /// manifest), io.206 (a shard that is not <f4 / <i4).
+    /// manifest), io.206 (a shard that is not <f4 / <i4). A template (of nothing) so that the JSON
+    /// parser is compiled only where a capture is opened (io/detail/json.hpp).
+    template <class Deferred = void>
     explicit capture_reader(const std::string& directory);
 
     const std::string& hook() const noexcept { return m_hook; }
@@ -385,7 +388,8 @@ std::size_t capture_to_shards(const transformer& model, const std::vector<std::v
     return rows;
 }
 
-inline capture_reader::capture_reader(const std::string& directory) : m_directory(directory) {
+template <class Deferred>
+capture_reader::capture_reader(const std::string& directory) : m_directory(directory) {
     const std::string path = directory + "/manifest.json";
     std::ifstream file(path, std::ios::binary);
     if (!file) fail(errc::file_open, "capture_reader: cannot open '{}': {}", path, std::strerror(errno));
@@ -396,9 +400,9 @@ inline capture_reader::capture_reader(const std::string& directory) : m_director
         fail(errc::bad_header, "capture manifest '{}' is not a JSON object", path);
     using detail::manifest_field;
     using json = nlohmann::json;
-    m_hook = manifest_field(m_manifest, "hook", path, &json::is_string).get<std::string>();
-    m_width = manifest_field(m_manifest, "width", path, &json::is_number_unsigned).get<std::size_t>();
-    m_rows = manifest_field(m_manifest, "rows", path, &json::is_number_unsigned).get<std::size_t>();
+    m_hook = manifest_field(m_manifest, "hook", path, &json::is_string).template get<std::string>();
+    m_width = manifest_field(m_manifest, "width", path, &json::is_number_unsigned).template get<std::size_t>();
+    m_rows = manifest_field(m_manifest, "rows", path, &json::is_number_unsigned).template get<std::size_t>();
     if (m_width == 0) fail(errc::bad_header, "capture manifest '{}': width is 0", path);
     std::size_t next_row = 0;
     for (const json& s : manifest_field(m_manifest, "shards", path, &json::is_array)) {
@@ -407,8 +411,8 @@ inline capture_reader::capture_reader(const std::string& directory) : m_director
         using detail::shard_file_name;
         e.values_path = directory + "/" + shard_file_name(manifest_field(s, "values", path, &json::is_string), path);
         e.rows_path = directory + "/" + shard_file_name(manifest_field(s, "rows_file", path, &json::is_string), path);
-        e.rows = manifest_field(s, "rows", path, &json::is_number_unsigned).get<std::size_t>();
-        e.first_row = manifest_field(s, "first_row", path, &json::is_number_unsigned).get<std::size_t>();
+        e.rows = manifest_field(s, "rows", path, &json::is_number_unsigned).template get<std::size_t>();
+        e.first_row = manifest_field(s, "first_row", path, &json::is_number_unsigned).template get<std::size_t>();
         if (e.first_row != next_row || e.rows == 0)
             fail(errc::bad_header, "capture manifest '{}': shard {} starts at row {} with {} rows, expected start {}",
                  path, m_shards.size(), e.first_row, e.rows, next_row);
@@ -500,5 +504,15 @@ inline captured_activations capture_reader::read_all() {
     out.rows = row_info();
     return out;
 }
+
+#ifdef ACTLENS_EXTERN_TEMPLATE
+ACTLENS_EXTERN_TEMPLATE capture_reader::capture_reader(const std::string&);
+ACTLENS_EXTERN_TEMPLATE captured_activations capture_activations<0>(const transformer&,
+                                                                   const std::vector<std::vector<std::int32_t>>&,
+                                                                   std::string_view, const capture_options&);
+ACTLENS_EXTERN_TEMPLATE std::size_t capture_to_shards<0>(const transformer&,
+                                                         const std::vector<std::vector<std::int32_t>>&,
+                                                         std::string_view, const std::string&, const capture_options&);
+#endif
 
 } // namespace actlens

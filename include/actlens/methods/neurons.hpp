@@ -15,6 +15,7 @@
 // W_out (blocks.l.mlp.hook_post, the default) or on the up projection's output.
 #pragma once
 
+#include <actlens/compiled.hpp>
 #include <actlens/core/tensor.hpp>
 #include <actlens/error.hpp>
 #include <actlens/kernels/gemm.hpp>
@@ -288,5 +289,11 @@ void add_neuron_scale(hook_set<float>& hooks, const transformer& model, int laye
         detail::for_neuron(a, neuron, [factor](float& x) { x *= factor; });
     });
 }
+
+#ifdef ACTLENS_EXTERN_TEMPLATE
+ACTLENS_EXTERN_TEMPLATE neuron_decoding decode_neurons<0>(const transformer&, const neuron_decode_options&);
+ACTLENS_EXTERN_TEMPLATE std::vector<token_score> decode_direction<0>(const transformer&, tensor_view<const float>,
+                                                                     std::size_t, vocab_norm);
+#endif
 
 } // namespace actlens

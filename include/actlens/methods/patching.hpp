@@ -17,8 +17,10 @@
 // the two and benchmarks time them.
 #pragma once
 
+#include <actlens/compiled.hpp>
 #include <actlens/core/tensor.hpp>
 #include <actlens/error.hpp>
+#include <actlens/methods/metrics.hpp> // the metrics of the extern template lines at the end
 #include <actlens/kernels/gemm.hpp>
 #include <actlens/model/hooks.hpp>
 #include <actlens/model/ragged_forward.hpp>
@@ -435,5 +437,17 @@ patching_result activation_patch(const basic_transformer<T>& model, tensor_view<
     }
     return result;
 }
+
+#ifdef ACTLENS_EXTERN_TEMPLATE
+ACTLENS_EXTERN_TEMPLATE patching_result activation_patch(const transformer&, tensor_view<const std::int32_t>,
+                                                    tensor_view<const std::int32_t>, const logit_difference&,
+                                                    patch_target, const patching_options&);
+ACTLENS_EXTERN_TEMPLATE patching_result activation_patch(const transformer&, tensor_view<const std::int32_t>,
+                                                    tensor_view<const std::int32_t>, const token_log_prob&,
+                                                    patch_target, const patching_options&);
+ACTLENS_EXTERN_TEMPLATE patching_result activation_patch(const transformer&, tensor_view<const std::int32_t>,
+                                                    tensor_view<const std::int32_t>, const kl_divergence&,
+                                                    patch_target, const patching_options&);
+#endif
 
 } // namespace actlens

@@ -32,6 +32,7 @@
 // split over the team's threads); independent of the number of processes.
 #pragma once
 
+#include <actlens/compiled.hpp>
 #include <actlens/core/deferred.hpp>
 #include <actlens/core/exact_sums.hpp>
 #include <actlens/core/rng.hpp>
@@ -622,5 +623,10 @@ snmf_result fit_snmf(Source& source, const snmf_options& o) {
     everything.end_block = blocks;
     return detail::fit_snmf_partitioned(source, o, everything);
 }
+
+#ifdef ACTLENS_EXTERN_TEMPLATE
+ACTLENS_EXTERN_TEMPLATE snmf_result fit_snmf<0>(tensor_view<const float>, const snmf_options&);
+ACTLENS_EXTERN_TEMPLATE snmf_result fit_snmf(memory_rows&, const snmf_options&);
+#endif
 
 } // namespace actlens

@@ -12,6 +12,7 @@
 // header (README "Compile time").
 #pragma once
 
+#include <actlens/compiled.hpp>
 #include <actlens/core/tensor.hpp>
 #include <actlens/error.hpp>
 #include <actlens/methods/capture.hpp>
@@ -181,5 +182,14 @@ void add_feature_steering(hook_set<float>& hooks, const transformer& model, int 
             }
     });
 }
+
+#ifdef ACTLENS_EXTERN_TEMPLATE
+// SNMF on a capture directory: listed here, the first header that sees both the solver and the reader.
+ACTLENS_EXTERN_TEMPLATE snmf_result fit_snmf(capture_reader&, const snmf_options&);
+ACTLENS_EXTERN_TEMPLATE void add_feature_steering<0>(hook_set<float>&, const transformer&, int, const snmf_result&,
+                                                     std::size_t, float);
+ACTLENS_EXTERN_TEMPLATE std::vector<token_score> feature_vocab<0>(const transformer&, int, const snmf_result&,
+                                                                  std::size_t, std::size_t, vocab_norm);
+#endif
 
 } // namespace actlens

@@ -11,6 +11,7 @@
 // feature k of level ℓ with weight H_ℓ[i, k]).
 #pragma once
 
+#include <actlens/compiled.hpp>
 #include <actlens/core/deferred.hpp>
 #include <actlens/core/tensor.hpp>
 #include <actlens/error.hpp>
@@ -154,5 +155,10 @@ snmf_hierarchy fit_snmf_hierarchy(tensor_view<const float> activations, const sn
     }
     return out;
 }
+
+#ifdef ACTLENS_EXTERN_TEMPLATE
+ACTLENS_EXTERN_TEMPLATE snmf_hierarchy fit_snmf_hierarchy<void>(tensor_view<const float>,
+                                                                 const snmf_hierarchy_options&);
+#endif
 
 } // namespace actlens

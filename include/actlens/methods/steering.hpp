@@ -15,6 +15,7 @@
 // along v. The hooks allocate nothing when called.
 #pragma once
 
+#include <actlens/compiled.hpp>
 #include <actlens/core/tensor.hpp>
 #include <actlens/error.hpp>
 #include <actlens/model/hook_point.hpp>
@@ -487,5 +488,9 @@ void add_ablation(hook_set<T>& hooks, const steering_vector<T>& v, const ablatio
     };
     for (const hook_point& p : points) hooks.add(p, fn);
 }
+
+#ifdef ACTLENS_EXTERN_TEMPLATE
+ACTLENS_EXTERN_TEMPLATE principal_axis first_principal_axis<0>(tensor_view<const double>);
+#endif
 
 } // namespace actlens

@@ -16,6 +16,7 @@
 // Linear maps, residual additions and embeddings always use the ordinary gradient (LRP-0).
 #pragma once
 
+#include <actlens/compiled.hpp>
 #include <actlens/core/tensor.hpp>
 #include <actlens/error.hpp>
 #include <actlens/kernels/activations.hpp>
@@ -501,5 +502,13 @@ activation_cache<T> backward(const basic_transformer<T>& model, const activation
                              const backward_options& options, int down_to_layer) {
     return detail::backward_pass<T>(model, tape, want, options, down_to_layer).run(d_normalized);
 }
+
+#ifdef ACTLENS_EXTERN_TEMPLATE
+ACTLENS_EXTERN_TEMPLATE activation_cache<float> backward(const transformer&, const activation_cache<float>&,
+                                                         tensor_view<const float>, const std::vector<hook_point>&,
+                                                         const backward_options&, int);
+ACTLENS_EXTERN_TEMPLATE tensor<float> unembed_backward(const transformer&, tensor_view<const float>,
+                                                       tensor_view<const float>, const backward_options&);
+#endif
 
 } // namespace actlens

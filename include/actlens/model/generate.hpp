@@ -1,6 +1,7 @@
 // actlens/model/generate.hpp: autoregressive generation with a KV cache, hooks and streaming.
 #pragma once
 
+#include <actlens/compiled.hpp>
 #include <actlens/core/tensor.hpp>
 #include <actlens/error.hpp>
 #include <actlens/kernels/detail/parallel.hpp>
@@ -125,5 +126,20 @@ std::vector<std::int32_t> generate(const basic_transformer<T>& model, workspace<
     return generate(model, ws, cache, tensor_view<const std::int32_t>(prompt.data(), {prompt.size()}), options)
         .front();
 }
+
+#ifdef ACTLENS_EXTERN_TEMPLATE
+ACTLENS_EXTERN_TEMPLATE std::vector<std::vector<std::int32_t>> generate(const transformer&, workspace<float>&,
+                                                                        kv_cache<float>&,
+                                                                        tensor_view<const std::int32_t>,
+                                                                        const generate_options<float>&);
+ACTLENS_EXTERN_TEMPLATE std::vector<std::vector<std::int32_t>> generate(const transformer&,
+                                                                        tensor_view<const std::int32_t>,
+                                                                        const generate_options<float>&);
+ACTLENS_EXTERN_TEMPLATE std::vector<std::int32_t> generate(const transformer&, const std::vector<std::int32_t>&,
+                                                           const generate_options<float>&);
+ACTLENS_EXTERN_TEMPLATE std::vector<std::int32_t> generate(const transformer&, workspace<float>&, kv_cache<float>&,
+                                                           const std::vector<std::int32_t>&,
+                                                           const generate_options<float>&);
+#endif
 
 } // namespace actlens

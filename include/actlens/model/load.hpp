@@ -3,6 +3,7 @@
 // llama2.c .bin files.
 #pragma once
 
+#include <actlens/compiled.hpp>
 #include <actlens/error.hpp>
 #include <actlens/io/gguf.hpp>
 #include <actlens/io/gguf_model.hpp>
@@ -23,8 +24,10 @@ namespace actlens {
 ///   - otherwise a llama2.c checkpoint (`.bin`).
 /// Throws actlens::error: io.201 if the path does not exist; io.206 naming the format for a
 /// directory without config.json and a lone .safetensors file (pass its directory); and whatever
-/// the format's loader reports.
-inline transformer load_model(const std::string& path) {
+/// the format's loader reports. (A template only so that the loaders are compiled where it is
+/// called, or once with actlens::compiled: actlens/compiled.hpp.)
+template <class Deferred = void>
+transformer load_model(const std::string& path) {
     namespace fs = std::filesystem;
     std::error_code ec;
     const fs::file_status status = fs::status(path, ec);
@@ -53,5 +56,9 @@ inline transformer load_model(const std::string& path) {
     if (io::is_gguf_file(path)) return io::load_gguf(path);
     return io::load_llama2c(path);
 }
+
+#ifdef ACTLENS_EXTERN_TEMPLATE
+ACTLENS_EXTERN_TEMPLATE transformer load_model<void>(const std::string&);
+#endif
 
 } // namespace actlens

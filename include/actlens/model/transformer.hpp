@@ -5,6 +5,7 @@
 // It is templated on the scalar type so that gradient checks can run the same code in double.
 #pragma once
 
+#include <actlens/compiled.hpp>
 #include <actlens/core/tensor.hpp>
 #include <actlens/error.hpp>
 #include <actlens/kernels/activations.hpp>
@@ -52,12 +53,7 @@ public:
     using value_type = T;
 
     /// Takes a config and weights that match it; throws actlens::error (model.401) if they don't.
-    basic_transformer(model_config config, model_weights<T> weights)
-        : m_config(std::move(config)), m_weights(std::move(weights)) {
-        m_config.validate();
-        m_weights.validate(m_config);
-        m_packed = packed_weights<T>(m_config, m_weights);
-    }
+    basic_transformer(model_config config, model_weights<T> weights);
 
     const model_config& config() const noexcept { return m_config; }
     const model_weights<T>& weights() const noexcept { return m_weights; }
@@ -66,17 +62,11 @@ public:
 
     /// The final norm of `rows` residual rows [rows, d] into `out` (which may be `in`): what
     /// ln_final.hook_normalized holds for them.
-    void final_norm(const T* in, std::size_t rows, T* out) const {
-        normalize(m_config, m_weights.final_norm_weight, m_weights.final_norm_bias, in, rows, out);
-    }
+    void final_norm(const T* in, std::size_t rows, T* out) const;
 
     /// The logits [rows, V] of `rows` final-normed rows (row stride `ld`, 0 for d_model), soft-capped
     /// when the model caps them.
-    void unembed(const T* normed, std::size_t rows, T* logits, std::size_t ld = 0) const {
-        kernels::linear(normed, rows, m_packed.unembedding, static_cast<const T*>(nullptr), logits, false,
-                        ld ? ld : m_config.d_model);
-        cap_logits(logits, rows, m_config.vocab_size);
-    }
+    void unembed(const T* normed, std::size_t rows, T* logits, std::size_t ld = 0) const;
 
     /// The final soft cap, in place on logits [rows, cols] computed as normed rows times unembedding rows
     /// (none unless the model has final_logit_softcap): for methods that form chosen logits themselves.
@@ -150,16 +140,7 @@ public:
     /// The user's hooks (if any) run first; the cache keeps what they left.
     std::pair<tensor<T>, activation_cache<T>> run_with_cache(tensor_view<const std::int32_t> tokens,
                                                              std::string_view glob = "*",
-                                                             const run_options<T>& options = {}) const {
-        std::pair<tensor<T>, activation_cache<T>> out;
-        hook_set<T> hooks;
-        if (options.hooks) hooks.merge(*options.hooks);
-        out.second.capture_into(hooks, select_hook_points(glob, hook_points()));
-        run_options<T> with_capture = options;
-        with_capture.hooks = &hooks;
-        out.first = forward(tokens, with_capture);
-        return out;
-    }
+                                                             const run_options<T>& options = {}) const;
     std::pair<tensor<T>, activation_cache<T>> run_with_cache(const std::vector<std::int32_t>& tokens,
                                                              std::string_view glob = "*",
                                                              const run_options<T>& options = {}) const {
@@ -189,78 +170,11 @@ private:
     // The forward pass proper. Exactly one of `tokens` and `resid_pre` is given.
     tensor_view<const T> run(workspace<T>& ws, const tensor_view<const std::int32_t>* tokens,
                              const tensor_view<const T>* resid_pre, int start_layer, std::size_t batch,
-                             std::size_t positions, const run_options<T>& opt) const {
-        const model_config& c = m_config;
-        const int n_layers = static_cast<int>(c.n_layers);
-        const int stop = opt.stop_at_layer < 0 ? n_layers : opt.stop_at_layer;
-        if (stop > n_layers || stop < start_layer)
-            fail(errc::bad_layer_range, "stop_at_layer {} is outside {}..{}", opt.stop_at_layer, start_layer, n_layers);
-        if (batch == 0 || positions == 0) fail(errc::empty_prompt, "forward: no positions to run");
-        kv_cache<T>* cache = opt.cache;
-        const std::size_t past = cache ? cache->length() : 0;
-        if (past + positions > c.max_seq_len)
-            fail(errc::context_overflow, "{} positions (+{} cached) exceed the model's context of {}", positions,
-                 past, c.max_seq_len);
-        if (cache) {
-            if (cache->batch() != batch || cache->n_layers() != c.n_layers ||
-                cache->kv_width() != c.n_kv_heads * c.d_head)
-                fail(errc::shape_mismatch, "kv_cache (batch {}, {} layers, width {}) does not fit this run (batch {})",
-                     cache->batch(), cache->n_layers(), cache->kv_width(), batch);
-            if (past + positions > cache->capacity())
-                fail(errc::context_overflow, "kv_cache holds {} positions, {} needed", cache->capacity(),
-                     past + positions);
-        }
-
-        const std::size_t d = c.d_model;
-        ws.prepare(c, batch, positions, past + positions);
-        cover_rope(c, ws.rope, past + positions);
-        const hook_set<T>* hooks = (opt.hooks && !opt.hooks->empty()) ? opt.hooks : nullptr;
-        if (hooks) hooks->check(hook_layout::of(c)); // a hook the model never calls is an error, not a no-op
-        hook_caller hook{hooks, &c, batch, positions, past};
-        const shape_t resid_shape{batch, positions, d};
-        T* x = ws.resid.data();
-
-        if (tokens) {
-            embed(ws, *tokens, batch, positions, past, hook);
-        } else {
-            tensor<T>::copy_into(*resid_pre, tensor_view<T>(x, resid_shape));
-        }
-
-        dense_rows layout(*this, ws, cache, batch, positions, past);
-        for (int l = start_layer; l < stop; ++l)
-            block_body(c, m_weights.layers[std::size_t(l)], m_packed.layers[std::size_t(l)], l, layout, hook);
-        if (cache) cache->advance(positions);
-
-        if (stop < n_layers) return tensor_view<const T>(x, resid_shape);
-        return final_logits(ws, batch, positions, opt.last_position_only, hook);
-    }
+                             std::size_t positions, const run_options<T>& opt) const;
 
     template <class Hook>
     void embed(workspace<T>& ws, const tensor_view<const std::int32_t>& tokens, std::size_t batch,
-               std::size_t positions, std::size_t past, Hook& hook) const {
-        const std::size_t d = m_config.d_model;
-        const auto rows = tokens.rank() == 1 ? tokens.reshaped({1, positions}) : tokens;
-        T* x = ws.resid.data();
-        const T* table = m_weights.token_embedding.data();
-        for (std::size_t b = 0; b < batch; ++b)
-            for (std::size_t t = 0; t < positions; ++t) {
-                const T* row = table + static_cast<std::size_t>(rows(b, t)) * d;
-                std::copy(row, row + d, x + (b * positions + t) * d);
-            }
-        scale_embeddings(m_config, x, batch * positions);
-        const shape_t shape{batch, positions, d};
-        hook(site::embed, -1, x, shape);
-        if (m_config.position != position_kind::learned) return;
-        ws.pos.reshape_uninitialized({batch * positions, d});
-        T* pe = ws.pos.data();
-        for (std::size_t b = 0; b < batch; ++b)
-            for (std::size_t t = 0; t < positions; ++t) {
-                const T* row = m_weights.position_embedding.data() + (past + t) * d;
-                std::copy(row, row + d, pe + (b * positions + t) * d);
-            }
-        hook(site::pos_embed, -1, pe, shape);
-        detail::add_into(x, pe, batch * positions * d);
-    }
+               std::size_t positions, std::size_t past, Hook& hook) const;
 
     // Calls the hooks of one forward pass at [B, T, ...] views; with no hook_set it costs one branch
     // per site.
@@ -332,97 +246,7 @@ private:
         // the KV cache when there is one (after appending this call's positions to it), else straight
         // from this call's buffers. Query head h reads key/value head h / group_size (GQA).
         template <class Hook>
-        void attend(int layer, block_buffers<T>& buf, Hook& hook) const {
-            const model_config& c = m_model.m_config;
-            const std::size_t batch = m_batch, positions = m_positions, past = m_past;
-            const std::size_t dh = c.d_head, H = c.n_heads, qw = H * dh, kvw = c.n_kv_heads * dh;
-            const std::size_t group = c.group_size(), keys = past + positions;
-            const T* q = buf.q;
-            const T* k = buf.k;
-            const T* v = buf.v;
-            std::size_t k_batch_stride = positions * kvw;
-            if (m_cache) {
-                T* ck = m_cache->keys(static_cast<std::size_t>(layer)).data();
-                T* cv = m_cache->values(static_cast<std::size_t>(layer)).data();
-                k_batch_stride = m_cache->capacity() * kvw;
-                for (std::size_t b = 0; b < batch; ++b) {
-                    std::copy(k + b * positions * kvw, k + (b + 1) * positions * kvw,
-                              ck + b * k_batch_stride + past * kvw);
-                    std::copy(v + b * positions * kvw, v + (b + 1) * positions * kvw,
-                              cv + b * k_batch_stride + past * kvw);
-                }
-                k = ck;
-                v = cv;
-            }
-            const attention_form<T> form = attention_form<T>::of(c, layer);
-            T* scores = m_ws.scores.data();
-            T* z = buf.z;
-            const std::size_t head_block = positions * keys;
-            const shape_t pattern_shape = hook.shape_of(site::attn_pattern);
-            const bool hook_scores = hook.wants(site::attn_scores, layer);
-            // Work items: (row, head, block of query rows). A block of queries [i0, i1) sees keys
-            // [0, past + i1) only, so the products skip the masked upper triangle block by block
-            // (at T = 256, 5/8 of the full products). With no hook at the scores or the pattern, one
-            // item computes its scores, softmax and value mix while its scores are in cache, in one
-            // parallel region instead of two.
-            constexpr std::size_t query_block = 64;
-            const std::size_t blocks = (positions + query_block - 1) / query_block;
-            const long items = static_cast<long>(batch * H * blocks);
-            const bool fused = !hook_scores && !hook.wants(site::attn_pattern, layer);
-            const bool parallel = batch * H * positions * keys * dh > 65536;
-            (void)parallel;
-            auto block_of = [&](long item, std::size_t& b, std::size_t& h, std::size_t& i0, std::size_t& n,
-                                std::size_t& visible) {
-                const std::size_t bh = static_cast<std::size_t>(item) / blocks;
-                b = bh / H;
-                h = bh % H;
-                i0 = (static_cast<std::size_t>(item) % blocks) * query_block;
-                n = std::min(query_block, positions - i0);
-                visible = std::min(keys, past + i0 + n);
-                return scores + bh * head_block + i0 * keys;
-            };
-            auto mix = [&](std::size_t b, std::size_t h, std::size_t i0, std::size_t n, std::size_t visible,
-                           const T* p) {
-                kernels::attention_mix(p, keys, v + b * k_batch_stride + (h / group) * dh, kvw, n, visible, dh,
-                                       z + (b * positions + i0) * qw + h * dh, qw);
-            };
-#pragma omp parallel for schedule(dynamic, 1) if (parallel)
-            for (long item = 0; item < items; ++item) {
-                std::size_t b, h, i0, n, visible;
-                T* s = block_of(item, b, h, i0, n, visible);
-                const T* qp = q + (b * positions + i0) * qw + h * dh;
-                const std::size_t kv_off = b * k_batch_stride + (h / group) * dh;
-                attended_keys<T> own;
-                own.k_own = k + kv_off;
-                own.v_own = v + kv_off;
-                own.own = visible;
-                own.ld = kvw;
-                own.diagonal = past + i0;
-                if (fused) {
-                    attend_query_block(qp, qw, n, own, dh, form, s, keys, z + (b * positions + i0) * qw + h * dh, qw);
-                    continue;
-                }
-                score_query_block(qp, qw, n, own, dh, form, s, keys);
-                if (hook_scores)
-                    kernels::mask_causal(s, n, keys, keys, past + i0);
-                else
-                    kernels::softmax_causal(s, n, keys, keys, past + i0);
-            }
-            if (hook_scores) {
-                hook(site::attn_scores, layer, scores, pattern_shape);
-                for (std::size_t bh = 0; bh < batch * H; ++bh)
-                    kernels::softmax_causal(scores + bh * head_block, positions, keys, keys, past);
-            }
-            if (!fused) {
-                hook(site::attn_pattern, layer, scores, pattern_shape);
-#pragma omp parallel for schedule(dynamic, 1) if (parallel)
-                for (long item = 0; item < items; ++item) {
-                    std::size_t b, h, i0, n, visible;
-                    const T* p = block_of(item, b, h, i0, n, visible);
-                    mix(b, h, i0, n, visible, p);
-                }
-            }
-        }
+        void attend(int layer, block_buffers<T>& buf, Hook& hook) const;
 
     private:
         const basic_transformer& m_model;
@@ -433,27 +257,246 @@ private:
 
     template <class Hook>
     tensor_view<const T> final_logits(workspace<T>& ws, std::size_t batch, std::size_t positions, bool last_only,
-                                      Hook& hook) const {
-        const model_config& c = m_config;
-        const std::size_t n = batch * positions, d = c.d_model;
-        T* a = ws.normed.data();
-        final_norm(ws.resid.data(), n, a);
-        hook(site::ln_final_normalized, -1, a, shape_t{batch, positions, d});
-        const std::size_t rows_per_seq = last_only ? 1 : positions;
-        ws.logits.reshape_uninitialized({batch, rows_per_seq, c.vocab_size});
-        if (last_only) // one row per sequence: the last position, read with a row stride of a whole sequence
-            unembed(a + (positions - 1) * d, batch, ws.logits.data(), positions * d);
-        else
-            unembed(a, n, ws.logits.data());
-        return static_cast<const tensor<T>&>(ws.logits).view();
-    }
+                                      Hook& hook) const;
 
     model_config m_config;
     model_weights<T> m_weights;
     packed_weights<T> m_packed; // the projections in the fast kernel's layout (see packed_weights)
 };
 
+// The members defined outside the class: with ACTLENS_COMPILED they are compiled once, into
+// actlens::compiled (actlens/compiled.hpp says why they cannot stay in the class).
+
+template <class T>
+basic_transformer<T>::basic_transformer(model_config config, model_weights<T> weights)
+    : m_config(std::move(config)), m_weights(std::move(weights)) {
+    m_config.validate();
+    m_weights.validate(m_config);
+    m_packed = packed_weights<T>(m_config, m_weights);
+}
+
+template <class T>
+void basic_transformer<T>::final_norm(const T* in, std::size_t rows, T* out) const {
+    normalize(m_config, m_weights.final_norm_weight, m_weights.final_norm_bias, in, rows, out);
+}
+
+template <class T>
+void basic_transformer<T>::unembed(const T* normed, std::size_t rows, T* logits, std::size_t ld) const {
+    kernels::linear(normed, rows, m_packed.unembedding, static_cast<const T*>(nullptr), logits, false,
+                    ld ? ld : m_config.d_model);
+    cap_logits(logits, rows, m_config.vocab_size);
+}
+
+template <class T>
+std::pair<tensor<T>, activation_cache<T>> basic_transformer<T>::run_with_cache(tensor_view<const std::int32_t> tokens,
+                                                                               std::string_view glob,
+                                                                               const run_options<T>& options) const {
+    std::pair<tensor<T>, activation_cache<T>> out;
+    hook_set<T> hooks;
+    if (options.hooks) hooks.merge(*options.hooks);
+    out.second.capture_into(hooks, select_hook_points(glob, hook_points()));
+    run_options<T> with_capture = options;
+    with_capture.hooks = &hooks;
+    out.first = forward(tokens, with_capture);
+    return out;
+}
+
+template <class T>
+tensor_view<const T> basic_transformer<T>::run(workspace<T>& ws, const tensor_view<const std::int32_t>* tokens,
+                                               const tensor_view<const T>* resid_pre, int start_layer,
+                                               std::size_t batch, std::size_t positions,
+                                               const run_options<T>& opt) const {
+    const model_config& c = m_config;
+    const int n_layers = static_cast<int>(c.n_layers);
+    const int stop = opt.stop_at_layer < 0 ? n_layers : opt.stop_at_layer;
+    if (stop > n_layers || stop < start_layer)
+        fail(errc::bad_layer_range, "stop_at_layer {} is outside {}..{}", opt.stop_at_layer, start_layer, n_layers);
+    if (batch == 0 || positions == 0) fail(errc::empty_prompt, "forward: no positions to run");
+    kv_cache<T>* cache = opt.cache;
+    const std::size_t past = cache ? cache->length() : 0;
+    if (past + positions > c.max_seq_len)
+        fail(errc::context_overflow, "{} positions (+{} cached) exceed the model's context of {}", positions,
+             past, c.max_seq_len);
+    if (cache) {
+        if (cache->batch() != batch || cache->n_layers() != c.n_layers ||
+            cache->kv_width() != c.n_kv_heads * c.d_head)
+            fail(errc::shape_mismatch, "kv_cache (batch {}, {} layers, width {}) does not fit this run (batch {})",
+                 cache->batch(), cache->n_layers(), cache->kv_width(), batch);
+        if (past + positions > cache->capacity())
+            fail(errc::context_overflow, "kv_cache holds {} positions, {} needed", cache->capacity(),
+                 past + positions);
+    }
+
+    const std::size_t d = c.d_model;
+    ws.prepare(c, batch, positions, past + positions);
+    cover_rope(c, ws.rope, past + positions);
+    const hook_set<T>* hooks = (opt.hooks && !opt.hooks->empty()) ? opt.hooks : nullptr;
+    if (hooks) hooks->check(hook_layout::of(c)); // a hook the model never calls is an error, not a no-op
+    hook_caller hook{hooks, &c, batch, positions, past};
+    const shape_t resid_shape{batch, positions, d};
+    T* x = ws.resid.data();
+
+    if (tokens) {
+        embed(ws, *tokens, batch, positions, past, hook);
+    } else {
+        tensor<T>::copy_into(*resid_pre, tensor_view<T>(x, resid_shape));
+    }
+
+    dense_rows layout(*this, ws, cache, batch, positions, past);
+    for (int l = start_layer; l < stop; ++l)
+        block_body(c, m_weights.layers[std::size_t(l)], m_packed.layers[std::size_t(l)], l, layout, hook);
+    if (cache) cache->advance(positions);
+
+    if (stop < n_layers) return tensor_view<const T>(x, resid_shape);
+    return final_logits(ws, batch, positions, opt.last_position_only, hook);
+}
+
+template <class T>
+template <class Hook>
+void basic_transformer<T>::embed(workspace<T>& ws, const tensor_view<const std::int32_t>& tokens,
+                                 std::size_t batch, std::size_t positions, std::size_t past, Hook& hook) const {
+    const std::size_t d = m_config.d_model;
+    const auto rows = tokens.rank() == 1 ? tokens.reshaped({1, positions}) : tokens;
+    T* x = ws.resid.data();
+    const T* table = m_weights.token_embedding.data();
+    for (std::size_t b = 0; b < batch; ++b)
+        for (std::size_t t = 0; t < positions; ++t) {
+            const T* row = table + static_cast<std::size_t>(rows(b, t)) * d;
+            std::copy(row, row + d, x + (b * positions + t) * d);
+        }
+    scale_embeddings(m_config, x, batch * positions);
+    const shape_t shape{batch, positions, d};
+    hook(site::embed, -1, x, shape);
+    if (m_config.position != position_kind::learned) return;
+    ws.pos.reshape_uninitialized({batch * positions, d});
+    T* pe = ws.pos.data();
+    for (std::size_t b = 0; b < batch; ++b)
+        for (std::size_t t = 0; t < positions; ++t) {
+            const T* row = m_weights.position_embedding.data() + (past + t) * d;
+            std::copy(row, row + d, pe + (b * positions + t) * d);
+        }
+    hook(site::pos_embed, -1, pe, shape);
+    detail::add_into(x, pe, batch * positions * d);
+}
+
+template <class T>
+template <class Hook>
+void basic_transformer<T>::dense_rows::attend(int layer, block_buffers<T>& buf, Hook& hook) const {
+    const model_config& c = m_model.m_config;
+    const std::size_t batch = m_batch, positions = m_positions, past = m_past;
+    const std::size_t dh = c.d_head, H = c.n_heads, qw = H * dh, kvw = c.n_kv_heads * dh;
+    const std::size_t group = c.group_size(), keys = past + positions;
+    const T* q = buf.q;
+    const T* k = buf.k;
+    const T* v = buf.v;
+    std::size_t k_batch_stride = positions * kvw;
+    if (m_cache) {
+        T* ck = m_cache->keys(static_cast<std::size_t>(layer)).data();
+        T* cv = m_cache->values(static_cast<std::size_t>(layer)).data();
+        k_batch_stride = m_cache->capacity() * kvw;
+        for (std::size_t b = 0; b < batch; ++b) {
+            std::copy(k + b * positions * kvw, k + (b + 1) * positions * kvw,
+                      ck + b * k_batch_stride + past * kvw);
+            std::copy(v + b * positions * kvw, v + (b + 1) * positions * kvw,
+                      cv + b * k_batch_stride + past * kvw);
+        }
+        k = ck;
+        v = cv;
+    }
+    const attention_form<T> form = attention_form<T>::of(c, layer);
+    T* scores = m_ws.scores.data();
+    T* z = buf.z;
+    const std::size_t head_block = positions * keys;
+    const shape_t pattern_shape = hook.shape_of(site::attn_pattern);
+    const bool hook_scores = hook.wants(site::attn_scores, layer);
+    // Work items: (row, head, block of query rows). A block of queries [i0, i1) sees keys
+    // [0, past + i1) only, so the products skip the masked upper triangle block by block
+    // (at T = 256, 5/8 of the full products). With no hook at the scores or the pattern, one
+    // item computes its scores, softmax and value mix while its scores are in cache, in one
+    // parallel region instead of two.
+    constexpr std::size_t query_block = 64;
+    const std::size_t blocks = (positions + query_block - 1) / query_block;
+    const long items = static_cast<long>(batch * H * blocks);
+    const bool fused = !hook_scores && !hook.wants(site::attn_pattern, layer);
+    const bool parallel = batch * H * positions * keys * dh > 65536;
+    (void)parallel;
+    auto block_of = [&](long item, std::size_t& b, std::size_t& h, std::size_t& i0, std::size_t& n,
+                        std::size_t& visible) {
+        const std::size_t bh = static_cast<std::size_t>(item) / blocks;
+        b = bh / H;
+        h = bh % H;
+        i0 = (static_cast<std::size_t>(item) % blocks) * query_block;
+        n = std::min(query_block, positions - i0);
+        visible = std::min(keys, past + i0 + n);
+        return scores + bh * head_block + i0 * keys;
+    };
+    auto mix = [&](std::size_t b, std::size_t h, std::size_t i0, std::size_t n, std::size_t visible,
+                   const T* p) {
+        kernels::attention_mix(p, keys, v + b * k_batch_stride + (h / group) * dh, kvw, n, visible, dh,
+                               z + (b * positions + i0) * qw + h * dh, qw);
+    };
+#pragma omp parallel for schedule(dynamic, 1) if (parallel)
+    for (long item = 0; item < items; ++item) {
+        std::size_t b, h, i0, n, visible;
+        T* s = block_of(item, b, h, i0, n, visible);
+        const T* qp = q + (b * positions + i0) * qw + h * dh;
+        const std::size_t kv_off = b * k_batch_stride + (h / group) * dh;
+        attended_keys<T> own;
+        own.k_own = k + kv_off;
+        own.v_own = v + kv_off;
+        own.own = visible;
+        own.ld = kvw;
+        own.diagonal = past + i0;
+        if (fused) {
+            attend_query_block(qp, qw, n, own, dh, form, s, keys, z + (b * positions + i0) * qw + h * dh, qw);
+            continue;
+        }
+        score_query_block(qp, qw, n, own, dh, form, s, keys);
+        if (hook_scores)
+            kernels::mask_causal(s, n, keys, keys, past + i0);
+        else
+            kernels::softmax_causal(s, n, keys, keys, past + i0);
+    }
+    if (hook_scores) {
+        hook(site::attn_scores, layer, scores, pattern_shape);
+        for (std::size_t bh = 0; bh < batch * H; ++bh)
+            kernels::softmax_causal(scores + bh * head_block, positions, keys, keys, past);
+    }
+    if (!fused) {
+        hook(site::attn_pattern, layer, scores, pattern_shape);
+#pragma omp parallel for schedule(dynamic, 1) if (parallel)
+        for (long item = 0; item < items; ++item) {
+            std::size_t b, h, i0, n, visible;
+            const T* p = block_of(item, b, h, i0, n, visible);
+            mix(b, h, i0, n, visible, p);
+        }
+    }
+}
+
+template <class T>
+template <class Hook>
+tensor_view<const T> basic_transformer<T>::final_logits(workspace<T>& ws, std::size_t batch, std::size_t positions,
+                                                        bool last_only, Hook& hook) const {
+    const model_config& c = m_config;
+    const std::size_t n = batch * positions, d = c.d_model;
+    T* a = ws.normed.data();
+    final_norm(ws.resid.data(), n, a);
+    hook(site::ln_final_normalized, -1, a, shape_t{batch, positions, d});
+    const std::size_t rows_per_seq = last_only ? 1 : positions;
+    ws.logits.reshape_uninitialized({batch, rows_per_seq, c.vocab_size});
+    if (last_only) // one row per sequence: the last position, read with a row stride of a whole sequence
+        unembed(a + (positions - 1) * d, batch, ws.logits.data(), positions * d);
+    else
+        unembed(a, n, ws.logits.data());
+    return static_cast<const tensor<T>&>(ws.logits).view();
+}
+
 /// The single-precision transformer every loader returns.
 using transformer = basic_transformer<float>;
+
+#ifdef ACTLENS_EXTERN_TEMPLATE
+ACTLENS_EXTERN_TEMPLATE class basic_transformer<float>;
+ACTLENS_EXTERN_TEMPLATE class basic_transformer<double>; // the gradient checks' model
+#endif
 
 } // namespace actlens

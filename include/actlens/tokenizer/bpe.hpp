@@ -47,6 +47,7 @@
 // ByteLevel decoder of Hugging Face does.
 #pragma once
 
+#include <actlens/compiled.hpp>
 #include <actlens/error.hpp>
 #include <actlens/io/mapped_file.hpp>
 #include <actlens/tokenizer/detail/bpe_core.hpp>
@@ -508,5 +509,13 @@ bpe_tokenizer load_bpe_tokenizer(const std::string& path) {
          "vocab.json + merges.txt",
          path);
 }
+
+#ifdef ACTLENS_EXTERN_TEMPLATE
+ACTLENS_EXTERN_TEMPLATE bpe_tokenizer bpe_tokenizer::load<void>(const std::string&, const std::string&);
+ACTLENS_EXTERN_TEMPLATE bpe_tokenizer bpe_tokenizer::load_tokenizer_json<void>(const std::string&);
+ACTLENS_EXTERN_TEMPLATE bpe_tokenizer bpe_tokenizer::from_vocab_merges<void>(std::string_view, std::string_view,
+                                                                             const std::string&, const std::string&);
+ACTLENS_EXTERN_TEMPLATE bpe_tokenizer bpe_tokenizer::from_tokenizer_json<void>(std::string_view, const std::string&);
+#endif
 
 } // namespace actlens

@@ -29,6 +29,7 @@
 // key and the value, rather than a guess at the regular expression.
 #pragma once
 
+#include <actlens/compiled.hpp>
 #include <actlens/error.hpp>
 #include <actlens/io/gguf.hpp>
 #include <actlens/tokenizer/hf_tokenizer.hpp>
@@ -202,5 +203,12 @@ template <class Deferred = void>
 hf_tokenizer load_gguf_bpe_tokenizer(const std::string& path) {
     return load_gguf_bpe_tokenizer(io::gguf_file(path));
 }
+
+#ifdef ACTLENS_EXTERN_TEMPLATE
+ACTLENS_EXTERN_TEMPLATE llama2c_tokenizer load_gguf_tokenizer<void>(const io::gguf_file&, std::optional<std::size_t>);
+ACTLENS_EXTERN_TEMPLATE llama2c_tokenizer load_gguf_tokenizer<void>(const std::string&, std::optional<std::size_t>);
+ACTLENS_EXTERN_TEMPLATE hf_tokenizer load_gguf_bpe_tokenizer<void>(const io::gguf_file&);
+ACTLENS_EXTERN_TEMPLATE hf_tokenizer load_gguf_bpe_tokenizer<void>(const std::string&);
+#endif
 
 } // namespace actlens

@@ -39,6 +39,7 @@
 // (io/detail/json.hpp) and values from the file are quoted in messages only in bounded excerpts.
 #pragma once
 
+#include <actlens/compiled.hpp>
 #include <actlens/error.hpp>
 #include <actlens/io/detail/json.hpp>
 #include <actlens/io/mapped_file.hpp>
@@ -1282,5 +1283,11 @@ hf_tokenizer load_hf_tokenizer(const std::string& path) {
         fail(errc::file_open, "cannot load a tokenizer from directory '{}': it has no tokenizer.json", path);
     return hf_tokenizer::load(file.string());
 }
+
+#ifdef ACTLENS_EXTERN_TEMPLATE
+ACTLENS_EXTERN_TEMPLATE hf_tokenizer hf_tokenizer::load<void>(const std::string&);
+ACTLENS_EXTERN_TEMPLATE hf_tokenizer hf_tokenizer::from_json<void>(std::string_view, const std::string&);
+ACTLENS_EXTERN_TEMPLATE hf_tokenizer hf_tokenizer::from_document<void>(const nlohmann::json&, const std::string&);
+#endif
 
 } // namespace actlens

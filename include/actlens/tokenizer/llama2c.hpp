@@ -25,6 +25,7 @@
 //   malformed variants such as "<0x4"), and returns a NUL byte as a one-byte string.
 #pragma once
 
+#include <actlens/compiled.hpp>
 #include <actlens/error.hpp>
 #include <actlens/io/mapped_file.hpp>
 
@@ -494,5 +495,14 @@ inline std::string llama2c_tokenizer::decode(const std::vector<std::int32_t>& id
     }
     return out;
 }
+
+#ifdef ACTLENS_EXTERN_TEMPLATE
+ACTLENS_EXTERN_TEMPLATE llama2c_tokenizer llama2c_tokenizer::load<void>(const std::string&, std::optional<std::size_t>);
+ACTLENS_EXTERN_TEMPLATE llama2c_tokenizer llama2c_tokenizer::from_bytes<void>(const std::byte*, std::size_t,
+                                                                              const std::string&,
+                                                                              std::optional<std::size_t>);
+ACTLENS_EXTERN_TEMPLATE llama2c_tokenizer llama2c_tokenizer::from_pieces<void>(std::vector<std::string>,
+                                                                               std::vector<float>, const std::string&);
+#endif
 
 } // namespace actlens

@@ -2,6 +2,7 @@
 // supported tokenizer one interface.
 #pragma once
 
+#include <actlens/compiled.hpp>
 #include <actlens/error.hpp>
 #include <actlens/io/gguf.hpp>
 #include <actlens/tokenizer/bpe.hpp>
@@ -108,5 +109,9 @@ tokenizer load_tokenizer(const std::string& path, std::optional<std::size_t> voc
     }
     return tokenizer(llama2c_tokenizer::load(path, vocab_size));
 }
+
+#ifdef ACTLENS_EXTERN_TEMPLATE
+ACTLENS_EXTERN_TEMPLATE tokenizer load_tokenizer<void>(const std::string&, std::optional<std::size_t>);
+#endif
 
 } // namespace actlens

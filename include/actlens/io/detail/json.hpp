@@ -49,7 +49,10 @@ inline void check_json_depth(std::string_view text, const std::string& source, e
 }
 
 /// Parses `text` after check_json_depth; a syntax error becomes actlens::error `code` naming `source`.
-inline nlohmann::json parse_json_bounded(std::string_view text, const std::string& source, errc code) {
+/// A template (of nothing), as every function that parses JSON and the non-template functions that
+/// call them: nlohmann's parser is then compiled only in the files that read JSON (README "Compile time").
+template <class Deferred = void>
+nlohmann::json parse_json_bounded(std::string_view text, const std::string& source, errc code) {
     check_json_depth(text, source, code);
     try {
         return nlohmann::json::parse(text.data(), text.data() + text.size());
