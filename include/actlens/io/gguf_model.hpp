@@ -66,6 +66,7 @@
 // gguf_file reports about the container.
 #pragma once
 
+#include <actlens/compiled.hpp>
 #include <actlens/core/tensor.hpp>
 #include <actlens/error.hpp>
 #include <actlens/io/gguf.hpp>
@@ -105,7 +106,10 @@ struct gguf_load_options {
 };
 
 /// Loads a llama, qwen2, qwen3, gemma2 or gptneox GGUF file. Thread-safe (touches no shared state).
-inline transformer load_gguf(const std::string& path, const gguf_load_options& options = {});
+/// (A template of nothing, so that only the files that call it compile it, and actlens::compiled
+/// holds it compiled once: README "Compile time".)
+template <class Deferred = void>
+transformer load_gguf(const std::string& path, const gguf_load_options& options = {});
 
 // ---------------------------------------------------------------------------------------------
 // Implementation
@@ -255,7 +259,8 @@ inline model_config gguf_model_config(const gguf_file& f) {
     return c;
 }
 
-inline transformer load_gguf(const std::string& path, const gguf_load_options& options) {
+template <class Deferred>
+transformer load_gguf(const std::string& path, const gguf_load_options& options) {
     const gguf_file f(path);
     const model_config c = gguf_model_config(f);
     const std::size_t d = c.d_model, ff = c.d_mlp, L = c.n_layers, V = c.vocab_size;
@@ -450,5 +455,9 @@ inline transformer load_gguf(const std::string& path, const gguf_load_options& o
     }
     return transformer(c, std::move(w));
 }
+
+#ifdef ACTLENS_EXTERN_TEMPLATE
+ACTLENS_EXTERN_TEMPLATE transformer load_gguf<void>(const std::string&, const gguf_load_options&);
+#endif
 
 } // namespace actlens::io
