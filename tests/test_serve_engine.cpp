@@ -251,7 +251,7 @@ TEST_CASE("serve: a step of prompts and decode rows equals each sequence's forwa
             require_error([&] { step.step(m, bad); }, errc::empty_prompt, "row 0");
             const std::vector<std::int32_t> outside = {1, std::int32_t(c.vocab_size) + 2};
             bad = {{0, &batched[0], nullptr, nullptr}, {0, &batched[1], nullptr, nullptr, &outside}};
-            require_error([&] { step.step(m, bad); }, errc::token_out_of_range, "position 71 of row 1");
+            require_error([&] { step.step(m, bad); }, errc::token_out_of_range, "row 1: token id");
             const std::vector<std::int32_t> too_long(80, 1);
             bad = {{0, &batched[2], nullptr, nullptr, &too_long}};
             require_error([&] { step.step(m, bad); }, errc::context_overflow, "row 0 holds 5 positions and adds 80");

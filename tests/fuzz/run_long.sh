@@ -9,6 +9,11 @@
 # takes only the CPU they leave.
 # With UNTIL=N in the environment, a harness whose executions in the ledger reach N is skipped, so
 # that the campaign's time goes to the harnesses still short of that total (e.g. UNTIL=10000000).
+# Inputs are at most MAX_LEN bytes (default 131072, as in run_smoke.sh: every seed fits; larger
+# inputs mostly add bytes of weights to hash and copy, and slowed the harnesses three- to fourfold).
+# A timeout is replayed at normal priority before it counts: at idle priority a busy machine can
+# starve a run past the limit, so one that then finishes in time is logged as "timeout-not-reproduced"
+# and its input moved to WORK_DIR/artifacts/not-reproduced.
 #   tests/fuzz/run_long.sh --totals WORK_DIR     executions, hours (wall, at idle priority) and findings
 #                                                per harness, from the ledger
 set -euo pipefail
@@ -31,7 +36,7 @@ mkdir -p "$work/corpus" "$work/artifacts" "$work/logs"
 harnesses=("$build"/tests/fuzz/fuzz_*)
 
 lane() {
-    local lane=$1 i harness name log rc runs cov ran=1
+    local lane=$1 i harness name log rc runs cov note artifact ran=1
     while ((ran)); do # until every harness of the lane has reached UNTIL
         ran=0
         for i in "${!harnesses[@]}"; do
@@ -48,12 +53,20 @@ lane() {
             rc=0
             # One thread: the forward passes the model harnesses run must not compete with the fuzzer.
             OMP_NUM_THREADS=1 chrt -i 0 "$harness" -max_total_time="$per" -timeout=25 -rss_limit_mb=2048 \
-                -malloc_limit_mb=2048 -max_len=1100000 -print_final_stats=1 \
+                -malloc_limit_mb=2048 -max_len="${MAX_LEN:-131072}" -print_final_stats=1 \
                 -artifact_prefix="$work/artifacts/$name-" "$work/corpus/$name" "$work/seeds/$name" >"$log" 2>&1 || rc=$?
             runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log")
             cov=$(grep -o 'cov: [0-9]*' "$log" | tail -n 1 | cut -d' ' -f2)
+            note=""
+            artifact=$(sed -n 's/.*Test unit written to //p' "$log" | tail -n 1)
+            if ((rc != 0)) && grep -q 'libFuzzer: timeout' "$log" && [[ -f "$artifact" ]] &&
+                OMP_NUM_THREADS=1 "$harness" -timeout=25 -rss_limit_mb=2048 "$artifact" >>"$log" 2>&1; then
+                mkdir -p "$work/artifacts/not-reproduced"
+                mv "$artifact" "$work/artifacts/not-reproduced/"
+                rc=0 note=" timeout-not-reproduced"
+            fi
             echo "$(date -u +%FT%TZ) $name rc=$rc runs=${runs:-0} seconds=$per cov=${cov:-?}" \
-                "corpus=$(ls "$work/corpus/$name" | wc -l)" >>"$work/ledger.txt"
+                "corpus=$(ls "$work/corpus/$name" | wc -l)$note" >>"$work/ledger.txt"
             if ((rc == 0)); then rm -f "$log"; fi
         done
     done

@@ -24,7 +24,7 @@ run_one() {
     log=$work/$name.log
     # One thread: the forward passes the model harnesses run must not compete with the fuzzer.
     if OMP_NUM_THREADS=1 "$harness" -max_total_time="$seconds" -timeout=25 -rss_limit_mb=2048 \
-        -malloc_limit_mb=2048 -max_len=1100000 -print_final_stats=1 \
+        -malloc_limit_mb=2048 -max_len=131072 -print_final_stats=1 \
         -artifact_prefix="$work/artifacts/$name-" "$corpus" "$work/seeds/$name" >"$log" 2>&1; then
         runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log")
         echo "ok, $runs runs in ${seconds}s, corpus $(ls "$corpus" | wc -l) inputs" >"$work/$name.verdict"

@@ -42,6 +42,8 @@
 #include <cstddef>
 #include <cstdint>
 #include <exception>
+#include <string>
+#include <string_view>
 #include <vector>
 
 namespace actlens::serve {
@@ -79,7 +81,7 @@ public:
     tensor_view<const T> step(const basic_transformer<T>& model, std::vector<decode_row<T>>& rows) {
         const model_config& c = model.config();
         if (rows.empty()) fail(errc::empty_prompt, "decode_batch: no rows to run");
-        for (std::size_t r = 0; r < rows.size(); ++r) check(c, rows[r], r);
+        for (std::size_t r = 0; r < rows.size(); ++r) check(c, rows[r], row_name{"decode_batch: row", r});
         m_logits.reshape_uninitialized({rows.size(), c.vocab_size});
         // Without the fast GEMM a product's rounding may depend on its row count (see the top); the
         // panels and the kernels of weights read in place (kernels/gemm_rows.hpp) sum a row alike
@@ -93,24 +95,31 @@ public:
         return static_cast<const tensor<T>&>(m_logits).view();
     }
 
-    /// The checks step() makes of row `r` (named so in the message), for a caller that wants to
-    /// refuse one row before it joins a batch.
-    static void check(const model_config& c, const decode_row<T>& row, std::size_t r) {
+    /// How the messages of check() name a row: "decode_batch: row 3", or "completion" for a request
+    /// (index none). The text is made only when a check fails, so a step's checks allocate nothing.
+    struct row_name {
+        std::string_view what;
+        std::size_t index = std::size_t(-1);
+        std::string text() const { return index == std::size_t(-1) ? std::string(what) : fmt::format("{} {}", what, index); }
+    };
+
+    /// The checks step() makes of one row, for a caller that refuses a row before it joins a batch
+    /// (serve::engine does, so that a bad request fails alone).
+    static void check(const model_config& c, const decode_row<T>& row, const row_name& who) {
         if (!row.cache || row.cache->batch() != 1 || row.cache->n_layers() != c.n_layers ||
             row.cache->kv_width() != c.n_kv_heads * c.d_head)
-            fail(errc::shape_mismatch, "decode_batch: row {} has no KV cache of batch 1 for this model", r);
+            fail(errc::shape_mismatch, "{} has no KV cache of batch 1 for this model", who.text());
         if (row.hooks) row.hooks->check(hook_layout::of(c)); // a hook the model never calls is an error
-        if (row.tokens && row.tokens->empty()) fail(errc::empty_prompt, "decode_batch: the prompt of row {} is empty", r);
+        if (row.tokens && row.tokens->empty()) fail(errc::empty_prompt, "{}: the prompt is empty", who.text());
         const std::size_t past = row.cache->length(), n = row.positions();
         if (past + n > c.max_seq_len || past + n > row.cache->capacity())
-            fail(errc::context_overflow, "decode_batch: row {} holds {} positions and adds {}; its cache {} and the context {}",
-                 r, past, n, row.cache->capacity(), c.max_seq_len);
+            fail(errc::context_overflow, "{} holds {} positions and adds {}; its cache {} and the context {}",
+                 who.text(), past, n, row.cache->capacity(), c.max_seq_len);
         for (std::size_t i = 0; i < n; ++i) {
             const std::int32_t token = row.token_at(i);
             if (token < 0 || static_cast<std::size_t>(token) >= c.vocab_size)
-                fail(errc::token_out_of_range,
-                     "decode_batch: token id {} at position {} of row {} is outside the vocabulary [0, {})", token,
-                     past + i, r, c.vocab_size);
+                fail(errc::token_out_of_range, "{}: token id {} at position {} is outside the vocabulary [0, {})",
+                     who.text(), token, past + i, c.vocab_size);
         }
     }
 

@@ -175,12 +175,9 @@ private:
         r.result.prompt_length = q.prompt.size();
         if (r.steps == 0) return false;
         r.result.tokens.reserve(q.prompt.size() + r.steps);
-        for (std::size_t i = 0; i < q.prompt.size(); ++i)
-            if (q.prompt[i] < 0 || static_cast<std::size_t>(q.prompt[i]) >= c.vocab_size)
-                fail(errc::token_out_of_range, "completion: prompt token id {} at position {} is outside the vocabulary [0, {})",
-                     q.prompt[i], i, c.vocab_size);
-        r.hooks.check(hook_layout::of(c)); // a hook the model never calls is an error, not a no-op
         r.cache = m_model.make_kv_cache(1, q.prompt.size() + r.steps);
+        // The row the request brings to its first step, checked as the step would check it.
+        decode_batch<T>::check(c, decode_row<T>{0, &r.cache, &r.hooks, nullptr, &q.prompt}, {"completion"});
         return true;
     }
 
