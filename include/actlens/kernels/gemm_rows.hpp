@@ -30,18 +30,16 @@ namespace actlens::kernels {
 /// y[rows, in -> out] (=|+=) x[rows, in] * W^T + bias[out] (bias may be null), W [out, in] stored as
 /// `out` rows of `format` at w (row o at w + o * weight_row_bytes(format, in); any alignment).
 /// For a quantised format `in` must be a multiple of its block. ldx / ldy: row strides (0: dense).
-/// `mode`: kernels/precision.hpp; precision::fast rounds the activations where fast_path(format, in),
+/// `mode`: kernels/precision.hpp; precision::fast rounds the activations where fast_path(format),
 /// and is exact elsewhere.
 inline void linear_rows(const float* x, std::size_t rows, std::size_t in, const void* w, weight_format format,
                  std::size_t out, const float* bias, float* y, bool accumulate = false, std::size_t ldx = 0,
                  std::size_t ldy = 0, precision mode = precision::exact);
 
-/// Whether precision::fast changes the product with rows of `format` and length `in`: F16, BF16 and
-/// Q8_0 rows of at most 32768 values (a work item rounds whole rows of activations into 64 KiB of
-/// stack). Fast mode with other rows is exact.
-constexpr bool fast_path(weight_format format, std::size_t in) noexcept {
-    return (format == weight_format::f16 || format == weight_format::bf16 || format == weight_format::q8_0) &&
-           in <= 32768;
+/// Whether precision::fast changes the product with rows of `format`: F16, BF16 and Q8_0 rows.
+/// Fast mode with other rows is exact.
+constexpr bool fast_path(weight_format format) noexcept {
+    return format == weight_format::f16 || format == weight_format::bf16 || format == weight_format::q8_0;
 }
 
 /// dx[rows, in] (=|+=) dy[rows, out] * W, W as for linear_rows: the input gradient of linear_rows.
@@ -70,12 +68,10 @@ struct problem {
     precision mode = precision::exact;
 };
 
-// Fast precision (kernels/detail/rows_fast.inc): the activations a work item rounds at a time, and
-// the bytes one token's rounded row takes (bf16 bits; Q8_0: bytes and scales, 64-value pairs).
-constexpr std::size_t fast_x_bytes = std::size_t(1) << 16;
-constexpr std::size_t fast_x_row_bytes(weight_format format, std::size_t in) noexcept {
-    return format == weight_format::q8_0 ? 2 * ((in + 63) / 64 * 64) : 2 * ((in + 31) / 32 * 32);
-}
+// Fast precision (kernels/detail/rows_fast.inc): outputs per work item (its lanes: 128 KiB of stack
+// for 64 tokens), and the bytes of one token's rounded K chunk (bf16 bits; Q8_0: bytes, then scales).
+constexpr std::size_t fast_outputs = 32;
+constexpr std::size_t fast_x_row_bytes = 2 * kc;
 
 struct grad_problem {
     const float* dy;
@@ -108,7 +104,7 @@ inline void run(const problem* gs, std::size_t count) {
     const item_fn exact = ACTLENS_ISA_SELECT(rowdot::forward_item), fast = ACTLENS_ISA_SELECT_DOT(rowfast::forward_item);
     item_fn item[max_group];
     for (std::size_t i = 0; i < count; ++i)
-        item[i] = gs[i].mode == precision::fast && fast_path(gs[i].format, gs[i].in) ? fast : exact;
+        item[i] = gs[i].mode == precision::fast && fast_path(gs[i].format) ? fast : exact;
     double flops = 0, weights = 0;
     for (std::size_t i = 0; i < count; ++i) {
         flops += 2.0 * double(gs[i].tokens) * double(gs[i].in) * double(gs[i].out);
@@ -122,6 +118,7 @@ inline void run(const problem* gs, std::size_t count) {
         const problem& g = gs[i];
         const std::size_t want = parallel ? (g.out + 8 * threads - 1) / (8 * threads) : g.out;
         per[i] = std::max<std::size_t>(group, (want + group - 1) / group * group);
+        if (item[i] == fast) per[i] = std::min(per[i], fast_outputs);
         out_items[i] = (g.out + per[i] - 1) / per[i];
         first[i + 1] = first[i] + out_items[i] * ((g.tokens + token_block - 1) / token_block);
     }

@@ -12,7 +12,7 @@
 // vpdpbusd (exact integer sums of 4 products, scaled by d_w d_x in f32). Without those instructions
 // (or with ACTLENS_ISA=avx2 / baseline) plain code multiplies the same rounded operands, within the
 // same error bound (tests/test_kernels_fast.cpp derives it). Weights with no fast path (F32, Q4_0,
-// Q4_K, Q6_K rows, rows longer than 32768 values, panels packed at load) are multiplied exactly in
+// Q4_K, Q6_K rows, panels packed at load) are multiplied exactly in
 // fast mode too, and so are the backward's products.
 #pragma once
 
