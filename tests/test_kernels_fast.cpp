@@ -50,12 +50,11 @@ TEST_CASE("linear_rows fast: F16, BF16 and Q8_0 products equal a long double pro
             for (std::size_t out : {1, 5, 11})
                 for (std::size_t tokens : {1, 4, 70}) {
                     INFO(k::weight_format_name(f) << " tokens " << tokens << " out " << out << " in " << in);
-                    std::vector<float> w;
-                    const std::vector<unsigned char> rows = random_rows(rng, f, out, in, w);
-                    const std::size_t ldx = in + rng() % 3, ldy = out + rng() % 3;
-                    const auto x = uniform<float>(rng, tokens * ldx, -1, 1);
-                    const auto bias = uniform<float>(rng, out, -1, 1);
-                    const auto y0 = uniform<float>(rng, tokens * ldy, -1, 1);
+                    const ggml_blocks::rows_problem pr = ggml_blocks::random_rows_problem(rng, f, out, in, tokens);
+                    // References, not structured bindings: lambdas capture these (C++17).
+                    const std::vector<float>&w = pr.w, &x = pr.x, &bias = pr.bias, &y0 = pr.y0;
+                    const std::vector<unsigned char>& rows = pr.rows;
+                    const std::size_t ldx = pr.ldx, ldy = pr.ldy;
                     const rounded r = round_operands(f, x, tokens, ldx, w, in);
                     // Rounding an activation to bf16 moves it by at most 2^-8 of itself (8 significant
                     // bits), and an f16 weight as much again; a Q8_0 activation moves by at most half
