@@ -28,7 +28,6 @@ namespace {
 using namespace kernel_checks;
 using namespace isa_checks;
 using ggml_blocks::random_rows;
-using namespace fast_checks;
 namespace k = actlens::kernels;
 using k::precision;
 using k::weight_format;
@@ -55,12 +54,12 @@ TEST_CASE("linear_rows fast: F16, BF16 and Q8_0 products equal a long double pro
                     const std::vector<float>&w = pr.w, &x = pr.x, &bias = pr.bias, &y0 = pr.y0;
                     const std::vector<unsigned char>& rows = pr.rows;
                     const std::size_t ldx = pr.ldx, ldy = pr.ldy;
-                    const rounded r = round_operands(f, x, tokens, ldx, w, in);
+                    const fast_checks::rounded r = fast_checks::round_operands(f, x, tokens, ldx, w, in);
                     // Rounding an activation to bf16 moves it by at most 2^-8 of itself (8 significant
                     // bits), and an f16 weight as much again; a Q8_0 activation moves by at most half
                     // its block's step d (plus the rounding of x (1/d) and of d q, 3u of |x|).
                     const long double rel = f == weight_format::f16 ? 2.0L / 256 + 1.0L / 65536
-                                          : f == weight_format::bf16 ? 1.0L / 256 : 3 * (long double)u;
+                                          : f == weight_format::bf16 ? 1.0L / 256 : 3 * (long double)fast_checks::u;
                     for (bool accumulate : {false, true}) {
                         INFO("accumulate " << accumulate);
                         on_every_isa([&](isa) {
@@ -85,14 +84,14 @@ TEST_CASE("linear_rows fast: F16, BF16 and Q8_0 products equal a long double pro
                                         exact_mag += std::abs(xw);
                                         moved += rel * std::abs(xw) + r.half_step[t * in + i] * std::abs(w[o * in + i]);
                                     }
-                                    const double bound = gamma(fast_roundings(f, in)) * double(mag);
+                                    const double bound = fast_checks::gamma(fast_checks::fast_roundings(f, in)) * double(mag);
                                     const double err = std::abs(double(y[t * ldy + o] - e));
                                     worst = std::max(worst, bound > 0 ? err / bound : err);
                                     // |fast - exact| <= the fast error + the exact error (gamma of
                                     // test_kernels_rows.cpp's bound) + how far rounding moved the terms.
                                     const double distance_bound = bound +
-                                                                  gamma(2 * ((in + 15) / 16) + 6) * double(exact_mag) +
-                                                                  double(moved) * (1 + 4 * u);
+                                                                  fast_checks::gamma(2 * ((in + 15) / 16) + 6) * double(exact_mag) +
+                                                                  double(moved) * (1 + 4 * fast_checks::u);
                                     const double distance = std::abs(double(y[t * ldy + o]) - exact[t * ldy + o]);
                                     worst_distance = std::max(worst_distance, distance / distance_bound);
                                 }
