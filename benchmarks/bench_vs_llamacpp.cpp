@@ -3,7 +3,8 @@
 //   bench_vs_llamacpp write DIR [--layers 16] [--d 2048] [--heads 32] [--kv-heads 8] [--d-mlp 8192] [--seed 1]
 //       A random Llama-shaped model (1B-sized by default: 0.97 B parameters, tied embeddings over the
 //       bundled 512-token vocabulary, which llama.cpp needs to load the file) written with save_gguf as
-//       DIR/model-f16.gguf, DIR/model-q8_0.gguf and DIR/model-q4_0.gguf (those not there yet).
+//       DIR/model-f16.gguf, DIR/model-q8_0.gguf, DIR/model-q4_0.gguf, DIR/model-q4_k.gguf and
+//       DIR/model-q6_k.gguf (those not there yet).
 //   bench_vs_llamacpp run MODEL.gguf --prompt T --decode N --threads K [--seed S] [--weights W]
 //       Loads the file (W: automatic, mapped or packed, io::gguf_load_options; mapped-fast: mapped,
 //       in fast precision, kernels/precision.hpp), runs a prompt of T
@@ -66,7 +67,9 @@ int write_models(int argc, char** argv) {
     fmt::print("random weights: {:.1f} s\n", bench::ms_since(t0) / 1000);
     for (const auto& [type, name] : {std::pair{actlens::io::ggml_type::f16, "model-f16.gguf"},
                                      std::pair{actlens::io::ggml_type::q8_0, "model-q8_0.gguf"},
-                                     std::pair{actlens::io::ggml_type::q4_0, "model-q4_0.gguf"}}) {
+                                     std::pair{actlens::io::ggml_type::q4_0, "model-q4_0.gguf"},
+                                     std::pair{actlens::io::ggml_type::q4_k, "model-q4_k.gguf"},
+                                     std::pair{actlens::io::ggml_type::q6_k, "model-q6_k.gguf"}}) {
         if (std::ifstream(dir + "/" + name).good()) continue; // written before
         actlens::io::gguf_save_options o;
         o.dtype = type;
