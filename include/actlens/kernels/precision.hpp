@@ -14,6 +14,10 @@
 // same error bound (tests/test_kernels_fast.cpp derives it). Weights with no fast path (F32, Q4_0,
 // Q4_K, Q6_K rows, panels packed at load) are multiplied exactly in
 // fast mode too, and so are the backward's products.
+// Speed (benchmarks/bench_panels.cpp, on the Zen 5 machines this was written on): vdpbf16ps issues
+// at half the rate of an f32 FMA there, so bf16 rows gain nothing over exact; Q8_0 rows gain at one
+// token (decode: no per-call dequantisation, up to 2x) and lose a little on prompts, whose exact
+// product already decodes each block once for 64 tokens.
 #pragma once
 
 namespace actlens::kernels {
