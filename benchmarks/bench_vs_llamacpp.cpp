@@ -3,9 +3,11 @@
 //   bench_vs_llamacpp write DIR [--layers 16] [--d 2048] [--heads 32] [--kv-heads 8] [--d-mlp 8192] [--seed 1]
 //       A random Llama-shaped model (1B-sized by default: 0.97 B parameters, tied embeddings over the
 //       bundled 512-token vocabulary, which llama.cpp needs to load the file) written with save_gguf as
-//       DIR/model-f16.gguf, DIR/model-q8_0.gguf and DIR/model-q4_0.gguf (those not there yet).
+//       DIR/model-f16.gguf, DIR/model-q8_0.gguf, DIR/model-q4_0.gguf, DIR/model-q4_k.gguf and
+//       DIR/model-q6_k.gguf (those not there yet).
 //   bench_vs_llamacpp run MODEL.gguf --prompt T --decode N --threads K [--seed S] [--weights W]
-//       Loads the file (W: automatic, mapped or packed, io::gguf_load_options), runs a prompt of T
+//       Loads the file (W: automatic, mapped or packed, io::gguf_load_options; mapped-fast: mapped,
+//       in fast precision, kernels/precision.hpp), runs a prompt of T
 //       random tokens and decodes N more greedily with the KV cache, and prints one line:
 //       RESULT runtime=actlens weights=W load_s=... prompt_tok_s=... decode_tok_s=... rss_mb=... peak_rss_mb=...
 //       (rss after load; peak over the whole run, from /proc/self/status).
@@ -65,7 +67,9 @@ int write_models(int argc, char** argv) {
     fmt::print("random weights: {:.1f} s\n", bench::ms_since(t0) / 1000);
     for (const auto& [type, name] : {std::pair{actlens::io::ggml_type::f16, "model-f16.gguf"},
                                      std::pair{actlens::io::ggml_type::q8_0, "model-q8_0.gguf"},
-                                     std::pair{actlens::io::ggml_type::q4_0, "model-q4_0.gguf"}}) {
+                                     std::pair{actlens::io::ggml_type::q4_0, "model-q4_0.gguf"},
+                                     std::pair{actlens::io::ggml_type::q4_k, "model-q4_k.gguf"},
+                                     std::pair{actlens::io::ggml_type::q6_k, "model-q6_k.gguf"}}) {
         if (std::ifstream(dir + "/" + name).good()) continue; // written before
         actlens::io::gguf_save_options o;
         o.dtype = type;
@@ -97,16 +101,18 @@ int run_model(int argc, char** argv) {
         }
     }
     actlens::io::gguf_load_options load;
-    if (weights == "mapped")
+    const bool fast = weights == "mapped-fast";
+    if (weights == "mapped" || fast)
         load.weights = actlens::io::gguf_weights::mapped;
     else if (weights == "packed")
         load.weights = actlens::io::gguf_weights::packed;
     else if (weights != "automatic") {
-        fmt::print(stderr, "--weights {}: expected automatic, mapped or packed\n", weights);
+        fmt::print(stderr, "--weights {}: expected automatic, mapped, mapped-fast or packed\n", weights);
         return 2;
     }
     const auto t0 = bench::clock_type::now();
-    const actlens::transformer model = actlens::io::load_gguf(path, load);
+    actlens::transformer model = actlens::io::load_gguf(path, load);
+    if (fast) model.set_precision(actlens::kernels::precision::fast);
     const double load_s = bench::ms_since(t0) / 1000;
     const double rss_mb = status_mb("VmRSS");
     std::vector<std::int32_t> prompt(prompt_length);
@@ -141,6 +147,6 @@ int main(int argc, char** argv) {
     if (mode == "write") return write_models(argc, argv);
     if (mode == "run") return run_model(argc, argv);
     fmt::print(stderr, "usage: bench_vs_llamacpp write DIR [options] | run MODEL.gguf [--prompt T] [--decode N] "
-                       "[--threads K] [--weights automatic|mapped|packed]\n");
+                       "[--threads K] [--weights automatic|mapped|mapped-fast|packed]\n");
     return 2;
 }

@@ -5,7 +5,7 @@
 #
 # BENCH is build/benchmarks/bench_vs_llamacpp (default). The script
 #   1. writes a random 1B-shaped Llama (d 2048, 16 layers, 32 heads over 8 KV heads, d_mlp 8192, tied
-#      embeddings over the bundled 512-token vocabulary) as F16, Q8_0 and Q4_0 GGUFs with actlens's
+#      embeddings over the bundled 512-token vocabulary) as F16, Q8_0, Q4_0, Q4_K and Q6_K GGUFs with actlens's
 #      save_gguf, into $ACTLENS_BENCH_DIR (default ~/.cache/actlens-bench/llama1b), once;
 #   2. installs node-llama-cpp@3.21.1 (llama.cpp's prebuilt CPU binaries) into ~/.cache/actlens-llamacpp
 #      when it is missing;
@@ -18,8 +18,10 @@
 #      resident memory over the file size (goal <= 1.15), load time over llama.cpp's (<= 2), prompt
 #      tokens/s over llama.cpp's (>= 2) and decode tokens/s over llama.cpp's (>= 1.2).
 # --quick: a 4-layer, d 512 model and only 1 thread, for a check of the script itself.
-# --modes "mapped packed": the actlens modes to run (default both).
-# --files "model-f16.gguf ...": the files to run (default all three).
+# --modes "mapped packed": the actlens modes to run (default both; mapped-fast: mapped in fast precision).
+# --files "model-f16.gguf ...": the files to run (default all five).
+# --threads "1 2": the thread counts to run (default 1 and 2; --quick: 1).
+# --prompts "64 256": the prompt lengths to run (default both).
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -27,13 +29,17 @@ root="$(cd "$here/.." && pwd)"
 bench="$root/build/benchmarks/bench_vs_llamacpp"
 quick=0
 modes="mapped packed"
-files="model-f16.gguf model-q8_0.gguf model-q4_0.gguf"
+files="model-f16.gguf model-q8_0.gguf model-q4_0.gguf model-q4_k.gguf model-q6_k.gguf"
+threads_option=""
+prompts="64 256"
 while [ $# -gt 0 ]; do
     case "$1" in
     --quick) quick=1 ;;
     --modes) modes="$2"; shift ;;
     --files) files="$2"; shift ;;
-    -h | --help) sed -n '2,24p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --threads) threads_option="$2"; shift ;;
+    --prompts) prompts="$2"; shift ;;
+    -h | --help) sed -n '2,26p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) bench="$1" ;;
     esac
     shift
@@ -60,8 +66,10 @@ else
     shape=()
     thread_counts=(1 2)
 fi
+if [ -n "$threads_option" ]; then read -r -a thread_counts <<<"$threads_option"; fi
 mkdir -p "$dir"
-if [ ! -f "$dir/model-q8_0.gguf" ] || [ ! -f "$dir/model-q4_0.gguf" ]; then
+if [ ! -f "$dir/model-q8_0.gguf" ] || [ ! -f "$dir/model-q4_0.gguf" ] || [ ! -f "$dir/model-q4_k.gguf" ] ||
+    [ ! -f "$dir/model-q6_k.gguf" ]; then
     echo "writing the models into $dir"
     "$bench" write "$dir" "${shape[@]}"
 fi
@@ -71,7 +79,7 @@ trap 'rm -f "$results"' EXIT
 echo "# $(date -u '+%Y-%m-%d %H:%M:%S UTC') | $(nproc) CPUs | $(uptime | sed 's/.*load average/load average/')"
 for file in $files; do
     for threads in "${thread_counts[@]}"; do
-        for prompt in 64 256; do
+        for prompt in $prompts; do
             for side in $modes llama.cpp; do
                 if [ "$side" != llama.cpp ]; then
                     line="$("$bench" run "$dir/$file" --prompt "$prompt" --decode 32 --threads "$threads" --weights "$side" |

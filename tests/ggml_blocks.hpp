@@ -143,4 +143,26 @@ inline std::vector<unsigned char> random_rows(std::mt19937& rng, weight_format f
     return rows;
 }
 
+/// A random forward problem for linear_rows: `out` rows of format f (w: their decoded values),
+/// tokens rows of x in [-1, 1] with a row stride ldx a little past `in`, a bias, and y0 (what y
+/// holds before the product) with a row stride ldy a little past `out`.
+struct rows_problem {
+    std::vector<float> w;
+    std::vector<unsigned char> rows;
+    std::size_t ldx = 0, ldy = 0;
+    std::vector<float> x, bias, y0;
+};
+
+inline rows_problem random_rows_problem(std::mt19937& rng, weight_format f, std::size_t out, std::size_t in,
+                                        std::size_t tokens) {
+    rows_problem p;
+    p.rows = random_rows(rng, f, out, in, p.w);
+    p.ldx = in + rng() % 3;
+    p.ldy = out + rng() % 3;
+    p.x = kernel_checks::uniform<float>(rng, tokens * p.ldx, -1, 1);
+    p.bias = kernel_checks::uniform<float>(rng, out, -1, 1);
+    p.y0 = kernel_checks::uniform<float>(rng, tokens * p.ldy, -1, 1);
+    return p;
+}
+
 } // namespace ggml_blocks

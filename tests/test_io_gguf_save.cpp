@@ -7,6 +7,7 @@
 //   converter rules: q/k rows permuted for "llama", rope_freqs for Llama 3): save_gguf of the HF
 //   models must hold the same F32 tensors, and load back with the HF model's logits.
 #include "paths.hpp"
+#include "test_files.hpp"
 #include "test_helpers.hpp"
 
 #include <actlens/core/dtype.hpp>
@@ -180,4 +181,66 @@ TEST_CASE("gguf_writer: Q8_0 needs rows of whole blocks and finite values", "[gg
     bad.data()[5] = std::numeric_limits<float>::quiet_NaN();
     CHECK_THAT(error_of([&] { w.add_tensor("y", bad.view(), io::ggml_type::q8_0); }),
                Catch::Contains("[actlens.arg.101]") && Catch::Contains("element 5"));
+}
+
+TEST_CASE("save_gguf Q4_K and Q6_K: every weight within half its sub-block's step, loaded in place in the format",
+          "[gguf][save][rows]") {
+    // Rows of 256 and 512 values: whole super-blocks everywhere.
+    model_config c = model_config::llama(2, 256, 4, 2, 512, 48, 32, kernels::rope_style::adjacent);
+    c.tied_embeddings = true;
+    const transformer source = make_random_transformer(c, 9);
+    for (io::ggml_type type : {io::ggml_type::q4_k, io::ggml_type::q6_k}) {
+        const bool q4 = type == io::ggml_type::q4_k;
+        INFO((q4 ? "Q4_K" : "Q6_K"));
+        const std::string path =
+            (temp_folder("actlens_test_gguf_save") / (q4 ? "k_q4.gguf" : "k_q6.gguf")).string();
+        io::save_gguf(source, path, type);
+        io::gguf_load_options options;
+        options.weights = io::gguf_weights::mapped;
+        const transformer loaded = io::load_gguf(path, options);
+        const auto format = q4 ? kernels::weight_format::q4_k : kernels::weight_format::q6_k;
+        auto check = [&](const weight_tensor<float>& original, const weight_tensor<float>& stored) {
+            REQUIRE(stored.format() == format);
+            const tensor<float> x = tensor<float>::copy_of(original.view()), decoded = tensor<float>::copy_of(stored.view());
+            const auto* bytes = static_cast<const unsigned char*>(stored.raw());
+            double worst = 0;
+            for (std::size_t i = 0; i < x.size(); ++i) {
+                // The step of value i's sub-block, from its block's bytes (kernels/weight_format.hpp).
+                const unsigned char* b = bytes + i / 256 * (q4 ? 144 : 210);
+                const std::size_t v = i % 256;
+                double step;
+                if (q4) {
+                    int sc = 0, m = 0;
+                    kernels::detail::q4_k_scale_min(v / 32, b + 4, sc, m);
+                    step = double(kernels::detail::f16_at(b)) * sc;
+                } else {
+                    step = double(kernels::detail::f16_at(b + 208)) * static_cast<std::int8_t>(b[192 + v / 16]);
+                }
+                // Half a step (the nearest grid point; the grids cover their sub-blocks), plus the
+                // decoding's one rounding (2^-24 relative) and slack for the quantiser's rounding
+                // near a midpoint (1e-6 of the step).
+                const double bound = 0.5 * step * (1 + 1e-6) + std::ldexp(std::abs(decoded.data()[i]), -23);
+                worst = std::max(worst, std::abs(double(x.data()[i]) - decoded.data()[i]) / std::max(bound, 1e-30));
+            }
+            CHECK(worst <= 1.0);
+        };
+        for (std::size_t l = 0; l < c.n_layers; ++l) {
+            const layer_weights<float>&a = source.weights().layers[l], &b = loaded.weights().layers[l];
+            for (auto member : {&layer_weights<float>::w_q, &layer_weights<float>::w_k, &layer_weights<float>::w_v,
+                                &layer_weights<float>::w_o, &layer_weights<float>::w_gate, &layer_weights<float>::w_in,
+                                &layer_weights<float>::w_out})
+                check(a.*member, b.*member);
+        }
+        check(source.weights().unembedding, loaded.weights().unembedding);
+        CHECK(loaded.packed().layers[0].w_in.is_mapped());
+        // Close to the source's logits (a loose check: 4 or 6 bits per weight).
+        const std::vector<std::int32_t> tokens = tiny::tokens(6, 48, 3);
+        const tensor<float> expected = source.forward(tokens), got = loaded.forward(tokens);
+        double gap = 0, scale = 0;
+        for (std::size_t i = 0; i < got.size(); ++i) {
+            gap = std::max(gap, double(std::abs(got.data()[i] - expected.data()[i])));
+            scale = std::max(scale, double(std::abs(expected.data()[i])));
+        }
+        CHECK(gap < (q4 ? 0.5 : 0.1) * scale);
+    }
 }

@@ -87,12 +87,11 @@ TEST_CASE("linear_rows matches a long double product of the decoded weights on e
             for (std::size_t out : {1, 4, 5, 11})
                 for (std::size_t tokens : {1, 2, 7, 70}) {
                     INFO(k::weight_format_name(f) << " tokens " << tokens << " out " << out << " in " << in);
-                    std::vector<float> w;
-                    const std::vector<unsigned char> rows = random_rows(rng, f, out, in, w);
-                    const std::size_t ldx = in + rng() % 3, ldy = out + rng() % 3;
-                    const auto x = uniform<float>(rng, tokens * ldx, -1, 1);
-                    const auto bias = uniform<float>(rng, out, -1, 1);
-                    const auto y0 = uniform<float>(rng, tokens * ldy, -1, 1);
+                    const ggml_blocks::rows_problem pr = ggml_blocks::random_rows_problem(rng, f, out, in, tokens);
+                    // References, not structured bindings: lambdas capture these (C++17).
+                    const std::vector<float>&w = pr.w, &x = pr.x, &bias = pr.bias, &y0 = pr.y0;
+                    const std::vector<unsigned char>& rows = pr.rows;
+                    const std::size_t ldx = pr.ldx, ldy = pr.ldy;
                     for (bool accumulate : {false, true}) {
                         INFO("accumulate " << accumulate);
                         const auto results = on_every_isa([&](isa) {

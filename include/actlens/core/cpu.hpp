@@ -55,6 +55,19 @@ isa isa_from_environment(const char* value);
 /// present. Not part of `isa`: they give the same bits as the plain loops.
 bool cpu_has_f16c() noexcept;
 
+/// AVX-512 BF16 (vdpbf16ps) and AVX-512 VNNI (vpdpbusd), which the fast-precision kernels use
+/// (kernels/gemm_rows.hpp) when the AVX-512 kernels are in use; elsewhere they compute the same
+/// operands with plain code.
+bool cpu_has_dot_products() noexcept;
+
+/// `avx512`, `avx2` or `baseline` as active_isa() says: what ACTLENS_ISA_SELECT returns.
+template <class F>
+F select_for_isa(F avx512, F avx2, F baseline);
+
+/// `dot` when active_isa() is avx512 and cpu_has_dot_products(), else `plain`: ACTLENS_ISA_SELECT_DOT.
+template <class F>
+F select_dot(F dot, F plain);
+
 inline std::atomic<isa>& isa_slot() {
     // A function-local static: initialised on first use, thread-safe, no global constructor.
     static std::atomic<isa> slot{isa_from_environment(std::getenv("ACTLENS_ISA"))};
@@ -83,6 +96,7 @@ namespace detail {
 struct cpu_features {
     bool avx = false, avx2 = false, fma = false, f16c = false;
     bool avx512f = false, avx512bw = false, avx512vl = false, avx512dq = false;
+    bool avx512bf16 = false, avx512vnni = false;
 };
 
 inline cpu_features read_cpu_features() noexcept {
@@ -109,6 +123,9 @@ inline cpu_features read_cpu_features() noexcept {
         f.avx512bw = zmm_saved && (b & bit_AVX512BW) != 0;
         f.avx512vl = zmm_saved && (b & bit_AVX512VL) != 0;
         f.avx512dq = zmm_saved && (b & bit_AVX512DQ) != 0;
+        f.avx512vnni = zmm_saved && (c & (1u << 11)) != 0; // leaf 7.0 ECX bit 11
+        if (a >= 1 && __get_cpuid_count(7, 1, &a, &b, &c, &d))
+            f.avx512bf16 = zmm_saved && (a & (1u << 5)) != 0; // leaf 7.1 EAX bit 5
     }
 #endif
     return f;
@@ -122,6 +139,8 @@ inline const cpu_features& cpu() noexcept {
 } // namespace detail
 
 inline bool detail::cpu_has_f16c() noexcept { return cpu().f16c; }
+
+inline bool detail::cpu_has_dot_products() noexcept { return cpu().avx512bf16 && cpu().avx512vnni; }
 
 inline bool cpu_supports(isa set) noexcept {
     const detail::cpu_features& f = detail::cpu();
@@ -159,6 +178,20 @@ inline void set_isa(isa set) {
         fail(errc::invalid_argument, "set_isa({}): this CPU does not support it (the best it has is {})",
              isa_name(set), isa_name(best_isa()));
     detail::isa_slot().store(set, std::memory_order_relaxed);
+}
+
+template <class F>
+F detail::select_for_isa(F avx512, F avx2, F baseline) {
+    switch (active_isa()) {
+    case isa::avx512: return avx512;
+    case isa::avx2: return avx2;
+    default: return baseline;
+    }
+}
+
+template <class F>
+F detail::select_dot(F dot, F plain) {
+    return active_isa() == isa::avx512 && cpu_has_dot_products() ? dot : plain;
 }
 
 } // namespace actlens

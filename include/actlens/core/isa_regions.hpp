@@ -39,6 +39,10 @@
 #if ACTLENS_ISA_X86
 #define ACTLENS_ISA_BEGIN_AVX512 ACTLENS_ISA_BEGIN("avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c")
 #define ACTLENS_ISA_BEGIN_AVX2 ACTLENS_ISA_BEGIN("avx2,fma,f16c")
+// AVX-512 with the bf16 and int8 dot products (vdpbf16ps, vpdpbusd): only the fast-precision
+// kernels (kernels/detail/rows_fast.hpp), in detail::avx512_dot.
+#define ACTLENS_ISA_BEGIN_AVX512_DOT                                                                            \
+    ACTLENS_ISA_BEGIN("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16,avx512vnni,avx2,fma,f16c")
 #define ACTLENS_ISA_BEGIN_BASELINE ACTLENS_ISA_BEGIN("no-avx,no-avx2,no-fma,no-fma4,no-avx512f")
 #define ACTLENS_ISA_END_BASELINE ACTLENS_ISA_END
 #else
@@ -48,3 +52,17 @@
 #endif
 
 #define ACTLENS_ISA_ENTRY __attribute__((noinline))
+
+// ACTLENS_ISA_SELECT(path): the address of the function `path` (e.g. rowdot::forward_item) in the
+// namespace of the instruction set the kernels use now (core/cpu.hpp's active_isa()): avx512::path,
+// avx2::path or baseline::path, namespaces of the scope where it is written (each_isa.inc makes
+// them). Off x86 only baseline::path exists, and is named alone. Needs core/cpu.hpp.
+// ACTLENS_ISA_SELECT_DOT(path): avx512_dot::path where the CPU has AVX-512 with its bf16 and int8
+// dot products and AVX-512 is in use, else baseline::path (the fast-precision kernels).
+#if ACTLENS_ISA_X86
+#define ACTLENS_ISA_SELECT(path) ::actlens::detail::select_for_isa(&avx512::path, &avx2::path, &baseline::path)
+#define ACTLENS_ISA_SELECT_DOT(path) ::actlens::detail::select_dot(&avx512_dot::path, &baseline::path)
+#else
+#define ACTLENS_ISA_SELECT(path) (&baseline::path)
+#define ACTLENS_ISA_SELECT_DOT(path) (&baseline::path)
+#endif

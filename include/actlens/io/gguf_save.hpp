@@ -11,8 +11,9 @@
 //                 rotates half-split pairs (HF layout) has each head's q and k rows permuted into that
 //                 order (row 2j <- j, row 2j+1 <- j + d_head/2), which leaves q·k unchanged. qwen2/qwen3
 //                 keep HF's order: llama.cpp runs them with its half-split ("neox") rope.
-//   tensors       2-D weights in the chosen type (F32, F16, BF16, Q8_0 or Q4_0; a quantised weight whose
-//                 rows are not a multiple of 32 long falls back to F16, as llama.cpp's converter does); norm
+//   tensors       2-D weights in the chosen type (F32, F16, BF16, Q8_0, Q4_0, Q4_K or Q6_K; a quantised
+//                 weight whose rows are not a multiple of its block (32; 256 for the K-quants) falls back
+//                 to F16, as llama.cpp's converter does); norm
 //                 weights and biases in F32; RoPE frequency divisors (Llama 3.x rope_scaling) as
 //                 rope_freqs.weight.
 //   vocabulary    optional; a llama2.c vocabulary becomes llama.cpp's "llama" (sentencepiece) vocabulary:
@@ -30,8 +31,11 @@
 #include <actlens/model/transformer.hpp>
 #include <actlens/tokenizer/llama2c.hpp>
 
+#include <algorithm>
+#include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <string>
 #include <type_traits>
 #include <vector>
@@ -39,7 +43,7 @@
 namespace actlens::io {
 
 struct gguf_save_options {
-    ggml_type dtype = ggml_type::f16;     ///< of the 2-D weights: f32, f16, bf16, q8_0 or q4_0
+    ggml_type dtype = ggml_type::f16;     ///< of the 2-D weights: f32, f16, bf16, q8_0, q4_0, q4_k or q6_k
     /// Embedded when given (llama.cpp needs a vocabulary to load the file); from a `tokenizer`, as_llama2c().
     const llama2c_tokenizer* vocabulary = nullptr;
     std::string name;                     ///< general.name (left out when empty)
@@ -62,6 +66,117 @@ void save_gguf(const basic_transformer<T>& model, const std::string& path, ggml_
 // ---------------------------------------------------------------------------------------------
 
 namespace detail {
+
+/// The f16 bits of the smallest f16 >= v (v >= 0, finite, below f16's largest value): a super-block
+/// scale that never makes a sub-block's scale overflow its bits.
+inline std::uint16_t f16_at_least(float v) {
+    std::uint16_t h = f32_to_f16(v);
+    if (f16_to_f32(h) < v) ++h; // positive f16 bits are ordered as their values
+    return h;
+}
+
+/// ceil(v / d) in [0, top] (0 when d is 0).
+inline int steps_at_least(double v, double d, int top) {
+    return d > 0 ? std::clamp(int(std::ceil(v / d)), 0, top) : 0;
+}
+
+/// Quantises one block of 256 values into Q4_K (kernels/weight_format.hpp's layout: x = (d sc) q - dmin m
+/// per sub-block of 32). Not llama.cpp's search for the best scales (make_qkx2_quants): every grid is
+/// chosen to cover its sub-block, so that each value is within half a step, (d sc) / 2, of x.
+/// Sub-block j: its offset dmin m >= -min(0, min x) (m rounded up, dmin >= the largest offset / 63),
+/// its step d sc >= (max x + dmin m) / 15 (sc rounded up), so 0 <= (x + dmin m) / (d sc) <= 15.
+inline void quantise_q4_k(const float* x, unsigned char* block) {
+    double offset[8], range[8];
+    double dmin_want = 0;
+    for (std::size_t j = 0; j < 8; ++j) {
+        const float* v = x + 32 * j;
+        offset[j] = -std::min(0.0f, *std::min_element(v, v + 32));
+        dmin_want = std::max(dmin_want, offset[j] / 63);
+    }
+    const std::uint16_t dmin_bits = f16_at_least(float(dmin_want));
+    const double dmin = f16_to_f32(dmin_bits);
+    int sc[8], m[8];
+    double d_want = 0;
+    for (std::size_t j = 0; j < 8; ++j) {
+        m[j] = steps_at_least(offset[j], dmin, 63);
+        range[j] = (*std::max_element(x + 32 * j, x + 32 * j + 32) + dmin * m[j]) / 15;
+        d_want = std::max(d_want, range[j] / 63);
+    }
+    const std::uint16_t d_bits = f16_at_least(float(d_want));
+    const double d = f16_to_f32(d_bits);
+    std::memcpy(block, &d_bits, 2);
+    std::memcpy(block + 2, &dmin_bits, 2);
+    unsigned char* scales = block + 4;
+    std::fill(scales, scales + 12, 0);
+    for (std::size_t j = 0; j < 8; ++j) {
+        sc[j] = steps_at_least(range[j], d, 63);
+        // The inverse of kernels::detail::q4_k_scale_min (ggml's get_scale_min_k4).
+        if (j < 4) {
+            scales[j] |= static_cast<unsigned char>(sc[j]);
+            scales[j + 4] |= static_cast<unsigned char>(m[j]);
+        } else {
+            scales[j + 4] = static_cast<unsigned char>((sc[j] & 0xF) | ((m[j] & 0xF) << 4));
+            scales[j - 4] |= static_cast<unsigned char>((sc[j] >> 4) << 6);
+            scales[j] |= static_cast<unsigned char>((m[j] >> 4) << 6);
+        }
+    }
+    unsigned char* q = block + 16;
+    std::fill(q, q + 128, 0);
+    for (std::size_t j = 0; j < 8; ++j) {
+        const double step = d * sc[j], shift = dmin * m[j];
+        for (std::size_t l = 0; l < 32; ++l) {
+            const int v = step > 0 ? std::clamp(int(std::lround((x[32 * j + l] + shift) / step)), 0, 15) : 0;
+            // Sub-blocks 2i and 2i + 1 share 32 bytes: low nibbles, then high ones.
+            q[32 * (j / 2) + l] |= static_cast<unsigned char>(j % 2 ? v << 4 : v);
+        }
+    }
+}
+
+/// Quantises one block of 256 values into Q6_K (x = (d sc) (q - 32) per sub-block of 16, q in
+/// [0, 63]): sub-block s's step d sc >= max |x| / 31 (sc rounded up, d >= the largest step / 127), so
+/// every value is within half a step of x and q - 32 stays in [-31, 31].
+inline void quantise_q6_k(const float* x, unsigned char* block) {
+    double step_want[16], d_want = 0;
+    for (std::size_t s = 0; s < 16; ++s) {
+        double amax = 0;
+        for (std::size_t i = 0; i < 16; ++i) amax = std::max(amax, double(std::abs(x[16 * s + i])));
+        step_want[s] = amax / 31;
+        d_want = std::max(d_want, step_want[s] / 127);
+    }
+    const std::uint16_t d_bits = f16_at_least(float(d_want));
+    const double d = f16_to_f32(d_bits);
+    unsigned char *ql = block, *qh = block + 128;
+    std::fill(block, block + 192, 0);
+    for (std::size_t s = 0; s < 16; ++s) {
+        const int sc = steps_at_least(step_want[s], d, 127);
+        block[192 + s] = static_cast<unsigned char>(static_cast<std::int8_t>(sc));
+        const double step = d * sc;
+        for (std::size_t i = 0; i < 16; ++i) {
+            const std::size_t v = 16 * s + i;
+            const int q = (step > 0 ? std::clamp(int(std::lround(x[v] / step)), -31, 31) : 0) + 32;
+            // Value v = 128 h + 32 k + l: ql[64 h + l (+ 32 for odd k)] holds its low 4 bits (the high
+            // nibble for k >= 2), qh[32 h + l] its high 2 bits at bit 2 k.
+            const std::size_t h = v / 128, k = v % 128 / 32, l = v % 32;
+            ql[64 * h + l + (k % 2) * 32] |= static_cast<unsigned char>(k >= 2 ? (q & 0xF) << 4 : q & 0xF);
+            qh[32 * h + l] |= static_cast<unsigned char>((q >> 4) << (2 * k));
+        }
+    }
+    std::memcpy(block + 208, &d_bits, 2);
+}
+
+/// The rows of m [.., in] (in a multiple of 256) as Q4_K or Q6_K blocks.
+inline std::vector<unsigned char> quantise_k_rows(const tensor<float>& m, ggml_type type) {
+    const ggml_type_traits traits = ggml_traits(type);
+    const std::size_t blocks = m.size() / 256;
+    std::vector<unsigned char> bytes(blocks * traits.bytes);
+    for (std::size_t b = 0; b < blocks; ++b) {
+        if (type == ggml_type::q4_k)
+            quantise_q4_k(m.data() + 256 * b, bytes.data() + b * traits.bytes);
+        else
+            quantise_q6_k(m.data() + 256 * b, bytes.data() + b * traits.bytes);
+    }
+    return bytes;
+}
 
 /// The GGUF architecture llama.cpp runs `c` as; throws arg.101 naming what has no GGUF form here.
 inline std::string gguf_architecture(const model_config& c) {
@@ -155,8 +270,11 @@ void save_gguf(const basic_transformer<T>& model, const std::string& path, const
     case ggml_type::q8_0: file_type = 7; break;
     case ggml_type::q4_0: file_type = 2; break;
     case ggml_type::bf16: file_type = 32; break;
+    case ggml_type::q4_k: file_type = 14; break; // LLAMA_FTYPE_MOSTLY_Q4_K_S
+    case ggml_type::q6_k: file_type = 18; break;
     default:
-        fail(errc::invalid_argument, "save_gguf('{}'): dtype {} is not one of F32, F16, BF16, Q8_0, Q4_0", path,
+        fail(errc::invalid_argument, "save_gguf('{}'): dtype {} is not one of F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q6_K",
+             path,
              ggml_traits(dtype).name ? ggml_traits(dtype).name : "?");
     }
     const llama2c_tokenizer* vocab = options.vocabulary;
@@ -202,9 +320,15 @@ void save_gguf(const basic_transformer<T>& model, const std::string& path, const
         writer.add_tensor(name, as_float(v).view(), ggml_type::f32);
     };
     auto matrix = [&](const std::string& name, const tensor<float>& m) {
-        const bool quantised = dtype == ggml_type::q8_0 || dtype == ggml_type::q4_0;
-        const bool fits = !quantised || m.view().extent(m.rank() - 1) % 32 == 0;
-        writer.add_tensor(name, m.view(), fits ? dtype : ggml_type::f16);
+        const bool k_quant = dtype == ggml_type::q4_k || dtype == ggml_type::q6_k;
+        const bool quantised = k_quant || dtype == ggml_type::q8_0 || dtype == ggml_type::q4_0;
+        const bool fits = !quantised || m.view().extent(m.rank() - 1) % (k_quant ? 256 : 32) == 0;
+        if (k_quant && fits) {
+            const std::vector<unsigned char> bytes = detail::quantise_k_rows(m, dtype);
+            writer.add_tensor_bytes(name, dtype, m.shape(), bytes.data(), bytes.size());
+        } else {
+            writer.add_tensor(name, m.view(), fits ? dtype : ggml_type::f16);
+        }
     };
     // llama.cpp's "llama" graph rotates adjacent pairs: permute half-split q/k rows into that order.
     const bool permute = arch == "llama" && c.rope == kernels::rope_style::half_split;

@@ -146,7 +146,9 @@ void linear(const T* x, std::size_t rows, const packed_weight<T>& w, const T* bi
     if constexpr (std::is_same_v<T, float>) {
         if (w.is_mapped() && w.is_transposed())
             return linear_rows_input_grad(x, rows, in, w.rows(), w.format(), out, y, accumulate, ldx, ldy);
-        if (w.is_mapped()) return linear_rows(x, rows, in, w.rows(), w.format(), out, bias, y, accumulate, ldx, ldy);
+        if (w.is_mapped())
+            return linear_rows(x, rows, in, w.rows(), w.format(), out, bias, y, accumulate, ldx, ldy,
+                               w.precision_mode());
         if (w.is_packed()) {
             const detail::sgemm::problem g{x,   ldx, rows, in,  w.source(), w.panels(), w.element_type(),
                                            out, bias, y, ldy, accumulate};
@@ -171,7 +173,7 @@ void linear_group(const linear_job<T>* jobs, std::size_t count) {
                 if (j.w->is_mapped() && !j.w->is_transposed() && in > 0) {
                     mapped[m++] = {j.x,  j.ldx ? j.ldx : in, j.rows, in, static_cast<const unsigned char*>(j.w->rows()),
                                    j.w->format(), weight_row_bytes(j.w->format(), in), out, j.bias, j.y,
-                                   j.ldy ? j.ldy : out, j.accumulate};
+                                   j.ldy ? j.ldy : out, j.accumulate, j.w->precision_mode()};
                     if (m == detail::rows::max_group) {
                         detail::rows::run(mapped, m);
                         m = 0;

@@ -64,14 +64,7 @@ void run(const problem& g) {
         linear_backward_input(g.dy, g.rows, g.out, g.w, g.in, g.dx, g.accumulate, g.lddy, g.lddx);
         return;
     }
-    void (*compute_block)(const problem&, std::size_t, std::size_t, std::size_t, std::size_t) noexcept;
-    switch (active_isa()) {
-#if ACTLENS_ISA_X86
-    case isa::avx512: compute_block = avx512::grad::compute_block; break;
-    case isa::avx2: compute_block = avx2::grad::compute_block; break;
-#endif
-    default: compute_block = baseline::grad::compute_block; break;
-    }
+    const auto compute_block = ACTLENS_ISA_SELECT(grad::compute_block);
     const std::size_t nr = sgemm::nr;
     const std::size_t panels = (g.in + nr - 1) / nr, row_blocks = (g.rows + mc - 1) / mc;
     const double flops = 2.0 * double(g.rows) * double(g.out) * double(g.in);

@@ -53,14 +53,7 @@ struct problem {
 namespace detail::panel_grad {
 
 inline void run(const problem& g) {
-    void (*compute_block)(const problem&, std::size_t, std::size_t, std::size_t, std::size_t) noexcept;
-    switch (active_isa()) {
-#if ACTLENS_ISA_X86
-    case isa::avx512: compute_block = avx512::pgrad::compute_block; break;
-    case isa::avx2: compute_block = avx2::pgrad::compute_block; break;
-#endif
-    default: compute_block = baseline::pgrad::compute_block; break;
-    }
+    const auto compute_block = ACTLENS_ISA_SELECT(pgrad::compute_block);
     const std::size_t col_items = (g.in + nc - 1) / nc, row_blocks = (g.rows + mc - 1) / mc;
     const double flops = 2.0 * double(g.rows) * double(g.out) * double(g.in);
     // As in kernels/gemm.hpp: thread only products of >= 32 MFLOP, or few-row products that stream

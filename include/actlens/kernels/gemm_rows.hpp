@@ -19,6 +19,7 @@
 #include <actlens/core/cpu.hpp>
 #include <actlens/kernels/detail/parallel.hpp>
 #include <actlens/kernels/detail/sgemm.hpp>
+#include <actlens/kernels/precision.hpp>
 #include <actlens/kernels/weight_format.hpp>
 
 #include <algorithm>
@@ -29,9 +30,17 @@ namespace actlens::kernels {
 /// y[rows, in -> out] (=|+=) x[rows, in] * W^T + bias[out] (bias may be null), W [out, in] stored as
 /// `out` rows of `format` at w (row o at w + o * weight_row_bytes(format, in); any alignment).
 /// For a quantised format `in` must be a multiple of its block. ldx / ldy: row strides (0: dense).
+/// `mode`: kernels/precision.hpp; precision::fast rounds the activations where fast_path(format),
+/// and is exact elsewhere.
 inline void linear_rows(const float* x, std::size_t rows, std::size_t in, const void* w, weight_format format,
                  std::size_t out, const float* bias, float* y, bool accumulate = false, std::size_t ldx = 0,
-                 std::size_t ldy = 0);
+                 std::size_t ldy = 0, precision mode = precision::exact);
+
+/// Whether precision::fast changes the product with rows of `format`: F16, BF16 and Q8_0 rows.
+/// Fast mode with other rows is exact.
+constexpr bool fast_path(weight_format format) noexcept {
+    return format == weight_format::f16 || format == weight_format::bf16 || format == weight_format::q8_0;
+}
 
 /// dx[rows, in] (=|+=) dy[rows, out] * W, W as for linear_rows: the input gradient of linear_rows.
 /// dx must not overlap dy.
@@ -56,7 +65,13 @@ struct problem {
     float* y;
     std::size_t ldy;
     bool accumulate;
+    precision mode = precision::exact;
 };
+
+// Fast precision (kernels/detail/rows_fast.inc): outputs per work item (its lanes: 128 KiB of stack
+// for 64 tokens), and the bytes of one token's rounded K chunk (bf16 bits; Q8_0: bytes, then scales).
+constexpr std::size_t fast_outputs = 32;
+constexpr std::size_t fast_x_row_bytes = 2 * kc;
 
 struct grad_problem {
     const float* dy;
@@ -73,6 +88,7 @@ struct grad_problem {
 
 #define ACTLENS_ISA_BODY <actlens/kernels/detail/rows_body.inc>
 #include <actlens/kernels/detail/each_isa.inc>
+#include <actlens/kernels/detail/rows_fast.inc>
 
 namespace detail::rows {
 
@@ -84,14 +100,11 @@ inline bool worth_threads(double flops, double weights) noexcept {
 
 /// Runs `count` (<= max_group) forward products as one parallel job (e.g. q, k and v).
 inline void run(const problem* gs, std::size_t count) {
-    void (*item)(const problem&, std::size_t, std::size_t, std::size_t, std::size_t) noexcept;
-    switch (active_isa()) {
-#if ACTLENS_ISA_X86
-    case isa::avx512: item = avx512::rowdot::forward_item; break;
-    case isa::avx2: item = avx2::rowdot::forward_item; break;
-#endif
-    default: item = baseline::rowdot::forward_item; break;
-    }
+    using item_fn = void (*)(const problem&, std::size_t, std::size_t, std::size_t, std::size_t) noexcept;
+    const item_fn exact = ACTLENS_ISA_SELECT(rowdot::forward_item), fast = ACTLENS_ISA_SELECT_DOT(rowfast::forward_item);
+    item_fn item[max_group];
+    for (std::size_t i = 0; i < count; ++i)
+        item[i] = gs[i].mode == precision::fast && fast_path(gs[i].format) ? fast : exact;
     double flops = 0, weights = 0;
     for (std::size_t i = 0; i < count; ++i) {
         flops += 2.0 * double(gs[i].tokens) * double(gs[i].in) * double(gs[i].out);
@@ -105,6 +118,7 @@ inline void run(const problem* gs, std::size_t count) {
         const problem& g = gs[i];
         const std::size_t want = parallel ? (g.out + 8 * threads - 1) / (8 * threads) : g.out;
         per[i] = std::max<std::size_t>(group, (want + group - 1) / group * group);
+        if (item[i] == fast) per[i] = std::min(per[i], fast_outputs);
         out_items[i] = (g.out + per[i] - 1) / per[i];
         first[i + 1] = first[i] + out_items[i] * ((g.tokens + token_block - 1) / token_block);
     }
@@ -115,19 +129,12 @@ inline void run(const problem* gs, std::size_t count) {
         const std::size_t local = std::size_t(index) - first[i];
         const std::size_t tb = local / out_items[i], oi = local % out_items[i];
         const std::size_t o0 = oi * per[i], t0 = tb * token_block;
-        item(g, o0, std::min(g.out, o0 + per[i]), t0, std::min(g.tokens, t0 + token_block));
+        item[i](g, o0, std::min(g.out, o0 + per[i]), t0, std::min(g.tokens, t0 + token_block));
     });
 }
 
 inline void run_input_grad(const grad_problem& g) {
-    void (*item)(const grad_problem&, std::size_t, std::size_t, std::size_t) noexcept;
-    switch (active_isa()) {
-#if ACTLENS_ISA_X86
-    case isa::avx512: item = avx512::rowdot::input_grad_item; break;
-    case isa::avx2: item = avx2::rowdot::input_grad_item; break;
-#endif
-    default: item = baseline::rowdot::input_grad_item; break;
-    }
+    const auto item = ACTLENS_ISA_SELECT(rowdot::input_grad_item);
     const bool parallel =
         worth_threads(2.0 * double(g.tokens) * double(g.in) * double(g.out), double(g.in) * double(g.out));
     const std::size_t chunks = (g.in + kc - 1) / kc, blocks = (g.tokens + token_block - 1) / token_block;
@@ -141,7 +148,7 @@ inline void run_input_grad(const grad_problem& g) {
 
 inline void linear_rows(const float* x, std::size_t rows, std::size_t in, const void* w, weight_format format,
                         std::size_t out, const float* bias, float* y, bool accumulate, std::size_t ldx,
-                        std::size_t ldy) {
+                        std::size_t ldy, precision mode) {
     ldy = ldy ? ldy : out;
     if (rows == 0 || out == 0) return;
     if (in == 0) {
@@ -153,7 +160,7 @@ inline void linear_rows(const float* x, std::size_t rows, std::size_t in, const 
         return;
     }
     const detail::rows::problem g{x,   ldx ? ldx : in, rows, in,  static_cast<const unsigned char*>(w),
-                                  format, weight_row_bytes(format, in), out, bias, y, ldy, accumulate};
+                                  format, weight_row_bytes(format, in), out, bias, y, ldy, accumulate, mode};
     detail::rows::run(&g, 1);
 }
 

@@ -17,6 +17,7 @@
 #include <actlens/core/memory.hpp>
 #include <actlens/kernels/detail/parallel.hpp>
 #include <actlens/kernels/detail/sgemm.hpp>
+#include <actlens/kernels/precision.hpp>
 #include <actlens/kernels/weight_format.hpp>
 
 #include <algorithm>
@@ -85,6 +86,10 @@ public:
     bool is_mapped() const noexcept { return m_rows != nullptr; }
     /// True for mapped_transpose(): out() and in() are those of W^T, rows() holds W's rows.
     bool is_transposed() const noexcept { return m_transposed; }
+    /// How kernels::linear rounds the activations multiplied with these weights (kernels/precision.hpp;
+    /// precision::exact unless set). Not safe to change while a product with this weight runs.
+    kernels::precision precision_mode() const noexcept { return m_precision; }
+    void set_precision(kernels::precision mode) noexcept { m_precision = mode; }
     /// The stored rows of a mapped weight (else null), and their format.
     const void* rows() const noexcept { return m_rows; }
     weight_format format() const noexcept { return m_format; }
@@ -108,6 +113,7 @@ private:
     const T* m_source = nullptr;
     std::size_t m_out = 0, m_in = 0;
     dtype m_type = dtype::f32;
+    kernels::precision m_precision = kernels::precision::exact;
 };
 
 /// A buffer of `elements` T for packed weights, from detail::allocate_aligned (huge pages from

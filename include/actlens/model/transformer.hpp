@@ -59,6 +59,13 @@ public:
     const model_weights<T>& weights() const noexcept { return m_weights; }
     /// The projections in the GEMM kernel's layout: what the forward multiplies with.
     const packed_weights<T>& packed() const noexcept { return m_packed; }
+    /// How the products with the weights round their activations: kernels::precision::exact (the
+    /// default: f32 activations) or fast (bf16 / int8 activations where the weights' format has a
+    /// fast path: F16, BF16 and Q8_0 weights used in their rows; kernels/precision.hpp).
+    /// Weights with no fast path are multiplied exactly in either mode, and the backward is exact.
+    /// Not safe while a forward of this model runs.
+    void set_precision(kernels::precision mode) noexcept { m_packed.set_precision(mode); }
+    kernels::precision precision_mode() const noexcept { return m_packed.precision_mode(); }
 
     /// The final norm of `rows` residual rows [rows, d] into `out` (which may be `in`): what
     /// ln_final.hook_normalized holds for them.

@@ -175,6 +175,18 @@ struct packed_weights {
     std::shared_ptr<const void> storage;
 
     packed_weights() = default;
+
+    /// Sets the precision of every projection and the unembedding (kernels/precision.hpp): weights
+    /// with no fast path (packed panels; F32, Q4_0, Q4_K, Q6_K rows) stay exact. Not safe while a
+    /// forward with these weights runs.
+    void set_precision(kernels::precision mode) noexcept {
+        for (layer& l : layers)
+            for (kernels::packed_weight<T>* w : {&l.w_q, &l.w_k, &l.w_v, &l.w_o, &l.w_gate, &l.w_in, &l.w_out})
+                w->set_precision(mode);
+        unembedding.set_precision(mode);
+    }
+    /// The precision set_precision gave (exact by default).
+    kernels::precision precision_mode() const noexcept { return unembedding.precision_mode(); }
     /// Packs every linear weight of `w`, which must have passed w.validate(c), into one buffer.
     packed_weights(const model_config& c, const model_weights<T>& w) {
         using packed = kernels::packed_weight<T>;

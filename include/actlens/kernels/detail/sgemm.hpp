@@ -112,48 +112,24 @@ void run_plans(const problem* gs, std::size_t count, Item item) {
 
 } // namespace sgemm
 
-#if ACTLENS_ISA_X86
-ACTLENS_ISA_BEGIN_AVX512
-namespace avx512 {
-#include <actlens/kernels/detail/sgemm_body.inc>
-} // namespace avx512
-ACTLENS_ISA_END
+} // namespace actlens::kernels::detail
 
-ACTLENS_ISA_BEGIN_AVX2
-namespace avx2 {
-#include <actlens/kernels/detail/sgemm_body.inc>
-} // namespace avx2
-ACTLENS_ISA_END
-#endif
+namespace actlens::kernels {
+#define ACTLENS_ISA_BODY <actlens/kernels/detail/sgemm_body.inc>
+#include <actlens/kernels/detail/each_isa.inc>
+} // namespace actlens::kernels
 
-ACTLENS_ISA_BEGIN_BASELINE
-namespace baseline {
-#include <actlens/kernels/detail/sgemm_body.inc>
-} // namespace baseline
-ACTLENS_ISA_END_BASELINE
+namespace actlens::kernels::detail {
 
 namespace sgemm {
 
 /// y (=|+=) x w^T + bias for `count` (<= max_group) products, with the kernels of active_isa().
-inline void run(const problem* gs, std::size_t count) {
-    switch (active_isa()) {
-#if ACTLENS_ISA_X86
-    case isa::avx512: return avx512::gemm::run(gs, count);
-    case isa::avx2: return avx2::gemm::run(gs, count);
-#endif
-    default: return baseline::gemm::run(gs, count);
-    }
-}
+inline void run(const problem* gs, std::size_t count) { ACTLENS_ISA_SELECT(gemm::run)(gs, count); }
 
 /// Transposes a block of `cols` (<= 48) rows of w (row stride ldw) by `k` (<= kc) columns into the
 /// panel layout dst[k][48] (64-byte aligned), zero-filling the columns past `cols`.
 inline void pack_block(const float* w, std::size_t ldw, std::size_t cols, std::size_t k, float* dst) {
-    switch (active_isa()) {
-#if ACTLENS_ISA_X86
-    case isa::avx512: return avx512::gemm::pack(w, ldw, cols, k, dst);
-#endif
-    default: return baseline::gemm::pack(w, ldw, cols, k, dst);
-    }
+    ACTLENS_ISA_SELECT(gemm::pack)(w, ldw, cols, k, dst);
 }
 
 } // namespace sgemm

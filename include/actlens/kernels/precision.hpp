@@ -1,0 +1,31 @@
+// actlens/kernels/precision.hpp: how the products with a model's weights round their activations.
+//
+// exact (the default): activations stay f32 and the weights' stored values are widened to f32;
+// interpretability needs it (a patching delta can be smaller than bf16's rounding of an activation).
+// fast: the activations are rounded first, to what the CPU's dot-product instructions multiply. For
+// F16 and BF16 weights in their rows, activations and weights are rounded to bf16 (round to nearest
+// even: relative error <= 2^-8, 8 significant bits; F16 weights lose their 3 lowest bits, rounded in
+// the K chunk a work item decodes once for all its tokens) and multiplied with AVX512-BF16's
+// vdpbf16ps (exact products, f32 accumulation). For Q8_0 rows each block of 32 activations is
+// quantised to int8 with one f32 scale, as ggml's q8_0 activations (d = max |x| / 127, q = x / d
+// rounded to nearest even where ggml rounds halves away from zero), and multiplied with AVX512-VNNI's
+// vpdpbusd (exact integer sums of 4 products, scaled by d_w d_x in f32). Without those instructions
+// (or with ACTLENS_ISA=avx2 / baseline) plain code multiplies the same rounded operands, within the
+// same error bound (tests/test_kernels_fast.cpp derives it). Weights with no fast path (F32, Q4_0,
+// Q4_K, Q6_K rows, panels packed at load) are multiplied exactly in
+// fast mode too, and so are the backward's products.
+// Speed (benchmarks/bench_panels.cpp, on the Zen 5 machines this was written on): vdpbf16ps issues
+// at half the rate of an f32 FMA there, so bf16 rows gain nothing over exact; Q8_0 rows gain at one
+// token (decode: no per-call dequantisation, up to 2x) and lose a little on prompts, whose exact
+// product already decodes each block once for 64 tokens.
+#pragma once
+
+namespace actlens::kernels {
+
+/// The precision of the products with a model's weights (see the top of this header).
+enum class precision { exact, fast };
+
+/// "exact" or "fast".
+constexpr const char* precision_name(precision p) noexcept { return p == precision::fast ? "fast" : "exact"; }
+
+} // namespace actlens::kernels
