@@ -20,7 +20,7 @@
 #include <actlens/report/svg.hpp>
 #include <actlens/report/text.hpp>
 
-#include <fmt/format.h>
+#include <fmt/core.h>
 #include <nlohmann/json.hpp>
 
 #include <algorithm>

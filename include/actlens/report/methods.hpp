@@ -15,7 +15,7 @@
 #include <actlens/methods/snmf_features.hpp>
 #include <actlens/report/display.hpp>
 
-#include <fmt/format.h>
+#include <fmt/core.h>
 #include <nlohmann/json.hpp>
 
 #include <cstddef>
