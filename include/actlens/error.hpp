@@ -5,7 +5,7 @@
 // offending value. Tests check the ids, so an id never changes meaning once released.
 #pragma once
 
-#include <fmt/format.h>
+#include <fmt/core.h>
 
 #include <stdexcept>
 #include <string>

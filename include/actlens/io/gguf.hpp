@@ -31,6 +31,7 @@
 // known type given as their encoded bytes (add_tensor_bytes).
 #pragma once
 
+#include <actlens/compiled.hpp>
 #include <actlens/core/dtype.hpp>
 #include <actlens/core/tensor.hpp>
 #include <actlens/error.hpp>
@@ -247,6 +248,9 @@ bool is_gguf_file(const std::string& path);
 class gguf_file {
 public:
     /// Maps and validates `path`; throws actlens::error as the top of this header says.
+    /// The parser and the converters below are templates (of nothing) so that they are compiled only
+    /// in the files that read a GGUF (README "Compile time").
+    template <class Deferred = void>
     explicit gguf_file(const std::string& path);
 
     const std::string& path() const noexcept { return m_file->path(); }
@@ -285,8 +289,10 @@ public:
     tensor_view<const float> mapped_view(std::string_view name) const;
     /// A converted copy of an F32, F16, BF16, F64, Q8_0, Q4_0, Q4_K or Q6_K tensor; throws io.206 for
     /// other types.
+    template <class Deferred = void>
     tensor<float> to_float(std::string_view name) const;
     /// In place when is_mappable(name), else converted into `storage` (which the view then uses).
+    template <class Deferred = void>
     tensor_view<const float> float_view(std::string_view name, tensor<float>& storage) const;
 
     std::shared_ptr<const void> keep_alive() const noexcept { return m_file; }
@@ -298,9 +304,13 @@ public:
     void populate() const noexcept;
 
 private:
+    template <class Deferred>
     void parse();
+    template <class Deferred>
     gguf_value read_value(byte_reader& in, gguf_type type, const std::string& key, int depth);
+    template <class Deferred>
     std::string read_string(byte_reader& in, const char* field, const std::string& context);
+    template <class Deferred>
     void convert(const gguf_tensor_info& info, float* out) const;
 
     std::shared_ptr<const mapped_file> m_file;
@@ -322,25 +332,30 @@ public:
 
     /// Adds a metadata entry; throws arg.101 for an empty or duplicate key, or "general.alignment"
     /// (set by the constructor).
+    template <class Deferred = void>
     gguf_writer& set(const std::string& key, gguf_value value);
     /// Adds a tensor of type F32, F16 or BF16 (rounded to nearest even), or Q8_0 or Q4_0 (blocks of 32
     /// along the last axis, quantised as llama.cpp's reference quantize_row_q8_0 / _q4_0 do), with the
     /// view's shape (ne is the shape reversed). Throws arg.101 for another type, an empty or duplicate
     /// name, an empty view, quantised rows whose length is not a multiple of 32, or a value that is
     /// not finite in them.
+    template <class Deferred = void>
     gguf_writer& add_tensor(const std::string& name, tensor_view<const float> values,
                             ggml_type type = ggml_type::f32);
     /// Adds a tensor of `shape` (ne is the shape reversed) and any known ggml type from its encoded
     /// bytes (e.g. quantised blocks made elsewhere), copied. Throws arg.101 for an unknown type, an
     /// empty or duplicate name, a last extent that is not a multiple of the type's block, or a byte
     /// count that is not the shape's.
+    template <class Deferred = void>
     gguf_writer& add_tensor_bytes(const std::string& name, ggml_type type, const shape_t& shape,
                                   const void* bytes, std::size_t count);
     /// Writes the file (under a temporary name, then renamed); throws io.201 when it cannot.
+    template <class Deferred = void>
     void write(const std::string& path) const;
 
 private:
     // Throws arg.101 for an empty, too long or duplicate tensor name.
+    template <class Deferred>
     void check_new_tensor(const std::string& name) const;
 
     struct pending_tensor {
@@ -661,13 +676,14 @@ inline std::string gguf_tensor_info::ne_string() const {
     return s + "]";
 }
 
-inline gguf_file::gguf_file(const std::string& path)
+template <class Deferred>
+gguf_file::gguf_file(const std::string& path)
     : m_file(std::make_shared<const mapped_file>(path)) {
-    parse();
+    parse<Deferred>();
 }
 
-inline std::string gguf_file::read_string(byte_reader& in, const char* field,
-                                          const std::string& context) {
+template <class Deferred>
+std::string gguf_file::read_string(byte_reader& in, const char* field, const std::string& context) {
     const auto length = in.read<std::uint64_t>(field);
     // Checked against the bytes left before anything is allocated: a hostile length fails here.
     if (length > in.remaining())
@@ -678,8 +694,8 @@ inline std::string gguf_file::read_string(byte_reader& in, const char* field,
     return std::string(p, static_cast<std::size_t>(length));
 }
 
-inline gguf_value gguf_file::read_value(byte_reader& in, gguf_type type, const std::string& key,
-                                        int depth) {
+template <class Deferred>
+gguf_value gguf_file::read_value(byte_reader& in, gguf_type type, const std::string& key, int depth) {
     const char* field = "metadata value";
     switch (type) {
     case gguf_type::u8: return gguf_value::u8(in.read<std::uint8_t>(field));
@@ -699,7 +715,7 @@ inline gguf_value gguf_file::read_value(byte_reader& in, gguf_type type, const s
                  path(), key, b);
         return gguf_value::boolean(b != 0);
     }
-    case gguf_type::string: return gguf_value::string(read_string(in, "string value", "'" + key + "'"));
+    case gguf_type::string: return gguf_value::string(read_string<Deferred>(in, "string value", "'" + key + "'"));
     case gguf_type::array: {
         if (depth >= gguf_max_depth)
             fail(errc::bad_header, "'{}': metadata '{}' nests arrays more than {} deep", path(),
@@ -739,11 +755,11 @@ inline gguf_value gguf_file::read_value(byte_reader& in, gguf_type type, const s
         if (element == gguf_type::string) {
             g.m_strings.reserve(g.m_count);
             for (std::size_t i = 0; i < g.m_count; ++i)
-                g.m_strings.push_back(read_string(in, "string value", "'" + key + "'"));
+                g.m_strings.push_back(read_string<Deferred>(in, "string value", "'" + key + "'"));
         } else if (element == gguf_type::array) {
             g.m_items.reserve(g.m_count);
             for (std::size_t i = 0; i < g.m_count; ++i)
-                g.m_items.push_back(read_value(in, element, key, depth + 1));
+                g.m_items.push_back(read_value<Deferred>(in, element, key, depth + 1));
         } else {
             // Numbers and bools: the bytes as they are (the count was bounded above).
             const std::size_t bytes = g.m_count * smallest;
@@ -769,7 +785,8 @@ inline bool is_gguf_file(const std::string& path) {
     return file.size() >= 4 && std::memcmp(file.data(), "GGUF", 4) == 0;
 }
 
-inline void gguf_file::parse() {
+template <class Deferred>
+void gguf_file::parse() {
     const std::string& file = m_file->path();
     byte_reader in(m_file->data(), m_file->size(), file);
     const auto* magic = in.take(4, "magic");
@@ -806,14 +823,14 @@ inline void gguf_file::parse() {
     m_metadata.reserve(static_cast<std::size_t>(kv_count));
     for (std::uint64_t k = 0; k < kv_count; ++k) {
         const std::string where = fmt::format("metadata entry {}", k);
-        std::string key = read_string(in, "key", where);
+        std::string key = read_string<Deferred>(in, "key", where);
         if (key.empty() || key.size() > gguf_max_name)
             fail(errc::bad_header, "'{}': {} has a key of length {} (must be 1 to {})", file,
                  where, key.size(), gguf_max_name);
         const auto raw = in.read<std::uint32_t>("value type");
         if (raw > static_cast<std::uint32_t>(gguf_type::f64))
             fail(errc::bad_header, "'{}': metadata '{}' has unknown value type {}", file, key, raw);
-        gguf_value v = read_value(in, static_cast<gguf_type>(raw), key, 0);
+        gguf_value v = read_value<Deferred>(in, static_cast<gguf_type>(raw), key, 0);
         if (!m_key_index.emplace(key, m_metadata.size()).second)
             fail(errc::bad_header, "'{}': metadata key '{}' appears twice", file, key);
         m_metadata.emplace_back(std::move(key), std::move(v));
@@ -833,7 +850,7 @@ inline void gguf_file::parse() {
     m_tensors.reserve(static_cast<std::size_t>(tensor_count));
     for (std::uint64_t t = 0; t < tensor_count; ++t) {
         gguf_tensor_info info;
-        info.name = read_string(in, "tensor name", fmt::format("tensor info {}", t));
+        info.name = read_string<Deferred>(in, "tensor name", fmt::format("tensor info {}", t));
         if (info.name.empty() || info.name.size() > gguf_max_name)
             fail(errc::bad_header, "'{}': tensor info {} has a name of length {} (must be 1 to {})",
                  file, t, info.name.size(), gguf_max_name);
@@ -994,7 +1011,8 @@ inline tensor_view<const float> gguf_file::mapped_view(std::string_view name) co
     return tensor_view<const float>(reinterpret_cast<const float*>(data(t)), t.shape());
 }
 
-inline void gguf_file::convert(const gguf_tensor_info& t, float* out) const {
+template <class Deferred>
+void gguf_file::convert(const gguf_tensor_info& t, float* out) const {
     const std::byte* p = data(t);
     const std::size_t n = t.elements;
     if (n == 0) return;
@@ -1023,7 +1041,8 @@ inline void gguf_file::convert(const gguf_tensor_info& t, float* out) const {
     }
 }
 
-inline tensor<float> gguf_file::to_float(std::string_view name) const {
+template <class Deferred>
+tensor<float> gguf_file::to_float(std::string_view name) const {
     const gguf_tensor_info& t = tensor_info(name);
     const ggml_type ty = t.type;
     kernels::weight_format format{};
@@ -1033,13 +1052,14 @@ inline tensor<float> gguf_file::to_float(std::string_view name) const {
              path(), t.name, ggml_traits(ty).name);
     tensor<float> out;
     out.reshape_uninitialized(t.shape());
-    convert(t, out.data());
+    convert<Deferred>(t, out.data());
     return out;
 }
 
-inline tensor_view<const float> gguf_file::float_view(std::string_view name, tensor<float>& storage) const {
+template <class Deferred>
+tensor_view<const float> gguf_file::float_view(std::string_view name, tensor<float>& storage) const {
     if (is_mappable(name)) return mapped_view(name);
-    storage = to_float(name);
+    storage = to_float<Deferred>(name);
     return static_cast<const tensor<float>&>(storage).view();
 }
 
@@ -1050,7 +1070,8 @@ inline gguf_writer::gguf_writer(std::size_t alignment) : m_alignment(alignment) 
         m_metadata.emplace_back("general.alignment", gguf_value::u32(static_cast<std::uint32_t>(alignment)));
 }
 
-inline gguf_writer& gguf_writer::set(const std::string& key, gguf_value value) {
+template <class Deferred>
+gguf_writer& gguf_writer::set(const std::string& key, gguf_value value) {
     if (key.empty() || key.size() > gguf_max_name)
         fail(errc::invalid_argument, "gguf_writer::set: key of length {} (must be 1 to {})", key.size(),
              gguf_max_name);
@@ -1063,7 +1084,8 @@ inline gguf_writer& gguf_writer::set(const std::string& key, gguf_value value) {
     return *this;
 }
 
-inline void gguf_writer::check_new_tensor(const std::string& name) const {
+template <class Deferred>
+void gguf_writer::check_new_tensor(const std::string& name) const {
     if (name.empty() || name.size() > gguf_max_name)
         fail(errc::invalid_argument, "gguf_writer::add_tensor: name of length {} (must be 1 to {})",
              name.size(), gguf_max_name);
@@ -1072,13 +1094,14 @@ inline void gguf_writer::check_new_tensor(const std::string& name) const {
             fail(errc::invalid_argument, "gguf_writer::add_tensor: tensor '{}' is added twice", name);
 }
 
-inline gguf_writer& gguf_writer::add_tensor_bytes(const std::string& name, ggml_type type, const shape_t& shape,
+template <class Deferred>
+gguf_writer& gguf_writer::add_tensor_bytes(const std::string& name, ggml_type type, const shape_t& shape,
                                                   const void* bytes, std::size_t count) {
     const ggml_type_traits traits = ggml_traits(type);
     if (!traits.name)
         fail(errc::invalid_argument, "gguf_writer::add_tensor_bytes('{}'): unknown ggml type {}", name,
              static_cast<std::uint32_t>(type));
-    check_new_tensor(name);
+    check_new_tensor<Deferred>(name);
     if (shape.rank < 1 || shape.elements() == 0 || shape[shape.rank - 1] % traits.block != 0)
         fail(errc::invalid_argument,
              "gguf_writer::add_tensor_bytes('{}'): shape {} is empty or its rows are not whole {} blocks of {}", name,
@@ -1097,14 +1120,15 @@ inline gguf_writer& gguf_writer::add_tensor_bytes(const std::string& name, ggml_
     return *this;
 }
 
-inline gguf_writer& gguf_writer::add_tensor(const std::string& name, tensor_view<const float> values,
+template <class Deferred>
+gguf_writer& gguf_writer::add_tensor(const std::string& name, tensor_view<const float> values,
                                             ggml_type type) {
     const bool quantised = type == ggml_type::q8_0 || type == ggml_type::q4_0;
     if (type != ggml_type::f32 && type != ggml_type::f16 && type != ggml_type::bf16 && !quantised)
         fail(errc::invalid_argument,
              "gguf_writer::add_tensor('{}'): type {} is not one of F32, F16, BF16, Q8_0, Q4_0", name,
              ggml_traits(type).name ? ggml_traits(type).name : "?");
-    check_new_tensor(name);
+    check_new_tensor<Deferred>(name);
     if (values.rank() < 1 || values.data() == nullptr || values.size() == 0)
         fail(errc::invalid_argument, "gguf_writer::add_tensor('{}'): the view is empty", name);
     if (quantised && values.extent(values.rank() - 1) % 32 != 0)
@@ -1195,7 +1219,8 @@ inline void gguf_put_string(std::vector<unsigned char>& out, const std::string& 
     gguf_put(out, s.data(), s.size());
 }
 
-inline void gguf_put_metadata(std::vector<unsigned char>& out, const gguf_value& v) {
+template <class Deferred = void>
+void gguf_put_metadata(std::vector<unsigned char>& out, const gguf_value& v) {
     switch (v.type()) {
     case gguf_type::u8: gguf_put_value(out, static_cast<std::uint8_t>(v.as_uint())); return;
     case gguf_type::i8: gguf_put_value(out, static_cast<std::int8_t>(v.as_int())); return;
@@ -1217,7 +1242,7 @@ inline void gguf_put_metadata(std::vector<unsigned char>& out, const gguf_value&
             for (const std::string& s : v.to_strings()) gguf_put_string(out, s);
             return;
         }
-        for (std::size_t i = 0; i < v.size(); ++i) gguf_put_metadata(out, v.item(i));
+        for (std::size_t i = 0; i < v.size(); ++i) gguf_put_metadata<Deferred>(out, v.item(i));
         return;
     }
     }
@@ -1225,7 +1250,8 @@ inline void gguf_put_metadata(std::vector<unsigned char>& out, const gguf_value&
 
 } // namespace detail
 
-inline void gguf_writer::write(const std::string& path) const {
+template <class Deferred>
+void gguf_writer::write(const std::string& path) const {
     std::vector<unsigned char> header;
     detail::gguf_put(header, "GGUF", 4);
     detail::gguf_put_value<std::uint32_t>(header, 3);
@@ -1234,7 +1260,7 @@ inline void gguf_writer::write(const std::string& path) const {
     for (const auto& [key, value] : m_metadata) {
         detail::gguf_put_string(header, key);
         detail::gguf_put_value(header, static_cast<std::uint32_t>(value.type()));
-        detail::gguf_put_metadata(header, value);
+        detail::gguf_put_metadata<Deferred>(header, value);
     }
     const auto align_up = [&](std::size_t n) { return (n + m_alignment - 1) / m_alignment * m_alignment; };
     std::size_t offset = 0;
@@ -1266,5 +1292,16 @@ inline void gguf_writer::write(const std::string& path) const {
         fail(errc::file_open, "gguf_writer: cannot write '{}': {}", path, std::strerror(e));
     }
 }
+
+#ifdef ACTLENS_EXTERN_TEMPLATE
+ACTLENS_EXTERN_TEMPLATE gguf_file::gguf_file(const std::string&);
+ACTLENS_EXTERN_TEMPLATE tensor<float> gguf_file::to_float(std::string_view) const;
+ACTLENS_EXTERN_TEMPLATE tensor_view<const float> gguf_file::float_view(std::string_view, tensor<float>&) const;
+ACTLENS_EXTERN_TEMPLATE gguf_writer& gguf_writer::set(const std::string&, gguf_value);
+ACTLENS_EXTERN_TEMPLATE gguf_writer& gguf_writer::add_tensor(const std::string&, tensor_view<const float>, ggml_type);
+ACTLENS_EXTERN_TEMPLATE gguf_writer& gguf_writer::add_tensor_bytes(const std::string&, ggml_type, const shape_t&,
+                                                                  const void*, std::size_t);
+ACTLENS_EXTERN_TEMPLATE void gguf_writer::write(const std::string&) const;
+#endif
 
 } // namespace actlens::io

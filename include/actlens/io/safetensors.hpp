@@ -22,6 +22,7 @@
 #pragma once
 
 #include <actlens/compiled.hpp>
+#include <actlens/core/deferred.hpp>
 #include <actlens/core/dtype.hpp>
 #include <actlens/core/tensor.hpp>
 #include <actlens/error.hpp>
@@ -173,19 +174,22 @@ namespace detail {
 template <class Deferred = void>
 nlohmann::json parse_json_no_duplicates(const char* begin, const char* end, std::string& duplicate,
                                         std::string& duplicate_parent) {
-    using json = nlohmann::json;
+    // nlohmann named through a type that depends on Deferred: clang compiles the parser of a call that
+    // depends on nothing where the template is defined, in every file (core/deferred.hpp).
+    using json = actlens::detail::deferred_t<nlohmann::json, Deferred>;
+    using event_t = typename json::parse_event_t;
     std::vector<std::set<std::string>> open_objects;
     std::string top_key;
-    json::parser_callback_t callback = [&](int depth, json::parse_event_t event, json& parsed) {
+    typename json::parser_callback_t callback = [&](int depth, event_t event, json& parsed) {
         switch (event) {
-        case json::parse_event_t::object_start:
+        case event_t::object_start:
             open_objects.emplace_back();
             break;
-        case json::parse_event_t::object_end:
+        case event_t::object_end:
             if (!open_objects.empty()) open_objects.pop_back();
             break;
-        case json::parse_event_t::key: {
-            const std::string& key = parsed.get_ref<const std::string&>();
+        case event_t::key: {
+            const std::string& key = parsed.template get_ref<const std::string&>();
             if (depth == 1) top_key = key;
             if (!open_objects.empty() && !open_objects.back().insert(key).second &&
                 duplicate.empty()) {

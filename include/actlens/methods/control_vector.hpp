@@ -20,6 +20,7 @@
 // general.architecture is another one (a model file given by mistake).
 #pragma once
 
+#include <actlens/compiled.hpp>
 #include <actlens/core/tensor.hpp>
 #include <actlens/error.hpp>
 #include <actlens/io/gguf.hpp>
@@ -51,24 +52,30 @@ struct control_vector {
     std::size_t d_model() const;
 };
 
+// The functions that read, write or hook a control vector are templates (of nothing) so that the GGUF
+// reader and writer and the steering hooks are compiled only where they are called (README "Compile time").
+
 /// Writes `cv` as a llama.cpp control-vector GGUF (tensors direction.l for each block l >= 1, in
 /// increasing order). Throws actlens::error: arg.101 for a non-zero direction at block 0 (which
 /// llama.cpp cannot represent), no directions, an empty direction; arg.102 for directions of
 /// different widths; arg.104 for a non-finite entry; io.201 when the file cannot be written.
-inline void save_control_vector(const std::string& path, const control_vector& cv);
+template <class Deferred = void>
+void save_control_vector(const std::string& path, const control_vector& cv);
 
 /// Reads a control-vector GGUF into actlens block indexing (direction.N -> block N). Throws
 /// actlens::error naming the file and the tensor: io.204 for a tensor not named direction.N with a
 /// decimal N >= 1, a type other than F32, a rank other than 1, widths that differ, or another
 /// general.architecture; plus whatever gguf_file reports.
-inline control_vector load_control_vector(const std::string& path);
+template <class Deferred = void>
+control_vector load_control_vector(const std::string& path);
 
 /// Adds hooks that add `strength * directions[l]` to blocks.{l}.hook_resid_post at every position,
 /// for the blocks in [first_block, last_block] (llama.cpp's --control-vector-layer-range). The
 /// hook_set keeps its own copy of the directions. Throws arg.102 when a direction's width is not
 /// the activation's (checked when the hook runs) and arg.104 for a non-finite strength.
-inline void add_control_vector_hooks(hook_set<float>& hooks, const control_vector& cv, float strength = 1.0f,
-                                     std::size_t first_block = 0, std::size_t last_block = SIZE_MAX);
+template <class Deferred = void>
+void add_control_vector_hooks(hook_set<float>& hooks, const control_vector& cv, float strength = 1.0f,
+                              std::size_t first_block = 0, std::size_t last_block = SIZE_MAX);
 
 /// The control vector that adds what `add_steering(hooks, v, {alpha})` adds, at every position:
 /// `alpha * v.direction` (rounded as add_steering rounds it) at the block whose output v's point
@@ -95,7 +102,8 @@ inline std::size_t control_vector::d_model() const {
     return width;
 }
 
-inline void save_control_vector(const std::string& path, const control_vector& cv) {
+template <class Deferred>
+void save_control_vector(const std::string& path, const control_vector& cv) {
     cv.d_model(); // throws when widths differ
     io::gguf_writer writer;
     writer.set("general.architecture", io::gguf_value::string("controlvector"));
@@ -133,7 +141,8 @@ inline void save_control_vector(const std::string& path, const control_vector& c
     writer.write(path);
 }
 
-inline control_vector load_control_vector(const std::string& path) {
+template <class Deferred>
+control_vector load_control_vector(const std::string& path) {
     const io::gguf_file f(path);
     const std::string arch = f.get_string("general.architecture", "controlvector");
     if (arch != "controlvector")
@@ -172,8 +181,9 @@ inline control_vector load_control_vector(const std::string& path) {
     return cv;
 }
 
-inline void add_control_vector_hooks(hook_set<float>& hooks, const control_vector& cv, float strength,
-                                     std::size_t first_block, std::size_t last_block) {
+template <class Deferred>
+void add_control_vector_hooks(hook_set<float>& hooks, const control_vector& cv, float strength, std::size_t first_block,
+                              std::size_t last_block) {
     if (!std::isfinite(strength)) fail(errc::non_finite, "add_control_vector_hooks: strength is {}", strength);
     cv.d_model();
     // A control vector is a steering vector per block at resid_post, added at every position.
@@ -218,5 +228,12 @@ control_vector to_control_vector(const steering_vector<T>& v, double alpha, std:
     }
     return cv;
 }
+
+#ifdef ACTLENS_EXTERN_TEMPLATE
+ACTLENS_EXTERN_TEMPLATE void save_control_vector(const std::string&, const control_vector&);
+ACTLENS_EXTERN_TEMPLATE control_vector load_control_vector(const std::string&);
+ACTLENS_EXTERN_TEMPLATE void add_control_vector_hooks(hook_set<float>&, const control_vector&, float, std::size_t,
+                                                      std::size_t);
+#endif
 
 } // namespace actlens

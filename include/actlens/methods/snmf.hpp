@@ -38,10 +38,10 @@
 #include <actlens/core/rng.hpp>
 #include <actlens/core/tensor.hpp>
 #include <actlens/error.hpp>
+#include <actlens/methods/detail/symmetric_eigen.hpp>
 
 #include <Eigen/Cholesky>
 #include <Eigen/Core>
-#include <Eigen/Eigenvalues>
 
 #if defined(_OPENMP)
 #include <omp.h>

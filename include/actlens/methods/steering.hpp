@@ -18,13 +18,13 @@
 #include <actlens/compiled.hpp>
 #include <actlens/core/tensor.hpp>
 #include <actlens/error.hpp>
+#include <actlens/methods/detail/symmetric_eigen.hpp>
 #include <actlens/model/hook_point.hpp>
 #include <actlens/model/hooks.hpp>
 #include <actlens/model/transformer.hpp>
 #include <actlens/model/workspace.hpp>
 
 #include <Eigen/Core>
-#include <Eigen/Eigenvalues>
 
 #include <algorithm>
 #include <cmath>

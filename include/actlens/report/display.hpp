@@ -20,7 +20,7 @@
 #include <actlens/report/svg.hpp>
 #include <actlens/report/text.hpp>
 
-#include <fmt/format.h>
+#include <fmt/core.h>
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
@@ -106,10 +106,16 @@ nlohmann::json mime_bundle(const Shown& shown) {
             {"text/plain", render_text(shown)}};
 }
 
-inline nlohmann::json mime_bundle_repr(const score_map& m) { return mime_bundle(m); }
-inline nlohmann::json mime_bundle_repr(const attention_pattern& p) { return mime_bundle(p); }
-inline nlohmann::json mime_bundle_repr(const token_readout& r) { return mime_bundle(r); }
-inline nlohmann::json mime_bundle_repr(const generation_comparison& g) { return mime_bundle(g); }
+// The displays are templates (of nothing), found by ADL as the functions were: building a JSON object
+// is then compiled only in the files that show something (README "Compile time").
+template <class Deferred = void>
+nlohmann::json mime_bundle_repr(const score_map& m) { return mime_bundle(m); }
+template <class Deferred = void>
+nlohmann::json mime_bundle_repr(const attention_pattern& p) { return mime_bundle(p); }
+template <class Deferred = void>
+nlohmann::json mime_bundle_repr(const token_readout& r) { return mime_bundle(r); }
+template <class Deferred = void>
+nlohmann::json mime_bundle_repr(const generation_comparison& g) { return mime_bundle(g); }
 
 /// A name for an element type: "float32", "float64", "int32", ...
 template <class T>

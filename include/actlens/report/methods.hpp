@@ -15,7 +15,7 @@
 #include <actlens/methods/snmf_features.hpp>
 #include <actlens/report/display.hpp>
 
-#include <fmt/format.h>
+#include <fmt/core.h>
 #include <nlohmann/json.hpp>
 
 #include <cstddef>
@@ -136,10 +136,13 @@ token_readout feature_readout(std::size_t j, const std::vector<feature_neuron>& 
 namespace actlens {
 
 /// Notebook display of a patching or attribution sweep (positions labelled by index).
-inline nlohmann::json mime_bundle_repr(const patching_result& r) { return report::mime_bundle(report::patching_map(r)); }
+/// (A template of nothing, as the displays of report/display.hpp.)
+template <class Deferred = void>
+nlohmann::json mime_bundle_repr(const patching_result& r) { return report::mime_bundle(report::patching_map(r)); }
 
 /// Notebook display of AtP*: the per-head scores [L, H].
-inline nlohmann::json mime_bundle_repr(const atp_star_result& r) {
+template <class Deferred = void>
+nlohmann::json mime_bundle_repr(const atp_star_result& r) {
     return report::mime_bundle(report::patching_map(r.scores, r.axes, {}, "AtP* estimates"));
 }
 

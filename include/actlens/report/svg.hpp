@@ -14,7 +14,7 @@
 #include <actlens/report/color.hpp>
 #include <actlens/report/text.hpp>
 
-#include <fmt/format.h>
+#include <fmt/core.h>
 
 #include <algorithm>
 #include <cmath>

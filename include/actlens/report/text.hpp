@@ -8,7 +8,7 @@
 
 #include <actlens/tokenizer/printable.hpp>
 
-#include <fmt/format.h>
+#include <fmt/core.h>
 
 #include <cmath>
 #include <cstddef>

@@ -7,6 +7,7 @@
 // messages with json_excerpt, which is bounded in length and never recurses.
 #pragma once
 
+#include <actlens/core/deferred.hpp>
 #include <actlens/error.hpp>
 
 #include <nlohmann/json.hpp>
@@ -54,8 +55,11 @@ inline void check_json_depth(std::string_view text, const std::string& source, e
 template <class Deferred = void>
 nlohmann::json parse_json_bounded(std::string_view text, const std::string& source, errc code) {
     check_json_depth(text, source, code);
+    // The parser named through a type that depends on Deferred: a non-dependent call would be compiled
+    // where this template is defined, in every file (core/deferred.hpp).
+    using json = actlens::detail::deferred_t<nlohmann::json, Deferred>;
     try {
-        return nlohmann::json::parse(text.data(), text.data() + text.size());
+        return json::parse(text.data(), text.data() + text.size());
     } catch (const nlohmann::json::exception& e) {
         // nlohmann quotes the token it stopped at, which a hostile file can make megabytes long.
         const std::string_view what = e.what();

@@ -7,7 +7,7 @@
 #include <actlens/io/detail/json.hpp>
 #include <actlens/io/mapped_file.hpp>
 
-#include <fmt/format.h>
+#include <fmt/core.h>
 #include <nlohmann/json.hpp>
 
 // pcre2.h needs a code unit width; this header calls the 8-bit functions by their explicit `_8`
