@@ -23,7 +23,10 @@
 #include <actlens/kernels/weight_format.hpp>
 
 #include <algorithm>
+#include <cmath>
 #include <cstddef>
+#include <cstdint>
+#include <cstring>
 
 namespace actlens::kernels {
 
