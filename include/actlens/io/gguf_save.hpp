@@ -320,10 +320,9 @@ void save_gguf(const basic_transformer<T>& model, const std::string& path, const
         writer.add_tensor(name, as_float(v).view(), ggml_type::f32);
     };
     auto matrix = [&](const std::string& name, const tensor<float>& m) {
-        const bool k_quant = dtype == ggml_type::q4_k || dtype == ggml_type::q6_k;
-        const bool quantised = k_quant || dtype == ggml_type::q8_0 || dtype == ggml_type::q4_0;
-        const bool fits = !quantised || m.view().extent(m.rank() - 1) % (k_quant ? 256 : 32) == 0;
-        if (k_quant && fits) {
+        // Rows must be whole blocks of the type (1 value for F32/F16/BF16, 32 or 256 when quantised).
+        const bool fits = m.view().extent(m.rank() - 1) % ggml_traits(dtype).block == 0;
+        if (fits && (dtype == ggml_type::q4_k || dtype == ggml_type::q6_k)) {
             const std::vector<unsigned char> bytes = detail::quantise_k_rows(m, dtype);
             writer.add_tensor_bytes(name, dtype, m.shape(), bytes.data(), bytes.size());
         } else {
