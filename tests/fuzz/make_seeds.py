@@ -38,8 +38,7 @@ def llama2c_checkpoint(dim=8, hidden=16, layers=1, heads=2, kv_heads=2, vocab=8,
 
 def gguf_zero_extent():
     """Issue 13 finding A: an F32 tensor of ne [0, 2^40, 2^40] next to a valid one."""
-    def string(s):
-        return struct.pack("<Q", len(s)) + s.encode()
+    string = gguf_writer.string
     out = b"GGUF" + struct.pack("<IQQ", 3, 2, 1)
     out += string("general.architecture") + struct.pack("<I", 8) + string("test")
     out += string("a") + struct.pack("<I", 1) + struct.pack("<Q", 2) + struct.pack("<IQ", 0, 0)
