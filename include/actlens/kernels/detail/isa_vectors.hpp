@@ -14,6 +14,9 @@
 //   load_u8_field<shift, bits> `width` bytes' bit fields (byte >> shift) & (2^bits - 1) as f32
 //                              (unaligned): the nibbles and 2-bit fields of ggml's blocks
 //   store (aligned) / storeu, store_masked, set1, zero, add, sub, mul, madd(a, b, acc) = a * b + acc (one FMA where there is FMA),
+//   in_register(v)             makes v a register value here: a loaded vector used by several
+//                              multiply-adds is then loaded once, not folded into each of them as
+//                              a memory operand (which turns 1 load per R FMAs into 1 per FMA)
 //   reduce(v)                  the lanes' sum as a halving tree: lane i + lane i + width/2, ...
 //   prefetch(p)                into L2
 //   pack_16_columns            transposes 16 rows of w into a panel's 16 columns, for K steps
@@ -72,6 +75,10 @@ struct vec {
     static reg sub(reg a, reg b) noexcept { return _mm512_sub_ps(a, b); }
     static reg mul(reg a, reg b) noexcept { return _mm512_mul_ps(a, b); }
     static reg madd(reg a, reg b, reg acc) noexcept { return _mm512_fmadd_ps(a, b, acc); }
+    static reg in_register(reg v) noexcept {
+        __asm__("" : "+v"(v));
+        return v;
+    }
     static void prefetch(const void* p) noexcept { _mm_prefetch(static_cast<const char*>(p), _MM_HINT_T1); }
 
     // Halving with two-source permutes: GCC 12's unpack/shuffle intrinsics warn
@@ -166,6 +173,10 @@ struct vec {
     static reg sub(reg a, reg b) noexcept { return _mm256_sub_ps(a, b); }
     static reg mul(reg a, reg b) noexcept { return _mm256_mul_ps(a, b); }
     static reg madd(reg a, reg b, reg acc) noexcept { return _mm256_fmadd_ps(a, b, acc); }
+    static reg in_register(reg v) noexcept {
+        __asm__("" : "+x"(v));
+        return v;
+    }
     static void prefetch(const void* p) noexcept { _mm_prefetch(static_cast<const char*>(p), _MM_HINT_T1); }
     static float reduce(reg v) noexcept {
         v = _mm256_add_ps(v, _mm256_permute2f128_ps(v, v, 1));                   // lane i + lane i ^ 4
@@ -226,6 +237,7 @@ struct vec {
     static reg sub(reg a, reg b) noexcept { return a - b; }
     static reg mul(reg a, reg b) noexcept { return a * b; }
     static reg madd(reg a, reg b, reg acc) noexcept { return a * b + acc; } // two roundings: no FMA here
+    static reg in_register(reg v) noexcept { return v; }
     static void prefetch(const void* p) noexcept { __builtin_prefetch(p, 0, 2); }
     static float reduce(reg v) noexcept { return (v[0] + v[2]) + (v[1] + v[3]); }
     static std::size_t pack_16_columns(const float*, std::size_t, std::size_t, float*, std::size_t) noexcept {
