@@ -5,7 +5,12 @@
 // std::tanh loop for GELU. Every figure is the best of several repetitions (the machines are
 // noisy; the minimum is the most repeatable statistic). Printed ratios are what to track.
 //
-//   bench_kernels [--threads N] [--quick]
+//   bench_kernels [--threads N] [--quick] [--rows]
+//
+// --rows: only the products with weights read in their stored rows (kernels::linear_rows, exact
+// precision) against the packed f32 panel kernel on the same shapes (Llama 3.2 1B's: K = 2048 ->
+// N = 2048 and 8192, K = 8192 -> N = 2048; T = 1, 64, 256 tokens), run interleaved (panel, then
+// each format, repeated), best wall time of each; the ratio is the panel's time over the rows'.
 #include <actlens/actlens.hpp>
 #include <actlens/kernels/detail/simd.hpp>
 
@@ -69,15 +74,90 @@ void fill(std::vector<float>& v, float scale) {
     for (float& x : v) x = float(g.normal()) * scale;
 }
 
+/// `out` rows of `in` weights in format f: values in [-0.05, 0.05] for the plain types, random
+/// bytes with small finite f16 scales for ggml's blocks (kernels/weight_format.hpp).
+std::vector<unsigned char> random_weight_rows(actlens::kernels::weight_format f, std::size_t out, std::size_t in) {
+    namespace k = actlens::kernels;
+    using k::weight_format;
+    std::vector<unsigned char> rows(k::weight_row_bytes(f, in) * out);
+    actlens::rng g(rows.size());
+    const std::size_t block = k::weight_block_bytes(f);
+    for (std::size_t b = 0; b < rows.size() / block; ++b) {
+        unsigned char* at = rows.data() + b * block;
+        const float v = float(g.uniform() - 0.5) * 0.1f;
+        std::uint16_t bits = 0;
+        switch (f) {
+        case weight_format::f32: std::memcpy(at, &v, 4); continue;
+        case weight_format::f16: bits = actlens::f32_to_f16(v); std::memcpy(at, &bits, 2); continue;
+        case weight_format::bf16: bits = actlens::f32_to_bf16(v); std::memcpy(at, &bits, 2); continue;
+        default: break;
+        }
+        for (std::size_t i = 0; i < block; ++i) at[i] = static_cast<unsigned char>(g.uniform() * 256);
+        bits = actlens::f32_to_f16(std::abs(v) * 1e-2f);
+        const std::size_t scale_at[] = {f == weight_format::q6_k ? std::size_t(208) : 0, 2};
+        for (std::size_t i = 0; i < (f == weight_format::q4_k ? 2u : 1u); ++i) std::memcpy(at + scale_at[i], &bits, 2);
+    }
+    return rows;
+}
+
+/// The --rows table (see the top of this file).
+void bench_rows(int reps) {
+    namespace k = actlens::kernels;
+    using k::weight_format;
+    const weight_format formats[] = {weight_format::f32,  weight_format::f16,  weight_format::bf16,
+                                     weight_format::q8_0, weight_format::q4_k, weight_format::q6_k};
+    struct shape {
+        std::size_t in, out;
+    };
+    fmt::print("{:<28} {:>12}  rows (exact): panel time / rows time\n", "linear_rows vs f32 panels", "panel GF/s");
+    for (const shape s : {shape{2048, 2048}, shape{2048, 8192}, shape{8192, 2048}})
+        for (std::size_t tokens : {1u, 64u, 256u}) {
+            std::vector<float> x(tokens * s.in), w(s.out * s.in), y(tokens * s.out);
+            fill(x, 1.0f);
+            fill(w, 0.05f);
+            const k::packed_weight<float> panels(w.data(), s.out, s.in);
+            std::vector<std::vector<unsigned char>> rows;
+            for (weight_format f : formats) rows.push_back(random_weight_rows(f, s.out, s.in));
+            constexpr std::size_t count = sizeof formats / sizeof formats[0];
+            double best[count + 1];
+            std::fill(best, best + count + 1, 1e300);
+            auto time = [](double& b, const std::function<void()>& fn) {
+                const auto t0 = clock_type::now();
+                fn();
+                b = std::min(b, std::chrono::duration<double>(clock_type::now() - t0).count());
+            };
+            const int runs = tokens == 1 ? 4 * reps : reps;
+            for (int r = 0; r <= runs; ++r) { // the first round warms up and is not kept
+                double panel = 1e300, row_times[count];
+                time(panel, [&] { k::linear(x.data(), tokens, panels, static_cast<const float*>(nullptr), y.data()); });
+                for (std::size_t i = 0; i < count; ++i) {
+                    row_times[i] = 1e300;
+                    time(row_times[i], [&] {
+                        k::linear_rows(x.data(), tokens, s.in, rows[i].data(), formats[i], s.out, nullptr, y.data());
+                    });
+                }
+                if (r == 0) continue;
+                best[0] = std::min(best[0], panel);
+                for (std::size_t i = 0; i < count; ++i) best[i + 1] = std::min(best[i + 1], row_times[i]);
+            }
+            std::string line;
+            for (std::size_t i = 0; i < count; ++i)
+                line += fmt::format(" {} {:.2f}x", k::weight_format_name(formats[i]), best[0] / best[i + 1]);
+            fmt::print("{:<28} {:>12.1f} {}\n", fmt::format("K={} N={} T={}", s.in, s.out, tokens),
+                       2.0 * double(tokens) * double(s.in) * double(s.out) / best[0] / 1e9, line);
+        }
+}
+
 } // namespace
 
 int main(int argc, char** argv) {
     int threads = 0;
-    bool quick = false;
+    bool quick = false, rows_only = false;
     for (int i = 1; i < argc; ++i) {
         const std::string a = argv[i];
         if (a == "--threads" && i + 1 < argc) threads = std::atoi(argv[++i]);
         else if (a == "--quick") quick = true;
+        else if (a == "--rows") rows_only = true;
     }
 #ifdef _OPENMP
     if (threads > 0) omp_set_num_threads(threads);
@@ -88,6 +168,10 @@ int main(int argc, char** argv) {
     const int reps = quick ? 3 : 10;
     fmt::print("actlens {} kernels | SIMD {} ({} floats per register) | {} thread(s)\n\n", actlens::version_string,
                xsimd::default_arch::name(), xsimd::batch<float>::size, threads);
+    if (rows_only) {
+        bench_rows(reps);
+        return 0;
+    }
 
     const double peak1 = fma_peak_gflops_one_thread();
     const double peak = peak1 * threads;

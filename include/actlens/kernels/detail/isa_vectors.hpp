@@ -11,7 +11,12 @@
 //   load_f16 / load_bf16       `width` 16-bit values (f16 or bf16 bits, core/dtype.hpp) widened to
 //                              f32, exactly (unaligned)
 //   load_i8                    `width` int8 values as f32 (unaligned)
-//   store (aligned) / storeu, store_masked, set1, zero, add, mul, madd(a, b, acc) = a * b + acc (one FMA where there is FMA),
+//   load_u8_field<shift, bits> `width` bytes' bit fields (byte >> shift) & (2^bits - 1) as f32
+//                              (unaligned): the nibbles and 2-bit fields of ggml's blocks
+//   store (aligned) / storeu, store_masked, set1, zero, add, sub, mul, madd(a, b, acc) = a * b + acc (one FMA where there is FMA),
+//   in_register(v)             makes v a register value here: a loaded vector used by several
+//                              multiply-adds is then loaded once, not folded into each of them as
+//                              a memory operand (which turns 1 load per R FMAs into 1 per FMA)
 //   reduce(v)                  the lanes' sum as a halving tree: lane i + lane i + width/2, ...
 //   prefetch(p)                into L2
 //   pack_16_columns            transposes 16 rows of w into a panel's 16 columns, for K steps
@@ -56,12 +61,24 @@ struct vec {
     static reg load_i8(const std::int8_t* p) noexcept {
         return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))));
     }
+    template <int shift, int bits>
+    static reg load_u8_field(const unsigned char* p) noexcept {
+        __m512i v = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+        if constexpr (shift != 0) v = _mm512_srli_epi32(v, shift);
+        if constexpr (shift + bits < 8) v = _mm512_and_si512(v, _mm512_set1_epi32((1 << bits) - 1));
+        return _mm512_cvtepi32_ps(v);
+    }
     static void store(float* p, reg v) noexcept { _mm512_store_ps(p, v); }
     static void storeu(float* p, reg v) noexcept { _mm512_storeu_ps(p, v); }
     static void store_masked(float* p, mask m, reg v) noexcept { _mm512_mask_storeu_ps(p, m, v); }
     static reg add(reg a, reg b) noexcept { return _mm512_add_ps(a, b); }
+    static reg sub(reg a, reg b) noexcept { return _mm512_sub_ps(a, b); }
     static reg mul(reg a, reg b) noexcept { return _mm512_mul_ps(a, b); }
     static reg madd(reg a, reg b, reg acc) noexcept { return _mm512_fmadd_ps(a, b, acc); }
+    static reg in_register(reg v) noexcept {
+        __asm__("" : "+v"(v));
+        return v;
+    }
     static void prefetch(const void* p) noexcept { _mm_prefetch(static_cast<const char*>(p), _MM_HINT_T1); }
 
     // Halving with two-source permutes: GCC 12's unpack/shuffle intrinsics warn
@@ -142,12 +159,24 @@ struct vec {
     static reg load_i8(const std::int8_t* p) noexcept {
         return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p))));
     }
+    template <int shift, int bits>
+    static reg load_u8_field(const unsigned char* p) noexcept {
+        __m256i v = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p)));
+        if constexpr (shift != 0) v = _mm256_srli_epi32(v, shift);
+        if constexpr (shift + bits < 8) v = _mm256_and_si256(v, _mm256_set1_epi32((1 << bits) - 1));
+        return _mm256_cvtepi32_ps(v);
+    }
     static void store(float* p, reg v) noexcept { _mm256_store_ps(p, v); }
     static void storeu(float* p, reg v) noexcept { _mm256_storeu_ps(p, v); }
     static void store_masked(float* p, mask m, reg v) noexcept { _mm256_maskstore_ps(p, m, v); }
     static reg add(reg a, reg b) noexcept { return _mm256_add_ps(a, b); }
+    static reg sub(reg a, reg b) noexcept { return _mm256_sub_ps(a, b); }
     static reg mul(reg a, reg b) noexcept { return _mm256_mul_ps(a, b); }
     static reg madd(reg a, reg b, reg acc) noexcept { return _mm256_fmadd_ps(a, b, acc); }
+    static reg in_register(reg v) noexcept {
+        __asm__("" : "+x"(v));
+        return v;
+    }
     static void prefetch(const void* p) noexcept { _mm_prefetch(static_cast<const char*>(p), _MM_HINT_T1); }
     static float reduce(reg v) noexcept {
         v = _mm256_add_ps(v, _mm256_permute2f128_ps(v, v, 1));                   // lane i + lane i ^ 4
@@ -193,14 +222,22 @@ struct vec {
         return reg{bf16_to_f32(p[0]), bf16_to_f32(p[1]), bf16_to_f32(p[2]), bf16_to_f32(p[3])};
     }
     static reg load_i8(const std::int8_t* p) noexcept { return reg{float(p[0]), float(p[1]), float(p[2]), float(p[3])}; }
+    template <int shift, int bits>
+    static reg load_u8_field(const unsigned char* p) noexcept {
+        constexpr unsigned m = (1u << bits) - 1u;
+        return reg{float((p[0] >> shift) & m), float((p[1] >> shift) & m), float((p[2] >> shift) & m),
+                   float((p[3] >> shift) & m)};
+    }
     static void store(float* p, reg v) noexcept { std::memcpy(p, &v, sizeof v); }
     static void storeu(float* p, reg v) noexcept { std::memcpy(p, &v, sizeof v); }
     static void store_masked(float* p, mask m, reg v) noexcept {
         for (std::size_t i = 0; i < m; ++i) p[i] = v[i];
     }
     static reg add(reg a, reg b) noexcept { return a + b; }
+    static reg sub(reg a, reg b) noexcept { return a - b; }
     static reg mul(reg a, reg b) noexcept { return a * b; }
     static reg madd(reg a, reg b, reg acc) noexcept { return a * b + acc; } // two roundings: no FMA here
+    static reg in_register(reg v) noexcept { return v; }
     static void prefetch(const void* p) noexcept { __builtin_prefetch(p, 0, 2); }
     static float reduce(reg v) noexcept { return (v[0] + v[2]) + (v[1] + v[3]); }
     static std::size_t pack_16_columns(const float*, std::size_t, std::size_t, float*, std::size_t) noexcept {
