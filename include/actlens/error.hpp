@@ -77,12 +77,26 @@ namespace detail {
     throw error(code, fmt::vformat(format, args));
 }
 
-/// fail's argument packing, instantiated once per list of argument types without their references and
-/// const (fail itself is instantiated per exact list, e.g. `std::string&` and `const std::string&`).
-/// There are a few hundred calls of fail in the library, so this saves compile time in every file.
+/// One argument of fail, type-erased as fmt's own argument lists do it. Instantiated once per argument
+/// type: fmt::make_format_args over a whole list costs a few milliseconds of compilation per distinct
+/// list, and the library's few hundred calls of fail have some eighty distinct lists, compiled in every
+/// file (README "Compile time"). The returned argument refers to `value` (strings, other objects) or
+/// holds a copy of it (numbers and pointers), as the store it is taken from did.
+template <class T>
+fmt::format_context::format_arg format_arg_of(const T& value) {
+    return fmt::format_args(fmt::make_format_args(value)).get(0);
+}
+
+/// fail's argument packing, instantiated once per list of argument types without their references
+/// and const (fail itself is instantiated per exact list, e.g. `std::string&` and `const std::string&`).
 template <class... Args>
 [[noreturn]] void throw_formatted(errc code, fmt::string_view format, const Args&... args) {
-    throw_error(code, format, fmt::make_format_args(args...));
+    if constexpr (sizeof...(Args) == 0) {
+        throw_error(code, format, fmt::format_args());
+    } else {
+        const fmt::format_context::format_arg list[] = {format_arg_of(args)...};
+        throw_error(code, format, fmt::format_args(list, static_cast<int>(sizeof...(Args))));
+    }
 }
 
 } // namespace detail

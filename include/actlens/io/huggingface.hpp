@@ -118,7 +118,7 @@ nlohmann::json read_json_file(const std::string& path) {
     std::string duplicate, parent;
     nlohmann::json j;
     try {
-        j = parse_json_no_duplicates(text.data(), text.data() + text.size(), duplicate, parent);
+        j = parse_json_no_duplicates<Deferred>(text.data(), text.data() + text.size(), duplicate, parent);
     } catch (const nlohmann::json::exception& e) {
         fail(errc::bad_header, "'{}' is not valid JSON: {}", path, e.what());
     }

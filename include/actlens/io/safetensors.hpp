@@ -241,7 +241,7 @@ void safetensors_file::parse_header() {
     std::string duplicate, duplicate_parent;
     try {
         header =
-            detail::parse_json_no_duplicates(text, text + header_size, duplicate, duplicate_parent);
+            detail::parse_json_no_duplicates<Deferred>(text, text + header_size, duplicate, duplicate_parent);
     } catch (const json::exception& e) {
         fail(errc::bad_header, "'{}': safetensors header is not valid JSON: {}", file, e.what());
     }

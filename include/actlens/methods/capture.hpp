@@ -395,7 +395,7 @@ capture_reader::capture_reader(const std::string& directory) : m_directory(direc
     if (!file) fail(errc::file_open, "capture_reader: cannot open '{}': {}", path, std::strerror(errno));
     const std::string text{std::istreambuf_iterator<char>(file), std::istreambuf_iterator<char>()};
     // Bounded nesting: a hostile manifest of 24,000 '[' would overflow the stack in nlohmann.
-    m_manifest = io::detail::parse_json_bounded(text, path, errc::bad_header);
+    m_manifest = io::detail::parse_json_bounded<Deferred>(text, path, errc::bad_header);
     if (!m_manifest.is_object())
         fail(errc::bad_header, "capture manifest '{}' is not a JSON object", path);
     using detail::manifest_field;

@@ -321,7 +321,7 @@ bpe_tokenizer bpe_tokenizer::from_vocab_merges(std::string_view vocab_json,
     m->source = vocab_source;
     std::vector<d::vocab_entry> entries;
     {
-        const nlohmann::json vocab = d::parse_json(vocab_json, vocab_source);
+        const nlohmann::json vocab = d::parse_json<Deferred>(vocab_json, vocab_source);
         d::read_vocab_object(vocab, vocab_source, "", entries);
     }
     d::set_vocabulary(*m, entries, vocab_source);
@@ -333,7 +333,7 @@ template <class Deferred>
 bpe_tokenizer bpe_tokenizer::from_tokenizer_json(std::string_view json,
                                                  const std::string& source) {
     namespace d = detail::bpe;
-    const nlohmann::json root = d::parse_json(json, source);
+    const nlohmann::json root = d::parse_json<Deferred>(json, source);
     if (!root.is_object())
         fail(errc::tokenizer_file, "'{}' must hold a JSON object, not {}", source,
              root.type_name());

@@ -1159,7 +1159,7 @@ hf_tokenizer hf_tokenizer::load(const std::string& path) {
 
 template <class Deferred>
 hf_tokenizer hf_tokenizer::from_json(std::string_view json, const std::string& source) {
-    return from_document(detail::bpe::parse_json(json, source), source);
+    return from_document(detail::bpe::parse_json<Deferred>(json, source), source);
 }
 
 template <class Deferred>

@@ -286,7 +286,7 @@ inline std::string_view as_text(const io::mapped_file& file) {
 template <class Deferred = void>
 nlohmann::json parse_json(std::string_view text, const std::string& source) {
     if (text.empty()) fail(errc::tokenizer_file, "'{}' is empty: expected a JSON object", source);
-    return io::detail::parse_json_bounded(text, source, errc::tokenizer_file);
+    return io::detail::parse_json_bounded<Deferred>(text, source, errc::tokenizer_file);
 }
 
 /// A vocabulary entry as read, before the checks; `where` names it in errors.
