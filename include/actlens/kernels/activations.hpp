@@ -24,10 +24,8 @@ namespace detail {
 /// GELU's tanh form of one value or one SIMD batch of values of type T.
 template <class T, class V>
 V gelu_tanh_of(const V& u) noexcept {
-    using std::tanh;
-    using xsimd::tanh;
     const V inner = sqrt_2_over_pi<T> * (u + gelu_cubic<T> * u * u * u);
-    return T(0.5) * u * (T(1) + tanh(inner));
+    return T(0.5) * u * (T(1) + detail::tanh(inner));
 }
 } // namespace detail
 
@@ -40,26 +38,20 @@ void gelu_tanh(const T* in, T* out, std::size_t n) noexcept {
 /// GELU, exact form (GPT-NeoX's and BERT's "gelu"): 0.5 u (1 + erf(u / sqrt 2)).
 template <class T>
 void gelu_erf(const T* in, T* out, std::size_t n) noexcept {
-    using std::erf;
-    using xsimd::erf;
     detail::simd_transform(in, out, n,
-                           [](auto u) { return T(0.5) * u * (T(1) + erf(u * detail::one_over_sqrt_2<T>)); });
+                           [](auto u) { return T(0.5) * u * (T(1) + detail::erf(u * detail::one_over_sqrt_2<T>)); });
 }
 
 /// SiLU: u * sigmoid(u).
 template <class T>
 void silu(const T* in, T* out, std::size_t n) noexcept {
-    using std::exp;
-    using xsimd::exp;
-    detail::simd_transform(in, out, n, [](auto u) { return u / (T(1) + exp(-u)); });
+    detail::simd_transform(in, out, n, [](auto u) { return u / (T(1) + detail::exp(-u)); });
 }
 
 /// SwiGLU product: out = silu(gate) * up (Llama's MLP hidden vector).
 template <class T>
 void swiglu(const T* gate, const T* up, T* out, std::size_t n) noexcept {
-    using std::exp;
-    using xsimd::exp;
-    detail::simd_transform2(gate, up, out, n, [](auto g, auto u) { return g / (T(1) + exp(-g)) * u; });
+    detail::simd_transform2(gate, up, out, n, [](auto g, auto u) { return g / (T(1) + detail::exp(-g)) * u; });
 }
 
 /// GeGLU product with GELU's tanh form: out = gelu_tanh(gate) * up (Gemma's MLP hidden vector;
@@ -73,10 +65,8 @@ void geglu(const T* gate, const T* up, T* out, std::size_t n) noexcept {
 /// near 0 (Gemma 2's attention-logit and final-logit capping; Gemma Team 2024, section 2).
 template <class T>
 void soft_cap(T* x, std::size_t n, T cap) noexcept {
-    using std::tanh;
-    using xsimd::tanh;
     const T inv = T(1) / cap;
-    detail::simd_transform(x, x, n, [cap, inv](auto v) { return cap * tanh(v * inv); });
+    detail::simd_transform(x, x, n, [cap, inv](auto v) { return cap * detail::tanh(v * inv); });
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -89,11 +79,9 @@ void soft_cap(T* x, std::size_t n, T cap) noexcept {
 /// c = 0.044715 and gelu'(u) = 0.5 (1 + t) + 0.5 u (1 - t^2) k (1 + 3 c u^2).
 template <class T>
 void gelu_tanh_backward(const T* u, const T* dy, T* du, std::size_t n) noexcept {
-    using std::tanh;
-    using xsimd::tanh;
     detail::simd_transform2(u, dy, du, n, [](auto x, auto g) {
         const auto x2 = x * x;
-        const auto t = tanh(detail::sqrt_2_over_pi<T> * (x + detail::gelu_cubic<T> * x2 * x));
+        const auto t = detail::tanh(detail::sqrt_2_over_pi<T> * (x + detail::gelu_cubic<T> * x2 * x));
         const auto dinner = detail::sqrt_2_over_pi<T> * (T(1) + T(3) * detail::gelu_cubic<T> * x2);
         return g * (T(0.5) * (T(1) + t) + T(0.5) * x * (T(1) - t * t) * dinner);
     });
@@ -102,23 +90,17 @@ void gelu_tanh_backward(const T* u, const T* dy, T* du, std::size_t n) noexcept 
 /// Gradient of `gelu_erf`: du = dy * (Phi(u) + u phi(u)), Phi the standard normal CDF, phi its density.
 template <class T>
 void gelu_erf_backward(const T* u, const T* dy, T* du, std::size_t n) noexcept {
-    using std::erf;
-    using std::exp;
-    using xsimd::erf;
-    using xsimd::exp;
     detail::simd_transform2(u, dy, du, n, [](auto x, auto g) {
-        const auto cdf = T(0.5) * (T(1) + erf(x * detail::one_over_sqrt_2<T>));
-        return g * (cdf + x * detail::one_over_sqrt_2pi<T> * exp(T(-0.5) * x * x));
+        const auto cdf = T(0.5) * (T(1) + detail::erf(x * detail::one_over_sqrt_2<T>));
+        return g * (cdf + x * detail::one_over_sqrt_2pi<T> * detail::exp(T(-0.5) * x * x));
     });
 }
 
 /// Gradient of `silu`: du = dy * s (1 + u (1 - s)) with s = sigmoid(u).
 template <class T>
 void silu_backward(const T* u, const T* dy, T* du, std::size_t n) noexcept {
-    using std::exp;
-    using xsimd::exp;
     detail::simd_transform2(u, dy, du, n, [](auto x, auto g) {
-        const auto s = T(1) / (T(1) + exp(-x));
+        const auto s = T(1) / (T(1) + detail::exp(-x));
         return g * s * (T(1) + x * (T(1) - s));
     });
 }
@@ -129,11 +111,9 @@ void silu_backward(const T* u, const T* dy, T* du, std::size_t n) noexcept {
 template <class T>
 void swiglu_backward(const T* gate, const T* up, const T* dy, T* dgate, T* dup,
                      std::size_t n) noexcept {
-    using std::exp;
-    using xsimd::exp;
     // Called with batches and with scalars; returns (dgate, dup) through its last two arguments.
     auto grads = [](auto g, auto u, auto d, auto& dg, auto& du) {
-        const auto s = T(1) / (T(1) + exp(-g));
+        const auto s = T(1) / (T(1) + detail::exp(-g));
         const auto silu_g = g * s;
         dg = d * u * s * (T(1) + g * (T(1) - s));
         du = d * silu_g;

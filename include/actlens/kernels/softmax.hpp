@@ -15,14 +15,12 @@ namespace actlens::kernels {
 /// Masked entries are set to exactly 0. Entries past the mask are never read.
 template <class T>
 void softmax_causal(T* scores, std::size_t rows, std::size_t cols, std::size_t ld, std::size_t past) noexcept {
-    using std::exp;
-    using xsimd::exp;
     for (std::size_t i = 0; i < rows; ++i) {
         T* row = scores + i * ld;
         const std::size_t valid = std::min(cols, past + i + 1);
         if (valid == 0) continue; // cols == 0: nothing to normalise (and no element to read)
         const T max = *std::max_element(row, row + valid);
-        detail::simd_transform(row, row, valid, [max](auto s) { return exp(s - max); });
+        detail::simd_transform(row, row, valid, [max](auto s) { return detail::exp(s - max); });
         const T inv = T(1) / detail::sum(row, valid);
         detail::simd_transform(row, row, valid, [inv](auto p) { return p * inv; });
         std::fill(row + valid, row + cols, T(0));

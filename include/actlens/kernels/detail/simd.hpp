@@ -5,7 +5,9 @@
 // propagates a constant n.
 #pragma once
 
+#include <cmath>
 #include <cstddef>
+#include <type_traits>
 
 #include <xsimd/xsimd.hpp>
 
@@ -84,6 +86,61 @@ T dot(const T* a, const T* b, std::size_t n) noexcept {
 template <class T>
 T sum(const T* a, std::size_t n) noexcept {
     return simd_reduce2(a, a, n, [](auto x, auto) { return x; });
+}
+
+// e^x, tanh x and erf x of one value or one batch, for the kernels' generic lambdas.
+//
+// xsimd computes them for a batch of doubles by converting the exponent of a scaled argument to a
+// 64-bit integer before it looks at the argument's range. Without AVX-512 DQ there is no instruction
+// for that conversion and xsimd converts lane by lane in C++, where converting an infinity, a NaN or a
+// value past 2^63 is undefined behaviour (the result is thrown away, but the sanitizers stop on it,
+// and a compiler may assume it never happens). Masked attention scores are -inf, and NaNs must flow
+// through to the checks that report them, so such arguments reach these functions. For double
+// batches on those instruction sets, arguments outside [-limit, limit] (and NaNs) are therefore
+// replaced by 0 before the call, and their result is the function's limit there (below / above), or
+// the NaN itself. limit = 1000 is far inside the conversion's range, and every function has reached
+// its limit in double there (e^-1000 = 0, e^1000 = inf, tanh and erf = +-1 exactly), so results are
+// the same as xsimd's with AVX-512 DQ.
+template <class V, class F>
+V with_bounded_argument(const V& x, double below, double above, F f) noexcept {
+#if !defined(XSIMD_NO_SUPPORTED_ARCHITECTURE) && !XSIMD_WITH_AVX512DQ
+    if constexpr (std::is_same_v<V, xsimd::batch<double>>) {
+        constexpr double limit = 1000.0;
+        const auto inside = xsimd::abs(x) <= V(limit); // false for a NaN
+        const V limits = xsimd::select(x < V(0.0), V(below), xsimd::select(x > V(0.0), V(above), x));
+        return xsimd::select(inside, f(xsimd::select(inside, x, V(0.0))), limits);
+    }
+#endif
+    (void)below;
+    (void)above;
+    return f(x);
+}
+
+template <class V>
+V exp(const V& x) noexcept {
+    return with_bounded_argument(x, 0.0, HUGE_VAL, [](const V& y) {
+        using std::exp;
+        using xsimd::exp;
+        return exp(y);
+    });
+}
+
+template <class V>
+V tanh(const V& x) noexcept {
+    return with_bounded_argument(x, -1.0, 1.0, [](const V& y) {
+        using std::tanh;
+        using xsimd::tanh;
+        return tanh(y);
+    });
+}
+
+template <class V>
+V erf(const V& x) noexcept {
+    return with_bounded_argument(x, -1.0, 1.0, [](const V& y) {
+        using std::erf;
+        using xsimd::erf;
+        return erf(y);
+    });
 }
 
 } // namespace actlens::kernels::detail
