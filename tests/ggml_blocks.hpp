@@ -19,6 +19,11 @@ namespace ggml_blocks {
 using actlens::kernels::weight_format;
 namespace k = actlens::kernels;
 
+/// Every format the row kernels read.
+constexpr weight_format all_formats[] = {weight_format::f32,  weight_format::f16,  weight_format::bf16,
+                                         weight_format::q8_0, weight_format::q4_0, weight_format::q4_k,
+                                         weight_format::q6_k};
+
 inline void put_f16(unsigned char* p, float v) {
     const std::uint16_t b = actlens::f32_to_f16(v);
     std::memcpy(p, &b, 2);

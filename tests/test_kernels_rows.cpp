@@ -26,13 +26,10 @@ namespace {
 
 using namespace kernel_checks;
 using namespace isa_checks;
+using ggml_blocks::all_formats;
 using ggml_blocks::random_rows;
 namespace k = actlens::kernels;
 using k::weight_format;
-
-constexpr weight_format all_formats[] = {weight_format::f32,  weight_format::f16,  weight_format::bf16,
-                                         weight_format::q8_0, weight_format::q4_0, weight_format::q4_k,
-                                         weight_format::q6_k};
 
 /// Row lengths that exercise a format's tails: partial 16-lane groups and K chunks of 256 for the
 /// plain types, whole blocks for the quantised ones.

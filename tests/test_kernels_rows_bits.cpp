@@ -26,6 +26,7 @@ namespace rows_bits_test {
 using namespace isa_checks;
 namespace k = actlens::kernels;
 using k::weight_format;
+using ggml_blocks::all_formats;
 
 // The kernel's sum of y[t, o], written out: lane l multiplies x[k] w[k] for k = l, l + 16, ... over
 // `in` rounded up to 16 (the values past `in` are zeros on both sides, as the kernel's masked loads
@@ -54,10 +55,6 @@ float lane_order_sum(const float* x, const float* w, std::size_t in, bool fma, f
     if (has_bias) s += bias;
     return accumulate ? y0 + s : s;
 }
-
-constexpr weight_format all_formats[] = {weight_format::f32,  weight_format::f16,  weight_format::bf16,
-                                         weight_format::q8_0, weight_format::q4_0, weight_format::q4_k,
-                                         weight_format::q6_k};
 
 // Lengths with partial 16-lane groups and partial K chunks (plain types), whole blocks otherwise.
 std::vector<std::size_t> lengths(weight_format f) {
