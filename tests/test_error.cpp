@@ -6,6 +6,7 @@
 
 #include <fmt/core.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <limits>
 #include <stdexcept>
@@ -39,9 +40,13 @@ struct point {
 template <>
 struct fmt::formatter<point> {
     constexpr auto parse(fmt::format_parse_context& ctx) { return ctx.begin(); }
+    // Writes its text itself: fmt::format_to here would call the libfmt's vformat_to, whose name
+    // clang 14 mangles differently from the g++ that built Debian's libfmt (an undefined reference
+    // in the clang build).
     template <class Context>
     auto format(const point& p, Context& ctx) const {
-        return fmt::format_to(ctx.out(), "({}, {})", p.x, p.y);
+        const std::string text = "(" + std::to_string(p.x) + ", " + std::to_string(p.y) + ")";
+        return std::copy(text.begin(), text.end(), ctx.out());
     }
 };
 
