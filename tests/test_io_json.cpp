@@ -88,6 +88,22 @@ TEST_CASE("json: the reader accepts and refuses what nlohmann does, with the sam
     }
 }
 
+TEST_CASE("json: where the reader differs from nlohmann, on purpose", "[io][json]") {
+    const auto refused = [](const std::string& text) {
+        return !error_of([&] { io_json::parse_json(text, "x.json", errc::bad_header); }).empty();
+    };
+    // nlohmann reads a NUL byte outside strings as the end of the text; RFC 8259 has no such rule.
+    CHECK(nlohmann::json::accept(std::string("[1]\0junk", 8)));
+    CHECK(refused(std::string("[1]\0junk", 8)));
+    // nlohmann keeps the last of two members with one key; we refuse the object (json_duplicates::keep
+    // keeps both, for a caller that reports it in its own words).
+    CHECK(nlohmann::json::accept(R"({"a": 1, "a": 2})"));
+    CHECK(refused(R"({"a": 1, "a": 2})"));
+    // nlohmann nests as deep as memory allows; we stop at max_json_depth.
+    CHECK(nlohmann::json::accept(json_nested(io_json::max_json_depth + 1, '[', ']')));
+    CHECK(refused(json_nested(io_json::max_json_depth + 1, '[', ']')));
+}
+
 TEST_CASE("json: numbers keep their class, so counts refuse floats, negatives and huge values", "[io][json]") {
     const auto parse = [](const std::string& text) { return io_json::parse_json(text, "n.json", errc::bad_config); };
     CHECK(parse("18446744073709551615").as_uint64() == std::numeric_limits<std::uint64_t>::max());
