@@ -217,7 +217,7 @@ void safetensors_file::parse_header() {
 
     // Repeated keys are kept by the parser and reported here, in the header's own words.
     const json header = io::parse_json<Deferred>(std::string_view(text, static_cast<std::size_t>(header_size)),
-                                                 file, errc::bad_header,
+                                                 file + ": safetensors header", errc::bad_header,
                                                  json_duplicates::keep);
     std::string duplicate, duplicate_parent;
     detail::find_repeated_header_key(header, "", duplicate, duplicate_parent);

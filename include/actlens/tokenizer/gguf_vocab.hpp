@@ -203,16 +203,16 @@ hf_tokenizer load_gguf_bpe_tokenizer(const io::gguf_file& file) {
     }
     json merge_list = json::array();
     for (const std::string& merge : merges) merge_list.push_back(merge);
-    const json document = json::object(
-        {{"added_tokens", std::move(added)},
-         {"normalizer", nullptr},
-         {"pre_tokenizer", std::move(pre_tokenizer)},
-         {"post_processor", std::move(post_processor)},
-         {"decoder", byte_level},
-         {"model", json::object({{"type", "BPE"},
-                                 {"vocab", std::move(vocab)},
-                                 {"merges", std::move(merge_list)},
-                                 {"ignore_merges", known->ignore_merges}})}});
+    // Members appended one by one: an initializer list would copy the vocabulary and merges.
+    json bpe_model = json::object({{"type", "BPE"}});
+    bpe_model.append_member("vocab", std::move(vocab));
+    bpe_model.append_member("merges", std::move(merge_list));
+    bpe_model.append_member("ignore_merges", known->ignore_merges);
+    json document = json::object({{"normalizer", nullptr}, {"decoder", byte_level}});
+    document.append_member("added_tokens", std::move(added));
+    document.append_member("pre_tokenizer", std::move(pre_tokenizer));
+    document.append_member("post_processor", std::move(post_processor));
+    document.append_member("model", std::move(bpe_model));
     return hf_tokenizer::from_document(document, path);
 }
 
