@@ -13,6 +13,8 @@
 #include <cstdint>
 #include <limits>
 #include <string>
+#include <type_traits>
+#include <utility>
 #include <vector>
 
 namespace {
@@ -148,6 +150,24 @@ TEST_CASE("json: nesting up to the bound parses, one level more is refused at it
     const json_value j = io_json::parse_json(text, "s.json", errc::bad_header);
     CHECK(j.at("k").as_string().size() == 2001);
     CHECK(j.at("v")[1].at("w").as_string() == "]]]");
+}
+
+namespace json_test_detail {
+template <class T, class = void> struct members_of_rvalue_compiles : std::false_type {};
+template <class T>
+struct members_of_rvalue_compiles<T, std::void_t<decltype(std::declval<T>().members())>> : std::true_type {};
+} // namespace json_test_detail
+
+TEST_CASE("json: a temporary's elements outlive it in a range-for; its members do not compile", "[io][json]") {
+    // The elements of a parsed temporary are moved out (a reference to them would dangle before the
+    // loop's first iteration: mpi::capture_to_shards did that, caught by its test under mpiexec).
+    std::vector<std::string> seen;
+    for (const json_value& e : io_json::parse_json(R"(["first", {"k": "second"}, "third"])", "a.json", errc::bad_header).elements())
+        seen.push_back(e.is_string() ? e.as_string() : e.at("k").as_string());
+    CHECK(seen == std::vector<std::string>{"first", "second", "third"});
+    static_assert(json_test_detail::members_of_rvalue_compiles<const json_value&>::value);
+    static_assert(!json_test_detail::members_of_rvalue_compiles<json_value>::value,
+                  "members() of a temporary would be a range over a destroyed value");
 }
 
 TEST_CASE("json: objects keep file order; a repeated key is refused or kept as asked", "[io][json]") {

@@ -195,8 +195,11 @@ public:
     /// Elements of an array, members of an object; 0 for the other kinds.
     std::size_t size() const noexcept { return m_items.size(); }
     bool empty() const noexcept { return m_items.empty(); }
-    /// The elements of an array (empty for the other kinds).
-    const std::vector<json_value>& elements() const noexcept { return m_items; }
+    /// The elements of an array (empty for the other kinds). Of a temporary (`for (auto& e :
+    /// parse_json(...).elements())`) they are moved out and returned by value, so that the loop does
+    /// not walk the vector of a value destroyed before its first iteration.
+    const std::vector<json_value>& elements() const& noexcept { return m_items; }
+    std::vector<json_value> elements() && noexcept { return std::move(m_items); }
     /// Element `i` of an array; `i` must be below size().
     const json_value& operator[](std::size_t i) const noexcept { return m_items[i]; }
 
@@ -243,7 +246,9 @@ public:
     private:
         const json_value* m_object;
     };
-    member_range members() const noexcept { return member_range(*this); }
+    member_range members() const& noexcept { return member_range(*this); }
+    /// A range over a temporary's members would outlive it: keep the value in a variable first.
+    member_range members() && = delete;
     /// Key of member `i` of an object; `i` must be below size().
     const std::string& key(std::size_t i) const noexcept { return m_keys[i]; }
 

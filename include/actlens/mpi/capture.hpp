@@ -46,7 +46,7 @@ std::size_t capture_to_shards(const communicator& comm, const transformer& model
     io::json_value shards = io::json_value::array();
     std::size_t rows = 0;
     for (const std::string& text : lists)
-        for (io::json_value shard : io::parse_json(text, "a rank's shard list", errc::remote_failure).elements()) {
+        for (io::json_value& shard : io::parse_json(text, "a rank's shard list", errc::remote_failure).elements()) {
             const std::uint64_t count = shard.find("rows")->integer_magnitude();
             shard.set("first_row", rows);
             rows += count;
