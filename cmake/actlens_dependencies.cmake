@@ -4,6 +4,9 @@ find_package(xtl REQUIRED)
 find_package(xsimd 8 REQUIRED)
 find_package(xtensor 0.24 REQUIRED)
 find_package(fmt 9 REQUIRED)
+# nlohmann-json: <nlohmann/json_fwd.hpp> for the notebook displays (report/display.hpp return
+# nlohmann::json, as xeus asks); the tests, examples/cli and examples/server use all of it. The library
+# itself reads and writes JSON with io/json.hpp.
 find_package(nlohmann_json 3 REQUIRED)
 # PCRE2 (Debian libpcre2-dev) has no CMake package there, only pkg-config: GPT-2's pre-tokenizer.
 find_package(PkgConfig REQUIRED)

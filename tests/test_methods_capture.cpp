@@ -90,8 +90,8 @@ TEST_CASE("capture_to_shards: shards equal the in-memory capture", "[capture]") 
     CHECK(reader.width() == config.d_mlp);
     CHECK(reader.rows() == n);
     CHECK(reader.shard_count() == (n + 8) / 9);
-    CHECK(reader.manifest()["model"]["d_mlp"] == config.d_mlp);
-    CHECK(reader.manifest()["skip_tokens"] == std::vector<int>{1});
+    CHECK(reader.manifest().at("model").at("d_mlp").as_uint64() == config.d_mlp);
+    CHECK(reader.manifest().at("skip_tokens") == actlens::io::json_value::array({1}));
     for (std::size_t i = 0; i + 1 < reader.shard_count(); ++i) CHECK(reader.shard_rows(i) == 9);
 
     const captured_activations disk = reader.read_all();
@@ -164,7 +164,7 @@ TEST_CASE("capture: bad arguments and damaged captures give clear errors", "[cap
         require_error([&] { capture_reader r(dir); }, errc::bad_header);
         std::ofstream(dir + "/manifest.json") << R"({"hook": "blocks.0.hook_resid_pre", "width": 24, "rows": 3})";
         require_error([&] { capture_reader r(dir); }, errc::bad_header);
-        // Nesting deep enough to overflow the stack in nlohmann (24,000 levels) is refused before parsing.
+        // Nesting deep enough to overflow the stack of a recursive parser (24,000 levels) is refused.
         std::ofstream(dir + "/manifest.json") << R"({"hook": "x", "deep": )" << std::string(24000, '[')
                                               << std::string(24000, ']') << "}";
         require_error([&] { capture_reader r(dir); }, errc::bad_header, "nests deeper than 128 levels");

@@ -11,6 +11,9 @@
 #include <actlens/report/html.hpp>
 #include <actlens/report/svg.hpp>
 
+// mime_bundle_repr returns nlohmann::json, which the caller includes (report/display.hpp).
+#include <nlohmann/json.hpp>
+
 #include "test_files.hpp"
 #include "paths.hpp"
 #include "test_report_helpers.hpp"

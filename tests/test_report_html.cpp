@@ -3,6 +3,9 @@
 #include <actlens/report/display.hpp>
 #include <actlens/report/html.hpp>
 
+// mime_bundle_repr returns nlohmann::json, which the caller includes (report/display.hpp).
+#include <nlohmann/json.hpp>
+
 #include "test_helpers.hpp"
 #include "test_report_helpers.hpp"
 

@@ -69,7 +69,11 @@ ERROR = re.compile(r"(^|\s)(fatal )?error:", re.MULTILINE)
 
 # Defined before the first cell: shows a value the way xeus-cling would (mime_bundle_repr found by
 # ADL, else operator<<), as one line the runner turns into display_data.
+# xeus-cpp's kernel has nlohmann::json in scope (its messages are nlohmann documents), and the
+# library's mime_bundle_repr returns that type through a defaulted template parameter: the runner
+# includes it as the kernel does.
 DISPLAY_HELPER = r"""
+#include <nlohmann/json.hpp>
 #include <cstdio>
 #include <cstdlib>
 #include <ostream>

@@ -188,7 +188,7 @@ def main():
     out = sys.argv[1]
     seeds = {name: [] for name in ("gguf_file", "gguf_model", "gguf_vocab", "control_vector", "safetensors",
                                    "huggingface", "llama2c_model", "llama2c_tokenizer", "npy",
-                                   "bpe_vocab_merges", "tokenizer_json")}
+                                   "bpe_vocab_merges", "tokenizer_json", "json")}
     gguf = os.path.join(FIX, "gguf")
     for name in ("metadata_types.gguf", "control_vector.gguf"):
         seeds["gguf_file"].append((name, read(gguf, name)))
@@ -229,6 +229,15 @@ def main():
     seeds["bpe_vocab_merges"].append(("small", two_files(read(bpe, "vocab.json"), read(bpe, "merges.txt"))))
     for name in ("tokenizer.json", "tokenizer_array_merges.json"):
         seeds["tokenizer_json"].append((name, read(bpe, name)))
+
+    # The JSON reader (differential against nlohmann): a small tokenizer.json, a config, and the edges.
+    seeds["json"].append(("tokenizer.json", read(bpe, "tokenizer.json")))
+    seeds["json"].append(("edges.json", (
+        '{"n": [0, -0, 1.5e-3, -9223372036854775808, 18446744073709551615, 18446744073709551616, 1e-400],'
+        ' "s": "\\u00e9\\ud83d\\ude00\\n\\"\\/\\t", "u": "\u00e9\u20ac\U0001F600",'
+        ' "o": {"b": true, "a": null, "e": [], "f": {}}}').encode("utf-8")))
+    seeds["json"].append(("deep.json", b"[" * 128 + b"]" * 128))
+    seeds["json"].append(("repeated.json", b'{"a": 1, "b": {"c": 2, "c": 3}}'))
 
     for harness, files in seeds.items():
         directory = os.path.join(out, harness)

@@ -47,13 +47,12 @@
 #include <actlens/compiled.hpp>
 #include <actlens/core/tensor.hpp>
 #include <actlens/error.hpp>
-#include <actlens/io/detail/json.hpp>
+#include <actlens/io/json.hpp>
 #include <actlens/io/safetensors.hpp>
 #include <actlens/model/config.hpp>
 #include <actlens/model/transformer.hpp>
 #include <actlens/model/weights.hpp>
 
-#include <nlohmann/json.hpp>
 
 #include <algorithm>
 #include <cmath>
@@ -83,7 +82,7 @@ struct huggingface_config {
 };
 
 /// Reads and validates a config.json. Throws actlens::error (see the top of this header). A template
-/// (of nothing) so that the JSON parser is compiled only where it is called (io/detail/json.hpp).
+/// (of nothing) so that the JSON parser is compiled only where it is called (io/json.hpp).
 template <class Deferred = void>
 huggingface_config read_huggingface_config(const std::string& config_path);
 
@@ -101,7 +100,7 @@ namespace detail {
 
 /// A JSON file (config.json, an index) read whole and parsed; errors name the file.
 template <class Deferred = void>
-nlohmann::json read_json_file(const std::string& path) {
+json_value read_json_file(const std::string& path) {
     std::ifstream in(path, std::ios::binary);
     if (!in) fail(errc::file_open, "cannot open '{}'", path);
     // Config and index files are small; a huge one is not what it claims to be.
@@ -114,14 +113,7 @@ nlohmann::json read_json_file(const std::string& path) {
     std::string text(static_cast<std::size_t>(size), '\0');
     in.read(text.data(), size);
     if (!in) fail(errc::file_open, "cannot read '{}'", path);
-    check_json_depth(text, path, errc::bad_header);
-    std::string duplicate, parent;
-    nlohmann::json j;
-    try {
-        j = parse_json_no_duplicates<Deferred>(text.data(), text.data() + text.size(), duplicate, parent);
-    } catch (const nlohmann::json::exception& e) {
-        fail(errc::bad_header, "'{}' is not valid JSON: {}", path, e.what());
-    }
+    json_value j = parse_json<Deferred>(text, path, errc::bad_header);
     if (!j.is_object())
         fail(errc::bad_header, "'{}' must hold a JSON object, got {}", path, j.type_name());
     return j;
@@ -139,28 +131,27 @@ inline std::string error_text(const error& e) {
 class config_fields {
 public:
     /// `prefix` names the object the fields are in ("rope_scaling.") in messages.
-    config_fields(const nlohmann::json& j, const std::string& path, std::string prefix = "")
+    config_fields(const json_value& j, const std::string& path, std::string prefix = "")
         : m_json(j), m_path(path), m_prefix(std::move(prefix)) {}
 
     /// True when the field is present and not null.
     bool has(const char* key) const {
-        const auto it = m_json.find(key);
-        return it != m_json.end() && !it->is_null();
+        const json_value* it = m_json.find(key);
+        return it && !it->is_null();
     }
-    const nlohmann::json& get(const char* key) const {
+    const json_value& get(const char* key) const {
         if (!has(key)) fail(errc::bad_config, "'{}': field '{}{}' is missing", m_path, m_prefix, key);
         return *m_json.find(key);
     }
     /// A positive integer no larger than 2^31 (sizes; products of two stay far from overflow).
     std::size_t count(const char* key) const {
-        const nlohmann::json& v = get(key);
+        const json_value& v = get(key);
         // Parsed JSON holds every non-negative integer as unsigned.
-        if (!v.is_number_unsigned() || v.get<std::uint64_t>() == 0 ||
-            v.get<std::uint64_t>() > (std::uint64_t(1) << 31))
+        if (!v.is_unsigned() || v.integer_magnitude() == 0 || v.integer_magnitude() > (std::uint64_t(1) << 31))
             fail(errc::bad_config,
                  "'{}': field '{}{}' must be a positive integer (at most 2^31), got {}", m_path, m_prefix, key,
                  json_excerpt(v));
-        return static_cast<std::size_t>(v.get<std::uint64_t>());
+        return static_cast<std::size_t>(v.integer_magnitude());
     }
     std::size_t count(const char* key, std::size_t fallback) const {
         return has(key) ? count(key) : fallback;
@@ -173,39 +164,39 @@ public:
     /// A positive finite number.
     double positive(const char* key, double fallback) const {
         if (!has(key)) return fallback;
-        const nlohmann::json& v = get(key);
-        if (!v.is_number() || !(v.get<double>() > 0.0) || !std::isfinite(v.get<double>()))
+        const json_value& v = get(key);
+        if (!v.is_number() || !(v.as_double() > 0.0) || !std::isfinite(v.as_double()))
             fail(errc::bad_config, "'{}': field '{}{}' must be a positive number, got {}", m_path,
                  m_prefix, key, json_excerpt(v));
-        return v.get<double>();
+        return v.as_double();
     }
     bool flag(const char* key, bool fallback) const {
         if (!has(key)) return fallback;
-        const nlohmann::json& v = get(key);
-        if (!v.is_boolean())
+        const json_value& v = get(key);
+        if (!v.is_bool())
             fail(errc::bad_config, "'{}': field '{}{}' must be true or false, got {}", m_path, m_prefix, key,
                  json_excerpt(v));
-        return v.get<bool>();
+        return v.as_bool();
     }
     std::string text(const char* key, const std::string& fallback) const {
         if (!has(key)) return fallback;
-        const nlohmann::json& v = get(key);
+        const json_value& v = get(key);
         if (!v.is_string())
             fail(errc::bad_config, "'{}': field '{}{}' must be a string, got {}", m_path, m_prefix, key,
                  json_excerpt(v));
-        return v.get<std::string>();
+        return v.as_string();
     }
 
 private:
-    const nlohmann::json& m_json;
+    const json_value& m_json;
     const std::string& m_path;
     std::string m_prefix;
 };
 
 /// The `architectures` field for a message: its first entries, each cut by json_excerpt.
-inline std::string architecture_list(const nlohmann::json& j) {
-    const auto it = j.find("architectures");
-    if (it == j.end()) return "none";
+inline std::string architecture_list(const json_value& j) {
+    const json_value* it = j.find("architectures");
+    if (!it) return "none";
     if (!it->is_array()) return json_excerpt(*it);
     constexpr std::size_t shown = 4;
     std::string out = "[";
@@ -215,12 +206,12 @@ inline std::string architecture_list(const nlohmann::json& j) {
 }
 
 /// model_type, from the field or else from the first architecture.
-inline std::string huggingface_model_type(const nlohmann::json& j, const std::string& path) {
+inline std::string huggingface_model_type(const json_value& j, const std::string& path) {
     const config_fields f(j, path);
     std::string type = f.text("model_type", "");
     if (type.empty()) {
-        const auto it = j.find("architectures");
-        if (it != j.end() && it->is_array() && !it->empty() && (*it)[0].is_string()) {
+        const json_value* it = j.find("architectures");
+        if (it && it->is_array() && !it->empty() && (*it)[0].is_string()) {
             constexpr std::pair<const char*, const char*> known[] = {
                 {"GPT2LMHeadModel", "gpt2"},
                 {"GPT2Model", "gpt2"},
@@ -230,7 +221,7 @@ inline std::string huggingface_model_type(const nlohmann::json& j, const std::st
                 {"Qwen3ForCausalLM", "qwen3"},
                 {"GPTNeoXForCausalLM", "gpt_neox"},
                 {"Gemma2ForCausalLM", "gemma2"}};
-            const std::string arch = (*it)[0].get<std::string>();
+            const std::string arch = (*it)[0].as_string();
             for (const auto& [name, row] : known)
                 if (arch == name) type = row;
         }
@@ -249,11 +240,11 @@ inline std::string huggingface_model_type(const nlohmann::json& j, const std::st
 /// or an absent/null rope_scaling is plain RoPE; "linear" divides every frequency by `factor` (position
 /// interpolation); "llama3" is Llama 3.1's per-frequency scaling. Others (dynamic NTK, YaRN, LongRoPE)
 /// change the attention scale or depend on the sequence length, and are refused by name.
-inline std::vector<double> rope_scaling_divisors(const nlohmann::json& j, const std::string& path,
+inline std::vector<double> rope_scaling_divisors(const json_value& j, const std::string& path,
                                                  const model_config& c) {
     const config_fields top(j, path);
     if (!top.has("rope_scaling")) return {};
-    const nlohmann::json& scaling = j.at("rope_scaling");
+    const json_value& scaling = *j.find("rope_scaling");
     if (!scaling.is_object())
         fail(errc::bad_config, "'{}': field 'rope_scaling' must be an object or null, got {}", path,
              json_excerpt(scaling));
@@ -278,7 +269,7 @@ inline std::vector<double> rope_scaling_divisors(const nlohmann::json& j, const 
 }
 
 /// Gemma 2's options beyond Llama's row (Gemma2Config's defaults), into `c`.
-inline void read_gemma2_options(const nlohmann::json& j, const std::string& path, model_config& c) {
+inline void read_gemma2_options(const json_value& j, const std::string& path, model_config& c) {
     const config_fields f(j, path);
     c.family = "gemma2";
     // Gemma2Config reads hidden_activation; checkpoints carry hidden_act beside it.
@@ -296,14 +287,14 @@ inline void read_gemma2_options(const nlohmann::json& j, const std::string& path
     c.final_logit_softcap = f.positive("final_logit_softcapping", 0.0);
     c.sliding_window = f.count("sliding_window", 4096);
     // Newer configs spell the alternation out; actlens runs Gemma 2's (model_config::window).
-    const auto types = j.find("layer_types");
-    if (types == j.end() || types->is_null()) return;
+    const json_value* types = j.find("layer_types");
+    if (!types || types->is_null()) return;
     if (!types->is_array() || types->size() != c.n_layers)
         fail(errc::bad_config, "'{}': field 'layer_types' must list the {} layers, got {}", path, c.n_layers,
              json_excerpt(*types));
     for (std::size_t l = 0; l < c.n_layers; ++l) {
         const char* want = l % 2 == 0 ? "sliding_attention" : "full_attention";
-        if (!(*types)[l].is_string() || (*types)[l].get<std::string>() != want)
+        if (!(*types)[l].is_string() || (*types)[l].as_string() != want)
             fail(errc::bad_config, "'{}': layer_types[{}] is {}; Gemma 2 alternates, layer {} is '{}'", path, l,
                  json_excerpt((*types)[l]), l, want);
     }
@@ -313,7 +304,7 @@ inline void read_gemma2_options(const nlohmann::json& j, const std::string& path
 
 template <class Deferred>
 huggingface_config read_huggingface_config(const std::string& config_path) {
-    const nlohmann::json j = detail::read_json_file(config_path);
+    const json_value j = detail::read_json_file(config_path);
     const detail::config_fields f(j, config_path);
     huggingface_config out;
     out.model_type = detail::huggingface_model_type(j, config_path);
@@ -453,18 +444,18 @@ public:
                  "'{}' has neither model.safetensors nor model.safetensors.index.json",
                  dir.string());
         const std::string index_path = index.string();
-        const nlohmann::json j = read_json_file(index_path);
-        const auto map = j.find("weight_map");
-        if (map == j.end() || !map->is_object())
+        const json_value j = read_json_file(index_path);
+        const json_value* map = j.find("weight_map");
+        if (!map || !map->is_object())
             fail(errc::bad_header,
                  "'{}': 'weight_map' must be an object of tensor name -> shard file", index_path);
         // The whole map is checked before any shard is opened.
         std::map<std::string, std::size_t> shard_ids;
-        for (const auto& [name, shard] : map->items()) {
+        for (const auto& [name, shard] : map->members()) {
             if (!shard.is_string())
                 fail(errc::bad_header, "'{}': weight_map entry '{}' must be a file name, got {}",
                      index_path, name, json_excerpt(shard));
-            const std::string& file = shard.template get_ref<const std::string&>();
+            const std::string& file = shard.as_string();
             // Shards are plain file names beside the index, never paths elsewhere.
             if (file.empty() || file == "." || file == ".." ||
                 file.find('/') != std::string::npos || file.find('\\') != std::string::npos)

@@ -26,11 +26,9 @@
 #include <actlens/core/dtype.hpp>
 #include <actlens/core/tensor.hpp>
 #include <actlens/error.hpp>
-#include <actlens/io/detail/json.hpp>
+#include <actlens/io/json.hpp>
 #include <actlens/io/detail/tensor_bytes.hpp>
 #include <actlens/io/mapped_file.hpp>
-
-#include <nlohmann/json.hpp>
 
 #include <algorithm>
 #include <cerrno>
@@ -82,7 +80,7 @@ class safetensors_file {
 public:
     /// Maps and validates `path`; throws actlens::error as described at the top of this header
     /// (io.201 when the file cannot be opened). A template (of nothing) so that the JSON parser is
-    /// compiled only where a file is opened (io/detail/json.hpp).
+    /// compiled only where a file is opened (io/json.hpp).
     template <class Deferred = void>
     explicit safetensors_file(const std::string& path);
 
@@ -168,48 +166,30 @@ safetensors_file::safetensors_file(const std::string& path) : m_file(std::make_s
 
 namespace detail {
 
-/// Parses JSON text, reporting the first duplicate key in any object (nlohmann keeps the last one
-/// silently, and two different tensors under one name must not pass). Returns the value; sets
-/// `duplicate` to the key and `duplicate_parent` to the enclosing top-level key, if any.
-template <class Deferred = void>
-nlohmann::json parse_json_no_duplicates(const char* begin, const char* end, std::string& duplicate,
-                                        std::string& duplicate_parent) {
-    // nlohmann named through a type that depends on Deferred: clang compiles the parser of a call that
-    // depends on nothing where the template is defined, in every file (core/deferred.hpp).
-    using json = actlens::detail::deferred_t<nlohmann::json, Deferred>;
-    using event_t = typename json::parse_event_t;
-    std::vector<std::set<std::string>> open_objects;
-    std::string top_key;
-    typename json::parser_callback_t callback = [&](int depth, event_t event, json& parsed) {
-        switch (event) {
-        case event_t::object_start:
-            open_objects.emplace_back();
-            break;
-        case event_t::object_end:
-            if (!open_objects.empty()) open_objects.pop_back();
-            break;
-        case event_t::key: {
-            const std::string& key = parsed.template get_ref<const std::string&>();
-            if (depth == 1) top_key = key;
-            if (!open_objects.empty() && !open_objects.back().insert(key).second &&
-                duplicate.empty()) {
-                duplicate = key;
-                duplicate_parent = depth == 1 ? std::string() : top_key;
-            }
-            break;
+/// The first key that an object of the safetensors header names twice, at any depth (JSON parsers
+/// keep one silently, and two different tensors under one name must not pass): sets `duplicate` and,
+/// below the top level, `duplicate_parent` to the top-level key it is under.
+inline void find_repeated_header_key(const io::json_value& value, const std::string& top_key, std::string& duplicate,
+                                     std::string& duplicate_parent) {
+    if (!duplicate.empty()) return;
+    if (value.is_object()) {
+        if (const std::string* key = repeated_json_key(value)) {
+            duplicate = *key;
+            duplicate_parent = top_key;
+            return;
         }
-        default:
-            break;
-        }
-        return true;
-    };
-    return json::parse(begin, end, callback);
+        for (const auto& [key, member] : value.members())
+            find_repeated_header_key(member, top_key.empty() ? key : top_key, duplicate, duplicate_parent);
+    } else if (value.is_array()) {
+        for (const io::json_value& element : value.elements())
+            find_repeated_header_key(element, top_key, duplicate, duplicate_parent);
+    }
 }
 
 /// An unsigned integer JSON value, or false.
-inline bool json_unsigned(const nlohmann::json& v, std::size_t& out) {
-    if (!v.is_number_unsigned()) return false;
-    const auto u = v.get<std::uint64_t>();
+inline bool json_unsigned(const io::json_value& v, std::size_t& out) {
+    if (!v.is_unsigned()) return false;
+    const std::uint64_t u = v.integer_magnitude();
     if (u > std::numeric_limits<std::size_t>::max()) return false;
     out = static_cast<std::size_t>(u);
     return true;
@@ -219,7 +199,7 @@ inline bool json_unsigned(const nlohmann::json& v, std::size_t& out) {
 
 template <class Deferred>
 void safetensors_file::parse_header() {
-    using json = nlohmann::json;
+    using json = io::json_value;
     const std::string& file = m_file->path();
     byte_reader in(m_file->data(), m_file->size(), file);
     const auto header_size = in.read<std::uint64_t>("header size");
@@ -235,16 +215,12 @@ void safetensors_file::parse_header() {
     m_data_offset = in.offset();
     m_data_size = in.remaining();
 
-    detail::check_json_depth(std::string_view(text, static_cast<std::size_t>(header_size)),
-                             file, errc::bad_header);
-    json header;
+    // Repeated keys are kept by the parser and reported here, in the header's own words.
+    const json header = io::parse_json<Deferred>(std::string_view(text, static_cast<std::size_t>(header_size)),
+                                                 file + ": safetensors header", errc::bad_header,
+                                                 json_duplicates::keep);
     std::string duplicate, duplicate_parent;
-    try {
-        header =
-            detail::parse_json_no_duplicates<Deferred>(text, text + header_size, duplicate, duplicate_parent);
-    } catch (const json::exception& e) {
-        fail(errc::bad_header, "'{}': safetensors header is not valid JSON: {}", file, e.what());
-    }
+    detail::find_repeated_header_key(header, "", duplicate, duplicate_parent);
     if (!duplicate.empty()) {
         if (duplicate_parent.empty())
             fail(errc::bad_header, "'{}': safetensors header names tensor '{}' twice", file,
@@ -256,17 +232,17 @@ void safetensors_file::parse_header() {
         fail(errc::bad_header, "'{}': safetensors header must be a JSON object, got {}", file,
              header.type_name());
 
-    for (const auto& [name, entry] : header.items()) {
+    for (const auto& [name, entry] : header.members()) {
         if (name == "__metadata__") {
             if (!entry.is_object())
                 fail(errc::bad_header, "'{}': '__metadata__' must be an object of strings, got {}",
                      file, entry.type_name());
-            for (const auto& [key, value] : entry.items()) {
+            for (const auto& [key, value] : entry.members()) {
                 if (!value.is_string())
                     fail(errc::bad_header,
                          "'{}': '__metadata__' entry '{}' must be a string, got {}", file, key,
                          detail::json_excerpt(value));
-                m_metadata.emplace(key, value.template get<std::string>());
+                m_metadata.emplace(key, value.as_string());
             }
             continue;
         }
@@ -274,8 +250,8 @@ void safetensors_file::parse_header() {
             fail(errc::bad_header, "'{}': tensor '{}' must be described by an object, got {}", file,
                  name, detail::json_excerpt(entry));
         auto field = [&, &name = name, &entry = entry](const char* key) -> const json& {
-            const auto it = entry.find(key);
-            if (it == entry.end())
+            const json* it = entry.find(key);
+            if (!it)
                 fail(errc::bad_header, "'{}': tensor '{}' has no '{}' field", file, name, key);
             return *it;
         };
@@ -286,7 +262,7 @@ void safetensors_file::parse_header() {
         if (!type.is_string())
             fail(errc::bad_header, "'{}': tensor '{}' field 'dtype' must be a string, got {}", file,
                  name, detail::json_excerpt(type));
-        const std::string& type_name = type.get_ref<const std::string&>();
+        const std::string& type_name = type.as_string();
         if (!parse_dtype(type_name.data(), type_name.size(), t.dtype))
             fail(errc::unsupported_format,
                  "'{}': tensor '{}' has dtype '{}', which actlens does not know", file, name,
@@ -296,7 +272,7 @@ void safetensors_file::parse_header() {
         if (!shape.is_array())
             fail(errc::bad_header, "'{}': tensor '{}' field 'shape' must be an array, got {}", file,
                  name, detail::json_excerpt(shape));
-        for (const json& e : shape) {
+        for (const json& e : shape.elements()) {
             std::size_t extent = 0;
             if (!detail::json_unsigned(e, extent))
                 fail(errc::bad_header,
@@ -340,7 +316,8 @@ void safetensors_file::parse_header() {
 
     std::sort(m_tensors.begin(), m_tensors.end(),
               [](const safetensors_tensor_info& a, const safetensors_tensor_info& b) {
-                  return a.begin != b.begin ? a.begin < b.begin : a.end < b.end;
+                  // Names break ties (empty tensors) so that the order does not depend on the header's.
+                  return a.begin != b.begin ? a.begin < b.begin : a.end != b.end ? a.end < b.end : a.name < b.name;
               });
     std::vector<detail::byte_range> ranges;
     ranges.reserve(m_tensors.size());
@@ -435,14 +412,18 @@ inline tensor_view<const float> safetensors_file::float_view(std::string_view na
 inline void save_safetensors(const std::string& path,
                              const std::map<std::string, tensor_view<const float>>& tensors,
                              dtype type, const std::map<std::string, std::string>& metadata) {
-    using json = nlohmann::json;
+    using json = io::json_value;
     if (type != dtype::f32 && type != dtype::f16 && type != dtype::bf16)
         fail(errc::invalid_argument,
              "save_safetensors('{}'): dtype {} is not one of F32, F16, BF16", path,
              dtype_name(type));
     const std::size_t width = dtype_size(type);
     json header = json::object();
-    if (!metadata.empty()) header["__metadata__"] = metadata;
+    if (!metadata.empty()) {
+        json entries = json::object();
+        for (const auto& [key, value] : metadata) entries.append_member(key, value);
+        header.append_member("__metadata__", std::move(entries));
+    }
     std::size_t offset = 0;
     for (const auto& [name, view] : tensors) {
         if (name.empty() || name == "__metadata__")
@@ -455,15 +436,15 @@ inline void save_safetensors(const std::string& path,
         for (int a = 0; a < view.rank(); ++a)
             shape.push_back(view.extent(a));
         const std::size_t bytes = view.size() * width;
-        header[name] = {{"dtype", dtype_name(type)},
-                        {"shape", shape},
-                        {"data_offsets", {offset, offset + bytes}}};
+        header.append_member(name, json::object({{"dtype", dtype_name(type)},
+                                                 {"shape", std::move(shape)},
+                                                 {"data_offsets", json::array({offset, offset + bytes})}}));
         offset += bytes;
     }
     std::string text;
     try {
-        text = header.dump();
-    } catch (const json::exception& e) {
+        text = io::dump_json(header);
+    } catch (const error& e) {
         fail(errc::invalid_argument,
              "save_safetensors('{}'): a tensor name or metadata is not UTF-8: {}", path, e.what());
     }

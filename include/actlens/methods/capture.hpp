@@ -18,14 +18,12 @@
 #include <actlens/compiled.hpp>
 #include <actlens/core/tensor.hpp>
 #include <actlens/error.hpp>
-#include <actlens/io/detail/json.hpp>
+#include <actlens/io/json.hpp>
 #include <actlens/io/npy.hpp>
 #include <actlens/model/hook_point.hpp>
 #include <actlens/model/hooks.hpp>
 #include <actlens/model/transformer.hpp>
 #include <actlens/model/workspace.hpp>
-
-#include <nlohmann/json.hpp>
 
 #include <algorithm>
 #include <cerrno>
@@ -106,7 +104,7 @@ public:
     /// Opens `directory`/manifest.json. Throws actlens::error: io.201 (missing or unreadable file),
     /// io.204 (a manifest field missing or of the wrong type, a shard whose shape disagrees with the
     /// manifest), io.206 (a shard that is not <f4 / <i4). A template (of nothing) so that the JSON
-    /// parser is compiled only where a capture is opened (io/detail/json.hpp).
+    /// parser is compiled only where a capture is opened (io/json.hpp).
     template <class Deferred = void>
     explicit capture_reader(const std::string& directory);
 
@@ -114,8 +112,8 @@ public:
     std::size_t width() const noexcept { return m_width; }
     std::size_t rows() const noexcept { return m_rows; }
     std::size_t shard_count() const noexcept { return m_shards.size(); }
-    /// The manifest as written (model sizes, skip tokens, shard list).
-    const nlohmann::json& manifest() const noexcept { return m_manifest; }
+    /// The manifest as written (model sizes, skip tokens, shard list), members in file order.
+    const io::json_value& manifest() const noexcept { return m_manifest; }
 
     /// Rows of shard i: [first_row, first_row + count).
     std::size_t shard_first_row(std::size_t i) const { return shard(i).first_row; }
@@ -148,7 +146,7 @@ private:
 
     std::string m_directory, m_hook;
     std::size_t m_width = 0, m_rows = 0;
-    nlohmann::json m_manifest;
+    io::json_value m_manifest;
     std::vector<shard_entry> m_shards;
     tensor<float> m_buffer;
     std::size_t m_loaded = static_cast<std::size_t>(-1);
@@ -243,8 +241,8 @@ inline std::string shard_name(const std::string& prefix, std::size_t index, cons
 }
 
 /// A shard file name from a manifest: a plain name beside the manifest, never a path elsewhere.
-inline const std::string& shard_file_name(const nlohmann::json& name, const std::string& path) {
-    const std::string& file = name.get_ref<const std::string&>();
+inline const std::string& shard_file_name(const io::json_value& name, const std::string& path) {
+    const std::string& file = name.as_string();
     if (file.empty() || file == "." || file == ".." || file.find('/') != std::string::npos ||
         file.find('\\') != std::string::npos)
         fail(errc::bad_header, "capture manifest '{}': shard file {} is not a file name in the capture's directory",
@@ -253,10 +251,10 @@ inline const std::string& shard_file_name(const nlohmann::json& name, const std:
 }
 
 /// A manifest field of the expected JSON type, or io.204 naming it.
-inline const nlohmann::json& manifest_field(const nlohmann::json& j, const char* key, const std::string& path,
-                                            bool (nlohmann::json::*is_type)() const noexcept) {
-    auto it = j.find(key);
-    if (it == j.end() || !((*it).*is_type)())
+inline const io::json_value& manifest_field(const io::json_value& j, const char* key, const std::string& path,
+                                            bool (io::json_value::*is_type)() const noexcept) {
+    const io::json_value* it = j.find(key);
+    if (!it || !(it->*is_type)())
         fail(errc::bad_header, "capture manifest '{}': field '{}' is missing or of the wrong type", path, key);
     return *it;
 }
@@ -298,7 +296,7 @@ namespace detail {
 /// `prefix`NNNNN.npy (and `prefix`NNNNN_rows.npy). Returns the shard entries of a manifest, with
 /// first_row counted from the first row this call writes.
 template <int = 0>
-nlohmann::json write_capture_shards(const transformer& model, const std::vector<std::vector<std::int32_t>>& corpus,
+io::json_value write_capture_shards(const transformer& model, const std::vector<std::vector<std::int32_t>>& corpus,
                                     std::size_t first, std::size_t end, const capture_plan& plan,
                                     const capture_options& options, const std::string& directory,
                                     const std::string& prefix) {
@@ -306,7 +304,7 @@ nlohmann::json write_capture_shards(const transformer& model, const std::vector<
     tensor<float> values({options.shard_rows, width});
     tensor<std::int32_t> meta({options.shard_rows, 3});
     std::size_t fill = 0, total = 0;
-    nlohmann::json shards = nlohmann::json::array();
+    io::json_value shards = io::json_value::array();
     auto flush = [&]() {
         if (fill == 0) return;
         const std::size_t index = shards.size();
@@ -314,7 +312,8 @@ nlohmann::json write_capture_shards(const transformer& model, const std::vector<
         const std::string rows_name = shard_name(prefix, index, "_rows.npy");
         io::save_npy(directory + "/" + values_name, tensor_view<const float>(values.view()).rows(0, fill));
         io::save_npy(directory + "/" + rows_name, tensor_view<const std::int32_t>(meta.view()).rows(0, fill));
-        shards.push_back({{"values", values_name}, {"rows_file", rows_name}, {"rows", fill}, {"first_row", total}});
+        shards.push_back(io::json_value::object(
+            {{"values", values_name}, {"rows_file", rows_name}, {"rows", fill}, {"first_row", total}}));
         total += fill;
         fill = 0;
     };
@@ -345,30 +344,31 @@ capture_plan prepare_capture_directory(const transformer& model, std::string_vie
 /// Writes `directory`/manifest.json for `shards` (entries in row order, first_row already global).
 template <int = 0>
 void write_capture_manifest(const transformer& model, const capture_plan& plan, const capture_options& options,
-                            std::size_t sequences, std::size_t rows, const nlohmann::json& shards,
+                            std::size_t sequences, std::size_t rows, const io::json_value& shards,
                             const std::string& directory) {
     const model_config& c = model.config();
-    nlohmann::json manifest = {
-        {"format", "actlens.capture"},
-        {"version", 1},
-        {"hook", plan.point.name()},
-        {"width", plan.width},
-        {"rows", rows},
-        {"sequences", sequences},
-        {"skip_tokens", options.skip_tokens},
-        {"model",
-         {{"family", c.family},
-          {"n_layers", c.n_layers},
-          {"d_model", c.d_model},
-          {"d_mlp", c.d_mlp},
-          {"n_heads", c.n_heads},
-          {"n_kv_heads", c.n_kv_heads},
-          {"vocab_size", c.vocab_size}}},
-        {"rows_columns", {"token", "sequence", "position"}},
-        {"shards", shards}};
+    using json = io::json_value;
+    json skip_tokens = json::array();
+    for (const std::int32_t t : options.skip_tokens) skip_tokens.push_back(t);
+    const json manifest = json::object({{"format", "actlens.capture"},
+                                        {"version", 1},
+                                        {"hook", plan.point.name()},
+                                        {"width", plan.width},
+                                        {"rows", rows},
+                                        {"sequences", sequences},
+                                        {"skip_tokens", std::move(skip_tokens)},
+                                        {"model", json::object({{"family", c.family},
+                                                                {"n_layers", c.n_layers},
+                                                                {"d_model", c.d_model},
+                                                                {"d_mlp", c.d_mlp},
+                                                                {"n_heads", c.n_heads},
+                                                                {"n_kv_heads", c.n_kv_heads},
+                                                                {"vocab_size", c.vocab_size}})},
+                                        {"rows_columns", json::array({"token", "sequence", "position"})},
+                                        {"shards", shards}});
     const std::string path = directory + "/manifest.json";
     std::ofstream file(path);
-    file << manifest.dump(1) << '\n';
+    file << io::dump_json(manifest, 1) << '\n';
     file.flush();
     if (!file) fail(errc::file_open, "capture_to_shards: cannot write '{}'", path);
 }
@@ -380,10 +380,10 @@ std::size_t capture_to_shards(const transformer& model, const std::vector<std::v
                                      std::string_view hook_name, const std::string& directory,
                                      const capture_options& options) {
     const detail::capture_plan plan = detail::prepare_capture_directory(model, hook_name, directory, options);
-    const nlohmann::json shards =
+    const io::json_value shards =
         detail::write_capture_shards(model, corpus, 0, corpus.size(), plan, options, directory, "shard_");
     std::size_t rows = 0;
-    for (const auto& s : shards) rows += s["rows"].get<std::size_t>();
+    for (const io::json_value& s : shards.elements()) rows += s.find("rows")->integer_magnitude();
     detail::write_capture_manifest(model, plan, options, corpus.size(), rows, shards, directory);
     return rows;
 }
@@ -394,25 +394,25 @@ capture_reader::capture_reader(const std::string& directory) : m_directory(direc
     std::ifstream file(path, std::ios::binary);
     if (!file) fail(errc::file_open, "capture_reader: cannot open '{}': {}", path, std::strerror(errno));
     const std::string text{std::istreambuf_iterator<char>(file), std::istreambuf_iterator<char>()};
-    // Bounded nesting: a hostile manifest of 24,000 '[' would overflow the stack in nlohmann.
-    m_manifest = io::detail::parse_json_bounded<Deferred>(text, path, errc::bad_header);
+    // Bounded nesting (io/json.hpp): a hostile manifest of 24,000 '[' is refused, not a stack overflow.
+    m_manifest = io::parse_json<Deferred>(text, path, errc::bad_header);
     if (!m_manifest.is_object())
         fail(errc::bad_header, "capture manifest '{}' is not a JSON object", path);
     using detail::manifest_field;
-    using json = nlohmann::json;
-    m_hook = manifest_field(m_manifest, "hook", path, &json::is_string).template get<std::string>();
-    m_width = manifest_field(m_manifest, "width", path, &json::is_number_unsigned).template get<std::size_t>();
-    m_rows = manifest_field(m_manifest, "rows", path, &json::is_number_unsigned).template get<std::size_t>();
+    using json = io::json_value;
+    m_hook = manifest_field(m_manifest, "hook", path, &json::is_string).as_string();
+    m_width = manifest_field(m_manifest, "width", path, &json::is_unsigned).integer_magnitude();
+    m_rows = manifest_field(m_manifest, "rows", path, &json::is_unsigned).integer_magnitude();
     if (m_width == 0) fail(errc::bad_header, "capture manifest '{}': width is 0", path);
     std::size_t next_row = 0;
-    for (const json& s : manifest_field(m_manifest, "shards", path, &json::is_array)) {
+    for (const json& s : manifest_field(m_manifest, "shards", path, &json::is_array).elements()) {
         if (!s.is_object()) fail(errc::bad_header, "capture manifest '{}': a shard entry is not an object", path);
         shard_entry e;
         using detail::shard_file_name;
         e.values_path = directory + "/" + shard_file_name(manifest_field(s, "values", path, &json::is_string), path);
         e.rows_path = directory + "/" + shard_file_name(manifest_field(s, "rows_file", path, &json::is_string), path);
-        e.rows = manifest_field(s, "rows", path, &json::is_number_unsigned).template get<std::size_t>();
-        e.first_row = manifest_field(s, "first_row", path, &json::is_number_unsigned).template get<std::size_t>();
+        e.rows = manifest_field(s, "rows", path, &json::is_unsigned).integer_magnitude();
+        e.first_row = manifest_field(s, "first_row", path, &json::is_unsigned).integer_magnitude();
         if (e.first_row != next_row || e.rows == 0)
             fail(errc::bad_header, "capture manifest '{}': shard {} starts at row {} with {} rows, expected start {}",
                  path, m_shards.size(), e.first_row, e.rows, next_row);

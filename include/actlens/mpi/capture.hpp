@@ -12,7 +12,7 @@
 #include <actlens/methods/capture.hpp>
 #include <actlens/mpi/communicator.hpp>
 
-#include <nlohmann/json.hpp>
+#include <actlens/io/json.hpp>
 
 #include <cstddef>
 #include <cstdint>
@@ -33,7 +33,7 @@ std::size_t capture_to_shards(const communicator& comm, const transformer& model
                               const std::vector<std::vector<std::int32_t>>& corpus, std::string_view hook_name,
                               const std::string& directory, const capture_options& options = {}) {
     detail::capture_plan plan;
-    nlohmann::json mine;
+    io::json_value mine;
     together(comm, "mpi::capture_to_shards", [&] {
         plan = detail::prepare_capture_directory(model, hook_name, directory, options);
         const auto [first, end] = comm.share(corpus.size());
@@ -42,13 +42,13 @@ std::size_t capture_to_shards(const communicator& comm, const transformer& model
         mine = detail::write_capture_shards(model, corpus, first, end, plan, options, directory, prefix);
     });
     // Every rank learns every rank's shard list; rank 0 offsets them into one row order.
-    const std::vector<std::string> lists = comm.all_gather(mine.dump());
-    nlohmann::json shards = nlohmann::json::array();
+    const std::vector<std::string> lists = comm.all_gather(io::dump_json(mine));
+    io::json_value shards = io::json_value::array();
     std::size_t rows = 0;
     for (const std::string& text : lists)
-        for (nlohmann::json shard : nlohmann::json::parse(text)) {
-            const auto count = shard["rows"].get<std::size_t>();
-            shard["first_row"] = rows;
+        for (io::json_value shard : io::parse_json(text, "a rank's shard list", errc::remote_failure).elements()) {
+            const std::uint64_t count = shard.find("rows")->integer_magnitude();
+            shard.set("first_row", rows);
             rows += count;
             shards.push_back(std::move(shard));
         }

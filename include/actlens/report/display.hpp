@@ -9,8 +9,11 @@
 //   token_readout          a neuron's or feature's top tokens and its contexts, the token highlighted,
 //   generation_comparison  two continuations of one prompt, tokens that differ marked.
 // Each type also has render_html() / render_text(), which html_report uses for files. The header
-// is light on purpose (tensor, fmt, nlohmann json; no Eigen or xtensor) since a notebook's
-// interpreter parses it; report/methods.hpp turns the methods' results into these types.
+// is light on purpose (tensor, fmt, nlohmann's json_fwd.hpp; no Eigen, xtensor or nlohmann/json.hpp)
+// since a notebook's interpreter parses it; report/methods.hpp turns the methods' results into these
+// types. Each mime_bundle_repr is a template whose return type `Json` is a defaulted template
+// parameter (nlohmann::json) used only dependently: nlohmann::json is complete, and its code compiled,
+// only where a display is called, after the caller (xeus, a test) has included <nlohmann/json.hpp>.
 #pragma once
 
 #include <actlens/core/tensor.hpp>
@@ -21,7 +24,7 @@
 #include <actlens/report/text.hpp>
 
 #include <fmt/core.h>
-#include <nlohmann/json.hpp>
+#include <nlohmann/json_fwd.hpp>
 
 #include <algorithm>
 #include <cmath>
@@ -29,6 +32,7 @@
 #include <cstdint>
 #include <limits>
 #include <string>
+#include <utility>
 #include <type_traits>
 #include <vector>
 
@@ -98,24 +102,31 @@ inline std::string render_text(const generation_comparison& g);
 inline void mark_differences(const std::vector<std::string>& a, const std::vector<std::string>& b,
                              std::vector<bool>& a_differs, std::vector<bool>& b_differs);
 
-/// {"text/html", "text/plain"} for a notebook.
-template <class Shown>
-nlohmann::json mime_bundle(const Shown& shown) {
-    return {{"text/html", "<div class=\"actlens-output\"><style>" + std::string(report_css()) + "</style>" +
-                              render_html(shown) + "</div>"},
-            {"text/plain", render_text(shown)}};
+/// {"text/html", "text/plain"} for a notebook, as a `Json` (nlohmann::json; the caller includes it).
+template <class Json>
+Json mime_bundle_of(const std::string& html, std::string text) {
+    Json bundle = Json::object();
+    bundle["text/html"] = "<div class=\"actlens-output\"><style>" + std::string(report_css()) + "</style>" + html + "</div>";
+    bundle["text/plain"] = std::move(text);
+    return bundle;
 }
 
-// The displays are templates (of nothing), found by ADL as the functions were: building a JSON object
-// is then compiled only in the files that show something (README "Compile time").
-template <class Deferred = void>
-nlohmann::json mime_bundle_repr(const score_map& m) { return mime_bundle(m); }
-template <class Deferred = void>
-nlohmann::json mime_bundle_repr(const attention_pattern& p) { return mime_bundle(p); }
-template <class Deferred = void>
-nlohmann::json mime_bundle_repr(const token_readout& r) { return mime_bundle(r); }
-template <class Deferred = void>
-nlohmann::json mime_bundle_repr(const generation_comparison& g) { return mime_bundle(g); }
+/// The bundle of a display type.
+template <class Json, class Shown>
+Json mime_bundle(const Shown& shown) {
+    return mime_bundle_of<Json>(render_html(shown), render_text(shown));
+}
+
+// The displays are found by ADL. Their `Json` parameter keeps nlohmann::json (declared by json_fwd.hpp,
+// defined by json.hpp) out of every file that does not show something (README "Compile time").
+template <class Json = nlohmann::json>
+Json mime_bundle_repr(const score_map& m) { return mime_bundle<Json>(m); }
+template <class Json = nlohmann::json>
+Json mime_bundle_repr(const attention_pattern& p) { return mime_bundle<Json>(p); }
+template <class Json = nlohmann::json>
+Json mime_bundle_repr(const token_readout& r) { return mime_bundle<Json>(r); }
+template <class Json = nlohmann::json>
+Json mime_bundle_repr(const generation_comparison& g) { return mime_bundle<Json>(g); }
 
 /// A name for an element type: "float32", "float64", "int32", ...
 template <class T>
@@ -152,16 +163,15 @@ std::string render_text(tensor_view<T> t, const tensor_display_options& options 
 namespace actlens {
 
 /// Notebook display of a tensor or view (found by ADL for actlens::tensor<T>).
-template <class T>
-nlohmann::json mime_bundle_repr(const tensor_view<T>& t) {
-    return {{"text/html", "<div class=\"actlens-output\"><style>" + std::string(report::report_css()) + "</style>" +
-                              report::render_html(t) + "</div>"},
-            {"text/plain", report::render_text(t)}};
+template <class T, class Json = nlohmann::json>
+Json mime_bundle_repr(const tensor_view<T>& t) {
+    return report::mime_bundle_of<Json>(report::render_html(t), report::render_text(t));
 }
 
-template <class T>
-nlohmann::json mime_bundle_repr(const tensor<T>& t) {
-    return mime_bundle_repr(t.view());
+template <class T, class Json = nlohmann::json>
+Json mime_bundle_repr(const tensor<T>& t) {
+    const auto view = t.view();
+    return report::mime_bundle_of<Json>(report::render_html(view), report::render_text(view));
 }
 
 } // namespace actlens

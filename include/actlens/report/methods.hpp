@@ -16,7 +16,7 @@
 #include <actlens/report/display.hpp>
 
 #include <fmt/core.h>
-#include <nlohmann/json.hpp>
+#include <nlohmann/json_fwd.hpp>
 
 #include <cstddef>
 #include <cstdint>
@@ -136,14 +136,14 @@ token_readout feature_readout(std::size_t j, const std::vector<feature_neuron>& 
 namespace actlens {
 
 /// Notebook display of a patching or attribution sweep (positions labelled by index).
-/// (A template of nothing, as the displays of report/display.hpp.)
-template <class Deferred = void>
-nlohmann::json mime_bundle_repr(const patching_result& r) { return report::mime_bundle(report::patching_map(r)); }
+/// (`Json` as in report/display.hpp: nlohmann::json, included by the caller.)
+template <class Json = nlohmann::json>
+Json mime_bundle_repr(const patching_result& r) { return report::mime_bundle<Json>(report::patching_map(r)); }
 
 /// Notebook display of AtP*: the per-head scores [L, H].
-template <class Deferred = void>
-nlohmann::json mime_bundle_repr(const atp_star_result& r) {
-    return report::mime_bundle(report::patching_map(r.scores, r.axes, {}, "AtP* estimates"));
+template <class Json = nlohmann::json>
+Json mime_bundle_repr(const atp_star_result& r) {
+    return report::mime_bundle<Json>(report::patching_map(r.scores, r.axes, {}, "AtP* estimates"));
 }
 
 } // namespace actlens

@@ -52,7 +52,6 @@
 #include <actlens/io/mapped_file.hpp>
 #include <actlens/tokenizer/detail/bpe_core.hpp>
 
-#include <nlohmann/json.hpp>
 
 #include <algorithm>
 #include <array>
@@ -282,10 +281,10 @@ inline std::shared_ptr<model> finish(std::shared_ptr<model> m) {
 
 /// The "type" of an optional component (normalizer, pre_tokenizer, decoder): "" when null/absent.
 template <class Deferred = void>
-std::string component_type(const nlohmann::json& root, const char* key,
+std::string component_type(const io::json_value& root, const char* key,
                            const std::string& source) {
     const auto it = root.find(key);
-    if (it == root.end() || it->is_null()) return {};
+    if (!it || it->is_null()) return {};
     if (!it->is_object())
         fail(errc::tokenizer_file, "'{}': {} must be an object or null, not {}", source, key,
              io::detail::json_excerpt(*it));
@@ -321,7 +320,7 @@ bpe_tokenizer bpe_tokenizer::from_vocab_merges(std::string_view vocab_json,
     m->source = vocab_source;
     std::vector<d::vocab_entry> entries;
     {
-        const nlohmann::json vocab = d::parse_json<Deferred>(vocab_json, vocab_source);
+        const io::json_value vocab = d::parse_json<Deferred>(vocab_json, vocab_source);
         d::read_vocab_object(vocab, vocab_source, "", entries);
     }
     d::set_vocabulary(*m, entries, vocab_source);
@@ -333,21 +332,21 @@ template <class Deferred>
 bpe_tokenizer bpe_tokenizer::from_tokenizer_json(std::string_view json,
                                                  const std::string& source) {
     namespace d = detail::bpe;
-    const nlohmann::json root = d::parse_json<Deferred>(json, source);
+    const io::json_value root = d::parse_json<Deferred>(json, source);
     if (!root.is_object())
         fail(errc::tokenizer_file, "'{}' must hold a JSON object, not {}", source,
              root.type_name());
     const auto model_it = root.find("model");
-    if (model_it == root.end() || !model_it->is_object())
+    if (!model_it || !model_it->is_object())
         fail(errc::tokenizer_file, "'{}' has no \"model\" object", source);
-    const nlohmann::json& model = *model_it;
+    const io::json_value& model = *model_it;
 
     const std::string type = d::optional_string(model, "type", source, "model");
     if (!type.empty() && type != "BPE")
         fail(errc::tokenizer_file, "'{}': model.type is \"{}\"; only \"BPE\" is supported", source,
              type);
     if (const auto it = model.find("dropout");
-        it != model.end() && !it->is_null() && !(it->is_number() && it->get<double>() == 0.0))
+        it && !it->is_null() && !(it->is_number() && it->as_double() == 0.0))
         fail(errc::tokenizer_file, "'{}': model.dropout is {}; only null or 0 is supported", source,
              io::detail::json_excerpt(*it));
     for (const char* key : {"continuing_subword_prefix", "end_of_word_suffix"})
@@ -375,7 +374,7 @@ bpe_tokenizer bpe_tokenizer::from_tokenizer_json(std::string_view json,
 
     auto m = std::make_shared<d::model>();
     m->source = source;
-    const nlohmann::json& pre_tokenizer = *root.find("pre_tokenizer");
+    const io::json_value& pre_tokenizer = *root.find("pre_tokenizer");
     m->add_prefix_space =
         d::optional_bool(pre_tokenizer, "add_prefix_space", false, source, "pre_tokenizer");
     m->use_regex = d::optional_bool(pre_tokenizer, "use_regex", true, source, "pre_tokenizer");
@@ -383,28 +382,28 @@ bpe_tokenizer bpe_tokenizer::from_tokenizer_json(std::string_view json,
 
     std::vector<d::vocab_entry> entries;
     const auto vocab_it = model.find("vocab");
-    if (vocab_it == model.end()) fail(errc::tokenizer_file, "'{}' has no model.vocab", source);
+    if (!vocab_it) fail(errc::tokenizer_file, "'{}' has no model.vocab", source);
     d::read_vocab_object(*vocab_it, source, "model.vocab", entries);
 
     // Added tokens already in model.vocab (GPT-2's <|endoftext|>) must agree with it; the others
     // extend the vocabulary.
-    if (const auto added = root.find("added_tokens"); added != root.end() && !added->is_null()) {
+    if (const auto added = root.find("added_tokens"); added && !added->is_null()) {
         if (!added->is_array())
             fail(errc::tokenizer_file, "'{}': added_tokens must be an array, not {}", source,
                  added->type_name());
         std::unordered_map<std::string_view, std::int64_t> in_vocab;
-        for (auto it = vocab_it->begin(); it != vocab_it->end(); ++it)
-            in_vocab.emplace(it.key(), d::json_id(it.value(), source, "model.vocab"));
+        for (const auto& [piece, id_value] : vocab_it->members())
+            in_vocab.emplace(piece, d::json_id(id_value, source, "model.vocab"));
         for (std::size_t i = 0; i < added->size(); ++i) {
-            const nlohmann::json& t = (*added)[i];
+            const io::json_value& t = (*added)[i];
             const std::string where = fmt::format("added_tokens[{}]", i);
-            if (!t.is_object() || !t.contains("content") || !t["content"].is_string() ||
+            if (!t.is_object() || !t.contains("content") || !t.at("content").is_string() ||
                 !t.contains("id"))
                 fail(errc::tokenizer_file,
                      "'{}': {} must be an object with a string \"content\" and an integer \"id\"",
                      source, where);
-            const auto& content = t["content"].get_ref<const std::string&>();
-            const std::int64_t id = d::json_id(t["id"], source, where);
+            const auto& content = t.at("content").as_string();
+            const std::int64_t id = d::json_id(t.at("id"), source, where);
             if (const auto v = in_vocab.find(content); v != in_vocab.end()) {
                 if (v->second != id)
                     fail(errc::tokenizer_file,
@@ -418,7 +417,7 @@ bpe_tokenizer bpe_tokenizer::from_tokenizer_json(std::string_view json,
     d::set_vocabulary(*m, entries, source);
 
     const auto merges_it = model.find("merges");
-    if (merges_it == model.end()) fail(errc::tokenizer_file, "'{}' has no model.merges", source);
+    if (!merges_it) fail(errc::tokenizer_file, "'{}' has no model.merges", source);
     m->merges = d::read_merge_rules(*m, d::read_json_merges(*merges_it, source), source);
     return bpe_tokenizer(d::finish(std::move(m)));
 }

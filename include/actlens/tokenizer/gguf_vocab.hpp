@@ -32,15 +32,16 @@
 #include <actlens/compiled.hpp>
 #include <actlens/error.hpp>
 #include <actlens/io/gguf.hpp>
+#include <actlens/io/json.hpp>
 #include <actlens/tokenizer/hf_tokenizer.hpp>
 #include <actlens/tokenizer/llama2c.hpp>
-
-#include <nlohmann/json.hpp>
 
 #include <cstddef>
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <string_view>
+#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -154,28 +155,36 @@ hf_tokenizer load_gguf_bpe_tokenizer(const io::gguf_file& file) {
             fail(errc::tokenizer_file, "'{}': {} tokens but {} token types", path, tokens.size(), types.size());
     }
 
-    nlohmann::json vocab = nlohmann::json::object();
-    nlohmann::json added = nlohmann::json::array();
+    using json = io::json_value;
+    // A token listed twice keeps its last id, as the member of a JSON object written twice would.
+    json vocab = json::object();
+    std::unordered_map<std::string_view, std::size_t> member_of_token;
+    json added = json::array();
     for (std::size_t id = 0; id < tokens.size(); ++id) {
-        vocab[tokens[id]] = id;
+        if (const auto [at, inserted] = member_of_token.emplace(tokens[id], vocab.size()); inserted)
+            vocab.append_member(tokens[id], id);
+        else
+            vocab.set_member(at->second, id);
         const std::int64_t type = types.empty() ? 1 : types[id];
         if (type == 3 || type == 4)
-            added.push_back({{"id", id}, {"content", tokens[id]}, {"special", type == 3}, {"normalized", false}});
+            added.push_back(json::object(
+                {{"id", id}, {"content", tokens[id]}, {"special", type == 3}, {"normalized", false}}));
     }
-    const nlohmann::json byte_level = {{"type", "ByteLevel"}, {"add_prefix_space", false}, {"use_regex", false}};
-    nlohmann::json pre_tokenizer;
+    const json byte_level =
+        json::object({{"type", "ByteLevel"}, {"add_prefix_space", false}, {"use_regex", false}});
+    json pre_tokenizer;
     if (*known->pattern == '\0') {
-        pre_tokenizer = {{"type", "ByteLevel"}, {"add_prefix_space", false}, {"use_regex", true}};
+        pre_tokenizer = json::object({{"type", "ByteLevel"}, {"add_prefix_space", false}, {"use_regex", true}});
     } else {
-        pre_tokenizer = {{"type", "Sequence"},
-                         {"pretokenizers",
-                          {{{"type", "Split"},
-                            {"pattern", {{"Regex", known->pattern}}},
-                            {"behavior", "Isolated"},
-                            {"invert", false}},
-                           byte_level}}};
+        pre_tokenizer = json::object(
+            {{"type", "Sequence"},
+             {"pretokenizers", json::array({json::object({{"type", "Split"},
+                                                          {"pattern", json::object({{"Regex", known->pattern}})},
+                                                          {"behavior", "Isolated"},
+                                                          {"invert", false}}),
+                                            byte_level})}});
     }
-    nlohmann::json post_processor = nullptr;
+    json post_processor;
     if (file.contains("tokenizer.ggml.add_bos_token") &&
         file.value("tokenizer.ggml.add_bos_token").as_bool("'" + path + "': tokenizer.ggml.add_bos_token")) {
         const std::uint64_t bos = file.get_uint("tokenizer.ggml.bos_token_id");
@@ -183,19 +192,27 @@ hf_tokenizer load_gguf_bpe_tokenizer(const io::gguf_file& file) {
             fail(errc::tokenizer_file, "'{}': tokenizer.ggml.bos_token_id = {} is out of range ({} tokens)", path, bos,
                  tokens.size());
         const std::string& name = tokens[bos];
-        post_processor = {{"type", "TemplateProcessing"},
-                          {"single", {{{"SpecialToken", {{"id", name}, {"type_id", 0}}}},
-                                      {{"Sequence", {{"id", "A"}, {"type_id", 0}}}}}},
-                          {"special_tokens", {{name, {{"id", name}, {"ids", {bos}}, {"tokens", {name}}}}}}};
+        json special_tokens = json::object();
+        special_tokens.append_member(
+            name, json::object({{"id", name}, {"ids", json::array({bos})}, {"tokens", json::array({name})}}));
+        post_processor = json::object(
+            {{"type", "TemplateProcessing"},
+             {"single", json::array({json::object({{"SpecialToken", json::object({{"id", name}, {"type_id", 0}})}}),
+                                     json::object({{"Sequence", json::object({{"id", "A"}, {"type_id", 0}})}})})},
+             {"special_tokens", std::move(special_tokens)}});
     }
-    const nlohmann::json document = {
-        {"added_tokens", std::move(added)},
-        {"normalizer", nullptr},
-        {"pre_tokenizer", std::move(pre_tokenizer)},
-        {"post_processor", std::move(post_processor)},
-        {"decoder", byte_level},
-        {"model",
-         {{"type", "BPE"}, {"vocab", std::move(vocab)}, {"merges", merges}, {"ignore_merges", known->ignore_merges}}}};
+    json merge_list = json::array();
+    for (const std::string& merge : merges) merge_list.push_back(merge);
+    // Members appended one by one: an initializer list would copy the vocabulary and merges.
+    json bpe_model = json::object({{"type", "BPE"}});
+    bpe_model.append_member("vocab", std::move(vocab));
+    bpe_model.append_member("merges", std::move(merge_list));
+    bpe_model.append_member("ignore_merges", known->ignore_merges);
+    json document = json::object({{"normalizer", nullptr}, {"decoder", byte_level}});
+    document.append_member("added_tokens", std::move(added));
+    document.append_member("pre_tokenizer", std::move(pre_tokenizer));
+    document.append_member("post_processor", std::move(post_processor));
+    document.append_member("model", std::move(bpe_model));
     return hf_tokenizer::from_document(document, path);
 }
 

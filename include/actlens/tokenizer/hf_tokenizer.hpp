@@ -36,16 +36,15 @@
 // pretokenizers[1].type`) for an unknown or unsupported component type, a regular expression that
 // does not compile, a malformed value, an id out of range or used twice, a merge naming a piece
 // outside the vocabulary; io.201 when the file cannot be opened. JSON nesting is bounded
-// (io/detail/json.hpp) and values from the file are quoted in messages only in bounded excerpts.
+// (io/json.hpp) and values from the file are quoted in messages only in bounded excerpts.
 #pragma once
 
 #include <actlens/compiled.hpp>
 #include <actlens/error.hpp>
-#include <actlens/io/detail/json.hpp>
+#include <actlens/io/json.hpp>
 #include <actlens/io/mapped_file.hpp>
 #include <actlens/tokenizer/detail/bpe_core.hpp>
 
-#include <nlohmann/json.hpp>
 #include <utf8proc.h>
 
 #include <algorithm>
@@ -107,7 +106,7 @@ public:
     /// Builds a tokenizer from a parsed tokenizer.json document (or one assembled in memory, as
     /// gguf_vocab.hpp does for GGUF files); `source` names it in errors.
     template <class Deferred = void>
-    static hf_tokenizer from_document(const nlohmann::json& document, const std::string& source);
+    static hf_tokenizer from_document(const io::json_value& document, const std::string& source);
 
     /// Token ids of `text` (valid UTF-8), with the post-processor's special tokens if
     /// `add_special_tokens`; special tokens written in the text are ordinary characters.
@@ -244,18 +243,18 @@ struct pattern {
 };
 
 template <class Deferred = void>
-pattern read_pattern(const nlohmann::json& object, const std::string& source, const std::string& where) {
+pattern read_pattern(const io::json_value& object, const std::string& source, const std::string& where) {
     const auto it = object.find("pattern");
-    if (it == object.end() || !it->is_object() || it->size() != 1)
+    if (!it || !it->is_object() || it->size() != 1)
         fail(errc::tokenizer_file, "'{}': {}.pattern must be {{\"String\": ...}} or {{\"Regex\": ...}}, not {}",
-             source, where, it == object.end() ? std::string("missing") : json_excerpt(*it));
-    const std::string& key = it->begin().key();
-    const nlohmann::json& value = it->begin().value();
+             source, where, !it ? std::string("missing") : json_excerpt(*it));
+    const std::string& key = it->key(0);
+    const io::json_value& value = (*it)[0];
     if (!value.is_string() || (key != "String" && key != "Regex"))
         fail(errc::tokenizer_file, "'{}': {}.pattern must be {{\"String\": ...}} or {{\"Regex\": ...}}, not {}",
              source, where, json_excerpt(*it));
     pattern p;
-    p.literal = value.get<std::string>();
+    p.literal = value.as_string();
     if (key == "Regex")
         p.re = bpe::compile_regex(p.literal, errc::tokenizer_file,
                                   fmt::format("'{}': {}.pattern.Regex", source, where));
@@ -291,7 +290,7 @@ inline std::string replace_all(const pattern& p, std::string_view text, std::str
 enum class split_behavior { removed, isolated, merged_with_previous, merged_with_next, contiguous };
 
 template <class Deferred = void>
-split_behavior read_behavior(const nlohmann::json& object, const std::string& source, const std::string& where,
+split_behavior read_behavior(const io::json_value& object, const std::string& source, const std::string& where,
                              split_behavior fallback) {
     const std::string b = bpe::optional_string(object, "behavior", source, where);
     if (b.empty()) return fallback;
@@ -792,7 +791,7 @@ inline void apply(const model& m, const decoder_step& step, std::vector<std::str
 /// Reads one component object (or a Sequence of them, flattened) with `read_one(object, where, type)`.
 /// `list_key` names the Sequence's array ("normalizers", "pretokenizers", "decoders").
 template <class ReadOne>
-void read_components(const nlohmann::json& value, const std::string& source, const std::string& where,
+void read_components(const io::json_value& value, const std::string& source, const std::string& where,
                      const char* list_key, ReadOne&& read_one) {
     if (!value.is_object())
         fail(errc::tokenizer_file, "'{}': {} must be an object, not {}", source, where, json_excerpt(value));
@@ -803,7 +802,7 @@ void read_components(const nlohmann::json& value, const std::string& source, con
         return;
     }
     const auto list = value.find(list_key);
-    if (list == value.end() || !list->is_array())
+    if (!list || !list->is_array())
         fail(errc::tokenizer_file, "'{}': {}.{} must be an array", source, where, list_key);
     for (std::size_t i = 0; i < list->size(); ++i)
         read_components((*list)[i], source, fmt::format("{}.{}[{}]", where, list_key, i), list_key, read_one);
@@ -816,29 +815,29 @@ void read_components(const nlohmann::json& value, const std::string& source, con
 }
 
 template <class Deferred = void>
-std::string required_string(const nlohmann::json& object, const char* key, const std::string& source,
+std::string required_string(const io::json_value& object, const char* key, const std::string& source,
                             const std::string& where) {
     const auto it = object.find(key);
-    if (it == object.end() || !it->is_string())
+    if (!it || !it->is_string())
         fail(errc::tokenizer_file, "'{}': {}.{} must be a string, not {}", source, where, key,
-             it == object.end() ? std::string("missing") : json_excerpt(*it));
-    return it->get<std::string>();
+             !it ? std::string("missing") : json_excerpt(*it));
+    return it->as_string();
 }
 
 template <class Deferred = void>
-std::size_t optional_count(const nlohmann::json& object, const char* key, const std::string& source,
+std::size_t optional_count(const io::json_value& object, const char* key, const std::string& source,
                            const std::string& where) {
     const auto it = object.find(key);
-    if (it == object.end() || it->is_null()) return 0;
-    if (!it->is_number_unsigned())
+    if (!it || it->is_null()) return 0;
+    if (!it->is_unsigned())
         fail(errc::tokenizer_file, "'{}': {}.{} must be a non-negative integer, not {}", source, where, key,
              json_excerpt(*it));
-    return it->get<std::size_t>();
+    return it->integer_magnitude();
 }
 
 /// Metaspace's prepend_scheme, or the add_prefix_space of older files.
 template <class Deferred = void>
-prepend_scheme read_prepend_scheme(const nlohmann::json& object, const std::string& source,
+prepend_scheme read_prepend_scheme(const io::json_value& object, const std::string& source,
                                    const std::string& where) {
     const std::string scheme = bpe::optional_string(object, "prepend_scheme", source, where);
     if (scheme.empty())
@@ -852,12 +851,12 @@ prepend_scheme read_prepend_scheme(const nlohmann::json& object, const std::stri
 }
 
 template <class Deferred = void>
-void read_normalizer(model& m, const nlohmann::json& root) {
+void read_normalizer(model& m, const io::json_value& root) {
     const auto it = root.find("normalizer");
-    if (it == root.end() || it->is_null()) return;
+    if (!it || it->is_null()) return;
     const std::string& source = m.source;
     read_components(*it, source, "normalizer", "normalizers",
-                    [&](const nlohmann::json& n, const std::string& where, const std::string& type) {
+                    [&](const io::json_value& n, const std::string& where, const std::string& type) {
                         normalizer_step step{normalizer_kind::nfc, {}, {}, false, false};
                         if (type == "NFC") {
                         } else if (type == "NFD") {
@@ -891,12 +890,12 @@ void read_normalizer(model& m, const nlohmann::json& root) {
 }
 
 template <class Deferred = void>
-void read_pre_tokenizer(model& m, const nlohmann::json& root) {
+void read_pre_tokenizer(model& m, const io::json_value& root) {
     const auto it = root.find("pre_tokenizer");
-    if (it == root.end() || it->is_null()) return;
+    if (!it || it->is_null()) return;
     const std::string& source = m.source;
     read_components(*it, source, "pre_tokenizer", "pretokenizers",
-                    [&](const nlohmann::json& p, const std::string& where, const std::string& type) {
+                    [&](const io::json_value& p, const std::string& where, const std::string& type) {
                         pre_tokenizer_step step{};
                         if (type == "ByteLevel") {
                             step.kind = pre_tokenizer_kind::byte_level;
@@ -910,7 +909,7 @@ void read_pre_tokenizer(model& m, const nlohmann::json& root) {
                             step.kind = pre_tokenizer_kind::split;
                             step.what = read_pattern(p, source, where);
                             step.behavior = read_behavior(p, source, where, split_behavior::isolated);
-                            if (p.find("behavior") == p.end())
+                            if (!p.contains("behavior"))
                                 fail(errc::tokenizer_file, "'{}': {} has no \"behavior\"", source, where);
                             step.invert = bpe::optional_bool(p, "invert", false, source, where);
                         } else if (type == "Metaspace") {
@@ -943,13 +942,13 @@ void read_pre_tokenizer(model& m, const nlohmann::json& root) {
 }
 
 template <class Deferred = void>
-void read_decoder(model& m, const nlohmann::json& root) {
+void read_decoder(model& m, const io::json_value& root) {
     const auto it = root.find("decoder");
-    if (it == root.end() || it->is_null()) return;
+    if (!it || it->is_null()) return;
     m.has_decoder = true;
     const std::string& source = m.source;
     read_components(*it, source, "decoder", "decoders",
-                    [&](const nlohmann::json& d, const std::string& where, const std::string& type) {
+                    [&](const io::json_value& d, const std::string& where, const std::string& type) {
                         decoder_step step{};
                         if (type == "ByteLevel") {
                             step.kind = decoder_kind::byte_level;
@@ -982,16 +981,16 @@ void read_decoder(model& m, const nlohmann::json& root) {
 
 /// The ids the post-processor puts before and after a single text.
 template <class Deferred = void>
-void read_post_processor(model& m, const nlohmann::json& value, const std::string& where) {
+void read_post_processor(model& m, const io::json_value& value, const std::string& where) {
     const std::string& source = m.source;
     if (value.is_null()) return;
     if (!value.is_object())
         fail(errc::tokenizer_file, "'{}': {} must be an object or null, not {}", source, where, json_excerpt(value));
     const std::string type = bpe::optional_string(value, "type", source, where);
     if (type == "ByteLevel") return; // offsets only
-    const auto special_id = [&](const nlohmann::json& pair, const char* key) {
+    const auto special_id = [&](const io::json_value& pair, const char* key) {
         // BertProcessing's "cls" / "sep": ["[CLS]", 101].
-        if (!pair.is_array() || pair.size() != 2 || !pair[1].is_number_integer())
+        if (!pair.is_array() || pair.size() != 2 || !pair[1].is_integer())
             fail(errc::tokenizer_file, "'{}': {}.{} must be [token, id], not {}", source, where, key,
                  json_excerpt(pair));
         return static_cast<std::int32_t>(bpe::json_id(pair[1], source, where + "." + key));
@@ -999,13 +998,13 @@ void read_post_processor(model& m, const nlohmann::json& value, const std::strin
     if (type == "BertProcessing" || type == "RobertaProcessing") {
         if (!value.contains("cls") || !value.contains("sep"))
             fail(errc::tokenizer_file, "'{}': {} needs \"cls\" and \"sep\"", source, where);
-        m.prefix.insert(m.prefix.begin(), special_id(value["cls"], "cls"));
-        m.suffix.push_back(special_id(value["sep"], "sep"));
+        m.prefix.insert(m.prefix.begin(), special_id(value.at("cls"), "cls"));
+        m.suffix.push_back(special_id(value.at("sep"), "sep"));
         return;
     }
     if (type == "Sequence") {
         const auto list = value.find("processors");
-        if (list == value.end() || !list->is_array())
+        if (!list || !list->is_array())
             fail(errc::tokenizer_file, "'{}': {}.processors must be an array", source, where);
         for (std::size_t i = 0; i < list->size(); ++i)
             read_post_processor(m, (*list)[i], fmt::format("{}.processors[{}]", where, i));
@@ -1015,29 +1014,29 @@ void read_post_processor(model& m, const nlohmann::json& value, const std::strin
         unsupported(source, where, type, "TemplateProcessing, BertProcessing, RobertaProcessing, ByteLevel, Sequence");
     const auto single = value.find("single");
     const auto specials = value.find("special_tokens");
-    if (single == value.end() || !single->is_array())
+    if (!single || !single->is_array())
         fail(errc::tokenizer_file, "'{}': {}.single must be an array", source, where);
-    if (specials == value.end() || !specials->is_object())
+    if (!specials || !specials->is_object())
         fail(errc::tokenizer_file, "'{}': {}.special_tokens must be an object", source, where);
     std::vector<std::int32_t> before, after;
     bool seen_text = false;
     for (std::size_t i = 0; i < single->size(); ++i) {
-        const nlohmann::json& item = (*single)[i];
+        const io::json_value& item = (*single)[i];
         const std::string at = fmt::format("{}.single[{}]", where, i);
         if (item.is_object() && item.contains("Sequence")) {
             if (seen_text) fail(errc::tokenizer_file, "'{}': {} is a second Sequence in a single template", source, at);
             seen_text = true;
             continue;
         }
-        if (!item.is_object() || !item.contains("SpecialToken") || !item["SpecialToken"].is_object())
+        if (!item.is_object() || !item.contains("SpecialToken") || !item.at("SpecialToken").is_object())
             fail(errc::tokenizer_file, "'{}': {} must be {{\"SpecialToken\": ...}} or {{\"Sequence\": ...}}, not {}",
                  source, at, json_excerpt(item));
-        const std::string name = required_string(item["SpecialToken"], "id", source, at + ".SpecialToken");
+        const std::string name = required_string(item.at("SpecialToken"), "id", source, at + ".SpecialToken");
         const auto entry = specials->find(name);
-        if (entry == specials->end() || !entry->is_object() || !entry->contains("ids") || !(*entry)["ids"].is_array())
+        if (!entry || !entry->is_object() || !entry->contains("ids") || !entry->at("ids").is_array())
             fail(errc::tokenizer_file, "'{}': {} names {}, which {}.special_tokens does not give ids for", source, at,
                  bpe::quote_piece(name), where);
-        for (const nlohmann::json& id : (*entry)["ids"])
+        for (const io::json_value& id : entry->at("ids").elements())
             (seen_text ? after : before).push_back(static_cast<std::int32_t>(bpe::json_id(id, source, at)));
     }
     if (!seen_text) fail(errc::tokenizer_file, "'{}': {}.single has no Sequence", source, where);
@@ -1046,18 +1045,18 @@ void read_post_processor(model& m, const nlohmann::json& value, const std::strin
 }
 
 template <class Deferred = void>
-void read_model(model& m, const nlohmann::json& root, std::vector<bpe::vocab_entry>& entries) {
+void read_model(model& m, const io::json_value& root, std::vector<bpe::vocab_entry>& entries) {
     const std::string& source = m.source;
     const auto model_it = root.find("model");
-    if (model_it == root.end() || !model_it->is_object())
+    if (!model_it || !model_it->is_object())
         fail(errc::tokenizer_file, "'{}' has no \"model\" object", source);
-    const nlohmann::json& mj = *model_it;
+    const io::json_value& mj = *model_it;
     const std::string type = bpe::optional_string(mj, "type", source, "model");
     if (!type.empty() && type != "BPE")
         fail(errc::tokenizer_file, "'{}': model.type is {}; actlens implements \"BPE\" only", source,
              bpe::quote_piece(type));
     if (const auto it = mj.find("dropout");
-        it != mj.end() && !it->is_null() && !(it->is_number() && it->get<double>() == 0.0))
+        it && !it->is_null() && !(it->is_number() && it->as_double() == 0.0))
         fail(errc::tokenizer_file, "'{}': model.dropout is {}; only null or 0 is supported", source,
              json_excerpt(*it));
     m.continuing_prefix = bpe::optional_string(mj, "continuing_subword_prefix", source, "model");
@@ -1066,16 +1065,16 @@ void read_model(model& m, const nlohmann::json& root, std::vector<bpe::vocab_ent
     m.byte_fallback = bpe::optional_bool(mj, "byte_fallback", false, source, "model");
     m.ignore_merges = bpe::optional_bool(mj, "ignore_merges", false, source, "model");
     const auto vocab = mj.find("vocab");
-    if (vocab == mj.end()) fail(errc::tokenizer_file, "'{}' has no model.vocab", source);
+    if (!vocab) fail(errc::tokenizer_file, "'{}' has no model.vocab", source);
     bpe::read_vocab_object(*vocab, source, "model.vocab", entries);
 }
 
 /// added_tokens: those already in model.vocab must agree with it; the others extend it.
 template <class Deferred = void>
-void read_added_tokens(model& m, const nlohmann::json& root, std::vector<bpe::vocab_entry>& entries) {
+void read_added_tokens(model& m, const io::json_value& root, std::vector<bpe::vocab_entry>& entries) {
     const std::string& source = m.source;
     const auto added = root.find("added_tokens");
-    if (added == root.end() || added->is_null()) return;
+    if (!added || added->is_null()) return;
     if (!added->is_array())
         fail(errc::tokenizer_file, "'{}': added_tokens must be an array, not {}", source, json_excerpt(*added));
     std::unordered_map<std::string_view, std::int64_t> in_vocab;
@@ -1083,15 +1082,15 @@ void read_added_tokens(model& m, const nlohmann::json& root, std::vector<bpe::vo
         in_vocab.emplace(e.piece, e.id);
     std::vector<bpe::vocab_entry> extra;
     for (std::size_t i = 0; i < added->size(); ++i) {
-        const nlohmann::json& t = (*added)[i];
+        const io::json_value& t = (*added)[i];
         const std::string where = fmt::format("added_tokens[{}]", i);
-        if (!t.is_object() || !t.contains("content") || !t["content"].is_string() || !t.contains("id"))
+        if (!t.is_object() || !t.contains("content") || !t.at("content").is_string() || !t.contains("id"))
             fail(errc::tokenizer_file, "'{}': {} must be an object with a string \"content\" and an integer \"id\"",
                  source, where);
         added_token a;
-        a.content = t["content"].get<std::string>();
+        a.content = t.at("content").as_string();
         if (a.content.empty()) fail(errc::tokenizer_file, "'{}': {} has an empty \"content\"", source, where);
-        const std::int64_t id = bpe::json_id(t["id"], source, where);
+        const std::int64_t id = bpe::json_id(t.at("id"), source, where);
         a.special = bpe::optional_bool(t, "special", false, source, where);
         // Hugging Face's default: special tokens are matched in the raw text, others after normalizing.
         a.normalized = bpe::optional_bool(t, "normalized", !a.special, source, where);
@@ -1113,7 +1112,7 @@ void read_added_tokens(model& m, const nlohmann::json& root, std::vector<bpe::vo
 
 /// After the vocabulary is set: tries, special flags, unk and byte tokens, merges.
 template <class Deferred = void>
-void finish_model(model& m, const nlohmann::json& root) {
+void finish_model(model& m, const io::json_value& root) {
     const std::string& source = m.source;
     m.special.assign(m.pieces.size(), false);
     for (std::size_t i = 0; i < m.added.size(); ++i) {
@@ -1121,7 +1120,7 @@ void finish_model(model& m, const nlohmann::json& root) {
         if (a.special) m.special[static_cast<std::size_t>(a.id)] = true;
         (a.normalized ? m.normalized_tokens : m.raw_tokens).insert(a.content, static_cast<std::int32_t>(i));
     }
-    const nlohmann::json& mj = root["model"];
+    const io::json_value& mj = root.at("model");
     if (const std::string unk = bpe::optional_string(mj, "unk_token", source, "model"); !unk.empty()) {
         m.unk = m.find(unk);
         if (!m.unk)
@@ -1131,7 +1130,7 @@ void finish_model(model& m, const nlohmann::json& root) {
     for (unsigned b = 0; b < 256; ++b)
         m.byte_tokens[b] = m.find(fmt::format("<0x{:02X}>", b)).value_or(-1);
     const auto merges = mj.find("merges");
-    if (merges == mj.end()) fail(errc::tokenizer_file, "'{}' has no model.merges", source);
+    if (!merges) fail(errc::tokenizer_file, "'{}' has no model.merges", source);
     m.merges = bpe::read_merge_rules(m, bpe::read_json_merges(*merges, source), source, m.continuing_prefix);
     for (const std::int32_t id : m.prefix)
         if (id < 0 || static_cast<std::size_t>(id) >= m.pieces.size())
@@ -1163,7 +1162,7 @@ hf_tokenizer hf_tokenizer::from_json(std::string_view json, const std::string& s
 }
 
 template <class Deferred>
-hf_tokenizer hf_tokenizer::from_document(const nlohmann::json& root, const std::string& source) {
+hf_tokenizer hf_tokenizer::from_document(const io::json_value& root, const std::string& source) {
     namespace d = detail::hf;
     if (!root.is_object())
         fail(errc::tokenizer_file, "'{}' must hold a JSON object, not {}", source, io::detail::json_excerpt(root));
@@ -1175,7 +1174,7 @@ hf_tokenizer hf_tokenizer::from_document(const nlohmann::json& root, const std::
     detail::bpe::set_pieces(*m, entries, source);
     d::read_normalizer(*m, root);
     d::read_pre_tokenizer(*m, root);
-    if (const auto post = root.find("post_processor"); post != root.end())
+    if (const auto post = root.find("post_processor"); post)
         d::read_post_processor(*m, *post, "post_processor");
     d::read_decoder(*m, root);
     d::finish_model(*m, root);
@@ -1287,7 +1286,7 @@ hf_tokenizer load_hf_tokenizer(const std::string& path) {
 #ifdef ACTLENS_EXTERN_TEMPLATE
 ACTLENS_EXTERN_TEMPLATE hf_tokenizer hf_tokenizer::load<void>(const std::string&);
 ACTLENS_EXTERN_TEMPLATE hf_tokenizer hf_tokenizer::from_json<void>(std::string_view, const std::string&);
-ACTLENS_EXTERN_TEMPLATE hf_tokenizer hf_tokenizer::from_document<void>(const nlohmann::json&, const std::string&);
+ACTLENS_EXTERN_TEMPLATE hf_tokenizer hf_tokenizer::from_document<void>(const io::json_value&, const std::string&);
 #endif
 
 } // namespace actlens

@@ -4,11 +4,10 @@
 #pragma once
 
 #include <actlens/error.hpp>
-#include <actlens/io/detail/json.hpp>
+#include <actlens/io/json.hpp>
 #include <actlens/io/mapped_file.hpp>
 
 #include <fmt/core.h>
-#include <nlohmann/json.hpp>
 
 // pcre2.h needs a code unit width; this header calls the 8-bit functions by their explicit `_8`
 // names, so it works whatever width an including file chose before.
@@ -282,11 +281,11 @@ inline std::string_view as_text(const io::mapped_file& file) {
 // The functions that read JSON are templates of nothing, so that the JSON code is compiled only in
 // the files that load a tokenizer (README "Compile time").
 
-/// Parses a tokenizer file with the nesting bound of io/detail/json.hpp (hostile files).
+/// Parses a tokenizer file (io/json.hpp: bounded nesting, valid UTF-8, no key named twice).
 template <class Deferred = void>
-nlohmann::json parse_json(std::string_view text, const std::string& source) {
+io::json_value parse_json(std::string_view text, const std::string& source) {
     if (text.empty()) fail(errc::tokenizer_file, "'{}' is empty: expected a JSON object", source);
-    return io::detail::parse_json_bounded<Deferred>(text, source, errc::tokenizer_file);
+    return io::parse_json<Deferred>(text, source, errc::tokenizer_file);
 }
 
 /// A vocabulary entry as read, before the checks; `where` names it in errors.
@@ -305,32 +304,32 @@ struct merge_entry {
 /// A JSON value that must be an integer id; returns it as int64 (range is checked later). `what`
 /// names it in errors.
 template <class Deferred = void>
-std::int64_t json_id(const nlohmann::json& value, const std::string& source,
+std::int64_t json_id(const io::json_value& value, const std::string& source,
                      const std::string& what) {
-    if (value.is_number_unsigned()) {
-        const auto u = value.get<std::uint64_t>();
+    if (value.is_unsigned()) {
+        const std::uint64_t u = value.integer_magnitude();
         return u > static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max())
                    ? std::numeric_limits<std::int64_t>::max()
                    : static_cast<std::int64_t>(u);
     }
-    if (value.is_number_integer()) return value.get<std::int64_t>();
+    if (value.is_integer()) return value.as_int64();
     fail(errc::tokenizer_file, "'{}': {} has id {}, which is not an integer", source, what,
          io::detail::json_excerpt(value));
 }
 
 /// Reads vocab.json-style {piece: id} into entries.
 template <class Deferred = void>
-void read_vocab_object(const nlohmann::json& vocab, const std::string& source,
+void read_vocab_object(const io::json_value& vocab, const std::string& source,
                        const char* field, std::vector<vocab_entry>& out) {
     if (!vocab.is_object())
         fail(errc::tokenizer_file, "'{}': {} must be a JSON object {{piece: id}}, not {}", source,
              field[0] ? field : "the top-level value", vocab.type_name());
     out.reserve(out.size() + vocab.size());
-    for (auto it = vocab.begin(); it != vocab.end(); ++it) {
+    for (const auto& [piece, id_value] : vocab.members()) {
         std::string where = fmt::format("{}entry {}", field[0] ? std::string(field) + " " : "",
-                                        quote_piece(it.key()));
-        const std::int64_t id = json_id(it.value(), source, where);
-        out.push_back({it.key(), id, std::move(where)});
+                                        quote_piece(piece));
+        const std::int64_t id = json_id(id_value, source, where);
+        out.push_back({piece, id, std::move(where)});
     }
 }
 
@@ -373,7 +372,7 @@ std::vector<merge_entry> read_merges_txt(std::string_view text, const std::strin
 }
 
 template <class Deferred = void>
-std::vector<merge_entry> read_json_merges(const nlohmann::json& merges,
+std::vector<merge_entry> read_json_merges(const io::json_value& merges,
                                           const std::string& source) {
     if (!merges.is_array())
         fail(errc::tokenizer_file, "'{}': model.merges must be an array, not {}", source,
@@ -381,10 +380,10 @@ std::vector<merge_entry> read_json_merges(const nlohmann::json& merges,
     std::vector<merge_entry> out;
     out.reserve(merges.size());
     for (std::size_t i = 0; i < merges.size(); ++i) {
-        const nlohmann::json& m = merges[i];
+        const io::json_value& m = merges[i];
         std::string where = fmt::format("model.merges[{}]", i);
         if (m.is_string()) {
-            const auto& s = m.get_ref<const std::string&>();
+            const auto& s = m.as_string();
             const auto sides = split_merge(s);
             if (!sides)
                 fail(errc::tokenizer_file,
@@ -392,7 +391,7 @@ std::vector<merge_entry> read_json_merges(const nlohmann::json& merges,
                      quote_piece(s));
             out.push_back({sides->first, sides->second, std::move(where)});
         } else if (m.is_array() && m.size() == 2 && m[0].is_string() && m[1].is_string()) {
-            out.push_back({m[0].get_ref<const std::string&>(), m[1].get_ref<const std::string&>(),
+            out.push_back({m[0].as_string(), m[1].as_string(),
                            std::move(where)});
         } else {
             fail(errc::tokenizer_file,
@@ -569,25 +568,25 @@ inline void merge_symbols(const merge_table& merges, merge_order order, merge_sc
 
 /// Reads an optional string field of a settings object ("" when absent or null).
 template <class Deferred = void>
-std::string optional_string(const nlohmann::json& object, const char* key, const std::string& source,
+std::string optional_string(const io::json_value& object, const char* key, const std::string& source,
                             const std::string& path) {
     const auto it = object.find(key);
-    if (it == object.end() || it->is_null()) return {};
+    if (!it || it->is_null()) return {};
     if (!it->is_string())
         fail(errc::tokenizer_file, "'{}': {}.{} must be a string, not {}", source, path, key, io::detail::json_excerpt(*it));
-    return it->get<std::string>();
+    return it->as_string();
 }
 
 /// Reads an optional boolean field of a settings object.
 template <class Deferred = void>
-bool optional_bool(const nlohmann::json& object, const char* key, bool fallback, const std::string& source,
+bool optional_bool(const io::json_value& object, const char* key, bool fallback, const std::string& source,
                    const std::string& path) {
     const auto it = object.find(key);
-    if (it == object.end() || it->is_null()) return fallback;
-    if (!it->is_boolean())
+    if (!it || it->is_null()) return fallback;
+    if (!it->is_bool())
         fail(errc::tokenizer_file, "'{}': {}.{} must be true or false, not {}", source, path, key,
              io::detail::json_excerpt(*it));
-    return it->get<bool>();
+    return it->as_bool();
 }
 
 } // namespace actlens::detail::bpe
