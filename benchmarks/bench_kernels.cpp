@@ -9,8 +9,9 @@
 //
 // --rows: only the products with weights read in their stored rows (kernels::linear_rows, exact
 // precision) against the packed f32 panel kernel on the same shapes (Llama 3.2 1B's: K = 2048 ->
-// N = 2048 and 8192, K = 8192 -> N = 2048; T = 1, 64, 256 tokens), run interleaved (panel, then
-// each format, repeated), best wall time of each; the ratio is the panel's time over the rows'.
+// N = 2048 and 8192, K = 8192 -> N = 2048; T = 1, 16, 64, 256 tokens), run interleaved (panel, then
+// each format, repeated), best wall time of each; the ratio is the panel's time over the rows', and
+// the figure after it the rows' GFLOP/s (to compare two builds run one after the other).
 #include <actlens/actlens.hpp>
 #include <actlens/kernels/detail/simd.hpp>
 
@@ -105,13 +106,13 @@ void bench_rows(int reps) {
     namespace k = actlens::kernels;
     using k::weight_format;
     const weight_format formats[] = {weight_format::f32,  weight_format::f16,  weight_format::bf16,
-                                     weight_format::q8_0, weight_format::q4_k, weight_format::q6_k};
+                                     weight_format::q8_0, weight_format::q4_0, weight_format::q4_k, weight_format::q6_k};
     struct shape {
         std::size_t in, out;
     };
     fmt::print("{:<28} {:>12}  rows (exact): panel time / rows time\n", "linear_rows vs f32 panels", "panel GF/s");
     for (const shape s : {shape{2048, 2048}, shape{2048, 8192}, shape{8192, 2048}})
-        for (std::size_t tokens : {1u, 64u, 256u}) {
+        for (std::size_t tokens : {1u, 16u, 64u, 256u}) {
             std::vector<float> x(tokens * s.in), w(s.out * s.in), y(tokens * s.out);
             fill(x, 1.0f);
             fill(w, 0.05f);
@@ -142,7 +143,8 @@ void bench_rows(int reps) {
             }
             std::string line;
             for (std::size_t i = 0; i < count; ++i)
-                line += fmt::format(" {} {:.2f}x", k::weight_format_name(formats[i]), best[0] / best[i + 1]);
+                line += fmt::format(" {} {:.2f}x {:.1f}", k::weight_format_name(formats[i]), best[0] / best[i + 1],
+                                    2.0 * double(tokens) * double(s.in) * double(s.out) / best[i + 1] / 1e9);
             fmt::print("{:<28} {:>12.1f} {}\n", fmt::format("K={} N={} T={}", s.in, s.out, tokens),
                        2.0 * double(tokens) * double(s.in) * double(s.out) / best[0] / 1e9, line);
         }

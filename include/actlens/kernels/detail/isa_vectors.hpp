@@ -18,6 +18,7 @@
 //                              multiply-adds is then loaded once, not folded into each of them as
 //                              a memory operand (which turns 1 load per R FMAs into 1 per FMA)
 //   reduce(v)                  the lanes' sum as a halving tree: lane i + lane i + width/2, ...
+//   reduce_16(v, out)          (AVX-512 only) out[i] = reduce(v[i]) for 16 vectors, fewer adds
 //   prefetch(p)                into L2
 //   pack_16_columns            transposes 16 rows of w into a panel's 16 columns, for K steps
 //                              in multiples of 16; returns how many it did (0 where there is no
@@ -54,6 +55,13 @@ struct vec {
     static reg load_f16(const std::uint16_t* p) noexcept {
         return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
     }
+    // One f16 at an unaligned address (a Q8_0 block's scale) broadcast: the F16C conversion, as the
+    // software f16_to_f32 once per 16 weights made Q8_0 decode 2-3x slower than f32.
+    static reg set1_f16(const unsigned char* p) noexcept {
+        std::uint16_t bits;
+        std::memcpy(&bits, p, 2);
+        return _mm512_broadcastss_ps(_mm_cvtph_ps(_mm_cvtsi32_si128(bits)));
+    }
     static reg load_bf16(const std::uint16_t* p) noexcept {
         const __m512i wide = _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
         return _mm512_castsi512_ps(_mm512_slli_epi32(wide, 16));
@@ -89,6 +97,27 @@ struct vec {
         for (int half = 8; half >= 1; half >>= 1)
             v = _mm512_add_ps(v, _mm512_permutex2var_ps(v, _mm512_xor_si512(lane, _mm512_set1_epi32(half)), v));
         return _mm512_cvtss_f32(v);
+    }
+
+    // out[i] = reduce(v[i]) for 16 vectors, bit for bit (the same halving tree: lane l + lane l + 8,
+    // then + 4, + 2, + 1), in 15 adds instead of 60: each stage adds the two halves of every
+    // output's remaining lanes for two vectors' outputs at once (two-source permutes, as at reduce).
+    static void reduce_16(const reg* v, float* out) noexcept {
+        reg r[16];
+        for (int i = 0; i < 16; ++i) r[i] = v[i];
+#pragma GCC unroll 4
+        for (int half = 8, n = 16; half >= 1; half >>= 1, n >>= 1) {
+            // Result lane p holds segment p / half: from the second vector if it is odd, of its
+            // source's segment (p / half) / 2 (segments are 2 half lanes long there), lane p % half.
+            alignas(64) std::int32_t low[16];
+            for (int p = 0; p < 16; ++p) low[p] = (p / half % 2) * 16 + (p / half / 2) * 2 * half + p % half;
+            const __m512i lo = _mm512_load_si512(low), hi = _mm512_add_epi32(lo, _mm512_set1_epi32(half));
+#pragma GCC unroll 8
+            for (int i = 0; i < n / 2; ++i)
+                r[i] = _mm512_add_ps(_mm512_permutex2var_ps(r[i], lo, r[i + n / 2]),
+                                     _mm512_permutex2var_ps(r[i], hi, r[i + n / 2]));
+        }
+        _mm512_storeu_ps(out, r[0]);
     }
 
     // In-register 16 x 16 transpose: stage i swaps bit i of the row index with bit i of the column
@@ -151,6 +180,11 @@ struct vec {
     static reg load_masked(mask m, const float* p) noexcept { return _mm256_maskload_ps(p, m); }
     static reg load_f16(const std::uint16_t* p) noexcept {
         return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+    }
+    static reg set1_f16(const unsigned char* p) noexcept {
+        std::uint16_t bits;
+        std::memcpy(&bits, p, 2);
+        return _mm256_broadcastss_ps(_mm_cvtph_ps(_mm_cvtsi32_si128(bits)));
     }
     static reg load_bf16(const std::uint16_t* p) noexcept {
         const __m256i wide = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
@@ -217,6 +251,11 @@ struct vec {
     }
     static reg load_f16(const std::uint16_t* p) noexcept {
         return reg{f16_to_f32(p[0]), f16_to_f32(p[1]), f16_to_f32(p[2]), f16_to_f32(p[3])};
+    }
+    static reg set1_f16(const unsigned char* p) noexcept {
+        std::uint16_t bits;
+        std::memcpy(&bits, p, 2);
+        return set1(f16_to_f32(bits));
     }
     static reg load_bf16(const std::uint16_t* p) noexcept {
         return reg{bf16_to_f32(p[0]), bf16_to_f32(p[1]), bf16_to_f32(p[2]), bf16_to_f32(p[3])};
