@@ -17,6 +17,7 @@
 // Objects keep their members in file order.
 #pragma once
 
+#include <actlens/core/utf8.hpp>
 #include <actlens/error.hpp>
 
 #include <algorithm>
@@ -55,30 +56,9 @@ class json_value;
 
 namespace detail {
 
-/// The length of the UTF-8 sequence starting at text[i] (RFC 3629: no overlong forms, no surrogates,
-/// nothing past U+10FFFF), or 0 when the bytes there are not one.
+/// The length of the well-formed UTF-8 character at text[i] (core/utf8.hpp), or 0.
 inline std::size_t utf8_sequence_length(std::string_view text, std::size_t i) noexcept {
-    const auto byte = [&](std::size_t k) { return k < text.size() ? static_cast<unsigned char>(text[k]) : 0u; };
-    const unsigned lead = byte(i);
-    if (lead < 0x80) return 1;
-    std::size_t n = 0;
-    unsigned low = 0x80, high = 0xBF; // the range of the second byte
-    if (lead >= 0xC2 && lead <= 0xDF) n = 2;
-    else if (lead >= 0xE0 && lead <= 0xEF) {
-        n = 3;
-        if (lead == 0xE0) low = 0xA0;  // overlong
-        if (lead == 0xED) high = 0x9F; // surrogates
-    } else if (lead >= 0xF0 && lead <= 0xF4) {
-        n = 4;
-        if (lead == 0xF0) low = 0x90;  // overlong
-        if (lead == 0xF4) high = 0x8F; // past U+10FFFF
-    } else {
-        return 0;
-    }
-    if (byte(i + 1) < low || byte(i + 1) > high) return 0;
-    for (std::size_t k = 2; k < n; ++k)
-        if ((byte(i + k) & 0xC0) != 0x80) return 0;
-    return n;
+    return utf8::decode_utf8(text, i).length;
 }
 
 } // namespace detail
@@ -639,24 +619,6 @@ private:
         return u;
     }
 
-    static void append_utf8(std::string& out, unsigned cp) {
-        if (cp < 0x80) {
-            out += static_cast<char>(cp);
-        } else if (cp < 0x800) {
-            out += static_cast<char>(0xC0 | (cp >> 6));
-            out += static_cast<char>(0x80 | (cp & 0x3F));
-        } else if (cp < 0x10000) {
-            out += static_cast<char>(0xE0 | (cp >> 12));
-            out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-            out += static_cast<char>(0x80 | (cp & 0x3F));
-        } else {
-            out += static_cast<char>(0xF0 | (cp >> 18));
-            out += static_cast<char>(0x80 | ((cp >> 12) & 0x3F));
-            out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-            out += static_cast<char>(0x80 | (cp & 0x3F));
-        }
-    }
-
     /// A string literal at m_pos (its opening quote) into `out`.
     void parse_string(std::string& out) {
         ++m_pos;
@@ -711,7 +673,7 @@ private:
                     m_pos += 6;
                     cp = 0x10000 + ((cp - 0xD800) << 10) + (low - 0xDC00);
                 }
-                append_utf8(out, cp);
+                utf8::append_utf8(out, cp);
                 break;
             }
             default: syntax_error("an unknown escape in a string", escape);

@@ -6,6 +6,7 @@
 // invalid XML (control characters are not allowed in XML 1.0, not even as character references).
 #pragma once
 
+#include <actlens/core/utf8.hpp>
 #include <actlens/tokenizer/printable.hpp>
 
 #include <fmt/core.h>
@@ -43,26 +44,11 @@ inline std::string exact_value(double v);
 
 namespace detail {
 
-// Length of the well-formed UTF-8 character at s[i] (RFC 3629, Table 3-7 of Unicode), or 0.
+// Length of the well-formed UTF-8 character at s[i] (core/utf8.hpp), or 0; the noncharacters
+// U+FFFE and U+FFFF count as not text here.
 inline std::size_t utf8_length(std::string_view s, std::size_t i) {
-    const auto byte = [&](std::size_t k) { return static_cast<unsigned char>(s[k]); };
-    const unsigned char b0 = byte(i);
-    const auto continuation = [&](std::size_t k, unsigned char lo = 0x80, unsigned char hi = 0xbf) {
-        return i + k < s.size() && byte(i + k) >= lo && byte(i + k) <= hi;
-    };
-    if (b0 < 0x80) return 1;
-    if (b0 >= 0xc2 && b0 <= 0xdf) return continuation(1) ? 2 : 0;
-    if (b0 >= 0xe0 && b0 <= 0xef) {
-        const unsigned char lo = b0 == 0xe0 ? 0xa0 : 0x80, hi = b0 == 0xed ? 0x9f : 0xbf; // overlong, surrogates
-        if (!continuation(1, lo, hi) || !continuation(2)) return 0;
-        if (b0 == 0xef && byte(i + 1) == 0xbf && byte(i + 2) >= 0xbe) return 0; // U+FFFE, U+FFFF
-        return 3;
-    }
-    if (b0 >= 0xf0 && b0 <= 0xf4) {
-        const unsigned char lo = b0 == 0xf0 ? 0x90 : 0x80, hi = b0 == 0xf4 ? 0x8f : 0xbf; // overlong, > U+10FFFF
-        return continuation(1, lo, hi) && continuation(2) && continuation(3) ? 4 : 0;
-    }
-    return 0;
+    const utf8::utf8_char u = utf8::decode_utf8(s, i);
+    return u.cp == 0xFFFE || u.cp == 0xFFFF ? 0 : u.length;
 }
 
 } // namespace detail
