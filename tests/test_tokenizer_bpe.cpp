@@ -1,6 +1,7 @@
 // Tests of actlens/tokenizer/bpe.hpp: GPT-2's vocabulary against ids from the npm package
 // gpt-3-encoder (tests/fixtures/gpt2_bpe, made by make_fixture.js), the file formats against each
 // other, a naive reference of encoder.py's merge loop, hostile files, threads and random text.
+#include <actlens/core/utf8.hpp>
 #include <actlens/tokenizer/bpe.hpp>
 
 #include "test_files.hpp"
@@ -174,23 +175,8 @@ struct naive_bpe {
     }
 };
 
-void append_utf8(std::string& out, std::uint32_t cp) {
-    if (cp < 0x80) {
-        out += static_cast<char>(cp);
-    } else if (cp < 0x800) {
-        out += static_cast<char>(0xC0 | (cp >> 6));
-        out += static_cast<char>(0x80 | (cp & 0x3F));
-    } else if (cp < 0x10000) {
-        out += static_cast<char>(0xE0 | (cp >> 12));
-        out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-        out += static_cast<char>(0x80 | (cp & 0x3F));
-    } else {
-        out += static_cast<char>(0xF0 | (cp >> 18));
-        out += static_cast<char>(0x80 | ((cp >> 12) & 0x3F));
-        out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-        out += static_cast<char>(0x80 | (cp & 0x3F));
-    }
-}
+// Encoding random code points (inputs, not expected values) with the library's own encoder.
+using actlens::utf8::append_utf8;
 
 // Random valid UTF-8 that stresses the pattern: letters, digits, apostrophes and contractions,
 // every kind of White_Space (and the look-alikes U+180E, U+FEFF, U+200B), combining marks, ZWJ
