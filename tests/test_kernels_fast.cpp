@@ -139,30 +139,33 @@ TEST_CASE("linear_rows fast: the same bits on 1 and 2 threads, and for a token a
     }
 }
 
-TEST_CASE("linear_rows fast: a token alone reads Q8_0 rows in place with the batch's bits, past 4096 values",
+TEST_CASE("linear_rows fast: a token alone reads rows in place with the batch's bits, past 4096 values",
           "[kernels][isa]") {
     // One token takes its own path (whole rows, activations prepared 4096 values at a time); 4192 is
-    // 131 blocks: a second round of preparation ending on a pair with one block.
+    // 131 Q8_0 blocks (a second round of preparation ending on a pair with one block) and 131 steps
+    // of 32 F16 / BF16 values.
     std::mt19937 rng(Catch::rngSeed());
     const std::size_t out = 37, in = 4192, tokens = 5;
-    std::vector<float> w;
-    const std::vector<unsigned char> rows = random_rows(rng, weight_format::q8_0, out, in, w);
-    const auto x = uniform<float>(rng, tokens * in, -1, 1);
-    const auto bias = uniform<float>(rng, out, -1, 1);
-    on_every_isa([&](isa) {
-        std::vector<float> batch(tokens * out);
-        k::linear_rows(x.data(), tokens, in, rows.data(), weight_format::q8_0, out, bias.data(), batch.data(), false, 0,
-                       0, precision::fast);
-        for (std::size_t t = 0; t < tokens; ++t) {
-            std::vector<float> alone(out, 1.0f);
-            k::linear_rows(x.data() + t * in, 1, in, rows.data(), weight_format::q8_0, out, bias.data(), alone.data(),
-                           true, 0, 0, precision::fast);
-            std::vector<float> want(out); // accumulating: y + (product + bias)
-            for (std::size_t o = 0; o < out; ++o) want[o] = 1.0f + batch[t * out + o];
-            CHECK(bits_of(alone) == bits_of(want));
-        }
-        return 0;
-    });
+    for (weight_format f : {weight_format::f16, weight_format::bf16, weight_format::q8_0}) {
+        std::vector<float> w;
+        const std::vector<unsigned char> rows = random_rows(rng, f, out, in, w);
+        const auto x = uniform<float>(rng, tokens * in, -1, 1);
+        const auto bias = uniform<float>(rng, out, -1, 1);
+        on_every_isa([&](isa) {
+            INFO(k::weight_format_name(f));
+            std::vector<float> batch(tokens * out);
+            k::linear_rows(x.data(), tokens, in, rows.data(), f, out, bias.data(), batch.data(), false, 0, 0,
+                           precision::fast);
+            for (std::size_t t = 0; t < tokens; ++t) {
+                std::vector<float> alone(out, 1.0f), want(out); // accumulating: y + (product + bias)
+                k::linear_rows(x.data() + t * in, 1, in, rows.data(), f, out, bias.data(), alone.data(), true, 0, 0,
+                               precision::fast);
+                for (std::size_t o = 0; o < out; ++o) want[o] = 1.0f + batch[t * out + o];
+                CHECK(bits_of(alone) == bits_of(want));
+            }
+            return 0;
+        });
+    }
 }
 
 TEST_CASE("linear_rows fast: formats without a fast path are multiplied exactly", "[kernels]") {
