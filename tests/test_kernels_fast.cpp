@@ -33,7 +33,7 @@ using k::precision;
 using k::weight_format;
 
 std::vector<std::size_t> fast_lengths(weight_format f) {
-    if (f == weight_format::q8_0) return {32, 96, 288, 544, 1088};
+    if (f == weight_format::q8_0) return {32, 96, 288, 544, 1088, 4192}; // 4192: a token alone prepares 4096 at a time
     return {1, 7, 31, 33, 300, 513, 1100};
 }
 
@@ -133,6 +133,35 @@ TEST_CASE("linear_rows fast: the same bits on 1 and 2 threads, and for a token a
                                precision::fast);
                 CHECK(bits_of(alone) == std::vector<std::uint32_t>(results[0].begin() + long(t * out),
                                                                    results[0].begin() + long((t + 1) * out)));
+            }
+            return 0;
+        });
+    }
+}
+
+TEST_CASE("linear_rows fast: a token alone reads rows in place with the batch's bits, past 4096 values",
+          "[kernels][isa]") {
+    // One token takes its own path (whole rows, activations prepared 4096 values at a time); 4192 is
+    // 131 Q8_0 blocks (a second round of preparation ending on a pair with one block) and 131 steps
+    // of 32 F16 / BF16 values.
+    std::mt19937 rng(Catch::rngSeed());
+    const std::size_t out = 37, in = 4192, tokens = 5;
+    for (weight_format f : {weight_format::f16, weight_format::bf16, weight_format::q8_0}) {
+        std::vector<float> w;
+        const std::vector<unsigned char> rows = random_rows(rng, f, out, in, w);
+        const auto x = uniform<float>(rng, tokens * in, -1, 1);
+        const auto bias = uniform<float>(rng, out, -1, 1);
+        on_every_isa([&](isa) {
+            INFO(k::weight_format_name(f));
+            std::vector<float> batch(tokens * out);
+            k::linear_rows(x.data(), tokens, in, rows.data(), f, out, bias.data(), batch.data(), false, 0, 0,
+                           precision::fast);
+            for (std::size_t t = 0; t < tokens; ++t) {
+                std::vector<float> alone(out, 1.0f), want(out); // accumulating: y + (product + bias)
+                k::linear_rows(x.data() + t * in, 1, in, rows.data(), f, out, bias.data(), alone.data(), true, 0, 0,
+                               precision::fast);
+                for (std::size_t o = 0; o < out; ++o) want[o] = 1.0f + batch[t * out + o];
+                CHECK(bits_of(alone) == bits_of(want));
             }
             return 0;
         });
