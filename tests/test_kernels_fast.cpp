@@ -90,7 +90,7 @@ TEST_CASE("linear_rows fast: F16, BF16 and Q8_0 products equal a long double pro
                                     // |fast - exact| <= the fast error + the exact error (gamma of
                                     // test_kernels_rows.cpp's bound) + how far rounding moved the terms.
                                     const double distance_bound = bound +
-                                                                  fast_checks::gamma(2 * ((in + 15) / 16) + 6) * double(exact_mag) +
+                                                                  fast_checks::gamma(2 * ((in + 31) / 32) + 7) * double(exact_mag) +
                                                                   double(moved) * (1 + 4 * fast_checks::u);
                                     const double distance = std::abs(double(y[t * ldy + o]) - exact[t * ldy + o]);
                                     worst_distance = std::max(worst_distance, distance / distance_bound);

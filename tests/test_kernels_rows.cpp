@@ -41,9 +41,9 @@ std::vector<std::size_t> row_lengths(weight_format f) {
     }
 }
 
-// The bound. A forward element is 16 chains of ceil(in / 16) multiply-adds (two roundings each
-// without FMA: the baseline), a 4-level tree joining them, then the bias and the accumulated value:
-// n = 2 ceil(in / 16) + 6 roundings at most on any path, so |error| <= gamma_n (sum |x w| + |bias| +
+// The bound. A forward element is 32 chains of ceil(in / 32) multiply-adds (two roundings each
+// without FMA: the baseline), a 5-level tree joining them, then the bias and the accumulated value:
+// n = 2 ceil(in / 32) + 7 roundings at most on any path, so |error| <= gamma_n (sum |x w| + |bias| +
 // |y0|) with gamma_n = n u / (1 - n u), u = 2^-24 (Higham, Accuracy and Stability, 2nd ed., eq. 3.4).
 // The decoded weights are the values the product is defined with (checked exactly above), so they
 // add nothing. An input-gradient element is one chain of `out` multiply-adds from 0 or dx0:
@@ -109,7 +109,7 @@ TEST_CASE("linear_rows matches a long double product of the decoded weights on e
                                         e += p;
                                         mag += std::abs(p);
                                     }
-                                    const double bound = gamma(2 * ((in + 15) / 16) + 6) * double(mag);
+                                    const double bound = gamma(2 * ((in + 31) / 32) + 7) * double(mag);
                                     const double err = std::abs(double(y[t * ldy + o] - e));
                                     worst = std::max(worst, bound > 0 ? err / bound : err);
                                 }

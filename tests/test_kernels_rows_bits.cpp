@@ -1,8 +1,8 @@
 // Tests of the exact bits of actlens/kernels/gemm_rows.hpp's forward and of the vector decoding of
 // ggml's blocks (kernels/detail/rows_body.inc). The serving engine relies on a row's result not
 // depending on the other rows in the call, the thread count, or the tiling; the kernel documents
-// how each element is summed (16 lanes, lane l one chain over k = l mod 16 in K order, joined by
-// the halving tree of gemm::reduce16, then the bias, then the accumulated value). Here that sum is
+// how each element is summed (32 lanes, lane l one chain over k = l mod 32 in K order, joined by
+// a halving tree, then the bias, then the accumulated value). Here that sum is
 // computed by a plain loop and the kernel must give its bits exactly, on every instruction set
 // (FMA chains on AVX-512 and AVX2; separately rounded products and sums on the baseline).
 #include "isa_checks.hpp"
@@ -28,17 +28,17 @@ namespace k = actlens::kernels;
 using k::weight_format;
 using ggml_blocks::all_formats;
 
-// The kernel's sum of y[t, o], written out: lane l multiplies x[k] w[k] for k = l, l + 16, ... over
-// `in` rounded up to 16 (the values past `in` are zeros on both sides, as the kernel's masked loads
-// and zero-padded rows give), starting from 0; the lanes are joined as gemm::reduce16 joins them:
-// l + (l + 8), then + 4, + 2, + 1 apart.
+// The kernel's sum of y[t, o], written out: lane l multiplies x[k] w[k] for k = l, l + 32, ... over
+// `in` rounded up to 32 (the values past `in` are zeros on both sides, as the kernel's masked loads
+// and zero-padded rows give), starting from 0; the lanes are joined as rows_body.inc's reduce32
+// joins them: l + (l + 16), then + 8, + 4, + 2, + 1 apart.
 float lane_order_sum(const float* x, const float* w, std::size_t in, bool fma, float bias, bool has_bias, float y0,
                      bool accumulate) {
-    float lane[16];
-    const std::size_t padded = (in + 15) / 16 * 16;
-    for (std::size_t l = 0; l < 16; ++l) {
+    float lane[32];
+    const std::size_t padded = (in + 31) / 32 * 32;
+    for (std::size_t l = 0; l < 32; ++l) {
         float acc = 0.0f;
-        for (std::size_t i = l; i < padded; i += 16) {
+        for (std::size_t i = l; i < padded; i += 32) {
             const float a = i < in ? x[i] : 0.0f, b = i < in ? w[i] : 0.0f;
             if (fma) {
                 acc = std::fma(a, b, acc);
@@ -49,14 +49,14 @@ float lane_order_sum(const float* x, const float* w, std::size_t in, bool fma, f
         }
         lane[l] = acc;
     }
-    for (std::size_t half = 8; half >= 1; half /= 2)
+    for (std::size_t half = 16; half >= 1; half /= 2)
         for (std::size_t l = 0; l < half; ++l) lane[l] = lane[l] + lane[l + half];
     float s = lane[0];
     if (has_bias) s += bias;
     return accumulate ? y0 + s : s;
 }
 
-// Lengths with partial 16-lane groups and partial K chunks (plain types), whole blocks otherwise.
+// Lengths with partial 32-lane groups and partial K chunks (plain types), whole blocks otherwise.
 std::vector<std::size_t> lengths(weight_format f) {
     switch (k::weight_block_values(f)) {
     case 32: return {32, 544, 1056};

@@ -6,12 +6,12 @@
 //
 // Exact: activations stay f32, weights are decoded to the f32 values ggml's dequantisation gives
 // (16-bit ones widened, exactly), multiplied with f32 FMAs. The forward is a register-blocked dot
-// product (8 weight rows x 3 tokens on AVX-512) over K chunks of 512 whose weights are decoded once
-// for all the tokens of a work item (ggml's blocks decoded in vectors, to decode_block's bits); a one-token product (decode) streams each row once. The input
-// gradient reads the same rows (axpy form: a chunk of 256 columns of 4 rows at a time). Both are
-// compiled for AVX-512, AVX2 and the baseline and run with core/cpu.hpp's choice; AVX-512 and AVX2
-// give the same bits (kernels/detail/rows_body.inc: 16 virtual lanes per forward element, one chain
-// per gradient element), the baseline rounds products separately (no FMA). Threads (the caller's
+// product (4 weight rows x 3 tokens on AVX-512) over K chunks of 512 whose weights are decoded once
+// for all the tokens of a work item (ggml's blocks decoded in vectors, to decode_block's bits); a
+// one-token product (decode) streams each row once. The input gradient reads the same rows (axpy
+// form: a chunk of 512 columns of 4 rows at a time). Both are compiled for AVX-512, AVX2 and the
+// baseline and run with core/cpu.hpp's choice; AVX-512 and AVX2 give the same bits
+// (kernels/detail/rows_body.inc: 32 virtual lanes per forward element, one chain per gradient element), the baseline rounds products separately (no FMA). Threads (the caller's
 // OpenMP team) split outputs and tokens (forward) or columns and tokens (gradient), never a sum: the
 // results do not depend on the thread count. Nothing is allocated.
 #pragma once
@@ -55,7 +55,8 @@ namespace detail::rows {
 
 constexpr std::size_t kc = 512;          // K chunk: two K-quant super-blocks, 16 Q8_0 / Q4_0 blocks
 constexpr std::size_t group = 8;         // weight rows decoded and multiplied together
-constexpr std::size_t token_block = 64;  // tokens per work item (the item's lanes: 32 KiB of stack)
+constexpr std::size_t token_block = 64;  // tokens per work item (the item's lanes: 64 KiB of stack)
+constexpr std::size_t lanes = 32;        // exact forward: virtual lanes per element (rows_body.inc)
 constexpr std::size_t max_group = 8;     // products per parallel job
 
 struct problem {
