@@ -11,9 +11,10 @@
 // one-token product (decode) streams each row once. The input gradient reads the same rows (axpy
 // form: a chunk of 512 columns of 4 rows at a time). Both are compiled for AVX-512, AVX2 and the
 // baseline and run with core/cpu.hpp's choice; AVX-512 and AVX2 give the same bits
-// (kernels/detail/rows_body.inc: 32 virtual lanes per forward element, one chain per gradient element), the baseline rounds products separately (no FMA). Threads (the caller's
-// OpenMP team) split outputs and tokens (forward) or columns and tokens (gradient), never a sum: the
-// results do not depend on the thread count. Nothing is allocated.
+// (kernels/detail/rows_body.inc: 32 virtual lanes per forward element, one chain per gradient
+// element), the baseline rounds products separately (no FMA). Threads (the caller's OpenMP team)
+// split outputs and tokens (forward) or columns and tokens (gradient), never a sum: the results do
+// not depend on the thread count. Nothing is allocated.
 #pragma once
 
 #include <actlens/core/cpu.hpp>
