@@ -6,7 +6,7 @@
 //
 // Exact: activations stay f32, weights are decoded to the f32 values ggml's dequantisation gives
 // (16-bit ones widened, exactly), multiplied with f32 FMAs. The forward is a register-blocked dot
-// product (4 weight rows x 3 tokens on AVX-512) over K chunks of 512 whose weights are decoded once
+// product (8 weight rows x 3 tokens on AVX-512) over K chunks of 512 whose weights are decoded once
 // for all the tokens of a work item (ggml's blocks decoded in vectors, to decode_block's bits); a
 // one-token product (decode) streams each row once. The input gradient reads the same rows (axpy
 // form: a chunk of 512 columns of 4 rows at a time). Both are compiled for AVX-512, AVX2 and the
