@@ -17,7 +17,12 @@
 #   4. prints a table per actlens mode with both sides and the ratios the issue sets goals for:
 #      resident memory over the file size (goal <= 1.15), load time over llama.cpp's (<= 2), prompt
 #      tokens/s over llama.cpp's (>= 2) and decode tokens/s over llama.cpp's (>= 1.2).
+#   Before the runs, each file's cached pages are dropped and read back (bench_vs_llamacpp pages
+#   --settle), so that both runtimes map the same pages, in 2 MiB folios (a file written moments ago
+#   can be 35-67% in 2 MiB pages, and decode from 4 KiB pages is 1.2-1.4x slower on both sides);
+#   each file's share of 2 MiB pages is printed.
 # --quick: a 4-layer, d 512 model and only 1 thread, for a check of the script itself.
+# --keep-pages: run on the page cache as it is (no settling).
 # --modes "mapped packed": the actlens modes to run (default both; mapped-fast: mapped in fast precision).
 # --files "model-f16.gguf ...": the files to run (default all five).
 # --threads "1 2": the thread counts to run (default 1 and 2; --quick: 1).
@@ -28,6 +33,7 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(cd "$here/.." && pwd)"
 bench="$root/build/benchmarks/bench_vs_llamacpp"
 quick=0
+keep_pages=0
 modes="mapped packed"
 files="model-f16.gguf model-q8_0.gguf model-q4_0.gguf model-q4_k.gguf model-q6_k.gguf"
 threads_option=""
@@ -35,11 +41,12 @@ prompts="64 256"
 while [ $# -gt 0 ]; do
     case "$1" in
     --quick) quick=1 ;;
+    --keep-pages) keep_pages=1 ;;
     --modes) modes="$2"; shift ;;
     --files) files="$2"; shift ;;
     --threads) threads_option="$2"; shift ;;
     --prompts) prompts="$2"; shift ;;
-    -h | --help) sed -n '2,26p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h | --help) sed -n '2,29p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) bench="$1" ;;
     esac
     shift
@@ -77,6 +84,9 @@ fi
 results="$(mktemp)"
 trap 'rm -f "$results"' EXIT
 echo "# $(date -u '+%Y-%m-%d %H:%M:%S UTC') | $(nproc) CPUs | $(uptime | sed 's/.*load average/load average/')"
+for file in $files; do
+    if ((keep_pages)); then "$bench" pages "$dir/$file"; else "$bench" pages "$dir/$file" --settle; fi
+done
 for file in $files; do
     for threads in "${thread_counts[@]}"; do
         for prompt in $prompts; do

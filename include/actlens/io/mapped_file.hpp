@@ -45,6 +45,15 @@ public:
                 fail(errc::file_open, "cannot map '{}': {}", path, std::strerror(e));
             }
             m_data = static_cast<const std::byte*>(p);
+#if defined(MADV_HUGEPAGE)
+            // Weights are multiplied where they are in this mapping, so every forward walks the page
+            // tables of the whole file: from 2 MiB folios of the page cache (one page-table entry
+            // each) the 1B benchmark's F16 decode ran 1.4x as fast as from 4 KiB pages, its prompts
+            // 1.3x (README "Mapped rows against llama.cpp"). The hint asks the kernel's readahead for
+            // such folios when it reads the file in; a hint only (pages already cached keep their
+            // size, and a failure changes nothing).
+            if (m_size >= huge_page) ::madvise(p, m_size, MADV_HUGEPAGE);
+#endif
         }
         ::close(fd);
     }
@@ -81,6 +90,8 @@ private:
         std::swap(m_size, other.m_size);
         std::swap(m_path, other.m_path);
     }
+
+    static constexpr std::size_t huge_page = std::size_t(2) << 20;
 
     const std::byte* m_data = nullptr;
     std::size_t m_size = 0;
