@@ -69,11 +69,12 @@ inline rounded round_operands(weight_format f, const std::vector<float>& x, std:
 // Higham, Accuracy and Stability, 2nd ed., eq. 3.4). bf16: products of two bf16 values are exact in
 // f32, and each lane adds 2 of them per 32 values (vdpbf16ps: two roundings, or one if fused), then
 // 4 levels of the lane tree, the bias and the accumulated value: n = 2 ceil(in / 32) + 6. Q8_0:
-// each lane adds one term per pair of blocks (ceil(in / 64) additions), a term rounds the scales'
-// product d_w d_x once and its product with the lane's exact integer sum once (AVX-512 fuses that
-// with the addition; the plain code does not), plus the tree, bias and y0: n = ceil(in / 64) + 9.
+// each lane adds one term per K chunk of 512 (a lane holds one block of each: ceil(in / 512)
+// additions), a term rounds the scales' product d_w d_x once and its product with the block's exact
+// integer sum once (AVX-512 fuses that with the addition; the plain code does not), plus the tree,
+// bias and y0: n = ceil(in / 512) + 9.
 inline std::size_t fast_roundings(weight_format f, std::size_t in) {
-    return f == weight_format::q8_0 ? (in + 63) / 64 + 9 : 2 * ((in + 31) / 32) + 6;
+    return f == weight_format::q8_0 ? (in + 511) / 512 + 9 : 2 * ((in + 31) / 32) + 6;
 }
 
 } // namespace fast_checks

@@ -9,15 +9,15 @@
 // vdpbf16ps (exact products, f32 accumulation). For Q8_0 rows each block of 32 activations is
 // quantised to int8 with one f32 scale, as ggml's q8_0 activations (d = max |x| / 127, q = x / d
 // rounded to nearest even where ggml rounds halves away from zero), and multiplied with AVX512-VNNI's
-// vpdpbusd (exact integer sums of 4 products, scaled by d_w d_x in f32). Without those instructions
+// vpdpbusd (each block's exact integer sum, scaled by d_w d_x in f32). Without those instructions
 // (or with ACTLENS_ISA=avx2 / baseline) plain code multiplies the same rounded operands, within the
 // same error bound (tests/test_kernels_fast.cpp derives it). Weights with no fast path (F32, Q4_0,
 // Q4_K, Q6_K rows, panels packed at load) are multiplied exactly in
 // fast mode too, and so are the backward's products.
-// Speed (benchmarks/bench_panels.cpp, on the Zen 5 machines this was written on): vdpbf16ps issues
-// at half the rate of an f32 FMA there, so bf16 rows gain nothing over exact; Q8_0 rows gain at one
-// token (decode: no per-call dequantisation, up to 2x) and lose a little on prompts, whose exact
-// product already decodes each block once for 64 tokens.
+// Speed (benchmarks/bench_panels.cpp and run_vs_llamacpp.sh, on the Zen 5 machines this was written
+// on): prompts in fast precision run 1.2-1.4x (F16) and 1.8-2.3x (Q8_0) as fast as exact ones;
+// decode streams the same bytes in both precisions, at about the same speed (README "Fast
+// precision").
 #pragma once
 
 namespace actlens::kernels {
