@@ -40,7 +40,6 @@
 #include <vector>
 
 #include <fcntl.h>
-#include <sys/mman.h>
 #include <unistd.h>
 
 namespace {
@@ -130,15 +129,9 @@ int file_pages(int argc, char** argv) {
         ::close(fd);
     }
     const actlens::io::mapped_file file(path);
-    void* base = const_cast<std::byte*>(file.data());
-#if defined(MADV_POPULATE_READ)
-    if (::madvise(base, file.size(), MADV_POPULATE_READ) != 0)
-#endif
-    {
-        volatile unsigned char sink = 0;
-        for (std::size_t at = 0; at < file.size(); at += 4096) sink = sink + static_cast<unsigned char>(file.data()[at]);
-    }
-    fmt::print("PAGES file={} huge_pages={:.1f} seconds={:.3f}\n", path, huge_page_percent(base), bench::ms_since(t0) / 1000);
+    file.populate();
+    fmt::print("PAGES file={} huge_pages={:.1f} seconds={:.3f}\n", path, huge_page_percent(file.data()),
+               bench::ms_since(t0) / 1000);
     return 0;
 }
 

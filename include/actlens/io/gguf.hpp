@@ -301,7 +301,7 @@ public:
     /// the page cache lacks): weights multiplied where they are in the mapping then take no page
     /// fault per 4 KiB in the first forward, which costs ~15 us each on these VMs (2 GB: ~7 s;
     /// populated at once: ~0.1 s). llama.cpp maps with MAP_POPULATE for the same reason.
-    void populate() const noexcept;
+    void populate() const noexcept { m_file->populate(); }
 
 private:
     template <class Deferred>
@@ -988,18 +988,6 @@ inline const std::byte* gguf_file::data(const gguf_tensor_info& info) const noex
 inline bool gguf_file::is_mappable(std::string_view name) const {
     const gguf_tensor_info& t = tensor_info(name);
     return t.type == ggml_type::f32 && detail::float_aligned(data(t));
-}
-
-inline void gguf_file::populate() const noexcept {
-    const std::byte* base = m_file->data();
-    const std::size_t size = m_file->size();
-    if (!base || size == 0) return;
-#if defined(MADV_POPULATE_READ)
-    if (::madvise(const_cast<std::byte*>(base), size, MADV_POPULATE_READ) == 0) return;
-#endif
-    // Kernels before Linux 5.14: one read per page faults it in (the same mapping, one trap each).
-    volatile unsigned char sink = 0;
-    for (std::size_t at = 0; at < size; at += 4096) sink = sink + static_cast<unsigned char>(base[at]);
 }
 
 inline tensor_view<const float> gguf_file::mapped_view(std::string_view name) const {
