@@ -73,8 +73,8 @@ struct problem {
     std::size_t ldy;
     bool accumulate;
     precision mode = precision::exact;
-    // Fast precision, several tokens: the activations rounded once for all the work items (run fills
-    // it), token t's K chunk c at (t * ceil(in / kc) + c) * fast_x_row_bytes.
+    // Fast precision: the activations rounded once for all the work items (run fills it), token t's
+    // K chunk c at (t * ceil(in / kc) + c) * fast_x_row_bytes.
     unsigned char* prepared = nullptr;
 };
 
@@ -83,8 +83,9 @@ struct problem {
 constexpr std::size_t fast_outputs = 32;
 constexpr std::size_t fast_x_row_bytes = 2 * kc;
 
-// Whether `tokens` tokens of a fast product are one token whose rows are read in place (it rounds its
-// own activations; F16 / BF16 rows of whole 32-value steps only: rows_fast_body.inc).
+// Whether `tokens` tokens of a fast product are one token whose rows are read in place (its
+// activations prepared for that: rows_fast.inc's prepare_token_q8; F16 / BF16 rows of whole 32-value
+// steps only: rows_fast_body.inc).
 constexpr bool fast_token_in_place(weight_format format, std::size_t in, std::size_t tokens) noexcept {
     return tokens == 1 && (format == weight_format::q8_0 || in % 32 == 0);
 }
@@ -114,10 +115,10 @@ inline bool worth_threads(double flops, double weights) noexcept {
     return gemm_threads() > 1 && (flops >= 32e6 || weights >= double(1 << 20));
 }
 
-/// Fast precision: the activations of the products in gs[0, count) that take tiles, rounded for
-/// their weight format once into `buffer` and pointed at by their `prepared` (each work item used to
-/// round its tokens again: 37% of a Q8_0 prompt's time); products that read the same activations the
-/// same way (q, k and v) share them.
+/// Fast precision: the activations of the products in gs[0, count) that take the fast kernels,
+/// rounded for their weight format once into `buffer` and pointed at by their `prepared` (each work
+/// item used to round its tokens again: 37% of a Q8_0 prompt's time, a fifth of a token's); products
+/// that read the same activations the same way (q, k and v) share them.
 template <class Fast>
 inline void prepare_shared(problem* gs, std::size_t count, const Fast& is_fast, bool parallel,
                            std::unique_ptr<unsigned char, void (*)(void*)>& buffer) {
@@ -131,7 +132,7 @@ inline void prepare_shared(problem* gs, std::size_t count, const Fast& is_fast, 
         const problem& g = gs[i];
         std::size_t units = 0; // the token x K chunk pieces problem i prepares
         owner[i] = count;      // none: nothing to prepare
-        if (is_fast(i) && !fast_token_in_place(g.format, g.in, g.tokens)) {
+        if (is_fast(i)) {
             owner[i] = i;
             for (std::size_t j = 0; j < i && owner[i] == i; ++j)
                 if (owner[j] == j && same_activations(g, gs[j])) owner[i] = j;
