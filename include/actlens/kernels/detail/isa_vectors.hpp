@@ -20,6 +20,8 @@
 //   reduce(v)                  the lanes' sum as a halving tree: lane i + lane i + width/2, ...
 //   reduce_16(v, out)          (AVX-512 only) out[i] = reduce(v[i]) for 16 vectors, fewer adds
 //   prefetch(p)                into L2
+//   prefetch_stream(p)         non-temporal (NTA): for weights read once per product, whose lines
+//                              should leave the caches without displacing others (rows_body.inc)
 //   pack_16_columns            transposes 16 rows of w into a panel's 16 columns, for K steps
 //                              in multiples of 16; returns how many it did (0 where there is no
 //                              fast transpose: the caller packs the rest element by element)
@@ -88,6 +90,7 @@ struct vec {
         return v;
     }
     static void prefetch(const void* p) noexcept { _mm_prefetch(static_cast<const char*>(p), _MM_HINT_T1); }
+    static void prefetch_stream(const void* p) noexcept { _mm_prefetch(static_cast<const char*>(p), _MM_HINT_NTA); }
 
     // Halving with two-source permutes: GCC 12's unpack/shuffle intrinsics warn
     // (-Wmaybe-uninitialized, GCC bug 105593).
@@ -212,6 +215,7 @@ struct vec {
         return v;
     }
     static void prefetch(const void* p) noexcept { _mm_prefetch(static_cast<const char*>(p), _MM_HINT_T1); }
+    static void prefetch_stream(const void* p) noexcept { _mm_prefetch(static_cast<const char*>(p), _MM_HINT_NTA); }
     static float reduce(reg v) noexcept {
         v = _mm256_add_ps(v, _mm256_permute2f128_ps(v, v, 1));                   // lane i + lane i ^ 4
         v = _mm256_add_ps(v, _mm256_permute_ps(v, _MM_SHUFFLE(1, 0, 3, 2)));     // lane i + lane i ^ 2
@@ -278,6 +282,7 @@ struct vec {
     static reg madd(reg a, reg b, reg acc) noexcept { return a * b + acc; } // two roundings: no FMA here
     static reg in_register(reg v) noexcept { return v; }
     static void prefetch(const void* p) noexcept { __builtin_prefetch(p, 0, 2); }
+    static void prefetch_stream(const void* p) noexcept { __builtin_prefetch(p, 0, 0); }
     static float reduce(reg v) noexcept { return (v[0] + v[2]) + (v[1] + v[3]); }
     static std::size_t pack_16_columns(const float*, std::size_t, std::size_t, float*, std::size_t) noexcept {
         return 0;
