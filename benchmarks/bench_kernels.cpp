@@ -15,6 +15,8 @@
 #include <actlens/actlens.hpp>
 #include <actlens/kernels/detail/simd.hpp>
 
+#include "bench_limits.hpp"
+
 #include <fmt/core.h>
 
 #include <algorithm>
@@ -43,26 +45,6 @@ double best_seconds(int reps, const std::function<void()>& fn) {
         best = std::min(best, std::chrono::duration<double>(clock_type::now() - t0).count());
     }
     return best;
-}
-
-/// FP32 FMA peak of one thread: 12 independent accumulators hide the FMA latency.
-double fma_peak_gflops_one_thread() {
-    using batch = xsimd::batch<float>;
-    constexpr int acc = 12;
-    const long iters = 2'000'000;
-    float sink = 0;
-    const double s = best_seconds(5, [&] {
-        batch a[acc];
-        for (int i = 0; i < acc; ++i) a[i] = batch(float(i) * 1e-3f);
-        const batch x(0.999999f), y(1e-7f);
-        for (long it = 0; it < iters; ++it)
-            for (int i = 0; i < acc; ++i) a[i] = xsimd::fma(a[i], x, y);
-        batch total(0.0f);
-        for (int i = 0; i < acc; ++i) total += a[i];
-        sink += xsimd::hadd(total);
-    });
-    if (sink == 12345.0f) fmt::print(" ");
-    return 2.0 * batch::size * acc * double(iters) / s / 1e9;
 }
 
 struct gemm_shape {
@@ -175,7 +157,7 @@ int main(int argc, char** argv) {
         return 0;
     }
 
-    const double peak1 = fma_peak_gflops_one_thread();
+    const double peak1 = bench::fma_peak_gflops(1);
     const double peak = peak1 * threads;
     fmt::print("measured FP32 FMA peak: {:.0f} GFLOP/s per thread, {:.0f} for {} thread(s)\n\n", peak1, peak, threads);
 

@@ -21,6 +21,19 @@
 //       in their mapping of the same pages, and a forward walks the page tables of the whole file:
 //       a file written moments ago (save_gguf) was 67% in 2 MiB pages here, and llama.cpp's and our
 //       decode were 1.2x and 1.4x as fast once it was 98-100%.
+//   bench_vs_llamacpp limits MODEL.gguf [--threads K] [--prompts 64,256]
+//       The tokens/s no runtime can pass on this file with K threads of this machine, from two
+//       figures measured here and now (benchmarks/bench_limits.hpp): the rate K threads read the
+//       weights of the file's mapping (decode reads each once a token, so decode tokens/s <= that
+//       rate / their bytes) and K threads' FP32 multiply-add peak, which bounds prompts computed
+//       with f32 multiply-adds (exact precision; fast precision's bf16 and int8 dot products do 2
+//       and 4 times as many a cycle): a prompt of T tokens costs at least 2 FLOPs per weight per
+//       token, the unembedding once, and causal attention's 4 heads d_head (T + 1) / 2 per token
+//       and layer. One line:
+//       LIMITS file=... threads=K read_gb_s=... fma_gflop_s=... weight_mb=... decode_tok_s=...
+//              f32_prompt_T64_tok_s=... f32_prompt_T256_tok_s=...
+//       The bounds leave out everything else a forward does (norms, the KV cache's reads), so a
+//       runtime's fraction of them is what is left to gain at most.
 #include <actlens/io/gguf_model.hpp>
 #include <actlens/io/gguf_save.hpp>
 #include <actlens/io/mapped_file.hpp>
@@ -29,6 +42,7 @@
 #include <actlens/model/random_weights.hpp>
 #include <actlens/tokenizer/llama2c.hpp>
 
+#include "bench_limits.hpp"
 #include "bench_timing.hpp"
 
 #include <fmt/core.h>
@@ -193,14 +207,67 @@ int run_model(int argc, char** argv) {
     return 0;
 }
 
+int file_limits(int argc, char** argv) {
+    const std::string path = argv[2];
+    int threads = 1;
+    std::vector<std::size_t> prompts{64, 256};
+    for (int i = 3; i < argc; ++i) {
+        const std::string a = argv[i];
+        if (a == "--threads") threads = std::stoi(bench::option_value(argc, argv, i));
+        else if (a == "--prompts") prompts = bench::parse_sizes(bench::option_value(argc, argv, i));
+        else {
+            fmt::print(stderr, "unknown option {}\n", a);
+            return 2;
+        }
+    }
+    if (threads < 1) {
+        fmt::print(stderr, "--threads {}: expected at least 1\n", threads);
+        return 2;
+    }
+    actlens::io::gguf_load_options load;
+    load.weights = actlens::io::gguf_weights::mapped;
+    const actlens::model_config config = actlens::io::load_gguf(path, load).config();
+    const actlens::io::gguf_file file(path);
+    // What a token reads and multiplies: every matrix but the embedding table, of which a token
+    // reads one row, unless the table is also the unembedding (tied: no output.weight).
+    const bool tied = file.find_tensor("output.weight") == nullptr;
+    const std::string unembedding = tied ? "token_embd.weight" : "output.weight";
+    std::vector<std::pair<const unsigned char*, std::size_t>> ranges;
+    double projection_elements = 0, unembedding_elements = 0, bytes = 0;
+    for (const auto& t : file.tensors()) {
+        if (t.ne.size() < 2 || (t.name == "token_embd.weight" && !tied)) continue;
+        ranges.emplace_back(reinterpret_cast<const unsigned char*>(file.data(t)), t.bytes);
+        bytes += double(t.bytes);
+        (t.name == unembedding ? unembedding_elements : projection_elements) += double(t.elements);
+    }
+    file.populate();
+    const double read = bench::read_gb_per_s(ranges, threads), peak = bench::fma_peak_gflops(threads);
+    std::string line = fmt::format("LIMITS file={} threads={} read_gb_s={:.1f} fma_gflop_s={:.0f} weight_mb={:.0f} "
+                                   "decode_tok_s={:.2f}",
+                                   path, threads, read, peak, bytes / 1048576, read * 1e9 / bytes);
+    for (const std::size_t T : prompts) {
+        const double attention = 4.0 * double(config.n_layers * config.n_heads * config.d_head) * double(T) *
+                                 double(T + 1) / 2;
+        const double flops = 2 * projection_elements * double(T) + 2 * unembedding_elements + attention;
+        line += fmt::format(" f32_prompt_T{}_tok_s={:.1f}", T, peak * 1e9 * double(T) / flops);
+    }
+    fmt::print("{}\n", line);
+    return 0;
+}
+
 } // namespace
 
-int main(int argc, char** argv) {
+int main(int argc, char** argv) try {
     const std::string mode = argc > 2 ? argv[1] : "";
     if (mode == "write") return write_models(argc, argv);
     if (mode == "run") return run_model(argc, argv);
     if (mode == "pages") return file_pages(argc, argv);
+    if (mode == "limits") return file_limits(argc, argv);
     fmt::print(stderr, "usage: bench_vs_llamacpp write DIR [options] | run MODEL.gguf [--prompt T] [--decode N] "
-                       "[--threads K] [--weights automatic|mapped|mapped-fast|packed] | pages MODEL.gguf [--settle]\n");
+                       "[--threads K] [--weights automatic|mapped|mapped-fast|packed] | pages MODEL.gguf [--settle] | "
+                       "limits MODEL.gguf [--threads K] [--prompts 64,256]\n");
     return 2;
+} catch (const std::exception& e) { // a file that does not load, a bad number
+    fmt::print(stderr, "{}\n", e.what());
+    return 1;
 }

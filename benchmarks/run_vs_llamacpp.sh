@@ -16,7 +16,11 @@
 #      process;
 #   4. prints a table per actlens mode with both sides and the ratios the issue sets goals for:
 #      resident memory over the file size (goal <= 1.15), load time over llama.cpp's (<= 2), prompt
-#      tokens/s over llama.cpp's (>= 2) and decode tokens/s over llama.cpp's (>= 1.2).
+#      tokens/s over llama.cpp's (>= 2) and decode tokens/s over llama.cpp's (>= 1.2);
+#   5. and a table of the machine's limits (bench_vs_llamacpp limits, measured after each file's
+#      pages settle): the decode tokens/s that reading the weights once a token allows, and the
+#      prompt tokens/s that the f32 multiply-add peak allows, with each side's share of them and
+#      the share the goals would take.
 #   Before the runs, each file's cached pages are dropped and read back (bench_vs_llamacpp pages
 #   --settle), so that both runtimes map the same pages, in 2 MiB folios (a file written moments ago
 #   can be 35-67% in 2 MiB pages, and decode from 4 KiB pages is 1.2-1.4x slower on both sides);
@@ -82,10 +86,17 @@ if [ ! -f "$dir/model-q8_0.gguf" ] || [ ! -f "$dir/model-q4_0.gguf" ] || [ ! -f 
 fi
 
 results="$(mktemp)"
-trap 'rm -f "$results"' EXIT
+limits="$(mktemp)"
+trap 'rm -f "$results" "$limits"' EXIT
 echo "# $(date -u '+%Y-%m-%d %H:%M:%S UTC') | $(nproc) CPUs | $(uptime | sed 's/.*load average/load average/')"
 for file in $files; do
     if ((keep_pages)); then "$bench" pages "$dir/$file"; else "$bench" pages "$dir/$file" --settle; fi
+done
+for file in $files; do
+    for threads in "${thread_counts[@]}"; do
+        "$bench" limits "$dir/$file" --threads "$threads" --prompts "${prompts// /,}" | grep '^LIMITS' |
+            sed "s|^|$file |" | tee -a "$limits"
+    done
 done
 for file in $files; do
     for threads in "${thread_counts[@]}"; do
@@ -129,3 +140,35 @@ for mode in $modes; do
 done
 echo
 echo "goals (issue 11): actlens peak rss / file <= 1.15; load ratio <= 2; prompt ratio >= 2; decode ratio >= 1.2"
+
+echo
+echo "against this machine's limits (bench_vs_llamacpp limits): decode bound = weights read once a token at the"
+echo "measured read rate; prompt bound = f32 multiply-adds at the measured peak (fast precision's dot products"
+echo "are not bound by it); each side's tokens/s as a share of the bound, and the goal's (1.2x, 2x llama.cpp's):"
+printf '%-16s %3s %4s %-12s | %7s %7s | %7s %6s %6s %6s | %7s %6s %6s %6s\n' file thr T actlens \
+    "GB/s" GFLOP/s "decode" actlens lcpp goal "prompt" actlens lcpp goal
+awk -v modes="$modes" '
+function field(line, key,   i, n, parts, kv) {
+    n = split(line, parts, " ")
+    for (i = 1; i <= n; ++i) { split(parts[i], kv, "="); if (kv[1] == key) return kv[2] }
+    return ""
+}
+BEGIN { n_modes = split(modes, mode_list, " ") }
+FNR == NR { limit[$1 " " field($0, "threads")] = $0; next }
+{
+    if (field($0, "runtime") == "actlens") { side[field($0, "weights")] = $0; next }
+    l = limit[$1 " " field($0, "threads")]
+    if (l == "") next
+    t = substr($3, 3); dec = field(l, "decode_tok_s"); pro = field(l, "f32_prompt_T" t "_tok_s")
+    for (i = 1; i <= n_modes; ++i) {
+        m = mode_list[i]
+        if (!(m in side)) continue
+        printf "%-16s %3s %4s %-12s | %7.1f %7.0f | %7.1f %5.0f%% %5.0f%% %5.0f%% | %7.1f %5.0f%% %5.0f%% %5.0f%%\n",
+            $1, field($0, "threads"), t, m, field(l, "read_gb_s"), field(l, "fma_gflop_s"),
+            dec, 100 * field(side[m], "decode_tok_s") / dec, 100 * field($0, "decode_tok_s") / dec,
+            120 * field($0, "decode_tok_s") / dec,
+            pro, 100 * field(side[m], "prompt_tok_s") / pro, 100 * field($0, "prompt_tok_s") / pro,
+            200 * field($0, "prompt_tok_s") / pro
+    }
+    delete side
+}' "$limits" "$results"
