@@ -224,10 +224,8 @@ int file_limits(int argc, char** argv) {
         fmt::print(stderr, "--threads {}: expected at least 1\n", threads);
         return 2;
     }
-    actlens::io::gguf_load_options load;
-    load.weights = actlens::io::gguf_weights::mapped;
-    const actlens::model_config config = actlens::io::load_gguf(path, load).config();
     const actlens::io::gguf_file file(path);
+    const actlens::model_config config = actlens::io::gguf_model_config(file);
     // What a token reads and multiplies: every matrix but the embedding table, of which a token
     // reads one row, unless the table is also the unembedding (tied: no output.weight).
     const bool tied = file.find_tensor("output.weight") == nullptr;

@@ -114,18 +114,20 @@ for file in $files; do
     done
 done
 
+# The value of key=value field `key` in a line, for the tables' awk programs.
+awk_field='
+function field(line, key,   i, n, parts, kv) {
+    n = split(line, parts, " ")
+    for (i = 1; i <= n; ++i) { split(parts[i], kv, "="); if (kv[1] == key) return kv[2] }
+    return ""
+}'
 for mode in $modes; do
     echo
     echo "actlens weights=$mode against llama.cpp:"
     printf '%-16s %3s %4s | %8s %8s %5s | %9s %9s %5s | %8s %8s %5s | %8s %8s %6s\n' file thr T \
         "load s" "lcpp s" ratio "prompt/s" "lcpp" ratio "decode/s" "lcpp" ratio "rss MB" "lcpp MB" "/file"
     # Each llama.cpp line against the line of this mode with the same file, threads and T before it.
-    awk -v dir="$dir" -v mode="$mode" '
-    function field(line, key,   i, n, parts, kv) {
-        n = split(line, parts, " ")
-        for (i = 1; i <= n; ++i) { split(parts[i], kv, "="); if (kv[1] == key) return kv[2] }
-        return ""
-    }
+    awk -v dir="$dir" -v mode="$mode" "$awk_field"'
     {
         if (field($0, "runtime") == "actlens") { if (field($0, "weights") == mode) a = $0; next }
         file = $1; thr = field(a, "threads"); t = field(a, "T")
@@ -147,12 +149,7 @@ echo "measured read rate; prompt bound = f32 multiply-adds at the measured peak 
 echo "are not bound by it); each side's tokens/s as a share of the bound, and the goal's (1.2x, 2x llama.cpp's):"
 printf '%-16s %3s %4s %-12s | %7s %7s | %7s %6s %6s %6s | %7s %6s %6s %6s\n' file thr T actlens \
     "GB/s" GFLOP/s "decode" actlens lcpp goal "prompt" actlens lcpp goal
-awk -v modes="$modes" '
-function field(line, key,   i, n, parts, kv) {
-    n = split(line, parts, " ")
-    for (i = 1; i <= n; ++i) { split(parts[i], kv, "="); if (kv[1] == key) return kv[2] }
-    return ""
-}
+awk -v modes="$modes" "$awk_field"'
 BEGIN { n_modes = split(modes, mode_list, " ") }
 FNR == NR { limit[$1 " " field($0, "threads")] = $0; next }
 {
